@@ -1,0 +1,43 @@
+"""Packaging for chronopipe: the package lives in src/, pinned deps in requirements.txt."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="chronopipe",
+    version="0.1.0",
+    description=(
+        "Actor-based multiprocessing pipelines: read many timestamped streams, "
+        "merge them in order, dispatch records to checks."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    install_requires=[
+        "pathos>=0.3.2",
+        "dill>=0.3.8",
+        "multiprocess>=0.70.16",
+        "psutil>=5.9",
+        "ply==3.11",
+        "sortedcontainers>=2.4",
+    ],
+    extras_require={
+        # Heavy, optional integrations: imported lazily by the modules that need them.
+        "pandas": ["pandas>=2.0", "pyarrow>=14"],
+        "postgres": ["psycopg[binary]>=3.1"],
+        "ray": ["ray>=2.9"],
+        "web": ["aiohttp>=3.9"],
+    },
+    entry_points={"console_scripts": ["chronopipe=chronopipe.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

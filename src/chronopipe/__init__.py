@@ -1,0 +1,31 @@
+"""chronopipe: actor-based multiprocessing pipelines for timestamped data.
+
+Read many files or streams at once, merge them in chronological order, decode records
+and dispatch them to checks, on all cores, with clean teardown.
+"""
+
+import logging
+
+from .actors import Actor, ActorError, ActorStatistics
+from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
+from .runtime import MultiProcessing, PoolTask, Runtime
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "END",
+    "Actor",
+    "ActorError",
+    "ActorStatistics",
+    "Channel",
+    "ChannelBroken",
+    "ChannelStatistics",
+    "MultiProcessing",
+    "PoolTask",
+    "ProcessChannel",
+    "Runtime",
+    "ThreadChannel",
+    "is_end",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

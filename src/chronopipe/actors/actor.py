@@ -1,0 +1,264 @@
+"""Actor: a loop over an inbox (or a source), hosted on a thread or a process.
+
+Behaviour is given as callables (lambdas and closures are fine: process actors are forked,
+so nothing needs pickling to start) or by subclassing and overriding the hooks, which are
+named for when they run: ``on_start``, ``on_receive``, ``on_stop``, ``on_failure``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..channels import END, Channel, ChannelBroken
+from .errors import _NO_RECORD, ActorError
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["Actor", "ActorStatistics", "Mode"]
+
+log = logging.getLogger("chronopipe.actor")
+
+Mode = Literal["thread", "process"]
+SOURCE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ActorStatistics:
+    """A snapshot of one actor. Counts of a process actor are final once it has ended."""
+
+    name: str
+    mode: str
+    state: str
+    received: int
+    emitted: int
+    started_at: float | None
+    ended_at: float | None
+    pid: int | None
+
+
+class Actor:
+    """A named loop over an inbox channel, writing to output channels.
+
+    >>> from chronopipe import Channel
+    >>> inbox, out = Channel(name="in"), Channel(name="out")
+    >>> double = Actor("double", lambda x: 2 * x, inbox=inbox, outputs=out).start()
+    >>> inbox.put_many([1, 2, 3]); inbox.close()
+    >>> list(out), double.join() is None
+    ([2, 4, 6], True)
+
+    ``on_receive(item)`` returns the record to emit (None emits nothing; call
+    ``self.emit`` for more than one). A ``source`` (an iterable, or a callable returning one,
+    called in the actor's own thread or process) makes a producer without an inbox. The
+    return value of ``on_stop`` becomes ``join()``'s result, also for process actors.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        on_receive: Callable[[Any], Any] | None = None,
+        *,
+        inbox: Channel | None = None,
+        outputs: Channel | Iterable[Channel] = (),
+        source: Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
+        mode: Mode = "thread",
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("every actor needs a non-empty name: it shows up in logs, statistics and errors")
+        if mode not in ("thread", "process"):
+            raise ValueError(f"actor {name!r}: mode must be 'thread' or 'process', not {mode!r}")
+        self.name = name
+        self.mode: Mode = mode
+        self.inbox = inbox
+        self.outputs: list[Channel] = [outputs] if isinstance(outputs, Channel) else list(outputs)
+        self._handler = on_receive
+        self._source = source
+        self._out: list[Any] = []
+        self._failed_record: Any = _NO_RECORD
+        self._received = 0
+        self._emitted = 0
+        self.state = "new"
+        self.error: ActorError | None = None
+        self.result: Any = None
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._done = threading.Event()
+        self._stop_event: Any = threading.Event()
+        self._host: Any = None
+        self._runtime: Runtime | None = None
+
+    # -- hooks -------------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Runs first, in the actor's own thread or process."""
+
+    def on_receive(self, item: Any) -> Any:
+        """Handle one record; the return value (unless None) is emitted."""
+        if self._handler is None:
+            raise NotImplementedError(f"actor {self.name!r}: give on_receive= or override on_receive()")
+        return self._handler(item)
+
+    def on_stop(self) -> Any:
+        """Runs after the last record (or after stop()); its value is the actor's result."""
+        return None
+
+    def on_failure(self, exc: BaseException) -> None:
+        """Runs in the actor when it fails, before the failure is reported."""
+
+    # -- what the loop does ------------------------------------------------------------
+    def run(self) -> None:
+        """The actor's loop: drain the source or the inbox. Override for other loops."""
+        if self._source is not None:
+            self._run_source()
+        elif self.inbox is not None:
+            self._run_inbox()
+        else:
+            raise ValueError(f"actor {self.name!r} has nothing to do: give it an inbox or a source")
+
+    def emit(self, item: Any) -> None:
+        """Send one record to every output (buffered; sent in order with the loop's own)."""
+        self._out.append(item)
+        if len(self._out) >= SOURCE_BATCH:
+            self._send_out()
+
+    def flush(self) -> None:
+        """Send everything emitted so far now (for custom loops that go idle)."""
+        self._send_out()
+        for ch in self.outputs:
+            ch.flush()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was asked for; custom loops should return soon after."""
+        return self._stop_event.is_set()
+
+    def _send_out(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            for ch in self.outputs:
+                ch.put_many(out)
+            self._emitted += len(out)
+
+    def _run_source(self) -> None:
+        src = self._source
+        it = iter(src() if callable(src) else src)  # type: ignore[operator]
+        stop = self._stop_event
+        while not stop.is_set():
+            chunk = list(itertools.islice(it, SOURCE_BATCH))
+            if not chunk:
+                return
+            self._out.extend(chunk)
+            self._send_out()
+
+    def _run_inbox(self) -> None:
+        inbox = self.inbox
+        assert inbox is not None
+        handle = self.on_receive
+        stop = self._stop_event
+        out = self._out
+        while True:
+            try:
+                batch = inbox.get_batch(0)
+            except TimeoutError:
+                self.flush()  # idle: nothing of ours waits in a partial batch
+                batch = self._wait_for_batch(inbox)
+                if batch is None:
+                    return
+            end = batch[-1] is END
+            if end:
+                batch.pop()
+            for item in batch:
+                try:
+                    r = handle(item)
+                except BaseException:
+                    self._failed_record = item
+                    raise
+                if r is not None:
+                    out.append(r)
+            self._received += len(batch)
+            self._send_out()
+            out = self._out
+            if end or stop.is_set():
+                return
+
+    def _wait_for_batch(self, inbox: Channel) -> list[Any] | None:
+        stop = self._stop_event
+        while not stop.is_set():
+            try:
+                return inbox.get_batch(0.05)
+            except TimeoutError:
+                continue
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, runtime: Runtime | None = None) -> Actor:
+        """Start hosting the actor on its runtime; returns self."""
+        from ..runtime import Runtime
+
+        (runtime or Runtime()).start(self)
+        return self
+
+    def stop(self) -> None:
+        """Ask the actor to finish: it stops taking input, runs on_stop, closes its outputs."""
+        self._stop_event.set()
+
+    def join(self, timeout: float | None = None) -> Any:
+        """Wait for the actor to end; its result, or raises its ActorError / TimeoutError."""
+        if self.state == "new":
+            raise RuntimeError(f"actor {self.name!r} was never started: call start() first")
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"actor {self.name!r} still running after {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    @property
+    def alive(self) -> bool:
+        return self.state == "running"
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            name=self.name, mode=self.mode, state=self.state, received=self._received, emitted=self._emitted,
+            started_at=self.started_at, ended_at=self.ended_at, pid=self.pid,
+        )
+
+    def channels(self) -> list[Channel]:
+        return ([self.inbox] if self.inbox is not None else []) + self.outputs
+
+    def _host_main(self) -> tuple[str, Any]:
+        """Run the hooks and loop where the actor is hosted: ("ok", result) or ("error", exc)."""
+        try:
+            self.on_start()
+            self.run()
+            self._send_out()
+            result = self.on_stop()
+            for ch in self.outputs:
+                ch.close()
+            return "ok", result
+        except BaseException as exc:
+            if not isinstance(exc, ChannelBroken):
+                log.error("actor %r failed: %s: %s", self.name, type(exc).__name__, exc)
+            try:
+                self.on_failure(exc)
+            except Exception:
+                log.exception("actor %r: on_failure raised", self.name)
+            return "error", exc
+
+    def _finish(self, result: Any = None, error: ActorError | None = None, cancelled: bool = False) -> None:
+        """Record the outcome in the owning process and wake joiners."""
+        self.ended_at = time.time()
+        if error is not None:
+            self.state, self.error = ("cancelled" if cancelled else "failed"), error
+        else:
+            self.state, self.result = ("stopped" if self._stop_event.is_set() else "finished"), result
+        self._done.set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} mode={self.mode} state={self.state}>"

@@ -1,0 +1,212 @@
+"""Channel: a bounded, ordered, closable stream of records between actors.
+
+``Channel(kind="thread")`` connects actors that live in one process;
+``Channel(kind="process")`` crosses process boundaries through a pipe carrying pickled
+batches. Both keep order, block the producer when full (backpressure), end with END,
+and can be iterated. A channel has one reader; ``writers=N`` lets N producers share it,
+and the reader sees END after all N have closed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from .end import END, is_end
+
+__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Kind"]
+
+Kind = Literal["thread", "process"]
+
+#: How often a blocked put/get wakes to check for cancellation (seconds).
+POLL_INTERVAL = 0.05
+
+
+class ChannelBroken(RuntimeError):  # noqa: N818 (trio-style name: BrokenResourceError)
+    """The channel was aborted (an actor on it failed, or the runtime shut down)."""
+
+
+@dataclass(frozen=True)
+class ChannelStatistics:
+    """A snapshot of one channel as seen from the calling process."""
+
+    name: str
+    kind: str
+    maxsize: int
+    buffered: int
+    items_put: int
+    items_got: int
+    batches_sent: int
+    batches_received: int
+    writers: int
+    ends_seen: int
+    ended: bool
+    broken: bool
+
+
+class Channel:
+    """A bounded, ordered, closable connection between actors.
+
+    >>> ch = Channel(maxsize=10, name="numbers")
+    >>> for i in range(3):
+    ...     ch.put(i)
+    >>> ch.close()
+    >>> list(ch)
+    [0, 1, 2]
+    >>> ch.get()
+    END
+    """
+
+    kind: ClassVar[str]
+
+    def __new__(cls, *args: Any, kind: Kind = "thread", **kwargs: Any) -> Channel:
+        if cls is Channel:
+            from .pipe import ProcessChannel
+            from .thread import ThreadChannel
+
+            if kind not in ("thread", "process"):
+                raise ValueError(f"Channel kind must be 'thread' or 'process', not {kind!r}")
+            cls = ProcessChannel if kind == "process" else ThreadChannel
+        return super().__new__(cls)
+
+    def __init__(
+        self, maxsize: int = 10_000, *, name: str = "channel", kind: Kind = "thread", writers: int = 1
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"channel {name!r}: maxsize must be >= 1 (channels are bounded), got {maxsize}")
+        if writers < 1:
+            raise ValueError(f"channel {name!r}: writers must be >= 1, got {writers}")
+        self.name = name
+        self.maxsize = maxsize
+        self.writers = writers
+        self._broken: BaseException | None = None
+        self._ended = False  # reader side: the final END was delivered
+        self._ends_seen = 0
+        self._items_put = 0
+        self._items_got = 0
+        self._batches_sent = 0
+        self._batches_received = 0
+
+    # -- writer side -------------------------------------------------------------------
+    def put(self, item: Any, timeout: float | None = None) -> None:
+        """Append one record, blocking while the channel is full. END closes it."""
+        if is_end(item):
+            self.close()
+        else:
+            self.put_many((item,), timeout)
+
+    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> None:
+        """Append records in order; cheaper per record than ``put``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """This writer is done: flush what it buffered and send its END."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Send any records this process holds in a partial batch (no-op for threads)."""
+
+    # -- reader side -------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Any:
+        """Next record, or END once every writer has closed. Raises TimeoutError."""
+        batch = self._rbatch
+        if self._ridx < len(batch):
+            item = batch[self._ridx]
+            self._ridx += 1
+            return item
+        batch = self.get_batch(timeout)
+        self._rbatch, self._ridx = batch, 1
+        return batch[0]
+
+    def get_batch(self, timeout: float | None = None) -> list[Any]:
+        """Every record available now (at least one), in order; ``[END]`` at the end.
+
+        Blocks until something is available; raises TimeoutError after ``timeout``.
+        """
+        if self._ridx < len(self._rbatch):
+            rest = self._rbatch[self._ridx :]
+            self._rbatch, self._ridx = [], 0
+            return rest
+        if self._ended:
+            return [END]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._check_broken()
+            wait = POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - time.monotonic())
+            batch = self._receive(max(wait, 0.0))
+            if batch:
+                self._batches_received += 1
+                self._items_got += len(batch) - (batch[-1] is END)
+                if batch[-1] is END:
+                    self._ended = True
+                return batch
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"channel {self.name!r}: nothing to get within {timeout} s")
+
+    def _receive(self, timeout: float) -> list[Any] | None:
+        """Wait up to ``timeout`` for records; a batch (ending in END when done) or None."""
+        raise NotImplementedError
+
+    _rbatch: list[Any] = []
+    _ridx = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield records until END."""
+        while True:
+            batch = self.get_batch()
+            if batch[-1] is END:
+                yield from batch[:-1]
+                return
+            yield from batch
+
+    # -- cancellation ------------------------------------------------------------------
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Break the channel: every blocked or later put/get raises ChannelBroken."""
+        if self._broken is None:
+            self._broken = reason or ChannelBroken(f"channel {self.name!r} was aborted")
+
+    def _check_broken(self) -> None:
+        if self._broken is not None:
+            if isinstance(self._broken, ChannelBroken) or getattr(self._broken, "actor", None):
+                raise self._broken  # an ActorError: the caller sees the root failure itself
+            raise ChannelBroken(f"channel {self.name!r} was aborted: {self._broken}") from self._broken
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
+
+    # -- introspection -----------------------------------------------------------------
+    def qsize(self) -> int:
+        """Records buffered on this process's side of the channel (approximate)."""
+        return len(self._rbatch) - self._ridx
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            name=self.name,
+            kind=self.kind,
+            maxsize=self.maxsize,
+            buffered=self.qsize(),
+            items_put=self._items_put,
+            items_got=self._items_got,
+            batches_sent=self._batches_sent,
+            batches_received=self._batches_received,
+            writers=self.writers,
+            ends_seen=self._ends_seen,
+            ended=self._ended,
+            broken=self.broken,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} maxsize={self.maxsize}>"
+
+
+def remaining(deadline: float | None, what: str) -> float:
+    """Seconds for one blocking step; raises TimeoutError(what) once ``deadline`` passed."""
+    if deadline is None:
+        return POLL_INTERVAL
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(what)
+    return min(left, POLL_INTERVAL)

@@ -1,0 +1,297 @@
+"""ProcessChannel: pickled batches through a one-way OS pipe, for actors in other processes.
+
+Records travel as plain pickle (protocol 5) in batches of up to ``batch_size``; a partial
+batch leaves after at most ``linger`` seconds (or at once when its actor goes idle), so a
+lone record is not parked. A process-shared semaphore bounds the batches in flight, which
+bounds memory to about ``maxsize + 2 * batch_size`` records whatever the pipe holds.
+
+Children are forked (see chronopipe.runtime): a channel made before an actor starts is
+inherited by it; channels cannot be pickled into pool tasks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import multiprocess
+from multiprocess.connection import Pipe
+
+from .base import Channel, ChannelBroken, Kind, remaining
+from .end import END
+
+__all__ = ["ProcessChannel", "keep_only", "live_channels"]
+
+_ctx = multiprocess.get_context("fork")
+_F_SETPIPE_SZ = 1031
+PIPE_BYTES = 1 << 20
+_END_FRAME = b""
+
+_live: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
+
+
+def live_channels() -> list[ProcessChannel]:
+    """Every process channel alive in this process."""
+    return list(_live)
+
+
+class ProcessChannel(Channel):
+    """Cross-process channel with batching, bounded by a semaphore over batches in flight."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        maxsize: int = 10_000,
+        *,
+        name: str = "channel",
+        kind: Kind = "process",
+        writers: int = 1,
+        batch_size: int = 1000,
+        linger: float = 0.005,
+    ) -> None:
+        super().__init__(maxsize, name=name, kind=kind, writers=writers)
+        if batch_size < 1 or linger < 0:
+            raise ValueError(f"channel {name!r}: batch_size must be >= 1 and linger >= 0")
+        self.batch_size = min(batch_size, maxsize)
+        self.linger = linger
+        self._reader, self._writer = Pipe(duplex=False)
+        try:  # a larger pipe halves the context switches; capped for non-root users
+            fcntl.fcntl(self._writer.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass
+        self._slots = _ctx.BoundedSemaphore(max(1, maxsize // self.batch_size))
+        self._send_lock = _ctx.Lock() if writers > 1 else None
+        self._reset_local_state()
+        _live.add(self)
+
+    def _reset_local_state(self) -> None:
+        """Per-process state: a forked child must not resend its parent's partial batch."""
+        self._wlock = threading.Lock()
+        self._wbuf: list[Any] = []
+        self._first_at = 0.0
+        self._closed_here = False
+        self._rbatch, self._ridx = [], 0
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"channel {self.name!r} cannot be pickled: give it to an Actor, which inherits it "
+            "when its process starts"
+        )
+
+    # -- writer side -------------------------------------------------------------------
+    def put(self, item: Any, timeout: float | None = None) -> None:
+        if item is END or item is queue.Empty:
+            self.close()
+            return
+        with self._wlock:
+            if self._closed_here:
+                raise ValueError(f"channel {self.name!r}: put after close")
+            buf = self._wbuf
+            buf.append(item)
+            if len(buf) >= self.batch_size:
+                self._flush_locked(timeout)
+            elif len(buf) == 1:
+                self._first_at = time.monotonic()
+                LINGER.watch(self, self._first_at + self.linger)
+
+    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> None:
+        with self._wlock:
+            if self._closed_here:
+                raise ValueError(f"channel {self.name!r}: put after close")
+            buf = self._wbuf
+            was_empty = not buf
+            buf.extend(items)
+            if len(buf) >= self.batch_size:
+                self._flush_locked(timeout)
+            elif buf and was_empty:
+                self._first_at = time.monotonic()
+                LINGER.watch(self, self._first_at + self.linger)
+
+    def flush(self) -> None:
+        with self._wlock:
+            self._flush_locked(None)
+
+    def close(self) -> None:
+        with self._wlock:
+            if self._closed_here:
+                return
+            self._flush_locked(None)
+            self._send(_END_FRAME, None)
+            self._closed_here = True
+
+    def _flush_locked(self, timeout: float | None) -> None:
+        buf = self._wbuf
+        if not buf:
+            return
+        if self._closed_here:
+            raise ValueError(f"channel {self.name!r}: put after close")
+        try:
+            data = pickle.dumps(buf, protocol=5)
+        except Exception as exc:
+            raise TypeError(
+                f"channel {self.name!r}: a record cannot be pickled ({exc}); process channels carry "
+                "plain pickle: send plain data, or connect the actors with a thread channel"
+            ) from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._slots.acquire(timeout=remaining(deadline, f"channel {self.name!r} stayed full")):
+            self._check_broken()
+        self._send(data, deadline)
+        self._wbuf = []
+        self._items_put += len(buf)
+        self._batches_sent += 1
+
+    def _send(self, data: bytes, deadline: float | None) -> None:
+        self._check_broken()
+        lock = self._send_lock
+        if lock is not None:
+            while not lock.acquire(timeout=remaining(deadline, f"channel {self.name!r}: writers busy")):
+                self._check_broken()
+        try:
+            self._writer.send_bytes(data)
+        except (OSError, ValueError) as exc:
+            self._check_broken()
+            raise ChannelBroken(f"channel {self.name!r}: the reader is gone ({exc})") from exc
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _linger_flush(self) -> None:
+        """Called by the linger thread: send a partial batch that waited long enough."""
+        with self._wlock:
+            if not self._wbuf or self._closed_here:
+                return
+            due = self._first_at + self.linger
+            if time.monotonic() < due:
+                LINGER.watch(self, due)
+                return
+            self._flush_locked(None)
+
+    # -- reader side -------------------------------------------------------------------
+    def _receive(self, timeout: float) -> list[Any] | None:
+        try:
+            if not self._reader.poll(timeout):
+                return None
+            data = self._reader.recv_bytes()
+        except (EOFError, OSError) as exc:
+            self._check_broken()
+            raise ChannelBroken(
+                f"channel {self.name!r}: every writer is gone before END (a producer died?)"
+            ) from exc
+        if data == _END_FRAME:
+            self._ends_seen += 1
+            return [END] if self._ends_seen >= self.writers else None
+        self._slots.release()
+        return pickle.loads(data)
+
+    def qsize(self) -> int:
+        return len(self._wbuf) + super().qsize()
+
+    # -- cancellation and fork hygiene -------------------------------------------------
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Break the channel here; closing our ends wakes a thread blocked in the pipe."""
+        super().abort(reason)
+        LINGER.forget(self)
+        self.release()
+
+    def release(self, *, read: bool = True, write: bool = True) -> None:
+        """Close this process's copy of the pipe ends (no END is sent)."""
+        for conn, wanted in ((self._reader, read), (self._writer, write)):
+            if wanted and not conn.closed:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+
+
+def keep_only(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ()) -> None:
+    """In a fresh child: close every inherited pipe end this process will not use.
+
+    Then a dead neighbour shows up as EOF or a broken pipe instead of a silent hang.
+    """
+    read_ids = {id(c) for c in readers}
+    write_ids = {id(c) for c in writers}
+    for ch in live_channels():
+        ch.release(read=id(ch) not in read_ids, write=id(ch) not in write_ids)
+
+
+class _Linger:
+    """One thread per process sends partial batches whose linger time has passed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[ProcessChannel, float] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def watch(self, ch: ProcessChannel, due: float) -> None:
+        with self._cond:
+            self._due[ch] = due
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="chronopipe-linger", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def forget(self, ch: ProcessChannel) -> None:
+        with self._cond:
+            self._due.pop(ch, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    now = time.monotonic()
+                    ready = [c for c, t in self._due.items() if t <= now]
+                    if ready:
+                        for c in ready:
+                            del self._due[c]
+                        break
+                    self._cond.wait(min(self._due.values()) - now if self._due else None)
+                else:
+                    return
+            for ch in ready:
+                _quiet_flush(ch._linger_flush)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:
+            self._thread, self._stopping, self._due = None, False, {}
+
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def _after_fork_in_child(self) -> None:
+        self._cond = threading.Condition()
+        self._due, self._thread, self._stopping = {}, None, False
+
+
+def _quiet_flush(flush: Any) -> None:
+    """A flush on behalf of someone else; the owner sees any error on its own next call."""
+    try:
+        flush()
+    except (ChannelBroken, TimeoutError, ValueError, TypeError):
+        pass
+
+
+LINGER = _Linger()
+
+
+def _after_fork_in_child() -> None:
+    LINGER._after_fork_in_child()
+    for ch in live_channels():
+        ch._reset_local_state()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,79 @@
+"""ThreadChannel: a bounded deque guarded by one lock, for actors in one process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from .base import Channel, Kind, remaining
+from .end import END
+
+__all__ = ["ThreadChannel"]
+
+
+class ThreadChannel(Channel):
+    """In-process channel: records are handed over by reference, never copied."""
+
+    kind = "thread"
+
+    def __init__(
+        self, maxsize: int = 10_000, *, name: str = "channel", kind: Kind = "thread", writers: int = 1
+    ) -> None:
+        super().__init__(maxsize, name=name, kind=kind, writers=writers)
+        self._buf: deque[Any] = deque()
+        self._lock = threading.RLock()  # re-entrant: a signal handler may abort mid-put
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._closed_writers = 0
+
+    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> None:
+        items = items if isinstance(items, (list, tuple)) else list(items)
+        n = len(items)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = 0
+        with self._lock:
+            if self._closed_writers >= self.writers:
+                raise ValueError(f"channel {self.name!r}: put after close (every writer has closed it)")
+            while done < n:
+                self._check_broken()
+                room = self.maxsize - len(self._buf)
+                if room <= 0:
+                    self._not_full.wait(remaining(deadline, f"channel {self.name!r} stayed full for {timeout} s"))
+                    continue
+                self._buf.extend(items[done : done + room] if done or room < n else items)
+                done = min(n, done + room)
+                self._not_empty.notify()
+            self._items_put += n
+            self._batches_sent += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed_writers < self.writers:
+                self._closed_writers += 1
+                self._ends_seen = self._closed_writers
+            self._not_empty.notify_all()
+
+    def _receive(self, timeout: float) -> list[Any] | None:
+        with self._lock:
+            if not self._buf:
+                if self._closed_writers >= self.writers:
+                    return [END]
+                self._not_empty.wait(timeout)
+                if not self._buf:
+                    return [END] if self._closed_writers >= self.writers else None
+            batch = list(self._buf)
+            self._buf.clear()
+            self._not_full.notify_all()
+            return batch
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        super().abort(reason)
+        with self._lock:
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def qsize(self) -> int:
+        return len(self._buf) + super().qsize()

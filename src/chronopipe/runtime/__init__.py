@@ -1,0 +1,6 @@
+"""The runtime: one per process; owns pools, actor threads and actor processes."""
+
+from .pools import PoolTask
+from .runtime import MultiProcessing, Runtime
+
+__all__ = ["MultiProcessing", "PoolTask", "Runtime"]

@@ -1,0 +1,62 @@
+"""What every process the runtime starts does first: ignore Ctrl-C, watch its parent,
+and close the inherited pipe ends it will not use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterable
+
+import multiprocess
+from multiprocess.connection import wait
+
+from ..channels import Channel
+from ..channels.pipe import keep_only
+
+__all__ = ["EXIT_ORPHANED", "init_child", "init_pool_worker"]
+
+#: Exit status of a child that outlived its parent and ended itself.
+EXIT_ORPHANED = 70
+PARENT_CHECK_INTERVAL = 0.25
+
+
+def init_child(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ()) -> None:
+    """Prepare a freshly forked child of the runtime."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's chained teardown handler
+    keep_only(readers, writers)
+    watch_parent()
+
+
+def init_pool_worker() -> None:
+    """pathos pool initializer: a pool worker uses no channel."""
+    init_child()
+
+
+def watch_parent() -> None:
+    """Exit this process soon after the parent dies, even by SIGKILL.
+
+    Two signals, either suffices: the parent's sentinel pipe reaches EOF, or getppid()
+    changes (re-parenting). The second also covers sentinels kept open by siblings that
+    inherited them, and does not depend on which thread forked us (unlike PR_SET_PDEATHSIG).
+    """
+    parent = multiprocess.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    threading.Thread(
+        target=_watch, args=(os.getppid(), sentinel), name="chronopipe-parent-watch", daemon=True
+    ).start()
+
+
+def _watch(ppid: int, sentinel: int | None) -> None:
+    while True:
+        if sentinel is not None:
+            try:
+                if wait([sentinel], timeout=PARENT_CHECK_INTERVAL):
+                    os._exit(EXIT_ORPHANED)
+            except OSError:
+                sentinel = None
+        else:
+            threading.Event().wait(PARENT_CHECK_INTERVAL)
+        if os.getppid() != ppid:
+            os._exit(EXIT_ORPHANED)

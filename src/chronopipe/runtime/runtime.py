@@ -1,0 +1,414 @@
+"""Runtime: the one-per-process owner of pools, actor threads and actor processes.
+
+Start method: fork. Actor processes inherit their channels and behaviour (lambdas and
+closures included) with no pickling and start in about a millisecond. The known hazard of
+forking while other threads hold locks is handled for the runtime's own locks (they are
+re-created in the child) and by the standard library for logging and imports; a lock held
+by a thread of your own at fork time would stay held in the child, so start actors before
+starting threads that hold locks for long. pathos pools ship functions with dill.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import dill
+import multiprocess
+from multiprocess.connection import Pipe, wait
+
+from ..actors.actor import Actor
+from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope, from_exception
+from ..channels import Channel, ChannelBroken
+from ..channels.pipe import LINGER
+from .child import init_child, init_pool_worker
+from .pools import PoolTask, call_enveloped
+
+__all__ = ["MultiProcessing", "Runtime"]
+
+log = logging.getLogger("chronopipe.runtime")
+_ctx = multiprocess.get_context("fork")
+_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Runtime:
+    """The process-wide runtime (a singleton; ``MultiProcessing`` is the seed's name for it).
+
+    >>> Runtime() is Runtime()
+    True
+    >>> Runtime().map(lambda x: x * x, [1, 2, 3], mode="thread")
+    [1, 4, 9]
+    """
+
+    _instance: Runtime | None = None
+    _class_lock = threading.Lock()
+    _atexit_registered = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Runtime:
+        with cls._class_lock:
+            if cls._instance is None or cls._instance._pid != os.getpid():
+                inst = super().__new__(cls)
+                inst._setup()
+                cls._instance = inst
+            return cls._instance
+
+    def __init__(self, processes: int | None = None, threads: int | None = None) -> None:
+        """``processes`` / ``threads``: pool sizes (default: CPU count); changing them
+        replaces the pool on its next use."""
+        with self._lock:
+            if processes is not None and processes != self.processes:
+                self.processes = processes
+                self._discard_process_pool()
+            if threads is not None and threads != self.threads:
+                self.threads = threads
+                self._close_pool("_thread_pool", terminate=False)
+
+    def _setup(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self.processes = os.cpu_count() or 1
+        self.threads = os.cpu_count() or 1
+        self._actors: list[Actor] = []
+        self._process_pool: Any = None
+        self._thread_pool: Any = None
+        self._manager: Any = None
+        self._generation = 0
+        self._supervisor: threading.Thread | None = None
+        self._wake_r, self._wake_w = Pipe(duplex=False)
+        self._previous_handlers: dict[int, Any] = {}
+        self._install_signal_handlers()
+        if not Runtime._atexit_registered:
+            atexit.register(_shutdown_at_exit)
+            Runtime._atexit_registered = True
+
+    # -- actors ------------------------------------------------------------------------
+    def start(self, actor: Actor) -> Actor:
+        """Host ``actor`` on a thread or in its own process, as its ``mode`` says."""
+        if actor.state != "new":
+            raise RuntimeError(f"actor {actor.name!r} was already started (state: {actor.state}); make a new one")
+        if actor.mode == "process":
+            for ch in actor.channels():
+                if ch.kind != "process":
+                    raise ValueError(
+                        f"actor {actor.name!r} runs in a process but channel {ch.name!r} is a thread channel: "
+                        "use Channel(kind='process') for channels that cross processes"
+                    )
+        with self._lock:
+            actor._runtime = self
+            actor.state, actor.started_at = "running", time.time()
+            actor._cancelled_by = None
+            self._actors.append(actor)
+            if actor.mode == "thread":
+                actor.pid = self._pid
+                actor._host = threading.Thread(target=self._host_thread, args=(actor,), name=f"chronopipe:{actor.name}",
+                                               daemon=True)
+                actor._host.start()
+                return actor
+            actor._stop_event = _ctx.Event()
+            status_r, status_w = Pipe(duplex=False)
+            proc = _ctx.Process(target=_host_process, args=(actor, status_w), name=f"chronopipe:{actor.name}")
+            proc.start()
+            status_w.close()
+            actor._host, actor.pid, actor._status_r, actor._outcome = proc, proc.pid, status_r, None
+            self._ensure_supervisor()
+        return actor
+
+    def actors(self) -> list[Actor]:
+        """Every actor started since the last shutdown."""
+        with self._lock:
+            return list(self._actors)
+
+    def _host_thread(self, actor: Actor) -> None:
+        status, payload = actor._host_main()
+        if actor._cancelled_by is not None:  # stopped early because a neighbour failed
+            actor._finish(error=actor._cancelled_by, cancelled=True)
+        elif status == "ok":
+            actor._finish(result=payload)
+        else:
+            actor._finish(error=from_exception(actor.name, payload, actor._failed_record))
+            self._fail_component(actor)
+
+    def _ensure_supervisor(self) -> None:
+        if self._supervisor is None or not self._supervisor.is_alive():
+            self._supervisor = threading.Thread(target=self._supervise, name="chronopipe-supervisor", daemon=True)
+            self._supervisor.start()
+        else:
+            self._wake_w.send_bytes(b"w")
+
+    def _supervise(self) -> None:
+        """Wait on every actor process: read its report, notice its death within ~1 ms."""
+        while True:
+            with self._lock:
+                watched: dict[Any, tuple[Actor, str]] = {}
+                for a in self._actors:
+                    if a.mode == "process" and a.state == "running":
+                        if a._status_r is not None and a._outcome is None:
+                            watched[a._status_r] = (a, "report")
+                        watched[a._host.sentinel] = (a, "exit")
+                if not watched:
+                    self._supervisor = None
+                    return
+            ready = wait([self._wake_r, *watched])
+            for obj in sorted(ready, key=lambda o: watched.get(o, (None, ""))[1] != "report"):
+                if obj is self._wake_r:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                elif watched[obj][1] == "report":
+                    self._read_report(watched[obj][0])
+                else:
+                    self._reap(watched[obj][0])
+
+    def _read_report(self, actor: Actor) -> None:
+        try:
+            data = actor._status_r.recv_bytes()
+        except (EOFError, OSError):
+            actor._outcome = ("none", None)
+            return
+        try:
+            actor._outcome = dill.loads(data)
+        except Exception as exc:
+            actor._outcome = ("error", error_envelope(actor.name, TypeError(f"its report cannot be unpickled: {exc}")))
+
+    def _reap(self, actor: Actor) -> None:
+        with self._lock:
+            if actor.state != "running":
+                return
+            proc = actor._host
+            proc.join(1.0)
+            if actor._outcome is None and actor._status_r.poll(0):
+                self._read_report(actor)
+            actor._status_r.close()
+            status, payload = actor._outcome or ("none", None)
+            if status == "ok":
+                result, (actor._received, actor._emitted) = payload
+            if actor._cancelled_by is not None:  # stopped early because a neighbour failed
+                actor._finish(error=actor._cancelled_by, cancelled=True)
+                return
+            if status == "ok":
+                actor._finish(result=result)
+                return
+            error = error_from_envelope(payload, proc.exitcode) if status == "error" else describe_exit(actor.name,
+                                                                                                       proc.exitcode)
+            actor._finish(error=error)
+        self._fail_component(actor)
+
+    def _fail_component(self, failed: Actor) -> None:
+        """Stop every actor connected to ``failed`` through channels; break those channels."""
+        error = failed.error
+        with self._lock:
+            channels: set[Channel] = set(failed.channels())
+            members: set[Actor] = {failed}
+            grew = True
+            while grew:
+                grew = False
+                for a in self._actors:
+                    if a not in members and channels.intersection(a.channels()):
+                        members.add(a)
+                        channels.update(a.channels())
+                        grew = True
+            self._cancel(members - {failed}, channels, error)
+
+    def _cancel(self, actors: Iterable[Actor], channels: Iterable[Channel], reason: ActorError | None) -> None:
+        for a in actors:
+            if a.state == "running":
+                a._cancelled_by = a._cancelled_by or reason
+                a._stop_event.set()
+        for ch in channels:
+            ch.abort(reason)
+        for a in actors:
+            if a.state == "running" and a.mode == "process":
+                a._host.terminate()
+
+    # -- pools -------------------------------------------------------------------------
+    def process_pool(self) -> Any:
+        """The shared pathos ProcessPool (created on first use; workers ignore Ctrl-C)."""
+        with self._lock:
+            if self._process_pool is None:
+                from pathos.multiprocessing import ProcessPool
+
+                self._generation += 1
+                self._process_pool = ProcessPool(nodes=self.processes, id=f"chronopipe-{self._pid}-{self._generation}",
+                                                 initializer=init_pool_worker)
+            return self._process_pool
+
+    def thread_pool(self) -> Any:
+        """The shared pathos ThreadPool (created on first use)."""
+        with self._lock:
+            if self._thread_pool is None:
+                from pathos.threading import ThreadPool
+
+                self._generation += 1
+                self._thread_pool = ThreadPool(nodes=self.threads, id=f"chronopipe-{self._pid}-{self._generation}")
+            return self._thread_pool
+
+    def submit(self, fn: Callable[..., Any], *args: Any, mode: str = "process") -> PoolTask:
+        """Run ``fn(*args)`` on a pool; ``.get()`` the result (errors arrive as ActorError)."""
+        label = f"pool:{getattr(fn, '__name__', 'task')}"
+        pool, raw, serialize = self._pool_for(mode)
+        return PoolTask(self, pool.apipe(call_enveloped, fn, args, label, serialize), raw, label, many=False)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], mode: str = "process",
+            timeout: float | None = None) -> list[Any]:
+        """``[fn(*xs) for xs in zip(*iterables)]`` on a pool, in order; never hangs on a dead worker."""
+        label = f"pool:{getattr(fn, '__name__', 'task')}"
+        pool, raw, serialize = self._pool_for(mode)
+        rows = list(zip(*iterables, strict=False))
+        task = pool.amap(call_enveloped, [fn] * len(rows), rows, [label] * len(rows), [serialize] * len(rows))
+        return PoolTask(self, task, raw, label, many=True).get(timeout)
+
+    def _pool_for(self, mode: str) -> tuple[Any, Any, bool]:
+        if mode == "process":
+            pool = self.process_pool()
+            return pool, pool._serve(), True
+        if mode == "thread":
+            return self.thread_pool(), None, False
+        raise ValueError(f"mode must be 'process' or 'thread', not {mode!r}")
+
+    def manager(self) -> Any:
+        """A multiprocess SyncManager owned by the runtime (ends with it, and with the parent)."""
+        with self._lock:
+            if self._manager is None:
+                from multiprocess.managers import SyncManager
+
+                self._manager = SyncManager(ctx=_ctx)
+                self._manager.start(initializer=init_pool_worker)
+            return self._manager
+
+    def _discard_process_pool(self) -> None:
+        self._close_pool("_process_pool", terminate=True)
+
+    def _close_pool(self, attr: str, terminate: bool) -> None:
+        with self._lock:
+            pool, _ = getattr(self, attr), setattr(self, attr, None)
+        if pool is None:
+            return
+        try:
+            raw = pool._serve()
+            raw.terminate() if terminate else raw.close()
+            raw.join()
+        finally:
+            type(pool).__state__.pop(pool._id, None)  # pathos caches pools by id: forget ours
+
+    # -- teardown ----------------------------------------------------------------------
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop every actor, end the pools, join everything; the runtime can be used again."""
+        if self._pid != os.getpid():
+            return  # a forked copy: the parent owns these processes
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = [a for a in self._actors if a.state == "running"]
+            reason = ActorError("runtime", "Shutdown", "the runtime shut down (shutdown(), exit, Ctrl-C or SIGTERM)")
+            self._cancel(running, {ch for a in running for ch in a.channels()}, reason)
+        for a in running:
+            a._host.join(max(0.0, deadline - time.monotonic()))
+            if a.mode == "process" and a._host.is_alive():
+                a._host.kill()
+                a._host.join(1.0)
+            if a.mode == "process":
+                self._reap(a)
+        self._discard_process_pool()
+        self._close_pool("_thread_pool", terminate=True)
+        with self._lock:
+            manager, self._manager = self._manager, None
+            self._actors = []
+            supervisor = self._supervisor
+        if manager is not None:
+            manager.shutdown()
+        if supervisor is not None:
+            self._wake_w.send_bytes(b"w")
+            supervisor.join(max(0.1, deadline - time.monotonic()))
+        LINGER.stop()
+
+    def statistics(self) -> dict[str, Any]:
+        """Actor statistics by name, and the pools in use."""
+        with self._lock:
+            return {
+                "actors": {a.name: a.statistics() for a in self._actors},
+                "process_pool": self._process_pool is not None,
+                "thread_pool": self._thread_pool is not None,
+            }
+
+    # -- signals -----------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("runtime created off the main thread: teardown relies on atexit only")
+            return
+        for signum in _HANDLED_SIGNALS:
+            previous = signal.getsignal(signum)
+            if getattr(previous, "__self__", None) is not self:
+                self._previous_handlers[signum] = previous
+                signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Tear down, then let the signal do what it did before (chained, not swallowed)."""
+        log.info("signal %s: tearing down the runtime", signal.Signals(signum).name)
+        self.shutdown()
+        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)  # die of the signal: exit status 128 + signum
+
+    # -- the seed's MultiProcessing names ------------------------------------------------
+    def GlobalProcessPool(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return self.process_pool()
+
+    def GlobalThreadPool(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return self.thread_pool()
+
+    ProcessPool = GlobalProcessPool
+    ThreadPool = GlobalThreadPool
+
+    def Manager(self) -> Any:  # noqa: N802
+        return self.manager()
+
+    def onExit(self) -> None:  # noqa: N802
+        self.shutdown()
+
+    onKeyboardInterupt = onExit  # noqa: N815 (the seed's spelling)
+
+
+MultiProcessing = Runtime
+
+
+def _host_process(actor: Actor, status_w: Any) -> None:
+    """Body of an actor's process (forked; runs nothing of the parent's teardown)."""
+    init_child(readers=[actor.inbox] if actor.inbox is not None else [], writers=actor.outputs)
+    actor.pid = os.getpid()
+    status, payload = actor._host_main()
+    counts = (actor._received, actor._emitted)
+    if status == "ok":
+        report: tuple[str, Any] = ("ok", (payload, counts))
+    else:
+        report = ("error", error_envelope(actor.name, payload, actor._failed_record))
+    try:
+        data = dill.dumps(report)
+    except Exception as exc:
+        unpicklable = TypeError(f"on_stop's result cannot be pickled: {exc}")
+        data = dill.dumps(("error", error_envelope(actor.name, unpicklable)))
+    status_w.send_bytes(data)
+    status_w.close()
+
+
+def _shutdown_at_exit() -> None:
+    inst = Runtime._instance
+    if inst is not None and inst._pid == os.getpid():
+        inst.shutdown()
+
+
+def _forget_in_child() -> None:
+    Runtime._instance = None  # a forked child gets its own runtime if it asks for one
+    Runtime._class_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+_ = ChannelBroken  # re-exported for the docs of cancellation

@@ -1,0 +1,90 @@
+"""Runtime: the per-process singleton that owns pools and actors."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import chronopipe as cp
+
+
+def test_runtime_is_one_object_per_process():
+    assert cp.Runtime() is cp.Runtime()
+
+
+def test_multiprocessing_is_the_seeds_name_for_the_runtime():
+    assert cp.MultiProcessing is cp.Runtime
+    assert cp.MultiProcessing().GlobalProcessPool() is cp.Runtime().process_pool()
+
+
+def test_pools_are_created_once_and_reused():
+    rt = cp.Runtime()
+    assert rt.process_pool() is rt.process_pool()
+    assert rt.thread_pool() is rt.thread_pool()
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_map_runs_closures_in_order(mode):
+    base = 10
+    assert cp.Runtime().map(lambda x: x + base, range(20), mode=mode) == [x + base for x in range(20)]
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_a_task_exception_arrives_as_actor_error_with_traceback_and_input(mode):
+    def check(x):
+        if x == 2:
+            raise KeyError("missing")
+        return x
+
+    with pytest.raises(cp.ActorError) as caught:
+        cp.Runtime().map(check, [1, 2, 3], mode=mode)
+    assert caught.value.exc_type == "KeyError" and "in check" in caught.value.traceback
+    assert caught.value.record == 2
+
+
+def test_a_pool_worker_killed_mid_task_raises_instead_of_hanging():
+    rt = cp.Runtime(processes=2)
+    with pytest.raises(cp.ActorError, match="BrokenProcessPool|died") as caught:
+        rt.map(lambda x: os.kill(os.getpid(), signal.SIGKILL), [1, 2], timeout=30)
+    assert "SIGKILL" in str(caught.value)
+    assert rt.map(lambda x: x * 2, [1, 2]) == [2, 4]  # the next call gets a fresh pool
+
+
+def test_an_exception_unpicklable_in_the_parent_does_not_hang_the_pool():
+    class Local(Exception):
+        def __init__(self, a, b):
+            super().__init__(a + b)
+
+    def fail(x):
+        raise Local("a", "b")
+
+    with pytest.raises(cp.ActorError, match="ab"):
+        cp.Runtime().map(fail, [1], timeout=30)
+
+
+def test_submit_returns_a_task_whose_get_gives_the_result():
+    task = cp.Runtime().submit(pow, 2, 10)
+    assert task.get(timeout=30) == 1024 and task.ready()
+
+
+def test_changing_the_pool_size_replaces_the_pool():
+    rt = cp.Runtime(processes=1)
+    first = rt.process_pool()
+    cp.Runtime(processes=2)
+    assert rt.process_pool() is not first and rt.process_pool().nodes == 2
+
+
+def test_the_manager_is_owned_and_usable():
+    queue = cp.Runtime().manager().Queue()
+    queue.put("x")
+    assert queue.get(timeout=5) == "x"
+
+
+def test_statistics_list_the_actors_by_name():
+    ch = cp.Channel()
+    cp.Actor("lister", source=[1, 2], outputs=ch).start()
+    assert list(ch) == [1, 2]
+    stats = cp.Runtime().statistics()
+    assert "lister" in stats["actors"]
