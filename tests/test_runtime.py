@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -88,3 +89,47 @@ def test_statistics_list_the_actors_by_name():
     assert list(ch) == [1, 2]
     stats = cp.Runtime().statistics()
     assert "lister" in stats["actors"]
+
+
+def test_forking_actors_while_another_thread_holds_channel_locks_does_not_deadlock():
+    """fork is the start method: locks a parent thread held at fork time are re-made in the child."""
+    children = 20
+    shared = cp.Channel(kind="process", name="shared", writers=children + 1, batch_size=7)
+    stop = threading.Event()
+
+    def hammer():
+        n = 0
+        while not stop.is_set():
+            shared.put(("thread", n))  # takes and releases the channel's write lock constantly
+            n += 1
+        shared.close()
+
+    writer = threading.Thread(target=hammer)
+    writer.start()
+    for i in range(children):
+        cp.Actor(f"child-{i}", source=[("child", i)] * 10, outputs=shared, mode="process").start()
+    stop_timer = threading.Timer(0.2, stop.set)
+    stop_timer.start()
+    from_children = [r for r in shared if r[0] == "child"]
+    writer.join()
+    assert len(from_children) == children * 10
+
+
+def test_a_lambda_sees_a_global_defined_after_the_pool_was_forked():
+    rt = cp.Runtime()
+    rt.process_pool()  # workers are forked now
+    globals()["LATE_GLOBAL"] = 5
+    try:
+        assert rt.map(lambda x: x + LATE_GLOBAL, [1, 2]) == [6, 7]  # noqa: F821
+    finally:
+        del globals()["LATE_GLOBAL"]
+
+
+class NeedsTwoArgs(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}{b}")
+
+
+def test_a_result_that_cannot_be_unpickled_in_the_parent_is_an_error_not_a_hang():
+    with pytest.raises(cp.ActorError, match="cannot be unpickled"):
+        cp.Runtime().map(lambda x: NeedsTwoArgs(x, x), [1], timeout=30)

@@ -88,6 +88,8 @@ class Channel:
         self._items_got = 0
         self._batches_sent = 0
         self._batches_received = 0
+        self._rbatch: list[Any] = []  # reader side: the batch being handed out by get()
+        self._ridx = 0
 
     # -- writer side -------------------------------------------------------------------
     def put(self, item: Any, timeout: float | None = None) -> None:
@@ -148,9 +150,6 @@ class Channel:
     def _receive(self, timeout: float) -> list[Any] | None:
         """Wait up to ``timeout`` for records; a batch (ending in END when done) or None."""
         raise NotImplementedError
-
-    _rbatch: list[Any] = []
-    _ridx = 0
 
     def __iter__(self) -> Iterator[Any]:
         """Yield records until END."""

@@ -5,7 +5,11 @@ closures included) with no pickling and start in about a millisecond. The known 
 forking while other threads hold locks is handled for the runtime's own locks (they are
 re-created in the child) and by the standard library for logging and imports; a lock held
 by a thread of your own at fork time would stay held in the child, so start actors before
-starting threads that hold locks for long. pathos pools ship functions with dill.
+starting threads that hold locks for long.
+
+pathos pools ship functions with dill. The runtime turns on ``dill.settings["recurse"]``
+so that a lambda pickles the globals it uses with it: pool workers are forked when the
+pool is first used, and a global defined after that would otherwise be missing in them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = ["MultiProcessing", "Runtime"]
 
 log = logging.getLogger("chronopipe.runtime")
 _ctx = multiprocess.get_context("fork")
+dill.settings["recurse"] = True
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -288,12 +293,10 @@ class Runtime:
             pool, _ = getattr(self, attr), setattr(self, attr, None)
         if pool is None:
             return
-        try:
-            raw = pool._serve()
+        raw = type(pool).__state__.pop(pool._id, None)  # pathos caches pools by id: forget ours
+        if raw is not None:
             raw.terminate() if terminate else raw.close()
             raw.join()
-        finally:
-            type(pool).__state__.pop(pool._id, None)  # pathos caches pools by id: forget ours
 
     # -- teardown ----------------------------------------------------------------------
     def shutdown(self, timeout: float = 1.0) -> None:

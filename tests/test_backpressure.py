@@ -1,0 +1,40 @@
+"""Backpressure: a bounded channel slows the producer, so memory stays flat on long streams."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+import chronopipe as cp
+
+
+def tree_rss_mb() -> float:
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_memory_stays_flat_while_a_producer_streams_5m_records(kind):
+    records = cp.Channel(10_000, kind=kind, name="stream")
+    producer = cp.Actor("producer", source=lambda: ({"n": i} for i in range(5_000_000)), outputs=records,
+                        mode=kind).start()
+    samples, count, batches = [], 0, 0
+    while True:
+        batch = records.get_batch()
+        ended = batch[-1] is cp.END
+        count += len(batch) - ended
+        batches += 1
+        if batches % 200 == 0:
+            samples.append(tree_rss_mb())
+        if ended:
+            break
+    producer.join(timeout=60)
+    assert count == 5_000_000
+    early = max(samples[: max(2, len(samples) // 5)])
+    assert max(samples) - early < 40, f"tree RSS grew from {early:.0f} MB to {max(samples):.0f} MB"
