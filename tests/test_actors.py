@@ -197,3 +197,29 @@ def test_a_process_actor_refuses_a_thread_channel_and_says_which():
 def test_an_actor_with_nothing_to_do_fails_clearly(mode):
     with pytest.raises(cp.ActorError, match="nothing to do"):
         cp.Actor("lazy", mode=mode).start().join(timeout=10)
+
+
+def paced(records, seconds):
+    """A live source: yields a record, then waits, like a sensor or a socket."""
+    for record in records:
+        yield record
+        time.sleep(seconds)
+
+
+def test_a_record_from_a_pausing_source_is_not_held_back_for_the_next(mode, channel):
+    out = channel()
+    cp.Actor("live", source=lambda: paced(["first", "second"], 1.0), outputs=out, mode=mode).start()
+    started = time.monotonic()
+    assert out.get(timeout=5) == "first"
+    assert time.monotonic() - started < 0.5
+
+
+def test_stop_is_noticed_within_about_a_record_of_a_slow_source(mode, channel):
+    out = channel()
+    source = cp.Actor("sensor", source=lambda: paced(itertools.count(), 0.05), outputs=out, mode=mode).start()
+    assert out.get(timeout=5) == 0
+    time.sleep(0.3)  # let the source settle into its pace
+    asked = time.monotonic()
+    source.stop()
+    source.join(timeout=5)
+    assert time.monotonic() - asked < 1.0

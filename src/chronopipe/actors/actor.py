@@ -26,7 +26,8 @@ __all__ = ["Actor", "ActorStatistics", "Mode"]
 log = logging.getLogger("chronopipe.actor")
 
 Mode = Literal["thread", "process"]
-SOURCE_BATCH = 1000
+EMIT_BATCH = 1000
+SLOW_CHUNK = 0.02  # seconds: a source chunk slower than this shrinks back to one record
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Actor:
     >>> from chronopipe import Channel
     >>> inbox, out = Channel(name="in"), Channel(name="out")
     >>> double = Actor("double", lambda x: 2 * x, inbox=inbox, outputs=out).start()
-    >>> inbox.put_many([1, 2, 3]); inbox.close()
+    >>> _ = inbox.put_many([1, 2, 3]); inbox.close()
     >>> list(out), double.join() is None
     ([2, 4, 6], True)
 
@@ -90,7 +91,8 @@ class Actor:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._done = threading.Event()
-        self._stop_event: Any = threading.Event()
+        # One byte, read per record: a bytearray here, a view of shared memory for a process.
+        self._stop: bytearray | memoryview = bytearray(1)
         self._host: Any = None
         self._runtime: Runtime | None = None
 
@@ -124,7 +126,7 @@ class Actor:
     def emit(self, item: Any) -> None:
         """Send one record to every output (buffered; sent in order with the loop's own)."""
         self._out.append(item)
-        if len(self._out) >= SOURCE_BATCH:
+        if len(self._out) >= EMIT_BATCH:
             self._send_out()
 
     def flush(self) -> None:
@@ -136,7 +138,7 @@ class Actor:
     @property
     def stopping(self) -> bool:
         """True once stop() was asked for; custom loops should return soon after."""
-        return self._stop_event.is_set()
+        return bool(self._stop[0])
 
     def _send_out(self) -> None:
         out = self._out
@@ -147,21 +149,36 @@ class Actor:
             self._emitted += len(out)
 
     def _run_source(self) -> None:
+        # Chunks grow from 1 to EMIT_BATCH records while the source is fast and fall back to 1
+        # when a chunk takes long, so stop() is noticed within about one record of a slow
+        # source and costs nothing per record of a fast one. Inside a chunk the channel takes
+        # records as they come, so none waits in our hands for the next.
         src = self._source
         it = iter(src() if callable(src) else src)  # type: ignore[operator]
-        stop = self._stop_event
-        while not stop.is_set():
-            chunk = list(itertools.islice(it, SOURCE_BATCH))
-            if not chunk:
+        stop, size = self._stop, 1
+        single = self.outputs[0] if len(self.outputs) == 1 else None
+        while not stop[0]:
+            started = time.monotonic()
+            chunk = itertools.islice(it, size)
+            if single is not None:
+                taken = single.put_many(chunk)
+            else:
+                taken = 0
+                for item in chunk:
+                    for ch in self.outputs:
+                        ch.put(item)
+                    taken += 1
+            self._emitted += taken
+            if taken < size:
                 return
-            self._out.extend(chunk)
-            self._send_out()
+            size = min(size * 2, EMIT_BATCH) if time.monotonic() - started < SLOW_CHUNK else 1
 
     def _run_inbox(self) -> None:
         inbox = self.inbox
         assert inbox is not None
-        handle = self.on_receive
-        stop = self._stop_event
+        overridden = type(self).on_receive is not Actor.on_receive
+        handle = self._handler if self._handler is not None and not overridden else self.on_receive
+        stop = self._stop
         out = self._out
         while True:
             try:
@@ -185,12 +202,12 @@ class Actor:
             self._received += len(batch)
             self._send_out()
             out = self._out
-            if end or stop.is_set():
+            if end or stop[0]:
                 return
 
     def _wait_for_batch(self, inbox: Channel) -> list[Any] | None:
-        stop = self._stop_event
-        while not stop.is_set():
+        stop = self._stop
+        while not stop[0]:
             try:
                 return inbox.get_batch(0.05)
             except TimeoutError:
@@ -207,7 +224,7 @@ class Actor:
 
     def stop(self) -> None:
         """Ask the actor to finish: it stops taking input, runs on_stop, closes its outputs."""
-        self._stop_event.set()
+        self._stop[0] = 1
 
     def join(self, timeout: float | None = None) -> Any:
         """Wait for the actor to end; its result, or raises its ActorError / TimeoutError."""
@@ -257,7 +274,7 @@ class Actor:
         if error is not None:
             self.state, self.error = ("cancelled" if cancelled else "failed"), error
         else:
-            self.state, self.result = ("stopped" if self._stop_event.is_set() else "finished"), result
+            self.state, self.result = ("stopped" if self._stop[0] else "finished"), result
         self._done.set()
 
     def __repr__(self) -> str:

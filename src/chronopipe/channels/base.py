@@ -99,8 +99,11 @@ class Channel:
         else:
             self.put_many((item,), timeout)
 
-    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> None:
-        """Append records in order; cheaper per record than ``put``."""
+    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> int:
+        """Append records in order (cheaper per record than ``put``); returns how many.
+
+        An iterator is taken record by record as it yields, so it may be endless or pause.
+        """
         raise NotImplementedError
 
     def close(self) -> None:

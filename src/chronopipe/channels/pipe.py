@@ -12,13 +12,16 @@ inherited by it; channels cannot be pickled into pool tasks.
 from __future__ import annotations
 
 import fcntl
+import itertools
+import operator
 import os
 import pickle
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import multiprocess
@@ -34,6 +37,7 @@ _F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20
 _END_FRAME = b""
 
+_first = operator.itemgetter(0)
 _live: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
 
 
@@ -74,9 +78,8 @@ class ProcessChannel(Channel):
 
     def _reset_local_state(self) -> None:
         """Per-process state: a forked child must not resend its parent's partial batch."""
-        self._wlock = threading.Lock()
-        self._wbuf: list[Any] = []
-        self._first_at = 0.0
+        self._wlock = threading.Lock()  # serialises flushes, never taken per record
+        self._wq: deque[Any] = deque()  # append/popleft are atomic: put needs no lock
         self._closed_here = False
         self._rbatch, self._ridx = [], 0
 
@@ -87,37 +90,64 @@ class ProcessChannel(Channel):
         )
 
     # -- writer side -------------------------------------------------------------------
+    # put() appends to a deque without a lock (a lock per record costs more than the rest of
+    # put). Flushes, by the writer or by the linger thread, run one at a time under _wlock
+    # and take whole runs from the left, so records leave in order and none is lost.
     def put(self, item: Any, timeout: float | None = None) -> None:
         if item is END or item is queue.Empty:
             self.close()
             return
-        with self._wlock:
-            if self._closed_here:
-                raise ValueError(f"channel {self.name!r}: put after close")
-            buf = self._wbuf
-            buf.append(item)
-            if len(buf) >= self.batch_size:
-                self._flush_locked(timeout)
-            elif len(buf) == 1:
-                self._first_at = time.monotonic()
-                LINGER.watch(self, self._first_at + self.linger)
+        if self._closed_here:
+            raise ValueError(f"channel {self.name!r}: put after close")
+        q = self._wq
+        q.append(item)
+        n = len(q)
+        if n >= self.batch_size:
+            self._flush(timeout)
+        elif n == 1:
+            LINGER.watch(self, time.monotonic() + self.linger)
 
-    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> None:
-        with self._wlock:
-            if self._closed_here:
-                raise ValueError(f"channel {self.name!r}: put after close")
-            buf = self._wbuf
-            was_empty = not buf
-            buf.extend(items)
-            if len(buf) >= self.batch_size:
-                self._flush_locked(timeout)
-            elif buf and was_empty:
-                self._first_at = time.monotonic()
-                LINGER.watch(self, self._first_at + self.linger)
+    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> int:
+        if self._closed_here:
+            raise ValueError(f"channel {self.name!r}: put after close")
+        q = self._wq
+        if not isinstance(items, (list, tuple)):
+            return self._stream(iter(items), timeout)
+        if not q and len(items) >= self.batch_size:  # a whole batch already: send it as it is
+            with self._wlock:
+                if not q:
+                    self._send_batch(items, timeout)
+                    return len(items)
+        before = len(q)
+        q.extend(items)
+        n = len(q)
+        if n >= self.batch_size:
+            self._flush(timeout)
+        elif n and not before:
+            LINGER.watch(self, time.monotonic() + self.linger)
+        return len(items)
+
+    def _stream(self, it: Iterator[Any], timeout: float | None) -> int:
+        # Records go straight from the iterator into the deque (in C), so while the iterator
+        # pauses (a live source waiting for data) the linger thread, which polls us meanwhile,
+        # can send what has arrived: no record waits for the next one.
+        q, size, taken = self._wq, self.batch_size, 0
+        LINGER.poll(self)
+        try:
+            while True:
+                pulled = itertools.count()
+                q.extend(map(_first, zip(itertools.islice(it, max(1, size - len(q))), pulled, strict=False)))
+                n = next(pulled)
+                if not n:
+                    return taken
+                taken += n
+                if len(q) >= size:
+                    self._flush(timeout)
+        finally:
+            LINGER.unpoll(self)
 
     def flush(self) -> None:
-        with self._wlock:
-            self._flush_locked(None)
+        self._flush(None)
 
     def close(self) -> None:
         with self._wlock:
@@ -127,14 +157,28 @@ class ProcessChannel(Channel):
             self._send(_END_FRAME, None)
             self._closed_here = True
 
+    def _flush(self, timeout: float | None) -> None:
+        with self._wlock:
+            self._flush_locked(timeout)
+
     def _flush_locked(self, timeout: float | None) -> None:
-        buf = self._wbuf
-        if not buf:
+        q = self._wq
+        n = len(q)
+        if not n:
             return
-        if self._closed_here:
-            raise ValueError(f"channel {self.name!r}: put after close")
+        batch = [q.popleft() for _ in range(n)]
         try:
-            data = pickle.dumps(buf, protocol=5)
+            self._send_batch(batch, timeout)
+        except BaseException:
+            q.extendleft(reversed(batch))  # nothing sent: the records stay, in order
+            raise
+        if q:  # records that arrived during the flush must not wait for the next put
+            LINGER.watch(self, time.monotonic() + self.linger)
+
+    def _send_batch(self, batch: list[Any] | tuple[Any, ...], timeout: float | None) -> None:
+        """Pickle and send one batch (under _wlock); raises, having sent nothing, if it cannot."""
+        try:
+            data = pickle.dumps(batch, protocol=5)
         except Exception as exc:
             raise TypeError(
                 f"channel {self.name!r}: a record cannot be pickled ({exc}); process channels carry "
@@ -144,8 +188,7 @@ class ProcessChannel(Channel):
         while not self._slots.acquire(timeout=remaining(deadline, f"channel {self.name!r} stayed full")):
             self._check_broken()
         self._send(data, deadline)
-        self._wbuf = []
-        self._items_put += len(buf)
+        self._items_put += len(batch)
         self._batches_sent += 1
 
     def _send(self, data: bytes, deadline: float | None) -> None:
@@ -164,15 +207,10 @@ class ProcessChannel(Channel):
                 lock.release()
 
     def _linger_flush(self) -> None:
-        """Called by the linger thread: send a partial batch that waited long enough."""
+        """Called by the linger thread once a partial batch has waited ``linger`` seconds."""
         with self._wlock:
-            if not self._wbuf or self._closed_here:
-                return
-            due = self._first_at + self.linger
-            if time.monotonic() < due:
-                LINGER.watch(self, due)
-                return
-            self._flush_locked(None)
+            if not self._closed_here:
+                self._flush_locked(None)
 
     # -- reader side -------------------------------------------------------------------
     def _receive(self, timeout: float) -> list[Any] | None:
@@ -192,7 +230,7 @@ class ProcessChannel(Channel):
         return pickle.loads(data)
 
     def qsize(self) -> int:
-        return len(self._wbuf) + super().qsize()
+        return len(self._wq) + super().qsize()
 
     # -- cancellation and fork hygiene -------------------------------------------------
     def abort(self, reason: BaseException | None = None) -> None:
@@ -228,8 +266,18 @@ class _Linger:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._due: dict[ProcessChannel, float] = {}
+        self._polled: set[ProcessChannel] = set()  # streaming: flushed every `linger` seconds
         self._thread: threading.Thread | None = None
         self._stopping = False
+
+    def poll(self, ch: ProcessChannel) -> None:
+        with self._cond:
+            self._polled.add(ch)
+        self.watch(ch, time.monotonic() + ch.linger)
+
+    def unpoll(self, ch: ProcessChannel) -> None:
+        with self._cond:
+            self._polled.discard(ch)
 
     def watch(self, ch: ProcessChannel, due: float) -> None:
         with self._cond:
@@ -242,6 +290,7 @@ class _Linger:
     def forget(self, ch: ProcessChannel) -> None:
         with self._cond:
             self._due.pop(ch, None)
+            self._polled.discard(ch)
 
     def _run(self) -> None:
         while True:
@@ -258,6 +307,10 @@ class _Linger:
                     return
             for ch in ready:
                 _quiet_flush(ch._linger_flush)
+            with self._cond:
+                for ch in ready:
+                    if ch in self._polled and ch not in self._due:
+                        self._due[ch] = time.monotonic() + ch.linger
 
     def stop(self, timeout: float = 1.0) -> None:
         with self._cond:
@@ -267,14 +320,14 @@ class _Linger:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         with self._cond:
-            self._thread, self._stopping, self._due = None, False, {}
+            self._thread, self._stopping, self._due, self._polled = None, False, {}, set()
 
     def thread(self) -> threading.Thread | None:
         return self._thread
 
     def _after_fork_in_child(self) -> None:
         self._cond = threading.Condition()
-        self._due, self._thread, self._stopping = {}, None, False
+        self._due, self._polled, self._thread, self._stopping = {}, set(), None, False
 
 
 def _quiet_flush(flush: Any) -> None:

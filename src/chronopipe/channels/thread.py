@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -29,8 +30,27 @@ class ThreadChannel(Channel):
         self._not_full = threading.Condition(self._lock)
         self._closed_writers = 0
 
-    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> None:
-        items = items if isinstance(items, (list, tuple)) else list(items)
+    def put(self, item: Any, timeout: float | None = None) -> None:
+        if item is END or item is queue.Empty:
+            self.close()
+            return
+        with self._lock:  # fast path: room, open, not broken
+            if len(self._buf) < self.maxsize and self._closed_writers < self.writers and self._broken is None:
+                self._buf.append(item)
+                self._items_put += 1
+                self._batches_sent += 1
+                if self._not_empty._waiters:  # type: ignore[attr-defined]  (skip notify's cost when idle)
+                    self._not_empty.notify()
+                return
+        self.put_many((item,), timeout)
+
+    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> int:
+        if not isinstance(items, (list, tuple)):  # an iterator may be endless, or pause
+            taken = 0
+            for item in items:
+                self.put(item, timeout)
+                taken += 1
+            return taken
         n = len(items)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = 0
@@ -48,6 +68,7 @@ class ThreadChannel(Channel):
                 self._not_empty.notify()
             self._items_put += n
             self._batches_sent += 1
+        return n
 
     def close(self) -> None:
         with self._lock:

@@ -115,7 +115,7 @@ class Runtime:
                                                daemon=True)
                 actor._host.start()
                 return actor
-            actor._stop_event = _ctx.Event()
+            actor._stop = memoryview(_ctx.RawArray("B", 1)).cast("B")  # shared with the child
             status_r, status_w = Pipe(duplex=False)
             proc = _ctx.Process(target=_host_process, args=(actor, status_w), name=f"chronopipe:{actor.name}")
             proc.start()
@@ -223,7 +223,7 @@ class Runtime:
         for a in actors:
             if a.state == "running":
                 a._cancelled_by = a._cancelled_by or reason
-                a._stop_event.set()
+                a._stop[0] = 1
         for ch in channels:
             ch.abort(reason)
         for a in actors:
@@ -344,6 +344,8 @@ class Runtime:
             return
         for signum in _HANDLED_SIGNALS:
             previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
+                continue  # the program chose to ignore it (nohup, `cmd &`): so do we
             if getattr(previous, "__self__", None) is not self:
                 self._previous_handlers[signum] = previous
                 signal.signal(signum, self._on_signal)
