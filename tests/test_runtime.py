@@ -133,3 +133,10 @@ class NeedsTwoArgs(Exception):
 def test_a_result_that_cannot_be_unpickled_in_the_parent_is_an_error_not_a_hang():
     with pytest.raises(cp.ActorError, match="cannot be unpickled"):
         cp.Runtime().map(lambda x: NeedsTwoArgs(x, x), [1], timeout=30)
+
+
+def test_the_seeds_lock_is_one_shared_lock():
+    rt = cp.MultiProcessing()
+    assert rt.Lock() is rt.Lock()
+    with rt.Lock():
+        pass

@@ -8,6 +8,7 @@ import logging
 
 from .actors import Actor, ActorError, ActorStatistics
 from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
+from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
 from .runtime import MultiProcessing, PoolTask, Runtime
 
 __version__ = "0.1.0"
@@ -17,12 +18,18 @@ __all__ = [
     "Actor",
     "ActorError",
     "ActorStatistics",
+    "CSVReader",
     "Channel",
     "ChannelBroken",
     "ChannelStatistics",
+    "FileReader",
     "MultiProcessing",
     "PoolTask",
     "ProcessChannel",
+    "ReaderError",
+    "ReaderStatistics",
+    "ReaderSummary",
+    "Reject",
     "Runtime",
     "ThreadChannel",
     "is_end",

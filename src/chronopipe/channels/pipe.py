@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import logging
 import operator
 import os
 import pickle
@@ -37,6 +38,7 @@ _F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20
 _END_FRAME = b""
 
+log = logging.getLogger("chronopipe.channels")
 _first = operator.itemgetter(0)
 _live: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
 
@@ -334,8 +336,8 @@ def _quiet_flush(flush: Any) -> None:
     """A flush on behalf of someone else; the owner sees any error on its own next call."""
     try:
         flush()
-    except (ChannelBroken, TimeoutError, ValueError, TypeError):
-        pass
+    except Exception:  # broken, closed, unpicklable, aborted by an ActorError: all theirs to see
+        log.debug("linger flush failed; the channel's owner sees it on its next call", exc_info=True)
 
 
 LINGER = _Linger()

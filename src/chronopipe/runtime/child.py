@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -14,7 +15,7 @@ from multiprocess.connection import wait
 from ..channels import Channel
 from ..channels.pipe import keep_only
 
-__all__ = ["EXIT_ORPHANED", "init_child", "init_pool_worker"]
+__all__ = ["EXIT_ORPHANED", "init_child", "init_pool_worker", "stdlib_before_exit"]
 
 #: Exit status of a child that outlived its parent and ended itself.
 EXIT_ORPHANED = 70
@@ -25,8 +26,33 @@ def init_child(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ())
     """Prepare a freshly forked child of the runtime."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's chained teardown handler
+    _stdlib_after_fork()
     keep_only(readers, writers)
     watch_parent()
+
+
+def _stdlib_after_fork() -> None:
+    """Do for the standard library's multiprocessing what its own Process start does.
+
+    Our children are started by ``multiprocess`` (the dill fork), which runs only its own
+    hooks; without this, a stdlib ``multiprocessing.Queue`` or Manager proxy inherited from
+    the parent would lose or never deliver what the child puts.
+    """
+    std_process = sys.modules.get("multiprocessing.process")
+    if std_process is not None:
+        std_process._children = set()
+    std_util = sys.modules.get("multiprocessing.util")
+    if std_util is not None:
+        std_util._finalizer_registry.clear()
+        std_util._run_after_forkers()
+
+
+def stdlib_before_exit() -> None:
+    """Run the stdlib's exit finalizers (e.g. flush a multiprocessing.Queue's feeder thread)."""
+    std_util = sys.modules.get("multiprocessing.util")
+    if std_util is not None:
+        std_util._run_finalizers(0)
+        std_util._run_finalizers()
 
 
 def init_pool_worker() -> None:

@@ -31,7 +31,7 @@ from ..actors.actor import Actor
 from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope, from_exception
 from ..channels import Channel, ChannelBroken
 from ..channels.pipe import LINGER
-from .child import init_child, init_pool_worker
+from .child import init_child, init_pool_worker, stdlib_before_exit
 from .pools import PoolTask, call_enveloped
 
 __all__ = ["MultiProcessing", "Runtime"]
@@ -83,6 +83,7 @@ class Runtime:
         self._process_pool: Any = None
         self._thread_pool: Any = None
         self._manager: Any = None
+        self._shared_lock: Any = None
         self._generation = 0
         self._supervisor: threading.Thread | None = None
         self._wake_r, self._wake_w = Pipe(duplex=False)
@@ -376,6 +377,13 @@ class Runtime:
     def Manager(self) -> Any:  # noqa: N802
         return self.manager()
 
+    def Lock(self) -> Any:  # noqa: N802
+        """One process-shared lock, made before the actors that use it are started."""
+        with self._lock:
+            if self._shared_lock is None:
+                self._shared_lock = _ctx.Lock()
+            return self._shared_lock
+
     def onExit(self) -> None:  # noqa: N802
         self.shutdown()
 
@@ -390,6 +398,7 @@ def _host_process(actor: Actor, status_w: Any) -> None:
     init_child(readers=[actor.inbox] if actor.inbox is not None else [], writers=actor.outputs)
     actor.pid = os.getpid()
     status, payload = actor._host_main()
+    stdlib_before_exit()
     counts = (actor._received, actor._emitted)
     if status == "ok":
         report: tuple[str, Any] = ("ok", (payload, counts))
