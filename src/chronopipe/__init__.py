@@ -8,6 +8,7 @@ import logging
 
 from .actors import Actor, ActorError, ActorStatistics
 from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
+from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer
 from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
 from .runtime import MultiProcessing, PoolTask, Runtime
 
@@ -23,14 +24,17 @@ __all__ = [
     "ChannelBroken",
     "ChannelStatistics",
     "FileReader",
+    "MergeReport",
     "MultiProcessing",
     "PoolTask",
     "ProcessChannel",
+    "QueueMultiplexer",
     "ReaderError",
     "ReaderStatistics",
     "ReaderSummary",
     "Reject",
     "Runtime",
+    "SortedQueueMultiplexer",
     "ThreadChannel",
     "is_end",
 ]

@@ -123,6 +123,11 @@ class Actor:
         else:
             raise ValueError(f"actor {self.name!r} has nothing to do: give it an inbox or a source")
 
+    def _main(self) -> None:
+        """What the host runs between on_start and on_stop (run(), unless a subclass's
+        public run() means something else, as the seed's multiplexers' does)."""
+        self.run()
+
     def emit(self, item: Any) -> None:
         """Send one record to every output (buffered; sent in order with the loop's own)."""
         self._out.append(item)
@@ -141,12 +146,12 @@ class Actor:
         return bool(self._stop[0])
 
     def _send_out(self) -> None:
-        out = self._out
+        out = self._out  # kept and cleared in place: loops hold on to it (channels copy)
         if out:
-            self._out = []
             for ch in self.outputs:
                 ch.put_many(out)
             self._emitted += len(out)
+            out.clear()
 
     def _run_source(self) -> None:
         # Chunks grow from 1 to EMIT_BATCH records while the source is fast and fall back to 1
@@ -201,7 +206,6 @@ class Actor:
                     out.append(r)
             self._received += len(batch)
             self._send_out()
-            out = self._out
             if end or stop[0]:
                 return
 
@@ -246,14 +250,19 @@ class Actor:
             started_at=self.started_at, ended_at=self.ended_at, pid=self.pid,
         )
 
+    def inputs(self) -> list[Channel]:
+        """The channels this actor reads."""
+        return [self.inbox] if self.inbox is not None else []
+
     def channels(self) -> list[Channel]:
-        return ([self.inbox] if self.inbox is not None else []) + self.outputs
+        """Every channel this actor reads or writes."""
+        return self.inputs() + self.outputs
 
     def _host_main(self) -> tuple[str, Any]:
         """Run the hooks and loop where the actor is hosted: ("ok", result) or ("error", exc)."""
         try:
             self.on_start()
-            self.run()
+            self._main()
             self._send_out()
             result = self.on_stop()
             for ch in self.outputs:

@@ -9,6 +9,7 @@ and the reader sees END after all N have closed.
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from .end import END, is_end
 
-__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Kind"]
+__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Kind", "kind_of"]
 
 Kind = Literal["thread", "process"]
 
@@ -212,3 +213,17 @@ def remaining(deadline: float | None, what: str) -> float:
     if left <= 0:
         raise TimeoutError(what)
     return min(left, POLL_INTERVAL)
+
+
+def kind_of(target: Any) -> Kind:
+    """Which actors can write to ``target``: "thread" for in-process queues, else "process".
+
+    >>> import queue
+    >>> kind_of(queue.Queue()), kind_of(Channel(kind="thread"))
+    ('thread', 'thread')
+    """
+    if isinstance(target, Channel):
+        return target.kind  # type: ignore[return-value]
+    if isinstance(target, (queue.Queue, queue.SimpleQueue)):
+        return "thread"
+    return "process"

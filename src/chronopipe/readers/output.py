@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 from collections.abc import Iterable
 from typing import Any
 
 from ..channels import END, Channel
-from ..channels.base import Kind
+from ..channels.base import Kind, kind_of
 
 __all__ = ["QueueOutput", "kind_of"]
 
 log = logging.getLogger("chronopipe.readers")
-
-
-def kind_of(target: Any) -> Kind:
-    """Which actors can write to ``target``: "thread" for in-process queues, else "process".
-
-    >>> import queue
-    >>> kind_of(queue.Queue()), kind_of(Channel(kind="thread"))
-    ('thread', 'thread')
-    """
-    if isinstance(target, Channel):
-        return target.kind  # type: ignore[return-value]
-    if isinstance(target, (queue.Queue, queue.SimpleQueue)):
-        return "thread"
-    return "process"
 
 
 class QueueOutput(Channel):

@@ -100,7 +100,7 @@ class Runtime:
             raise RuntimeError(f"actor {actor.name!r} was already started (state: {actor.state}); make a new one")
         if actor.mode == "process":
             for ch in actor.channels():
-                if ch.kind != "process":
+                if ch.kind == "thread":
                     raise ValueError(
                         f"actor {actor.name!r} runs in a process but channel {ch.name!r} is a thread channel: "
                         "use Channel(kind='process') for channels that cross processes"
@@ -395,7 +395,7 @@ MultiProcessing = Runtime
 
 def _host_process(actor: Actor, status_w: Any) -> None:
     """Body of an actor's process (forked; runs nothing of the parent's teardown)."""
-    init_child(readers=[actor.inbox] if actor.inbox is not None else [], writers=actor.outputs)
+    init_child(readers=actor.inputs(), writers=actor.outputs)
     actor.pid = os.getpid()
     status, payload = actor._host_main()
     stdlib_before_exit()
