@@ -1,8 +1,11 @@
-"""The main job on the bundled sample data: `venv/bin/python main.py [CSV files...]`."""
+"""The main job on the bundled sample data: merge the UCI occupancy files chronologically.
+
+    venv/bin/python main.py [--files GLOB] [--key date] [--direction min|max] [--output merged.csv]
+"""
 
 import sys
 
 from chronopipe.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["demo", *sys.argv[1:]]))
+    sys.exit(main(["merge", *sys.argv[1:]]))

@@ -1,8 +1,9 @@
-"""The ``chronopipe`` command line. Exit codes: 0 ok, 1 failure, 130 Ctrl-C, 143 SIGTERM."""
+"""The ``chronopipe`` command line. Exit codes: 0 ok, 1 failure, 2 usage, 130 Ctrl-C, 143 SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 from pathlib import Path
 
@@ -11,13 +12,18 @@ from ..actors import ActorError
 __all__ = ["DEFAULT_DATA", "main"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
+DEFAULT_FILES = ("datatest.txt", "datatraining.txt", "datatest2.txt")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chronopipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="read the bundled CSV files with one actor process each")
-    demo.add_argument("files", nargs="*", type=Path, help="CSV files (default: examples/data/*.txt)")
+    merge = sub.add_parser("merge", help="merge CSV files chronologically, one reader process per file")
+    merge.add_argument("--files", help="glob of CSV files (default: the bundled UCI occupancy files)")
+    merge.add_argument("--key", default="date", help="the column to merge by (default: date)")
+    merge.add_argument("--direction", choices=["min", "max"], default="min", help="ascending (min) or descending")
+    merge.add_argument("--output", type=Path, help="write the merged rows to this CSV file")
+    merge.add_argument("--typed", action="store_true", help="convert numbers and timestamps (for numeric keys)")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
     try:
@@ -25,16 +31,18 @@ def main(argv: list[str] | None = None) -> int:
             from .. import __version__
 
             print(__version__)
-        elif args.command == "demo":
-            from .demo import run_demo
+        elif args.command == "merge":
+            from .merge import run_merge
 
-            files = args.files or sorted(DEFAULT_DATA.glob("*.txt"))
-            if not files:
-                parser.error(f"no CSV files given and none bundled under {DEFAULT_DATA}")
-            missing = [f for f in files if not f.is_file()]
-            if missing:
-                parser.error(f"no such file: {missing[0]}")
-            run_demo(files, sys.stdout)
+            if args.files:
+                files = [Path(p) for p in sorted(glob.glob(args.files))]
+                if not files:
+                    parser.error(f"--files {args.files!r} matches no file")
+            else:
+                files = [DEFAULT_DATA / name for name in DEFAULT_FILES]
+                if not all(f.is_file() for f in files):
+                    parser.error(f"the bundled sample files are not under {DEFAULT_DATA}: give --files")
+            run_merge(files, key=args.key, direction=args.direction, output=args.output, typed=args.typed)
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
