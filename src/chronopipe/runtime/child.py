@@ -26,6 +26,7 @@ def init_child(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ())
     """Prepare a freshly forked child of the runtime."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's chained teardown handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # pool workers start with it blocked
     _stdlib_after_fork()
     keep_only(readers, writers)
     watch_parent()

@@ -239,8 +239,18 @@ class Runtime:
                 from pathos.multiprocessing import ProcessPool
 
                 self._generation += 1
-                self._process_pool = ProcessPool(nodes=self.processes, id=f"chronopipe-{self._pid}-{self._generation}",
-                                                 initializer=init_pool_worker)
+                # Workers are forked (now, and later by the pool's own threads, which inherit
+                # this thread's mask) with SIGTERM blocked until init_child has reset its
+                # handler: a SIGTERM from terminate() arriving before that would otherwise go to
+                # our inherited Python handler, be dropped, and leave terminate() waiting forever.
+                previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                try:
+                    self._process_pool = ProcessPool(
+                        nodes=self.processes, id=f"chronopipe-{self._pid}-{self._generation}",
+                        initializer=init_pool_worker,
+                    )
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             return self._process_pool
 
     def thread_pool(self) -> Any:
@@ -295,9 +305,10 @@ class Runtime:
         if pool is None:
             return
         raw = type(pool).__state__.pop(pool._id, None)  # pathos caches pools by id: forget ours
-        if raw is not None:
-            raw.terminate() if terminate else raw.close()
-            raw.join()
+        if raw is None:
+            return
+        raw.terminate() if terminate else raw.close()
+        raw.join()
 
     # -- teardown ----------------------------------------------------------------------
     def shutdown(self, timeout: float = 1.0) -> None:
