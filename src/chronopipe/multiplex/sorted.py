@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +34,11 @@ log = logging.getLogger("chronopipe.multiplex")
 
 OUT_BATCH = 1000
 _IDLE = object()  # an input said nothing for idle_timeout seconds
+_DONE = object()  # an input ended
+
+
+def _exhausted() -> Any:
+    raise StopIteration
 
 
 @dataclass
@@ -133,20 +138,30 @@ class SortedQueueMultiplexer(QueueMultiplexer):
 
     # -- the merge -------------------------------------------------------------------------
     def _merge(self) -> None:
-        wrap: Callable[[Any], Any] | None = _Reversed if self.sort_direction == "max" else None
-        fast_key, key = self._fast_key, self._key
-        heap: list[list[Any]] = []  # [key, input index, record, records iterator]
+        # Hot loop shaped like heapq.merge: one heap entry per input, [key, input index,
+        # record, next-record function of the input's current batch, input ended]. Records
+        # come from a list iterator; the channel is asked only when a batch runs out. New
+        # inputs, silent inputs and stop() are looked at once per output batch.
+        heap: list[list[Any]] = []
         idle: dict[int, Channel] = {}
         out = self._out
+        append = out.append
         report = self.report
         seen = 0
         frontier: Any = None  # key of the last record emitted
-        checked = 0
+        if self.sort_direction == "max":
+            full = self._key
+            fast = slow = lambda record: _Reversed(full(record))
+        else:
+            fast, slow = self._fast_key, self._key
+        refill, heapreplace, inputs = self._refill, heapq.heapreplace, self._inputs
         while True:
-            if len(self._inputs) > seen or not heap or (idle and checked >= OUT_BATCH):
-                checked = 0
+            if len(out) >= OUT_BATCH or not heap or len(inputs) > seen:
+                self._send_out()
+                if self._stop[0]:
+                    raise _Stopped
                 for idx in range(seen, len(self._inputs)):  # inputs registered after run()
-                    self._admit(heap, idx, self._records(self._inputs[idx]), frontier, idle, wrap)
+                    self._admit(heap, [None, idx, None, _exhausted, False], frontier, idle, slow)
                 seen = len(self._inputs)
                 for idx, ch in list(idle.items()):  # a silent input that speaks again rejoins
                     try:
@@ -154,81 +169,94 @@ class SortedQueueMultiplexer(QueueMultiplexer):
                     except TimeoutError:
                         continue
                     del idle[idx]
-                    self._admit(heap, idx, self._records(ch, batch), frontier, idle, wrap)
+                    entry = [None, idx, None, _exhausted, False]
+                    self._take(entry, batch)
+                    self._admit(heap, entry, frontier, idle, slow)
                 if not heap:
                     if not idle:
-                        report.emitted = self._emitted + len(out)
+                        report.emitted = self._emitted
                         return
                     self._pause()
                     continue
             entry = heap[0]
-            k, idx, record, it = entry
-            out.append(record)
-            if len(out) >= OUT_BATCH:
-                self._send_out()
-                if self._stop[0]:
-                    raise _Stopped
+            k = entry[0]
+            append(entry[2])
             frontier = k
-            checked += 1
-            for nxt in it:
+            try:
+                nxt = entry[3]()
+            except StopIteration:
+                nxt = refill(entry)
+            while True:
+                if nxt is _DONE:
+                    heapq.heappop(heap)
+                    break
                 if nxt is _IDLE:
                     heapq.heappop(heap)
-                    idle[idx] = self._inputs[idx]
+                    idle[entry[1]] = self._inputs[entry[1]]
                     report.idle_moves += 1
                     break
                 try:
-                    nk = fast_key(nxt)
+                    nk = fast(nxt)
                 except Exception:
-                    nk = key(nxt)  # attribute, nested or missing: the full lookup, with a clear error
-                if wrap is not None:
-                    nk = wrap(nk)
+                    nk = slow(nxt)  # attribute, nested or missing: the full lookup, with a clear error
                 if nk < k:
-                    self._late(idx, nxt, k)
+                    self._late(entry[1], nxt, k)
+                    try:
+                        nxt = entry[3]()
+                    except StopIteration:
+                        nxt = refill(entry)
                     continue
                 entry[0] = nk
                 entry[2] = nxt
-                heapq.heapreplace(heap, entry)
+                heapreplace(heap, entry)
                 break
-            else:
-                heapq.heappop(heap)
-        # unreachable: the loop returns when every input has ended
 
-    def _admit(self, heap: list[list[Any]], idx: int, it: Iterator[Any], frontier: Any,
-               idle: dict[int, Channel], wrap: Callable[[Any], Any] | None) -> None:
-        """Put input ``idx``'s first record that is not late on the heap."""
-        for record in it:
+    def _admit(self, heap: list[list[Any]], entry: list[Any], frontier: Any, idle: dict[int, Channel],
+               key: Callable[[Any], Any]) -> None:
+        """Put the input's first record that is not late on the heap (or mark it idle)."""
+        while True:
+            try:
+                record = entry[3]()
+            except StopIteration:
+                record = self._refill(entry)
+            if record is _DONE:
+                return
             if record is _IDLE:
-                idle[idx] = self._inputs[idx]
+                idle[entry[1]] = self._inputs[entry[1]]
                 self.report.idle_moves += 1
                 return
-            k = self._key(record)
-            if wrap is not None:
-                k = wrap(k)
+            k = key(record)
             if frontier is not None and k < frontier:
-                self._late(idx, record, frontier)
+                self._late(entry[1], record, frontier)
                 continue
-            heapq.heappush(heap, [k, idx, record, it])
+            entry[0], entry[2] = k, record
+            heapq.heappush(heap, entry)
             return
 
-    def _records(self, ch: Channel, first: list[Any] | None = None) -> Iterator[Any]:
-        """One input's records; _IDLE after idle_timeout of silence; ends at END."""
-        batch = first
-        while True:
+    def _refill(self, entry: list[Any]) -> Any:
+        """The input's current batch ran out: its next record from the channel, _IDLE or _DONE."""
+        if entry[4]:
+            return _DONE
+        ch = self._inputs[entry[1]]
+        try:
+            batch = ch.get_batch(0)
+        except TimeoutError:
+            self.flush()  # about to wait on this input: hand over what we hold
+            batch = self._wait(ch)
             if batch is None:
-                try:
-                    batch = ch.get_batch(0)
-                except TimeoutError:
-                    self.flush()  # about to wait on this input: hand over what we hold
-                    batch = self._wait(ch)
-                    if batch is None:
-                        yield _IDLE
-                        return
-            self._received += len(batch) - (batch[-1] is END)
-            if batch[-1] is END:
-                yield from batch[:-1]
-                return
-            yield from batch
-            batch = None
+                return _IDLE
+        self._take(entry, batch)
+        try:
+            return entry[3]()
+        except StopIteration:
+            return _DONE  # an empty last batch: [END]
+
+    def _take(self, entry: list[Any], batch: list[Any]) -> None:
+        if batch[-1] is END:
+            batch.pop()
+            entry[4] = True
+        self._received += len(batch)
+        entry[3] = iter(batch).__next__
 
     def _wait(self, ch: Channel) -> list[Any] | None:
         """Block on ``ch`` until it has records (None after idle_timeout), noticing stop()."""
