@@ -29,10 +29,11 @@ from multiprocess.connection import Pipe, wait
 
 from ..actors.actor import Actor
 from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope, from_exception
-from ..channels import Channel, ChannelBroken
+from ..channels import Channel
 from ..channels.pipe import LINGER
 from .child import init_child, init_pool_worker, stdlib_before_exit
 from .pools import PoolTask, call_enveloped
+from .seed import SeedNames
 
 __all__ = ["MultiProcessing", "Runtime"]
 
@@ -42,7 +43,7 @@ dill.settings["recurse"] = True
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Runtime:
+class Runtime(SeedNames):
     """The process-wide runtime (a singleton; ``MultiProcessing`` is the seed's name for it).
 
     >>> Runtime() is Runtime()
@@ -375,31 +376,6 @@ class Runtime:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)  # die of the signal: exit status 128 + signum
 
-    # -- the seed's MultiProcessing names ------------------------------------------------
-    def GlobalProcessPool(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
-        return self.process_pool()
-
-    def GlobalThreadPool(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
-        return self.thread_pool()
-
-    ProcessPool = GlobalProcessPool
-    ThreadPool = GlobalThreadPool
-
-    def Manager(self) -> Any:  # noqa: N802
-        return self.manager()
-
-    def Lock(self) -> Any:  # noqa: N802
-        """One process-shared lock, made before the actors that use it are started."""
-        with self._lock:
-            if self._shared_lock is None:
-                self._shared_lock = _ctx.Lock()
-            return self._shared_lock
-
-    def onExit(self) -> None:  # noqa: N802
-        self.shutdown()
-
-    onKeyboardInterupt = onExit  # noqa: N815 (the seed's spelling)
-
 
 MultiProcessing = Runtime
 
@@ -436,4 +412,3 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
-_ = ChannelBroken  # re-exported for the docs of cancellation
