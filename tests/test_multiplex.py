@@ -213,3 +213,16 @@ def test_registering_a_queue_on_a_running_process_merge_is_refused():
     mux.run()
     with pytest.raises(RuntimeError, match="register every queue before run"):
         mux.input_queue()
+
+
+def test_an_input_registered_while_the_merge_waits_for_the_first_is_merged_too():
+    mux = cp.SortedQueueMultiplexer(kind="thread")
+    first, out = mux.input_queue(), mux.output_queue()
+    mux.run()  # starts waiting on `first`, which has nothing yet
+    time.sleep(0.2)
+    second = mux.input_queue()
+    second.put_many([{"timestamp": t} for t in (1, 3)])
+    second.close()
+    first.put_many([{"timestamp": t} for t in (2, 4)])
+    first.close()
+    assert [r["timestamp"] for r in drain(out)] == [1, 2, 3, 4]

@@ -109,8 +109,9 @@ class QueueMultiplexer(Actor):
         idle_wait = 0.0005
         while True:
             if len(self._inputs) > seen:
-                live.extend(self._inputs[seen:])
-                seen = len(self._inputs)
+                new = self._inputs[seen:]
+                live.extend(new)
+                seen += len(new)
             if not live:
                 return
             progressed = False

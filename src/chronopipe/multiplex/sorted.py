@@ -160,9 +160,9 @@ class SortedQueueMultiplexer(QueueMultiplexer):
                 self._send_out()
                 if self._stop[0]:
                     raise _Stopped
-                for idx in range(seen, len(self._inputs)):  # inputs registered after run()
-                    self._admit(heap, [None, idx, None, _exhausted, False], frontier, idle, slow)
-                seen = len(self._inputs)
+                while seen < len(inputs):  # inputs registered after run(), even while we admit one
+                    self._admit(heap, [None, seen, None, _exhausted, False], frontier, idle, slow)
+                    seen += 1
                 for idx, ch in list(idle.items()):  # a silent input that speaks again rejoins
                     try:
                         batch = ch.get_batch(0)
