@@ -149,6 +149,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         report = self.report
         seen = 0
         frontier: Any = None  # key of the last record emitted
+        checked = 0  # records emitted since the last look at inputs, silent ones and stop()
         if self.sort_direction == "max":
             full = self._key
             fast = slow = lambda record: _Reversed(full(record))
@@ -156,7 +157,8 @@ class SortedQueueMultiplexer(QueueMultiplexer):
             fast, slow = self._fast_key, self._key
         refill, heapreplace, inputs = self._refill, heapq.heapreplace, self._inputs
         while True:
-            if len(out) >= OUT_BATCH or not heap or len(inputs) > seen:
+            if checked >= OUT_BATCH or not heap or len(inputs) > seen:
+                checked = 0
                 self._send_out()
                 if self._stop[0]:
                     raise _Stopped
@@ -181,6 +183,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
             entry = heap[0]
             k = entry[0]
             append(entry[2])
+            checked += 1
             frontier = k
             try:
                 nxt = entry[3]()
