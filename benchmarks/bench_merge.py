@@ -68,6 +68,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import csv
+import functools
 import heapq
 import io
 import json
@@ -81,12 +82,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import chronopipe as cp
+from _common import Run, best, check_count, target_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
@@ -103,6 +104,7 @@ TARGETS = {  # name: (bound, "min" or "max")
     "vs_single_process": (1.0, "min"),
     "core_vs_heapq_merge": (0.9, "min"),
 }
+verdict = functools.partial(target_verdict, TARGETS)
 
 
 # rows followed by a line of same-round ratios: row -> (numerator row, denominator row, label)
@@ -142,19 +144,6 @@ def consume_channel(out: cp.Channel, name: str) -> int:
             return n
 
 
-@dataclass
-class Run:
-    records: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds
-
-
-def check_count(name: str, got: Any, expected: int) -> None:
-    if got != expected:
-        raise RuntimeError(f"{name}: counted {got!r} records, expected {expected}")
 
 
 def check_report(name: str, report: cp.MergeReport, expected: int) -> None:
@@ -356,15 +345,6 @@ def run_main_py(directory: Path, expected: int) -> Run:
 
 
 # -- report ---------------------------------------------------------------------------------
-def verdict(key: str, value: float) -> str:
-    bound, kind = TARGETS[key]
-    ok = value >= bound if kind == "min" else value <= bound
-    sign = ">=" if kind == "min" else "<"
-    return f"{'ok  ' if ok else 'MISS'} (target {sign} {bound:g})"
-
-
-def best(runs: list[Run]) -> Run:
-    return max(runs, key=lambda r: r.rate)
 
 
 def round_robin(contenders: dict[str, tuple[str, Callable[[], Run]]], repeat: int) -> dict[str, list[Run]]:

@@ -47,6 +47,7 @@ is missed.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import multiprocessing
@@ -57,12 +58,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
 import chronopipe as cp
+from _common import Run, best, check_count, target_verdict
 
 BATCH = 1000  # records per channel batch and per hand-batched put
 CHANNEL_MAXSIZE = 10_000
@@ -80,6 +81,7 @@ TARGETS = {  # name: (bound, "min" or "max")
     "latency_ms": (10.0, "max"),
     "startup_s": (0.1, "max"),
 }
+verdict = functools.partial(target_verdict, TARGETS)
 
 _MP = multiprocessing.get_context("fork")
 
@@ -150,21 +152,6 @@ class TreeRss:
         self._thread.join()
 
 
-@dataclass
-class Run:
-    records: int
-    seconds: float
-    peak_rss: int = 0
-    rss_samples: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds
-
-
-def check_count(name: str, got: Any, expected: int) -> None:
-    if got != expected:
-        raise RuntimeError(f"{name}: the sink counted {got!r} records, expected {expected}")
 
 
 # -- contender: chronopipe ---------------------------------------------------------------
@@ -338,15 +325,6 @@ def measure_startup() -> tuple[float, float]:
 
 
 # -- report --------------------------------------------------------------------------------
-def verdict(key: str, value: float) -> str:
-    bound, kind = TARGETS[key]
-    ok = value >= bound if kind == "min" else value <= bound
-    sign = ">=" if kind == "min" else "<"
-    return f"{'ok  ' if ok else 'MISS'} (target {sign} {bound:g})"
-
-
-def best(runs: list[Run]) -> Run:
-    return max(runs, key=lambda r: r.rate)
 
 
 def main(argv: list[str] | None = None) -> int:
