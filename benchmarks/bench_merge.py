@@ -27,12 +27,14 @@ the garbage collector never scans a million live records during them):
   Target: (a) >= 1.0x (b), i.e. parallel producers pay for their own IPC (``vs_single_process``).
 * **(c) heapq.merge, in-memory lists**: the S streams built as lists beforehand (not timed),
   merged by ``heapq.merge`` as in (b).
-* **(c) chronopipe merge core, in-memory lists**: ``SortedQueueMultiplexer(kind="thread")``
-  whose S thread input channels (``maxsize`` = records per stream, so they hold a whole stream)
-  are filled with the same lists and closed before ``run()``; timed from ``run()`` until this
-  process has drained the output thread channel (``maxsize`` 10,000, read with ``get_batch()``
-  while the merge thread writes to it). Target: >= 0.9x the heapq.merge-over-lists rate
-  (``core_vs_heapq_merge``).
+* **(c) chronopipe merge core, in-memory lists**: ``chronopipe.merge_sorted(*lists,
+  key="timestamp")``, the in-process face of the window that SortedQueueMultiplexer merges with
+  (``multiplex/window.py``), consumed exactly like heapq.merge. Target: >= 0.9x the
+  heapq.merge-over-lists rate (``core_vs_heapq_merge``).
+* **(c) SortedQueueMultiplexer on threads** (information): the multiplexer itself on a thread of
+  this process, its S thread input channels (``maxsize`` = records per stream) filled with the
+  same lists and closed before ``run()``; timed from ``run()`` until this process has drained
+  the output thread channel (``maxsize`` 10,000, read with ``get_batch()``).
 
 CSV merge (information, no target): ``--csv-files`` files (default 3) of ``--csv-rows`` rows each
 (default 1,000,000; header ``date,Temperature,Humidity,Light,CO2,HumidityRatio,Occupancy``, sorted
@@ -49,7 +51,7 @@ temporary directory (deleted at the end; ``--tmpdir`` picks its parent), then ti
   ``heapq.merge(key=lambda r: r["date"])`` and written by ``csv.DictWriter`` to /dev/null, in
   this process.
 
-``--profile`` also runs the chronopipe merge core once more under cProfile (the merge thread
+``--profile`` also runs the threaded multiplexer once more under cProfile (the merge thread
 only) and prints where its time goes, above the verdict.
 
 Output (progress goes to stderr): a table headed by the load average, since other work on the
@@ -91,7 +93,7 @@ from _common import Run, best, check_count, target_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
-CHANNEL_MAXSIZE = 10_000  # input channels of (a), output channels of (a) and of the core
+CHANNEL_MAXSIZE = 10_000  # input channels of (a), output channels of (a) and of the threaded multiplexer
 TIMEOUT = 300.0  # a run that takes longer than this is a hang: fail loudly instead of waiting forever
 KEY = operator.itemgetter("timestamp")
 
@@ -108,7 +110,11 @@ verdict = functools.partial(target_verdict, TARGETS)
 
 
 # rows followed by a line of same-round ratios: row -> (numerator row, denominator row, label)
-PAIRED = {"generators": ("processes", "generators", "(a)/(b)"), "core": ("core", "heapq_lists", "core/heapq")}
+PAIRED = {
+    "generators": ("processes", "generators", "(a)/(b)"),
+    "core": ("core", "heapq_lists", "core/heapq"),
+    "mux_threads": ("mux_threads", "heapq_lists", "mux/heapq"),
+}
 
 
 def progress(text: str) -> None:
@@ -214,27 +220,36 @@ class _ProfiledMerge(cp.SortedQueueMultiplexer):
             profile.disable()
 
 
-def run_chronopipe_core(lists: list[list[dict[str, Any]]], *, profiled: bool = False) -> tuple[Run, Any]:
-    """The merge core on pre-filled, closed thread channels: timed from run() to the drained output."""
+def run_chronopipe_core(lists: list[list[dict[str, Any]]]) -> Run:
+    n = sum(map(len, lists))
+    t0 = time.perf_counter()
+    count = consume(cp.merge_sorted(*lists, key="timestamp"), "chronopipe.merge_sorted, lists")
+    elapsed = time.perf_counter() - t0
+    check_count("chronopipe.merge_sorted, lists", count, n)
+    return Run(n, elapsed)
+
+
+def run_chronopipe_mux_threads(lists: list[list[dict[str, Any]]], *, profiled: bool = False) -> tuple[Run, Any]:
+    """The multiplexer on pre-filled, closed thread channels: timed from run() to the drained output."""
     n = sum(map(len, lists))
     cls = _ProfiledMerge if profiled else cp.SortedQueueMultiplexer
     mux = cls(sort_key="timestamp", sort_direction="min", max_size=max(map(len, lists)), kind="thread",
-              name="bench-core")
+              name="bench-mux")
     try:
         for records in lists:
             ch = mux.input_queue()
             ch.put_many(records, timeout=10)
             ch.close()
-        out = mux.output_queue(cp.Channel(kind="thread", maxsize=CHANNEL_MAXSIZE, name="bench-core-out"))
+        out = mux.output_queue(cp.Channel(kind="thread", maxsize=CHANNEL_MAXSIZE, name="bench-mux-out"))
         t0 = time.perf_counter()
         mux.run()
-        count = consume_channel(out, "chronopipe core")
+        count = consume_channel(out, "chronopipe mux, threads")
         elapsed = time.perf_counter() - t0
         report = mux.join(TIMEOUT)
     finally:
         cp.Runtime().shutdown()
-    check_count("chronopipe core", count, n)
-    check_report("chronopipe core", report, n)
+    check_count("chronopipe mux, threads", count, n)
+    check_report("chronopipe mux, threads", report, n)
     return Run(n, elapsed), getattr(mux, "profile", None)
 
 
@@ -362,7 +377,8 @@ def print_profile(profile: cProfile.Profile, records: int) -> None:
     stats = pstats.Stats(profile, stream=text)
     total = stats.total_tt  # type: ignore[attr-defined]
     stats.sort_stats("tottime").print_stats(12)
-    print(f"cProfile of the merge thread (one extra core run, {records:,} records; {total:.3f} s profiled = "
+    print(f"cProfile of the merge thread (one extra threaded multiplexer run, {records:,} records; "
+          f"{total:.3f} s profiled = "
           f"{total / records * 1e9:,.0f} ns/record under the profiler, which inflates cheap calls):")
     print("\n".join(line for line in text.getvalue().splitlines()[3:] if line.strip()))
     print()
@@ -378,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv-repeat", type=int, default=2, help="runs per CSV contender, best kept (default 2)")
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV part (csv_* are null)")
     parser.add_argument("--tmpdir", type=Path, default=None, help="parent of the temporary CSV directory")
-    parser.add_argument("--profile", action="store_true", help="also profile one merge-core run (stderr)")
+    parser.add_argument("--profile", action="store_true", help="also profile one threaded multiplexer run (stderr)")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
     csv_repeat = args.csv_repeat
@@ -392,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         "processes": f"(a) chronopipe, {streams} producer procs",
         "generators": "(b) heapq.merge, generators, 1 proc",
         "heapq_lists": "(c) heapq.merge, in-memory lists",
-        "core": "(c) chronopipe core, in-mem lists",
+        "core": "(c) chronopipe.merge_sorted, lists",
+        "mux_threads": "(c) SortedQueueMultiplexer, threads",
         "main_py": f"main.py --files, {args.csv_files} CSV files",
         "csv_baseline": "DictReader+heapq.merge+DictWriter",
     }
@@ -409,14 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     runs |= round_robin(
         {
             "heapq_lists": (labels["heapq_lists"], lambda: run_heapq_lists(lists)),
-            "core": (labels["core"], lambda: run_chronopipe_core(lists)[0]),
+            "core": (labels["core"], lambda: run_chronopipe_core(lists)),
+            "mux_threads": (labels["mux_threads"], lambda: run_chronopipe_mux_threads(lists)[0]),
         },
         args.repeat,
     )
     profile = None
     if args.profile:
-        progress("merge core under cProfile...")
-        profile = run_chronopipe_core(lists, profiled=True)[1]
+        progress("threaded multiplexer under cProfile...")
+        profile = run_chronopipe_mux_threads(lists, profiled=True)[1]
     lists.clear()  # free the records before the CSV part
 
     csv_note = "skipped (--no-csv)"
@@ -446,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 csv_note += f"; FAILED: {exc}"
 
     a, b = best(runs["processes"]), best(runs["generators"])
-    heap_lists, core = best(runs["heapq_lists"]), best(runs["core"])
+    heap_lists, core, mux = best(runs["heapq_lists"]), best(runs["core"]), best(runs["mux_threads"])
     main_py = best(runs["main_py"]) if runs.get("main_py") else None
     csv_base = best(runs["csv_baseline"]) if runs.get("csv_baseline") else None
     summary = {
@@ -474,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         ("heapq_lists", heap_lists, "", ""),
         ("core", core, f"core/heapq = {core.rate / heap_lists.rate:.2f}x",
          verdict("core_vs_heapq_merge", core.rate / heap_lists.rate)),
+        ("mux_threads", mux, f"mux/heapq = {mux.rate / heap_lists.rate:.2f}x", "(info)"),
     ]
     if not args.no_csv:
         rows += [

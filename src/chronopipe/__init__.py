@@ -8,7 +8,7 @@ import logging
 
 from .actors import Actor, ActorError, ActorStatistics
 from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
-from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer
+from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer, merge_sorted
 from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
 from .runtime import MultiProcessing, PoolTask, Runtime
 
@@ -37,6 +37,7 @@ __all__ = [
     "SortedQueueMultiplexer",
     "ThreadChannel",
     "is_end",
+    "merge_sorted",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

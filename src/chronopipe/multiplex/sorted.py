@@ -1,9 +1,10 @@
 """SortedQueueMultiplexer: a k-way merge of sorted inputs, by a key, stable, never guessing.
 
-Each input is assumed sorted by the key. The merge emits the smallest head among the inputs
-and waits for an input that has nothing buffered (its next record might be smaller), so the
-output is in key order; ties go in input-registration order, so equal input gives identical
-output every run. It holds at most one batch per input beyond the channels' own bounds.
+Each input is assumed sorted by the key. The merge takes what its inputs have, emits every
+record that no input can still precede (window.py: a window at a time, sorted in C), and waits
+only on an input that holds it back, so the output is in key order; ties go in input-registration
+order, so equal input gives identical output every run. It holds about one batch per input
+beyond the channels' own bounds.
 
 A record smaller than one already emitted cannot be placed in order: an input that steps back
 (out of order), or one that ``idle_timeout`` let the merge move on without and that speaks up
@@ -14,10 +15,8 @@ and sent to ``late_queue()`` when one is registered, else kept in ``late_records
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,19 +25,12 @@ from ..channels import END, Channel
 from ..channels.base import POLL_INTERVAL, Kind
 from ..readers.output import QueueOutput
 from .fifo import QueueMultiplexer, _Stopped
-from .keys import SortKey, fast_key_function, key_function
+from .keys import SortKey, key_function
+from .window import MergeWindow
 
 __all__ = ["MergeReport", "SortedQueueMultiplexer"]
 
 log = logging.getLogger("chronopipe.multiplex")
-
-OUT_BATCH = 1000
-_IDLE = object()  # an input said nothing for idle_timeout seconds
-_DONE = object()  # an input ended
-
-
-def _exhausted() -> Any:
-    raise StopIteration
 
 
 @dataclass
@@ -52,23 +44,6 @@ class MergeReport:
     first_out_of_order: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # input: (record, previous key)
     idle_moves: int = 0  # times the merge moved on without a silent input
     late_records: list[Any] = field(default_factory=list)
-
-
-class _Reversed:
-    """Key wrapper for sort_direction="max": the largest key sorts first."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: Any) -> None:
-        self.key = key
-
-    def __lt__(self, other: _Reversed) -> bool:
-        return other.key < self.key
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reversed) and self.key == other.key
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class SortedQueueMultiplexer(QueueMultiplexer):
@@ -105,8 +80,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         self.sort_direction = sort_direction
         self.idle_timeout = idle_timeout
         self.max_late = max_late
-        self._fast_key = fast_key_function(sort_key)
-        self._key = key_function(sort_key)
+        key_function(sort_key)  # a bad sort_key fails here, not in the merge
         self._late_out: Channel | None = None
         self.report = MergeReport(name)
 
@@ -138,128 +112,52 @@ class SortedQueueMultiplexer(QueueMultiplexer):
 
     # -- the merge -------------------------------------------------------------------------
     def _merge(self) -> None:
-        # Hot loop shaped like heapq.merge: one heap entry per input, [key, input index,
-        # record, next-record function of the input's current batch, input ended]. Records
-        # come from a list iterator; the channel is asked only when a batch runs out. New
-        # inputs, silent inputs and stop() are looked at once per output batch.
-        heap: list[list[Any]] = []
-        idle: dict[int, Channel] = {}
-        out = self._out
-        append = out.append
-        report = self.report
-        seen = 0
-        frontier: Any = None  # key of the last record emitted
-        checked = 0  # records emitted since the last look at inputs, silent ones and stop()
-        if self.sort_direction == "max":
-            full = self._key
-            fast = slow = lambda record: _Reversed(full(record))
-        else:
-            fast, slow = self._fast_key, self._key
-        refill, heapreplace, inputs = self._refill, heapq.heapreplace, self._inputs
+        # Take what the inputs have without waiting, emit what the window says is safe, and
+        # only when nothing is, wait on an input that holds the merge back (see window.py).
+        window = MergeWindow(self.sort_key, self.sort_direction, self._late)
+        inputs, report, stop = self._inputs, self.report, self._stop
         while True:
-            if checked >= OUT_BATCH or not heap or len(inputs) > seen:
-                checked = 0
+            if stop[0]:
+                raise _Stopped
+            while len(window.state) < len(inputs):  # inputs registered after run() take part from now on
+                window.add()
+            for i in window.wants():
+                self._poll(window, i, 0)
+            records = window.take()
+            if records:
+                self._out += records
                 self._send_out()
-                if self._stop[0]:
-                    raise _Stopped
-                while seen < len(inputs):  # inputs registered after run(), even while we admit one
-                    self._admit(heap, [None, seen, None, _exhausted, False], frontier, idle, slow)
-                    seen += 1
-                for idx, ch in list(idle.items()):  # a silent input that speaks again rejoins
-                    try:
-                        batch = ch.get_batch(0)
-                    except TimeoutError:
-                        continue
-                    del idle[idx]
-                    entry = [None, idx, None, _exhausted, False]
-                    self._take(entry, batch)
-                    self._admit(heap, entry, frontier, idle, slow)
-                if not heap:
-                    if not idle:
-                        report.emitted = self._emitted
-                        return
-                    self._pause()
-                    continue
-            entry = heap[0]
-            k = entry[0]
-            append(entry[2])
-            checked += 1
-            frontier = k
-            try:
-                nxt = entry[3]()
-            except StopIteration:
-                nxt = refill(entry)
-            while True:
-                if nxt is _DONE:
-                    heapq.heappop(heap)
-                    break
-                if nxt is _IDLE:
-                    heapq.heappop(heap)
-                    idle[entry[1]] = self._inputs[entry[1]]
-                    report.idle_moves += 1
-                    break
-                try:
-                    nk = fast(nxt)
-                except Exception:
-                    nk = slow(nxt)  # attribute, nested or missing: the full lookup, with a clear error
-                if nk < k:
-                    self._late(entry[1], nxt, k)
-                    try:
-                        nxt = entry[3]()
-                    except StopIteration:
-                        nxt = refill(entry)
-                    continue
-                entry[0] = nk
-                entry[2] = nxt
-                heapreplace(heap, entry)
-                break
-
-    def _admit(self, heap: list[list[Any]], entry: list[Any], frontier: Any, idle: dict[int, Channel],
-               key: Callable[[Any], Any]) -> None:
-        """Put the input's first record that is not late on the heap (or mark it idle)."""
-        while True:
-            try:
-                record = entry[3]()
-            except StopIteration:
-                record = self._refill(entry)
-            if record is _DONE:
-                return
-            if record is _IDLE:
-                idle[entry[1]] = self._inputs[entry[1]]
-                self.report.idle_moves += 1
-                return
-            k = key(record)
-            if frontier is not None and k < frontier:
-                self._late(entry[1], record, frontier)
                 continue
-            entry[0], entry[2] = k, record
-            heapq.heappush(heap, entry)
-            return
+            if window.done:
+                report.emitted = self._emitted
+                return
+            held_by = window.waiting_on()
+            if not held_by:
+                self._pause()  # every live input is idle: poll them gently
+            elif not self._poll(window, held_by[0], None):
+                window.set_idle(held_by[0])
+                report.idle_moves += 1
 
-    def _refill(self, entry: list[Any]) -> Any:
-        """The input's current batch ran out: its next record from the channel, _IDLE or _DONE."""
-        if entry[4]:
-            return _DONE
-        ch = self._inputs[entry[1]]
+    def _poll(self, window: MergeWindow, i: int, timeout: float | None) -> bool:
+        """Feed the window what input ``i`` has; ``timeout=None``: wait for it (False after idle_timeout)."""
+        ch = self._inputs[i]
         try:
             batch = ch.get_batch(0)
         except TimeoutError:
+            if timeout == 0:
+                return False
             self.flush()  # about to wait on this input: hand over what we hold
             batch = self._wait(ch)
             if batch is None:
-                return _IDLE
-        self._take(entry, batch)
-        try:
-            return entry[3]()
-        except StopIteration:
-            return _DONE  # an empty last batch: [END]
-
-    def _take(self, entry: list[Any], batch: list[Any]) -> None:
-        if batch[-1] is END:
+                return False
+        ended = batch[-1] is END
+        if ended:
             batch.pop()
-            entry[4] = True
         self._received += len(batch)
-        entry[3] = iter(batch).__next__
+        window.feed(i, batch)
+        if ended:
+            window.end(i)
+        return True
 
     def _wait(self, ch: Channel) -> list[Any] | None:
         """Block on ``ch`` until it has records (None after idle_timeout), noticing stop()."""
@@ -287,7 +185,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         name = self._inputs[idx].name
         report.late += 1
         if name not in report.out_of_order:
-            report.first_out_of_order[name] = (record, frontier.key if isinstance(frontier, _Reversed) else frontier)
+            report.first_out_of_order[name] = (record, frontier)
             log.warning("multiplexer %r: input %r is late or out of order: %.200r after key %.100r",
                         self.name, name, record, frontier)
         report.out_of_order[name] = report.out_of_order.get(name, 0) + 1
