@@ -73,7 +73,7 @@ def test_a_record_without_the_key_fails_naming_the_field():
 
 def test_merge_sorted_rejects_a_batch_size_below_one():
     with pytest.raises(ValueError, match="batch_size"):
-        cp.merge_sorted([1], key=lambda x: x, batch_size=0).__next__()
+        cp.merge_sorted([1], key=lambda x: x, batch_size=0)
 
 
 def test_the_window_holds_records_an_input_may_still_precede():

@@ -239,10 +239,12 @@ def merge_sorted(*iterables: Iterable[Any], key: SortKey = "timestamp", directio
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size!r}")
     window = MergeWindow(key, direction, None if late is None else lambda i, record, floor: late(record))
-    its = []
-    for iterable in iterables:
+    return _merged(window, [iter(iterable) for iterable in iterables], batch_size)
+
+
+def _merged(window: MergeWindow, its: list[Iterator[Any]], batch_size: int) -> Iterator[Any]:
+    for _ in its:
         window.add()
-        its.append(iter(iterable))
     while True:
         for i in window.wants():
             batch = list(islice(its[i], batch_size))
