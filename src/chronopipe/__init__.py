@@ -6,6 +6,7 @@ and dispatch them to checks, on all cores, with clean teardown.
 
 import logging
 
+from . import scl
 from .actors import Actor, ActorError, ActorStatistics
 from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
 from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer, merge_sorted
@@ -38,6 +39,7 @@ __all__ = [
     "ThreadChannel",
     "is_end",
     "merge_sorted",
+    "scl",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..actors import ActorError
+from .scl import add_parser as add_scl_parser
 
 __all__ = ["DEFAULT_DATA", "main"]
 
@@ -25,12 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--output", type=Path, help="write the merged rows to this CSV file")
     merge.add_argument("--typed", action="store_true", help="convert numbers and timestamps (for numeric keys)")
     sub.add_parser("version", help="print the version")
+    add_scl_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "version":
             from .. import __version__
 
             print(__version__)
+        elif args.command == "scl":
+            from .scl import run_scl
+
+            return run_scl(args)
         elif args.command == "merge":
             from .merge import run_merge
 
