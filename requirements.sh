@@ -53,4 +53,17 @@ if [ "$(cat "$STAMP_DIR/installed" 2>/dev/null)" != "$setup_hash" ]; then
     "${PIP[@]}" install --no-deps --no-build-isolation -e .
     echo "$setup_hash" > "$STAMP_DIR/installed"
 fi
+# System tools the capture tests compare against (tshark is the reference reader). Installed
+# where this runs as root with apt-get (CI, containers); elsewhere those tests say how to get them.
+if ! command -v tshark >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "requirements.sh: installing tshark (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends tshark >/dev/null
+    else
+        echo "requirements.sh: tshark not found; the capture tests that compare with it will be skipped" \
+             "(Debian/Ubuntu: sudo apt-get install tshark)" >&2
+    fi
+fi
 echo "requirements.sh: $VENV is ready (venv/bin/python main.py, venv/bin/pytest)"
