@@ -1,5 +1,19 @@
-"""Packet captures: pcap / pcapng reading with exact timestamps and reported damage."""
+"""Packet captures: pcap / pcapng reading with exact timestamps, decoding, reported damage."""
 
+from .decode import decode
 from .formats import CaptureError, Damage, Frame, read_frames
+from .reader import PACKET_FIELDS, PACKET_KEY, CaptureReader, CaptureStatistics, CaptureSummary, seconds_to_ns
 
-__all__ = ["CaptureError", "Damage", "Frame", "read_frames"]
+__all__ = [
+    "PACKET_FIELDS",
+    "PACKET_KEY",
+    "CaptureError",
+    "CaptureReader",
+    "CaptureStatistics",
+    "CaptureSummary",
+    "Damage",
+    "Frame",
+    "decode",
+    "read_frames",
+    "seconds_to_ns",
+]
