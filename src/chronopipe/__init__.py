@@ -9,6 +9,8 @@ import logging
 from . import scl
 from .actors import Actor, ActorError, ActorStatistics
 from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
+from .either import Either, Left, Pending, Right
+from .events import Condition, EventManager, EventStatistics, Subscription
 from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer, merge_sorted
 from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
 from .runtime import MultiProcessing, PoolTask, Runtime
@@ -24,9 +26,15 @@ __all__ = [
     "Channel",
     "ChannelBroken",
     "ChannelStatistics",
+    "Condition",
+    "Either",
+    "EventManager",
+    "EventStatistics",
     "FileReader",
+    "Left",
     "MergeReport",
     "MultiProcessing",
+    "Pending",
     "PoolTask",
     "ProcessChannel",
     "QueueMultiplexer",
@@ -34,8 +42,10 @@ __all__ = [
     "ReaderStatistics",
     "ReaderSummary",
     "Reject",
+    "Right",
     "Runtime",
     "SortedQueueMultiplexer",
+    "Subscription",
     "ThreadChannel",
     "is_end",
     "merge_sorted",

@@ -1,0 +1,29 @@
+"""Events: conditions on records, and indexed dispatch of records to the callbacks that want them."""
+
+from .condition import Condition, ConditionError
+from .index import ConditionIndex, IndexEntry
+from .manager import EventManager, EventStatistics, Subscription
+from .matchers import Matcher, all_of, any_of, between, eq, exists, ge, gt, le, lt, not_, regex, satisfies
+
+__all__ = [
+    "Condition",
+    "ConditionError",
+    "ConditionIndex",
+    "EventManager",
+    "EventStatistics",
+    "IndexEntry",
+    "Matcher",
+    "Subscription",
+    "all_of",
+    "any_of",
+    "between",
+    "eq",
+    "exists",
+    "ge",
+    "gt",
+    "le",
+    "lt",
+    "not_",
+    "regex",
+    "satisfies",
+]
