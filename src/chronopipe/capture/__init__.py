@@ -3,6 +3,7 @@
 from .decode import decode
 from .formats import CaptureError, Damage, Frame, read_frames
 from .reader import PACKET_FIELDS, PACKET_KEY, CaptureReader, CaptureStatistics, CaptureSummary, seconds_to_ns
+from .writer import CaptureWriter
 
 __all__ = [
     "PACKET_FIELDS",
@@ -11,6 +12,7 @@ __all__ = [
     "CaptureReader",
     "CaptureStatistics",
     "CaptureSummary",
+    "CaptureWriter",
     "Damage",
     "Frame",
     "decode",
