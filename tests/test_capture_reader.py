@@ -20,7 +20,7 @@ TAPS = DATA / "taps"
     ("ooo/handshake-reorder.pcap", 0),
 ])
 def test_the_summary_counts_timestamps_that_step_back(name, steps_back):
-    reader = CaptureReader(DATA / name)
+    reader = CaptureReader(DATA / name, reorder=0)  # the file's own order
     packets = list(reader)
     assert reader.summary.steps_back == steps_back
     assert reader.summary.packets == len(packets) and reader.summary.complete
@@ -28,6 +28,19 @@ def test_the_summary_counts_timestamps_that_step_back(name, steps_back):
         ts = [p[0] for p in packets]
         worst = max(a - b for a, b in itertools.pairwise(ts))
         assert reader.summary.worst_step_ns == worst > 0
+
+
+@pytest.mark.parametrize("name", ["ooo/mptcp-v0.pcap", "ooo/bgp-bgpsec.pcap", "ooo/communityid-tcp.pcap",
+                                  "pcapng/many_interfaces-1.pcapng"])
+def test_small_steps_back_are_put_in_order_and_nothing_is_lost(name):
+    reordered = list(CaptureReader(DATA / name))
+    assert [p[0] for p in reordered] == sorted(p[0] for p in reordered)
+    assert sorted(reordered) == sorted(CaptureReader(DATA / name, reorder=0))
+
+
+def test_reorder_zero_keeps_the_file_order():
+    packets = list(CaptureReader(DATA / "ooo" / "mptcp-v0.pcap", reorder=0))
+    assert [p[3] for p in packets] == list(range(1, len(packets) + 1))
 
 
 def test_the_summary_has_span_bytes_and_first_and_last_timestamps():
