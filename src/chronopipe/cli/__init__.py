@@ -19,7 +19,11 @@ DEFAULT_FILES = ("datatest.txt", "datatraining.txt", "datatest2.txt")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chronopipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    merge = sub.add_parser("merge", help="merge CSV files chronologically, one reader process per file")
+    merge = sub.add_parser("merge", help="merge captures (or CSV files) chronologically, one reader process per file")
+    merge.add_argument("captures", nargs="*", type=Path, help="pcap / pcapng files to merge by timestamp")
+    merge.add_argument("-w", "--write", type=Path, help="write the merged captures (.pcapng keeps each tap apart)")
+    merge.add_argument("--offset", action="append", default=[], metavar="FILE=SECONDS",
+                       help="add SECONDS to every timestamp of FILE (a tap's clock offset); repeatable")
     merge.add_argument("--files", help="glob of CSV files (default: the bundled UCI occupancy files)")
     merge.add_argument("--key", default="date", help="the column to merge by (default: date)")
     merge.add_argument("--direction", choices=["min", "max"], default="min", help="ascending (min) or descending")
@@ -37,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
             from .scl import run_scl
 
             return run_scl(args)
+        elif args.command == "merge" and args.captures:
+            from .capmerge import parse_offsets, run_capture_merge
+
+            missing = [str(p) for p in args.captures if not p.is_file()]
+            if missing:
+                parser.error(f"no such file: {', '.join(missing)}")
+            try:
+                offsets = parse_offsets(args.offset, args.captures)
+            except ValueError as exc:
+                parser.error(str(exc))
+            return run_capture_merge(args.captures, write=args.write, offsets=offsets)
         elif args.command == "merge":
             from .merge import run_merge
 
