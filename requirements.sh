@@ -53,17 +53,22 @@ if [ "$(cat "$STAMP_DIR/installed" 2>/dev/null)" != "$setup_hash" ]; then
     "${PIP[@]}" install --no-deps --no-build-isolation -e .
     echo "$setup_hash" > "$STAMP_DIR/installed"
 fi
-# System tools the capture tests compare against (tshark is the reference reader). Installed
-# where this runs as root with apt-get (CI, containers); elsewhere those tests say how to get them.
-if ! command -v tshark >/dev/null 2>&1; then
+# System tools the tests use: tshark (with capinfos, editcap, mergecap) is the reference capture
+# reader, chromium renders the HTML report, graphviz draws Pipeline.plot(). Installed where this runs as root with
+# apt-get (CI, containers); elsewhere the tests that need them are skipped and say how to get them.
+missing=()
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "requirements.sh: installing tshark (apt-get)"
+        echo "requirements.sh: installing ${missing[*]} (apt-get)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends tshark >/dev/null
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-        echo "requirements.sh: tshark not found; the capture tests that compare with it will be skipped" \
-             "(Debian/Ubuntu: sudo apt-get install tshark)" >&2
+        echo "requirements.sh: ${missing[*]} not found; the tests that compare with them will be skipped" \
+             "(Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
     fi
 fi
 echo "requirements.sh: $VENV is ready (venv/bin/python main.py, venv/bin/pytest)"

@@ -33,6 +33,8 @@ setup(
         "postgres": ["psycopg[binary]>=3.1"],
         "ray": ["ray>=2.9"],
         "web": ["aiohttp>=3.9"],
+        "yaml": ["pyyaml>=6"],  # chronopipe validate --rules rules.yml
+        "plot": ["graphviz>=0.20"],  # Pipeline.plot()
     },
     entry_points={"console_scripts": ["chronopipe=chronopipe.cli:main"]},
     classifiers=[

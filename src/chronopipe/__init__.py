@@ -11,6 +11,17 @@ from .actors import Actor, ActorError, ActorStatistics
 from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
 from .either import Either, Left, Pending, Right
 from .events import Condition, EventManager, EventStatistics, Subscription
+from .graph import (
+    Clock,
+    GlobalState,
+    GroupByNode,
+    Node,
+    NodeStatistics,
+    OutOfOrderError,
+    Pipeline,
+    PipelineStatistics,
+    RouteError,
+)
 from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer, merge_sorted
 from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
 from .runtime import MultiProcessing, PoolTask, Runtime
@@ -26,15 +37,23 @@ __all__ = [
     "Channel",
     "ChannelBroken",
     "ChannelStatistics",
+    "Clock",
     "Condition",
     "Either",
     "EventManager",
     "EventStatistics",
     "FileReader",
+    "GlobalState",
+    "GroupByNode",
     "Left",
     "MergeReport",
     "MultiProcessing",
+    "Node",
+    "NodeStatistics",
+    "OutOfOrderError",
     "Pending",
+    "Pipeline",
+    "PipelineStatistics",
     "PoolTask",
     "ProcessChannel",
     "QueueMultiplexer",
@@ -43,6 +62,7 @@ __all__ = [
     "ReaderSummary",
     "Reject",
     "Right",
+    "RouteError",
     "Runtime",
     "SortedQueueMultiplexer",
     "Subscription",

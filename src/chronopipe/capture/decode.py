@@ -42,7 +42,10 @@ _IPV6_EXTENSIONS = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, 
 
 
 def decode(frame: tuple, source: str = "") -> dict[str, Any]:
-    """The record of one ``read_frames`` frame: its fields and its decoded headers.
+    """The record of one packet: its fields and its decoded headers.
+
+    ``frame`` is a CaptureReader packet ``(ts_ns, source, interface, index, caplen, wirelen,
+    linktype, data)`` or a ``read_frames`` frame (the same without ``source``, given apart).
 
     >>> eth = bytes.fromhex("ffffffffffff" "020000000001" "0800")
     >>> ip = bytes.fromhex("4500002c" "1c46" "4000" "40" "06" "0000" "c0a80001" "c0a80002")
@@ -53,7 +56,10 @@ def decode(frame: tuple, source: str = "") -> dict[str, Any]:
     >>> r["payload"], r["sliced"]
     (b'hi\\x00\\x00', False)
     """
-    ts_ns, interface, index, caplen, wirelen, linktype, data = frame
+    if len(frame) == 8:
+        ts_ns, source, interface, index, caplen, wirelen, linktype, data = frame
+    else:
+        ts_ns, interface, index, caplen, wirelen, linktype, data = frame
     record: dict[str, Any] = {
         "ts_ns": ts_ns, "source": source, "interface": interface, "index": index, "caplen": caplen,
         "wirelen": wirelen, "linktype": linktype, "data": data, "sliced": caplen < wirelen,

@@ -139,7 +139,7 @@ class CaptureReader(Actor):
         packets = self._read() if not self.reorder_ns else _reordered(self._read(), self.reorder_ns)
         if not self.decode:
             return packets
-        return (decode_frame(p[:1] + p[2:], p[1]) for p in packets)
+        return map(decode_frame, packets)
 
     def _read(self) -> Iterator[tuple[Any, ...]]:
         summary = self.summary = CaptureSummary(self.name, self.filename)

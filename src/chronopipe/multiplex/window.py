@@ -223,6 +223,9 @@ def merge_sorted(*iterables: Iterable[Any], key: SortKey = "timestamp", directio
           late: Callable[[Any], Any] | None = None, batch_size: int = 1000) -> Iterator[Any]:
     """Merge sorted iterables into one sorted iterator, in this process (``heapq.merge``, exact).
 
+    Given one list of pipeline Nodes instead (``merge_sorted([b, c], key="ts") | d``), it returns
+    the pipeline's sorted merge of those branches (see ``chronopipe.graph``).
+
     Stable: ties come out in argument order. ``key`` is what SortedQueueMultiplexer takes (a
     field, a dotted path, a list of fields or a callable). A record out of order raises
     ValueError, or goes to ``late(record)`` when given; it is never yielded out of order.
@@ -236,6 +239,13 @@ def merge_sorted(*iterables: Iterable[Any], key: SortKey = "timestamp", directio
     2
     [1, 3]
     """
+    if len(iterables) == 1 and isinstance(iterables[0], list | tuple) and iterables[0]:
+        from ..graph.node import Node  # here, not at the top: chronopipe.graph imports this package
+
+        if all(isinstance(x, Node) for x in iterables[0]):
+            from ..graph import merge_sorted as merge_nodes
+
+            return merge_nodes(iterables[0], key=key, direction=direction)  # type: ignore[no-any-return]
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size!r}")
     window = MergeWindow(key, direction, None if late is None else lambda i, record, floor: late(record))

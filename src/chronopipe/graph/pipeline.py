@@ -1,0 +1,287 @@
+"""Pipeline: runs a graph of nodes (consecution's API) in one of three modes.
+
+* ``mode="sync"`` (default): consecution's semantics on the caller's thread (sync.py).
+* ``mode="threads"``: each node is an actor on a thread of this process (actors.py).
+* ``mode="processes"``: each node is an actor in its own process; records travel in batches.
+
+The same pipeline gives the same results in every mode: the same multiset of items reaching
+each node, in the same order along a chain (and after ``ordered=True`` workers and
+``merge_sorted``); what nodes leave in ``global_state`` and in their own attributes (see
+state.py for how that comes back from processes). Across a broadcast or a plain merge, how the
+items of different branches interleave is up to the threads and processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .node import Node, RouterNode, top_down_order
+from .render import digraph, text
+from .state import GlobalState
+from .sync import SyncRun
+from .wiring import stdout_write
+
+__all__ = ["MODES", "NodeStatistics", "Pipeline", "PipelineStatistics"]
+
+Mode = Literal["sync", "threads", "processes"]
+MODES = ("sync", "threads", "processes")
+LOG_HEADER = "node_log,what,node_name,item\n"
+
+
+@dataclass(frozen=True)
+class NodeStatistics:
+    """One node in the last run (counts are summed over its workers; None in sync mode)."""
+
+    name: str
+    mode: str
+    workers: int
+    received: int | None
+    sent: int | None
+    state: str
+
+
+@dataclass(frozen=True)
+class PipelineStatistics:
+    """The last run of a pipeline: its mode, how long it ran, and its nodes in top-down order."""
+
+    mode: str
+    state: str
+    seconds: float | None
+    nodes: tuple[NodeStatistics, ...]
+
+
+class Pipeline:
+    """The nodes connected to ``node``, ready to consume items.
+
+    ``global_state`` (a GlobalState by default) is shared by every node as ``.global_state``.
+    Subclasses may override ``begin()``, ``end()`` and ``reset()`` (no need to call super):
+    begin runs before the nodes' begin, end after the nodes' end, and ``consume()`` returns
+    what ``end()`` returns.
+
+    >>> from chronopipe.testing import ListSink
+    >>> class Square(Node):
+    ...     def process(self, item):
+    ...         self.push(item * item)
+    >>> pipeline = Pipeline(Square("square") | ListSink("squares"), mode="threads")
+    >>> pipeline.consume(range(4))
+    >>> pipeline["squares"].items
+    [0, 1, 4, 9]
+    >>> print(pipeline)
+    <BLANKLINE>
+    Pipeline (mode=threads)
+    --------------------------------------------------------------------
+     square | squares
+    --------------------------------------------------------------------
+    <BLANKLINE>
+    """
+
+    def __init__(self, node: Node, global_state: Any = None, *, mode: Mode = "sync") -> None:
+        if not isinstance(node, Node):
+            raise TypeError(f"Pipeline(node): give it a Node (any node of a connected graph), not {node!r}")
+        if mode not in MODES:
+            raise ValueError(f"Pipeline mode must be one of {MODES}, not {mode!r}")
+        self.top_node = node.top_node
+        self.global_state = GlobalState() if global_state is None else global_state
+        self.mode: Mode = mode
+        self._run: Any = None
+        self._is_running = False
+        self._stats: PipelineStatistics | None = None
+        self._started = 0.0
+        self._node_lookup: dict[str, Node] = {}
+        self._node_repr = ""
+        self.initialize()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's begin/end/reset run around the nodes' own, without calling super()."""
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("begin", _around_begin), ("end", _around_end), ("reset", _around_reset)):
+            hook = cls.__dict__.get(name)
+            if hook is not None and not getattr(hook, "_wrapped", False):
+                setattr(cls, name, wrap(hook))
+
+    # -- the graph ---------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Look at the graph again (nodes may have been connected since construction)."""
+        self.top_node = self.top_node.top_node
+        self._node_lookup = {}
+        for node in top_down_order(self.top_node):
+            node.pipeline = self  # type: ignore[attr-defined]
+            node.global_state = self.global_state  # type: ignore[attr-defined]
+            self._node_lookup[node.name] = node
+
+    def __getitem__(self, name: str) -> Node:
+        node = self._node_lookup.get(name)
+        if node is None:
+            self.initialize()
+            node = self._node_lookup.get(name)
+        if node is None:
+            raise KeyError(f"no node named {name!r} in this pipeline; its nodes are {sorted(self._node_lookup)}")
+        return node
+
+    def __setitem__(self, name: str, replacement: Node) -> None:
+        """Put ``replacement`` (a node of the same name) in place of the node ``name``."""
+        if not isinstance(replacement, Node) or replacement.name != name:
+            raise ValueError(f"a replacement for node {name!r} must be a Node named {name!r}, not {replacement!r}")
+        if self._is_running:
+            raise RuntimeError(f"cannot replace node {name!r} while the pipeline runs; call end() first")
+        old = self[name]
+        ups, downs = list(old._upstream_nodes), list(old._downstream_nodes)
+        for up in ups:
+            up.remove_downstream(old)
+        for down in downs:
+            old.remove_downstream(down)
+        for up in ups:
+            up.add_downstream(replacement)
+        for down in downs:
+            replacement.add_downstream(down)
+        replacement._merge = replacement._merge or old._merge
+        if old is self.top_node:
+            self.top_node = replacement
+        self.initialize()
+
+    # -- running -----------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start a run: every node's begin(), parents first, before any item (consume() calls it)."""
+        self._begin_nodes()
+
+    def end(self) -> Any:
+        """Finish the run: every node's end(), each after its parents' (consume() calls it)."""
+        self._end_nodes()
+
+    def reset(self) -> None:
+        """Call every node's reset(), parents first."""
+        self._reset_nodes()
+
+    def consume(self, iterable: Iterable[Any]) -> Any:
+        """Begin, send every item of ``iterable`` to the top node, end; returns what end() returns.
+
+        A node's exception stops the run (in every mode) and raises an ActorError naming the node,
+        with its traceback and the item; its class also derives from the original exception's.
+        """
+        self.begin()
+        try:
+            self._run.feed(iterable)
+        except BaseException:
+            self._is_running = False
+            self._finish_stats("failed")
+            raise
+        return self.end()
+
+    def push(self, item: Any) -> None:
+        """Send one item to the top node (beginning the run first if needed); call end() when done."""
+        if not self._is_running:
+            self.begin()
+        try:
+            self._run.push(item)
+        except BaseException:
+            self._is_running = False
+            self._finish_stats("failed")
+            raise
+
+    def _begin_nodes(self) -> None:
+        if self._is_running:
+            return
+        self.initialize()
+        order = top_down_order(self.top_node)
+        if any(n._logging for n in order):
+            stdout_write(LOG_HEADER)
+        if self.mode == "sync":
+            self._run = SyncRun(order, stdout_write)
+        else:
+            from .actors import ActorRun
+
+            self._run = ActorRun(order, self.mode, self.global_state)
+        self._started, self._stats = time.perf_counter(), None
+        self._run.begin()
+        self._is_running = True
+
+    def _end_nodes(self) -> None:
+        if not self._is_running:
+            return
+        self._is_running = False
+        try:
+            self._run.end()
+        except BaseException:
+            self._finish_stats("failed")
+            raise
+        self._finish_stats("finished")
+
+    def _reset_nodes(self) -> None:
+        self.initialize()
+        for node in top_down_order(self.top_node):
+            node.reset()
+
+    # -- looking at it -----------------------------------------------------------------
+    def statistics(self) -> PipelineStatistics:
+        """The last (or current) run: per node, what it received and sent (actor modes)."""
+        if self._stats is not None:
+            return self._stats
+        return self._make_stats("running" if self._is_running else "new")
+
+    def _finish_stats(self, state: str) -> None:
+        self._stats = self._make_stats(state)
+
+    def _make_stats(self, state: str) -> PipelineStatistics:
+        seconds = time.perf_counter() - self._started if self._started else None
+        counts = self._run.counts() if self._run is not None and hasattr(self._run, "counts") else {}
+        nodes = []
+        for node in top_down_order(self.top_node):
+            if isinstance(node, RouterNode):
+                continue
+            c = counts.get(node.name)
+            nodes.append(NodeStatistics(
+                name=node.name, mode=c["mode"] if c else "sync", workers=c["workers"] if c else 1,
+                received=c["received"] if c else None, sent=c["sent"] if c else None,
+                state=c["state"] if c else state))
+        return PipelineStatistics(mode=self.mode, state=state, seconds=seconds, nodes=tuple(nodes))
+
+    def plot(self, file_name: str = "pipeline", kind: str = "png") -> Pipeline:
+        """Draw the pipeline into ``file_name.kind`` (png, pdf or svg) with Graphviz; returns self."""
+        self.top_node.plot(file_name, kind)
+        return self
+
+    def __str__(self) -> str:
+        return text(self.top_node, self.mode)
+
+    __repr__ = __str__
+
+    def _repr_svg_(self) -> str | None:  # Jupyter shows a pipeline as its plot
+        try:
+            return digraph(self.top_node).pipe(format="svg").decode()
+        except Exception:
+            return None
+
+
+def _around_begin(hook: Any) -> Any:
+    @functools.wraps(hook)
+    def begin(self: Pipeline) -> None:
+        if not self._is_running:
+            hook(self)
+        self._begin_nodes()
+
+    begin._wrapped = True  # type: ignore[attr-defined]
+    return begin
+
+
+def _around_end(hook: Any) -> Any:
+    @functools.wraps(hook)
+    def end(self: Pipeline) -> Any:
+        self._end_nodes()
+        return hook(self)
+
+    end._wrapped = True  # type: ignore[attr-defined]
+    return end
+
+
+def _around_reset(hook: Any) -> Any:
+    @functools.wraps(hook)
+    def reset(self: Pipeline) -> Any:
+        self._reset_nodes()
+        return hook(self)
+
+    reset._wrapped = True  # type: ignore[attr-defined]
+    return reset

@@ -1,0 +1,173 @@
+"""The ``sync`` mode: consecution's semantics, on the caller's thread.
+
+``push(item)`` calls the next node's ``process`` directly, so an item travels depth first
+through the whole graph before the next one enters. Pushes are wired once when the pipeline
+begins (a node with one downstream node pushes straight into its ``process``), the input loop
+runs in C (``map``), and nothing is checked per item: when a node raises, the traceback says
+which node it was and with what item.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..multiplex.window import MergeWindow
+from .errors import NO_ITEM, find_origin, mark, node_error
+from .node import GroupByNode, Node, RouterNode
+from .wiring import Target, input_of, make_push, output_of, push_in_begin, route_to
+
+__all__ = ["OutOfOrderError", "SyncRun"]
+
+#: Items a sorted merge collects from a branch before it feeds them to the merge window.
+MERGE_BATCH = 256
+
+
+class OutOfOrderError(ValueError):
+    """A branch of merge_sorted sent an item whose key comes before the previous one's."""
+
+
+class SyncRun:
+    """One run of a pipeline's nodes on this thread."""
+
+    mode = "sync"
+
+    def __init__(self, order: list[Node], write: Callable[[str], Any]) -> None:
+        self.order = order
+        self.nodes = [n for n in order if not isinstance(n, RouterNode)]
+        self._by_id = {id(n): n for n in self.nodes}
+        self._write = write
+        self._merges: dict[Node, SortedInput] = {}
+        self._ends_after: dict[Node, list[tuple[SortedInput, int]]] = {}
+        self.entry: Target = self._not_begun
+
+    def _not_begun(self, item: Any) -> None:
+        raise RuntimeError("the pipeline has not begun")
+
+    # -- begin -------------------------------------------------------------------------
+    def begin(self) -> None:
+        pushes = {node: self._push_of(node) for node in self.nodes}
+        for node in self.nodes:
+            node.push = push_in_begin(node)  # type: ignore[method-assign]
+            if isinstance(node, GroupByNode):
+                node._reset_batch()
+        for node in self.nodes:
+            try:
+                node.begin()
+            except Exception as exc:
+                raise node_error(node.name, exc) from None
+        for node, push in pushes.items():
+            node.push = push  # type: ignore[method-assign]
+            node._process = input_of(node, self._write)  # type: ignore[attr-defined]
+        self.entry = self.nodes[0]._process  # type: ignore[attr-defined]
+
+    def _push_of(self, node: Node) -> Target:
+        return output_of(node, make_push([self._edge(node, d) for d in node._downstream_nodes]), self._write)
+
+    def _edge(self, source: Node, node: Node) -> Target:
+        """What receives the items ``source`` sends to ``node``."""
+        if isinstance(node, RouterNode):
+            return route_to(node, {d.name: self._edge(node, d) for d in node._downstream_nodes})
+        if node._merge is not None:
+            merge = self._merges.get(node)
+            if merge is None:
+                merge = self._merges[node] = SortedInput(node, input_of(node, self._write))
+            return merge.port(source, self._ends_after)
+        return input_of(node, self._write)
+
+    # -- items -------------------------------------------------------------------------
+    def feed(self, iterable: Iterable[Any]) -> None:
+        try:
+            deque(map(self.entry, iterable), maxlen=0)
+        except Exception as exc:
+            raise self.error(exc) from None
+
+    def push(self, item: Any) -> None:
+        try:
+            self.entry(item)
+        except Exception as exc:
+            raise self.error(exc) from None
+
+    # -- end ---------------------------------------------------------------------------
+    def end(self) -> None:
+        for node in self.order:  # each node after all of its parents
+            try:
+                if not isinstance(node, RouterNode):
+                    node.end()
+                for merge, i in self._ends_after.get(node, ()):
+                    merge.end(i)
+            except Exception as exc:
+                raise self.error(exc, node) from None
+
+    def error(self, exc: Exception, default: Node | None = None) -> BaseException:
+        """``exc`` as raised by the node whose code raised it (the caller's own errors unchanged)."""
+        origin = find_origin(exc, self._by_id)
+        if origin is None or origin[0] is None:
+            if default is None:
+                return exc  # the caller's iterable raised: theirs, as it is
+            origin = (default, NO_ITEM)
+        node, item = origin
+        return node_error(node.name, exc, item)
+
+
+class SortedInput:
+    """The input of a node that merge_sorted feeds: one port per branch, merged by key."""
+
+    def __init__(self, node: Node, deliver: Target) -> None:
+        spec = node._merge
+        assert spec is not None
+        self.node, self.deliver = node, deliver
+        self.window = MergeWindow(spec.key, spec.direction, self._late)
+        self.pending: list[list[Any]] = []
+        self.branches: list[str] = []
+        ranks = {b.name: i for i, b in enumerate(spec.branches)}
+        self._rank = lambda n: ranks.get(n.name, len(ranks))
+        self._ports: dict[Node, Target] = {}
+
+    def port(self, source: Node, ends_after: dict[Node, list[tuple[SortedInput, int]]]) -> Target:
+        if not self._ports:  # register every branch now, in merge_sorted's order: ties go to the earlier one
+            for parent in sorted(self.node._upstream_nodes, key=self._rank):
+                i = self.window.add()
+                self.pending.append([])
+                self.branches.append(parent.name)
+                self._ports[parent] = self._make_port(i)
+                ends_after.setdefault(parent, []).append((self, i))
+        return self._ports[source]
+
+    def _make_port(self, i: int) -> Target:
+        pending, feed = self.pending[i], self._feed
+
+        def push(item: Any) -> None:
+            pending.append(item)
+            if len(pending) >= MERGE_BATCH:
+                feed(i)
+
+        return push
+
+    def _feed(self, i: int) -> None:
+        batch = self.pending[i][:]
+        self.pending[i].clear()
+        try:
+            self.window.feed(i, batch)
+            records = self.window.take()
+        except OutOfOrderError:
+            raise
+        except Exception as exc:
+            raise mark(exc, self.node.name) from None
+        deliver = self.deliver
+        for record in records:
+            deliver(record)
+
+    def end(self, i: int) -> None:
+        self._feed(i)
+        self.window.end(i)
+        self._feed(i)
+
+    def _late(self, i: int, record: Any, floor: Any) -> None:
+        raise mark(out_of_order(self.node.name, self.branches[i], record, floor), self.node.name, record)
+
+
+def out_of_order(node: str, branch: str, record: Any, floor: Any) -> OutOfOrderError:
+    return OutOfOrderError(f"merge_sorted into {node!r}: branch {branch!r} pushed {record!r:.200} after key "
+                           f"{floor!r:.100}; every branch must push its items in key order")
