@@ -9,7 +9,7 @@ address with dotted keys (``"ip.src"``, ``"tcp.dport"``)::
     ip:   version src dst proto ttl id len frag   (IPv4; IPv6 has no id and ttl = hop limit)
     tcp:  sport dport seq ack flags hdrlen len     (len: payload bytes, from the IP length)
     udp:  sport dport len
-    icmp: type code                   (ICMP and ICMPv6)
+    icmp: type code [id seq]          (ICMP and ICMPv6; id and seq for echo requests and replies)
     payload: the transport payload bytes captured (may be shorter than tcp.len / udp.len)
     sliced: True when the capture cut the packet short (caplen < wirelen)
     malformed: why the headers could not be read, or absent
@@ -38,6 +38,7 @@ _IP6 = struct.Struct("!IHBB16s16s").unpack_from
 _TCP = struct.Struct("!HHIIBB").unpack_from
 _UDP = struct.Struct("!HHH").unpack_from
 _VLAN = {0x8100, 0x88A8, 0x9100}
+_ECHO = {0, 8, 128, 129}  # ICMP echo reply / request, ICMPv6 echo request / reply
 _IPV6_EXTENSIONS = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, AH (fragment: 44)
 
 
@@ -170,5 +171,7 @@ def _transport(record: dict[str, Any], data: bytes, pos: int, proto: int, length
         record["udp"] = {"sport": sport, "dport": dport, "len": ulen}
         record["payload"] = data[pos + 8:pos + max(length, 8)]
     elif proto in (1, 58):
-        record["icmp"] = {"type": data[pos], "code": data[pos + 1]}
+        icmp = record["icmp"] = {"type": data[pos], "code": data[pos + 1]}
+        if icmp["type"] in _ECHO:  # echo request / reply: identifier and sequence pair them
+            icmp["id"], icmp["seq"] = _U16(data, pos + 4)[0], _U16(data, pos + 6)[0]
         record["payload"] = data[pos + 4:pos + max(length, 4)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..actors import ActorError
 from .scl import add_parser as add_scl_parser
+from .validate import add_parser as add_validate_parser
 
 __all__ = ["DEFAULT_DATA", "main"]
 
@@ -31,12 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--typed", action="store_true", help="convert numbers and timestamps (for numeric keys)")
     sub.add_parser("version", help="print the version")
     add_scl_parser(sub)
+    add_validate_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "version":
             from .. import __version__
 
             print(__version__)
+        elif args.command == "validate":
+            from .validate import run_validate
+
+            return run_validate(args)
         elif args.command == "scl":
             from .scl import run_scl
 

@@ -1,0 +1,195 @@
+"""Hand-run benchmark of packet-capture merging and validation against mergecap, tshark and dpkt.
+
+Run it (it is not a pytest test)::
+
+    venv/bin/python benchmarks/bench_capture.py [--packets N] [--taps N] [--repeat N] [--keep DIR]
+
+It first builds ``--taps`` (default 4) taps of ``--packets`` (default 1,000,000) packets each
+with Recipe A of the shared captures' RECIPES.md (tcprewrite, editcap and mergecap amplify a
+real capture; about 10 s), in a temporary directory that is deleted at the end (never
+committed). Needs Debian's ``tshark tcpreplay`` and, for the dpkt row, ``pip install dpkt``.
+
+Contenders, in the same run (best of ``--repeat``, default 2, round robin; peak RSS of the
+whole process tree sampled every 20 ms):
+
+* read + merge: ``chronopipe merge TAPS`` (no output file) vs ``mergecap -w /dev/null TAPS``
+  (target: chronopipe >= 0.35x mergecap's packets/s);
+* validate: ``chronopipe validate TAPS`` with the default checks vs ``tshark -q -Y
+  tcp.analysis.flags`` on the mergecap output (the same packets) vs a single-process dpkt loop
+  decoding Ethernet/IP/TCP fields (targets: >= 1.5x tshark's packets/s, peak RSS <= 0.25x
+  tshark's);
+* memory as input grows: chronopipe validate's peak RSS on 1 tap vs all taps (target: flat).
+
+The last line printed is one JSON object:
+``{"merge_vs_mergecap", "validate_vs_tshark", "rss_vs_tshark", "rss_4m_vs_1m"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "benchmarks" / "data" / "echo-connections.pcap.gz"  # 82,582 real packets (zeek; see its README)
+OFFSETS = {"A": (0, 0), "B": (0.0007, 0.000150), "C": (0.0013, 0.0023), "D": (0.0029, -0.250)}
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"bench_capture: missing {', '.join(missing)}: apt-get install tshark tcpreplay")
+
+
+def build_taps(directory: Path, taps: int, packets: int) -> list[Path]:
+    """Recipe A: time-shifted, address-rewritten copies of a real capture, cut to ``packets``."""
+    seed = directory / "seed.pcap"
+    seed.write_bytes(subprocess.run(["zcat", str(SEED)], capture_output=True, check=True).stdout)
+    copies = packets // 82_582 + 1
+    out = []
+    for t in range(taps):
+        tap = "ABCDEFGH"[t]
+        off, lat = OFFSETS.get(tap, (0.0005 * t, 0.0))
+        parts = []
+        for i in range(copies):
+            rewritten, part = directory / f"tmp_{tap}{i}.pcap", directory / f"part_{tap}{i}.pcap"
+            subprocess.run(["tcprewrite", f"--seed={ord(tap) * 100 + i}", "--fixcsum", "-i", seed, "-o", rewritten],
+                           check=True, capture_output=True)
+            subprocess.run(["editcap", "-F", "pcap", "-t", f"{i * 7 + off + lat:.6f}", rewritten, part], check=True,
+                           capture_output=True)
+            rewritten.unlink()
+            parts.append(part)
+        whole = directory / f"all_{tap}.pcap"
+        subprocess.run(["mergecap", "-F", "pcap", "-a", "-w", whole, *parts], check=True)
+        final = directory / f"tap{tap}.pcap"
+        subprocess.run(["editcap", "-F", "pcap", "-r", whole, final, f"1-{packets}"], check=True)
+        for p in [*parts, whole]:
+            p.unlink()
+        out.append(final)
+    seed.unlink()
+    return out
+
+
+def measure(cmd: list[str | Path]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB of the process tree, stdout) of ``cmd``."""
+    peak = 0
+    t0 = time.perf_counter()
+    proc = psutil.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out_chunks: list[str] = []
+    while proc.poll() is None:
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    out_chunks.append(proc.stdout.read() if proc.stdout else "")
+    if proc.returncode not in (0, 1):  # validate exits 1 when a check fails; anything else is an error
+        error = proc.stderr.read() if proc.stderr else ""
+        sys.exit(f"bench_capture: {' '.join(map(str, cmd))} failed with status {proc.returncode}:\n{error[-2000:]}")
+    return time.perf_counter() - t0, peak / 1e6, "".join(out_chunks)
+
+
+def dpkt_loop(paths: list[Path]) -> None:
+    import dpkt
+
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            for _ts, buf in dpkt.pcap.Reader(f):
+                eth = dpkt.ethernet.Ethernet(buf)
+                ip = eth.data
+                if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
+                    _ = (ip.src, ip.dst, ip.data.sport, ip.data.dport, ip.data.seq, ip.data.flags)
+                n += 1
+    print(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--packets", type=int, default=1_000_000, help="packets per tap (default 1,000,000)")
+    parser.add_argument("--taps", type=int, default=4, help="taps (default 4)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per contender, best kept (default 2)")
+    parser.add_argument("--keep", type=Path, help="build the taps in this directory and keep them")
+    args = parser.parse_args(argv)
+    need("tshark", "mergecap", "editcap", "tcprewrite", "zcat")
+    py = sys.executable
+    cli = [py, "-m", "chronopipe.cli"]
+    with tempfile.TemporaryDirectory(prefix="bench_capture_") as tmp:
+        directory = args.keep or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        taps = sorted(directory.glob("tap?.pcap"))[:args.taps]
+        if len(taps) < args.taps:
+            progress(f"building {args.taps} taps of {args.packets:,} packets (Recipe A)...")
+            t0 = time.perf_counter()
+            taps = build_taps(directory, args.taps, args.packets)
+            progress(f"built in {time.perf_counter() - t0:.1f} s")
+        n = args.packets * len(taps)
+        merged = directory / "merged.pcap"
+        subprocess.run(["mergecap", "-F", "pcap", "-w", merged, *taps], check=True)
+        rules = directory / "rules.py"
+        rules.write_text("CHECKS = {}\n")
+        contenders = {
+            "mergecap": ["mergecap", "-F", "pcap", "-w", "/dev/null", *taps],
+            "chronopipe merge": [*cli, "merge", *taps],
+            "tshark tcp.analysis": ["tshark", "-n", "-q", "-r", merged, "-Y", "tcp.analysis.flags"],
+            "chronopipe validate": [*cli, "validate", *taps],
+            "chronopipe validate, 1 tap": [*cli, "validate", taps[0]],
+        }
+        try:
+            import dpkt  # noqa: F401
+
+            contenders["dpkt decode loop, 1 proc"] = [py, __file__, "--dpkt", *taps]
+        except ImportError:
+            progress("dpkt not installed (pip install dpkt): its row is skipped")
+        runs: dict[str, list[tuple[float, float]]] = {k: [] for k in contenders}
+        for r in range(args.repeat):
+            for name, cmd in contenders.items():
+                progress(f"round {r + 1}/{args.repeat}: {name}...")
+                seconds, rss, _ = measure(cmd)
+                runs[name].append((seconds, rss))
+    best = {k: min(v) for k, v in runs.items()}
+    peak = {k: max(rss for _, rss in v) for k, v in runs.items()}
+    packets = {k: (args.packets if k.endswith("1 tap") else n) for k in runs}
+    print(f"chronopipe capture benchmark: {len(taps)} taps x {args.packets:,} packets, best of {args.repeat}, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"{'contender':<30} {'packets':>10} {'best s':>8} {'packets/s':>11} {'peak RSS MB':>12}")
+    for k, (seconds, _) in best.items():
+        print(f"{k:<30} {packets[k]:>10,} {seconds:>8.2f} {packets[k] / seconds:>11,.0f} {peak[k]:>12.0f}")
+
+    def rate(k: str) -> float:
+        return packets[k] / best[k][0]
+
+    summary = {
+        "merge_vs_mergecap": round(rate("chronopipe merge") / rate("mergecap"), 3),
+        "validate_vs_tshark": round(rate("chronopipe validate") / rate("tshark tcp.analysis"), 3),
+        "rss_vs_tshark": round(peak["chronopipe validate"] / peak["tshark tcp.analysis"], 3),
+        "rss_4m_vs_1m": round(peak["chronopipe validate"] / peak["chronopipe validate, 1 tap"], 3),
+    }
+    if "dpkt decode loop, 1 proc" in best:
+        print(f"validate / dpkt decode loop = {rate('chronopipe validate') / rate('dpkt decode loop, 1 proc'):.2f}x")
+    targets = {"merge_vs_mergecap": ">= 0.35", "validate_vs_tshark": ">= 1.5", "rss_vs_tshark": "<= 0.25",
+               "rss_4m_vs_1m": "flat (about 1)"}
+    for key, target in targets.items():
+        print(f"{key:<22} {summary[key]:>8}   target {target}")
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--dpkt":
+        dpkt_loop([Path(p) for p in sys.argv[2:]])
+    else:
+        sys.exit(main())

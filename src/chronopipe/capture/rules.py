@@ -1,0 +1,161 @@
+"""Which checks a validation run makes, with which parameters: defaults and a rules file.
+
+A rules file is Python or YAML. Both may configure the built-in checks; Python may also add
+callbacks of its own::
+
+    # rules.py                                      # rules.yml
+    CHECKS = {                                      checks:
+        "duplicates": {"window": 0.002},              duplicates: {window: 0.002}
+        "hosts": {"hosts": ["10.0.0.0/8"]},           hosts: {hosts: [10.0.0.0/8]}
+        "clock": False,                               clock: false
+    }
+    def rules(em):                                  # (YAML has no callbacks)
+        em.register(lambda r: "telnet seen", {"tcp.dport": 23}, {"name": "no-telnet"})
+
+Built-in checks: out_of_order, malformed, snaplen, duplicates, tcp, clock (on by default;
+``False`` turns one off) and hosts, udp_sequence, reqresp (when configured; the last two take
+a list, one entry per stream). A callback registered by ``rules(em)`` that returns a string
+reports a finding: its check (named by the callback's ``name`` option) fails.
+"""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .checks.base import Check, CheckResult
+from .checks.basic import AllowList, Malformed, OutOfOrder, RequestResponse, Sliced, UdpSequence
+
+if TYPE_CHECKING:
+    from ...events import EventManager
+    from .reader import CaptureSummary
+
+__all__ = ["CustomFindings", "build_checks", "load_rules"]
+
+DEFAULT_ON = ("out_of_order", "malformed", "snaplen", "duplicates", "tcp", "clock")
+KNOWN = (*DEFAULT_ON, "hosts", "udp_sequence", "reqresp")
+
+
+def _builtin(name: str, options: Mapping[str, Any]) -> Check:
+    if name == "duplicates":
+        from .checks.dups import Duplicates
+
+        return Duplicates(**options)
+    if name == "tcp":
+        from .checks.tcp import TcpAnalysis
+
+        return TcpAnalysis(**options)
+    if name == "clock":
+        from .checks.clock import ClockOffset
+
+        return ClockOffset(**options)
+    classes: dict[str, Callable[..., Check]] = {"out_of_order": OutOfOrder, "malformed": Malformed,
+                                                "snaplen": Sliced, "hosts": AllowList}
+    return classes[name](**options)
+
+
+def build_checks(config: Mapping[str, Any] | None = None, files: int = 1) -> list[Check]:
+    """The checks of a run: the defaults, as ``config`` adjusts them (see the module docstring).
+
+    >>> [c.name for c in build_checks({"clock": False, "tcp": False})]
+    ['out_of_order', 'malformed', 'snaplen', 'duplicates']
+    """
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(KNOWN))
+    if unknown:
+        raise ValueError(f"rules: unknown check(s) {', '.join(unknown)}; known: {', '.join(KNOWN)}")
+    checks: list[Check] = []
+    for name in DEFAULT_ON:
+        options = config.get(name, {})
+        if options is False or (name == "clock" and files < 2 and name not in config):
+            continue
+        checks.append(_builtin(name, options if isinstance(options, Mapping) else {}))
+    if config.get("hosts"):
+        checks.append(_builtin("hosts", config["hosts"]))
+    for options in _entries(config.get("udp_sequence")):
+        checks.append(UdpSequence(**options))
+    for options in _entries(config.get("reqresp")):
+        checks.append(RequestResponse(**options))
+    return checks
+
+
+def _entries(value: Any) -> list[Mapping[str, Any]]:
+    if not value:
+        return []
+    return [value] if isinstance(value, Mapping) else list(value)
+
+
+def load_rules(path: str | Path) -> tuple[dict[str, Any], Callable[[EventManager], Any] | None]:
+    """(check configuration, ``rules(em)`` callback or None) from a ``.py`` or ``.yml`` file."""
+    path = Path(path)
+    if path.suffix in (".yml", ".yaml"):
+        try:
+            import yaml
+        except ImportError:
+            need = "YAML rules need PyYAML (pip install pyyaml), or write rules.py"
+            raise ValueError(f"rules file {path}: {need}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, Mapping) or not isinstance(data.get("checks", {}), Mapping):
+            raise ValueError(f"rules file {path}: expected a mapping with a 'checks' mapping at the top")
+        return dict(data.get("checks", {})), None
+    if path.suffix != ".py":
+        raise ValueError(f"rules file {path}: expected .py, .yml or .yaml")
+    namespace = runpy.run_path(str(path))
+    config, rules = namespace.get("CHECKS", {}), namespace.get("rules")
+    if not isinstance(config, Mapping):
+        raise ValueError(f"rules file {path}: CHECKS must be a dict of check name -> options")
+    if rules is not None and not callable(rules):
+        raise ValueError(f"rules file {path}: rules must be a function rules(em)")
+    return dict(config), rules
+
+
+class CustomFindings(Check):
+    """The verdict on callbacks a rules file registered: a callback that returned a string found
+    something (its check fails), one that raised is an error in the rules (also a failure)."""
+
+    name = "custom"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_rule: dict[str, int] = {}
+
+    def view(self, events: EventManager) -> Any:
+        """``events`` as a rules file sees it: what it registers is watched by this check."""
+        return _Watched(events, self)
+
+    def _watch(self, callback: Callable[[Any], Any], label: str) -> Callable[[Any], Any]:
+        self.per_rule.setdefault(label, 0)
+
+        def run(record: dict[str, Any]) -> Any:
+            found = callback(record)
+            if isinstance(found, str) and found:
+                self.per_rule[label] += 1
+                self.note(record, f"{label}: {found}")
+            return found
+
+        return run
+
+    def result(self, summaries: list[CaptureSummary]) -> CheckResult:
+        found = sum(self.per_rule.values())
+        summary = ", ".join(f"{k}: {v}" for k, v in self.per_rule.items()) or "no rule registered"
+        status = "fail" if found else "pass" if self.per_rule else "not checkable"
+        return CheckResult(self.name, status, summary, dict(self.per_rule), self.examples)
+
+
+class _Watched:
+    """An EventManager whose ``register`` / ``register_once`` report to a CustomFindings."""
+
+    def __init__(self, events: EventManager, findings: CustomFindings) -> None:
+        self._events, self._findings = events, findings
+
+    def register(self, callback: Callable[[Any], Any], condition: Any = None, options: Any = None) -> Any:
+        label = (options or {}).get("name") or getattr(callback, "__name__", "rule")
+        return self._events.register(self._findings._watch(callback, label), condition, options)
+
+    def register_once(self, callback: Callable[[Any], Any], condition: Any = None, options: Any = None) -> Any:
+        return self.register(callback, condition, {**(options or {}), "once": True})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events, name)
