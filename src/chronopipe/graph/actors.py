@@ -15,7 +15,6 @@ their channels) and the caller gets an ActorError naming the node, with its trac
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import time
@@ -81,11 +80,7 @@ class NodeActor(Actor):
 
     # -- begin ---------------------------------------------------------------------------
     def on_start(self) -> None:
-        unit, node = self.unit, self.unit.node
-        if unit.mode == "process":
-            # Everything inherited from the parent is left out of garbage collection here: the
-            # collector would otherwise walk (and copy-on-write) the whole parent heap over and over.
-            gc.freeze()
+        unit, node = self.unit, self.unit.node  # (a process actor's inherited heap is frozen: runtime/child.py)
         if node is None:
             return
         if self._track:

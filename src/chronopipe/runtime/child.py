@@ -3,6 +3,7 @@ and close the inherited pipe ends it will not use."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -30,6 +31,9 @@ def init_child(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ())
     _stdlib_after_fork()
     keep_only(readers, writers)
     watch_parent()
+    # Everything inherited from the parent is left out of garbage collection: the collector
+    # would otherwise walk (and so copy on write) the parent's whole heap again and again.
+    gc.freeze()
 
 
 def _stdlib_after_fork() -> None:
