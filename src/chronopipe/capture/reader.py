@@ -25,8 +25,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Self
 
 from ..actors.actor import Actor, ActorStatistics, Mode
-from ..channels import Channel
-from ..readers.output import QueueOutput, kind_of
+from ..readers.output import ReaderQueue, kind_of
 from .decode import decode as decode_frame
 from .formats import Damage, read_frames
 
@@ -76,7 +75,7 @@ class CaptureStatistics(ActorStatistics):
     damage: int = 0
 
 
-class CaptureReader(Actor):
+class CaptureReader(ReaderQueue, Actor):
     """Streams the packets of one pcap / pcapng (/ .gz) file, then END.
 
     >>> from pathlib import Path
@@ -119,15 +118,6 @@ class CaptureReader(Actor):
         self.summary = CaptureSummary(self.name, self.filename)
         if start:
             self.start()
-
-    @property
-    def queue(self) -> Any:
-        """The queue given, or the Channel this reader made (created on first use)."""
-        if self._queue is None:
-            self._queue = Channel(self.maxsize, kind=self.mode, name=self.name)
-        return self._queue
-
-    channel = queue
 
     def statistics(self) -> CaptureStatistics:
         base = super().statistics()
@@ -185,8 +175,7 @@ class CaptureReader(Actor):
         """Host the reader and return at once; returns self."""
         if not os.path.isfile(self.filename):
             raise FileNotFoundError(f"reader {self.name!r}: no such file: {self.filename}")
-        target = self.queue
-        self.outputs = [target if isinstance(target, Channel) else QueueOutput(target, name=self.name)]
+        self.outputs = [self._output_channel()]
         super().start(runtime)
         return self
 

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import IO, TYPE_CHECKING, Any, Literal, Self
 
 from ..actors.actor import Actor, ActorStatistics, Mode
-from ..channels import Channel
-from .output import QueueOutput, kind_of
+from .output import ReaderQueue, kind_of
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
@@ -115,7 +114,7 @@ def _checked_encoding(encoding: str) -> str:
     return name
 
 
-class FileReader(Actor):
+class FileReader(ReaderQueue, Actor):
     """Streams the lines of a text file (without their line endings), then END.
 
     >>> import os, tempfile
@@ -167,26 +166,9 @@ class FileReader(Actor):
         self.max_rejects = max_rejects
         self.maxsize = maxsize
         self._queue = queue
-        self._output: Channel | None = None
         self._reset()
         if start:
             self.start()
-
-    # -- where records go ----------------------------------------------------------------
-    @property
-    def queue(self) -> Any:
-        """The queue given, or the Channel this reader made (created on first use)."""
-        if self._queue is None:
-            self._queue = Channel(self.maxsize, kind=self.mode, name=self.name)
-        return self._queue
-
-    channel = queue
-
-    def _output_channel(self) -> Channel:
-        if self._output is None:
-            target = self.queue
-            self._output = target if isinstance(target, Channel) else QueueOutput(target, name=self.name)
-        return self._output
 
     # -- counters --------------------------------------------------------------------------
     def _reset(self) -> None:
