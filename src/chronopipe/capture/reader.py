@@ -22,16 +22,16 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from ..actors.actor import Actor, ActorStatistics, Mode
-from ..readers.output import ReaderQueue, kind_of
+from ..readers.hosting import ReaderHosting
+from ..readers.output import kind_of
 from .decode import decode as decode_frame
 from .formats import Damage, read_frames
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
-    from ..runtime import Runtime
 
 __all__ = ["PACKET_FIELDS", "PACKET_KEY", "CaptureReader", "CaptureStatistics", "CaptureSummary"]
 
@@ -75,7 +75,7 @@ class CaptureStatistics(ActorStatistics):
     damage: int = 0
 
 
-class CaptureReader(ReaderQueue, Actor):
+class CaptureReader(ReaderHosting, Actor):
     """Streams the packets of one pcap / pcapng (/ .gz) file, then END.
 
     >>> from pathlib import Path
@@ -164,30 +164,8 @@ class CaptureReader(ReaderQueue, Actor):
         self.summary.damage.append(damage)
         log.warning("capture %r: %s", self.name, damage)
 
-    def __iter__(self) -> Iterator[Any]:
-        """Read the whole file here, synchronously (no actor, no queue)."""
-        if self.state != "new":
-            raise RuntimeError(f"reader {self.name!r} was started as an actor: iterate its .queue instead")
+    def _stream(self) -> Iterator[Any]:
         return self._packets()
-
-    # -- as an actor -----------------------------------------------------------------------
-    def start(self, runtime: Runtime | None = None) -> Self:
-        """Host the reader and return at once; returns self."""
-        if not os.path.isfile(self.filename):
-            raise FileNotFoundError(f"reader {self.name!r}: no such file: {self.filename}")
-        self.outputs = [self._output_channel()]
-        super().start(runtime)
-        return self
-
-    def run(self) -> None:
-        packets = self._packets()
-        try:
-            for packet in packets:
-                self.emit(packet)
-                if self.stopping:
-                    break
-        finally:
-            packets.close()
 
     def on_stop(self) -> CaptureSummary:
         return self.summary

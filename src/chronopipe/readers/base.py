@@ -26,14 +26,14 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import IO, TYPE_CHECKING, Any, Literal, Self
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ..actors.actor import Actor, ActorStatistics, Mode
-from .output import ReaderQueue, kind_of
+from .hosting import ReaderHosting
+from .output import kind_of
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
-    from ..runtime import Runtime
 
 __all__ = ["FileReader", "OnError", "ReaderError", "ReaderStatistics", "ReaderSummary", "Reject"]
 
@@ -114,7 +114,7 @@ def _checked_encoding(encoding: str) -> str:
     return name
 
 
-class FileReader(ReaderQueue, Actor):
+class FileReader(ReaderHosting, Actor):
     """Streams the lines of a text file (without their line endings), then END.
 
     >>> import os, tempfile
@@ -260,30 +260,12 @@ class FileReader(ReaderQueue, Actor):
         self.complete = True
         self._seconds = time.monotonic() - self._began
 
-    def __iter__(self) -> Iterator[Any]:
-        """Read the whole file here, synchronously, yielding records (no actor, no queue)."""
-        if self.state != "new":
-            raise RuntimeError(f"reader {self.name!r} was started as an actor: iterate its .queue instead")
+    def _stream(self) -> Iterator[Any]:
         return self._read()
 
     # -- as an actor -------------------------------------------------------------------------
-    def start(self, runtime: Runtime | None = None) -> Self:
-        """Host the reader (one actor per file) and return at once; returns self."""
-        if not os.path.isfile(self.filename):
-            raise FileNotFoundError(f"reader {self.name!r}: no such file: {self.filename}")
-        self.outputs = [self._output_channel()]
-        super().start(runtime)
-        return self
-
     def run(self) -> None:
-        records = self._read()
-        try:
-            for record in records:
-                self.emit(record)
-                if self.stopping:
-                    break
-        finally:
-            records.close()
+        super().run()
         self._seconds = time.monotonic() - self._began
 
     def on_stop(self) -> ReaderSummary:

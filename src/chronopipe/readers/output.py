@@ -17,7 +17,7 @@ from typing import Any
 from ..channels import END, Channel
 from ..channels.base import Kind, kind_of
 
-__all__ = ["QueueOutput", "ReaderQueue", "kind_of"]
+__all__ = ["QueueOutput", "kind_of"]
 
 log = logging.getLogger("chronopipe.readers")
 
@@ -77,28 +77,3 @@ class QueueOutput(Channel):
     def __repr__(self) -> str:
         return f"<QueueOutput {self.name!r} -> {type(self.target).__name__}>"
 
-
-class ReaderQueue:
-    """Where a reader actor's records go: the ``queue`` it was given, or a Channel of its mode's
-    kind made on first use (``maxsize`` records); ``_output_channel()`` is that queue as a Channel."""
-
-    name: str
-    mode: str
-    maxsize: int
-    _queue: Any
-    _output: Channel | None = None
-
-    @property
-    def queue(self) -> Any:
-        """The queue given, or the Channel this reader made (created on first use)."""
-        if self._queue is None:
-            self._queue = Channel(self.maxsize, kind=self.mode, name=self.name)  # type: ignore[arg-type]
-        return self._queue
-
-    channel = queue
-
-    def _output_channel(self) -> Channel:
-        if self._output is None:
-            target = self.queue
-            self._output = target if isinstance(target, Channel) else QueueOutput(target, name=self.name)
-        return self._output
