@@ -186,13 +186,9 @@ class Actor:
         stop = self._stop
         out = self._out
         while True:
-            try:
-                batch = inbox.get_batch(0)
-            except TimeoutError:
-                self.flush()  # idle: nothing of ours waits in a partial batch
-                batch = self._wait_for_batch(inbox)
-                if batch is None:
-                    return
+            batch = self._next_batch(inbox)
+            if batch is None:
+                return
             end = batch[-1] is END
             if end:
                 batch.pop()
@@ -209,7 +205,13 @@ class Actor:
             if end or stop[0]:
                 return
 
-    def _wait_for_batch(self, inbox: Channel) -> list[Any] | None:
+    def _next_batch(self, inbox: Channel) -> list[Any] | None:
+        """The inbox's next batch; when it has none, flush ours first (nothing of ours waits in a
+        partial batch while we are idle), then wait for one. None once stop() was asked for."""
+        try:
+            return inbox.get_batch(0)
+        except TimeoutError:
+            self.flush()
         stop = self._stop
         while not stop[0]:
             try:

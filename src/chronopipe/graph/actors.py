@@ -116,13 +116,9 @@ class NodeActor(Actor):
         entry, ports, current = unit.entry, unit.ports, unit.current
         item: Any = _NO_RECORD
         while True:
-            try:
-                batch = inbox.get_batch(0)
-            except TimeoutError:
-                self.flush()  # idle: nothing of ours waits in a partial batch
-                batch = self._wait_for_batch(inbox)
-                if batch is None:
-                    return
+            batch = self._next_batch(inbox)
+            if batch is None:
+                return
             end = batch[-1] is END
             if end:
                 batch.pop()
