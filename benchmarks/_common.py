@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,3 +35,12 @@ def target_verdict(targets: dict[str, tuple[float, str]], key: str, value: float
     ok = value >= bound if kind == "min" else value <= bound
     sign = ">=" if kind == "min" else "<"
     return f"{'ok  ' if ok else 'MISS'} (target {sign} {bound:g})"
+
+
+def finish(targets: dict[str, tuple[float, str]], summary: dict[str, Any], check: bool) -> int:
+    """Print which targets were missed and, last, the JSON summary; the exit status (1 if
+    ``check`` and a target was missed)."""
+    missed = [key for key in targets if target_verdict(targets, key, summary[key]).startswith("MISS")]
+    print("targets missed: " + (", ".join(missed) if missed else "none"))
+    print(json.dumps(summary), flush=True)
+    return 1 if check and missed else 0

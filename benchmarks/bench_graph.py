@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -69,7 +68,7 @@ import psutil
 
 import chronopipe as cp
 import chronopipe.graph as cg
-from _common import Run, best, check_count, target_verdict
+from _common import Run, best, check_count, finish, target_verdict
 
 TARGETS = {"sync_vs_consecution": (1.0, "min"), "processes_vs_sync_heavy": (1.6, "min")}
 verdict = functools.partial(target_verdict, TARGETS)
@@ -286,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'':<40} same-round ratios: {', '.join(f'{p:.2f}' for p in pairs)} "
                       f"(median {statistics.median(pairs):.2f})")
     print("-" * 110)
-    missed = [key for key in TARGETS if verdict(key, summary[key]).startswith("MISS")]
-    print("targets missed: " + (", ".join(missed) if missed else "none"))
-    print(json.dumps(summary), flush=True)
-    return 1 if args.check and missed else 0
+    return finish(TARGETS, summary, args.check)
 
 
 if __name__ == "__main__":

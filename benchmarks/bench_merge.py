@@ -73,7 +73,6 @@ import csv
 import functools
 import heapq
 import io
-import json
 import operator
 import os
 import pstats
@@ -89,7 +88,7 @@ from pathlib import Path
 from typing import Any
 
 import chronopipe as cp
-from _common import Run, best, check_count, target_verdict
+from _common import Run, best, check_count, finish, target_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
@@ -519,10 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if profile is not None:
         print_profile(profile, n)
-    missed = [key for key in TARGETS if verdict(key, summary[key]).startswith("MISS")]
-    print("targets missed: " + (", ".join(missed) if missed else "none"))
-    print(json.dumps(summary), flush=True)
-    return 1 if args.check and missed else 0
+    return finish(TARGETS, summary, args.check)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import multiprocessing
 import os
 import queue
@@ -63,7 +62,7 @@ from typing import Any
 import psutil
 
 import chronopipe as cp
-from _common import Run, best, check_count, target_verdict
+from _common import Run, best, check_count, finish, target_verdict
 
 BATCH = 1000  # records per channel batch and per hand-batched put
 CHANNEL_MAXSIZE = 10_000
@@ -423,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, value, note in rows:
         print(f"{label:<34} {value:>46}  {note}".rstrip())
     print()
-    missed = [key for key in TARGETS if verdict(key, summary[key]).startswith("MISS")]
-    print("targets missed: " + (", ".join(missed) if missed else "none"))
-    print(json.dumps(summary), flush=True)
-    return 1 if args.check and missed else 0
+    return finish(TARGETS, summary, args.check)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import json
 import os
 import statistics
 import sys
@@ -45,7 +44,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from _common import Run, best, check_count, target_verdict
+from _common import Run, best, check_count, finish, target_verdict
 from chronopipe import scl
 from chronopipe.scl.lexer import NUMBER_PATTERN, STRING_PATTERN, WORD_PATTERN, unescape
 
@@ -194,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':<32} PLY/lark per round: {', '.join(f'{r:.2f}' for r in paired)} "
                   f"(median {statistics.median(paired):.2f})")
     print("-" * 106)
-    missed = [key for key in TARGETS if verdict(key, summary[key]).startswith("MISS")]
-    print("targets missed: " + (", ".join(missed) if missed else "none"))
-    print(json.dumps(summary), flush=True)
-    return 1 if args.check and missed else 0
+    return finish(TARGETS, summary, args.check)
 
 
 if __name__ == "__main__":
