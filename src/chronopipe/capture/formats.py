@@ -46,6 +46,7 @@ _PCAP_MAGIC = {
 }
 _SHB = 0x0A0D0D0A
 _IDB, _PB, _SPB, _EPB = 1, 2, 3, 6
+_PACKET_BLOCKS = (_EPB, _PB)  # enhanced, and the obsolete packet block: the same fields but the first
 _FRAME_BLOCKS = {0x00000BAD, 0x40000BAD, 0x00000009}  # custom blocks, systemd journal: frames in tshark
 _GZIP = b"\x1f\x8b"
 
@@ -263,8 +264,11 @@ def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any
             report(Damage(label, base + pos, f"block type {btype:#x}: length {length} is not a multiple of 4",
                           index + 1))
         body = pos + 8
-        if btype == _EPB and not skipping:
-            iface, high, low, caplen, wirelen = epb(buf, body)
+        if btype in _PACKET_BLOCKS and not skipping:
+            if btype == _EPB:
+                iface, high, low, caplen, wirelen = epb(buf, body)
+            else:
+                iface, _drops, high, low, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
             if iface >= len(interfaces) or caplen > size - 32:
                 report(Damage(label, base + pos, _bad_packet(iface, len(interfaces), caplen, size - 32),
                               index + 1))
@@ -292,16 +296,6 @@ def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any
                 caplen = min(wirelen, size - 16, i.snaplen or wirelen)
                 index += 1
                 yield (last_ts, 0, index, caplen, wirelen, i.linktype, buf[body + 4:body + 4 + caplen])
-        elif btype == _PB:
-            iface, _drops, high, low, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
-            if iface >= len(interfaces) or caplen > size - 32:
-                report(Damage(label, base + pos, _bad_packet(iface, len(interfaces), caplen, size - 32),
-                              index + 1))
-            else:
-                i = interfaces[iface]
-                last_ts = ((high << 32 | low) * i.mult) // i.div + i.offset_ns
-                index += 1
-                yield (last_ts, iface, index, caplen, wirelen, i.linktype, buf[body + 20:body + 20 + caplen])
         elif btype in _FRAME_BLOCKS:
             index += 1
         pos += size
