@@ -46,6 +46,12 @@ def mode(request) -> str:
     return request.param
 
 
+@pytest.fixture(params=["sync", "threads", "processes"])
+def pipeline_mode(request) -> str:
+    """Pipeline execution: every behaviour holds in each of the three modes."""
+    return request.param
+
+
 @pytest.fixture
 def channel(mode):
     """A channel factory of the kind that fits the hosting under test."""

@@ -14,14 +14,6 @@ import pytest
 import chronopipe
 from chronopipe.graph import Clock, GlobalState, GroupByNode, Node, Pipeline
 
-MODES = ["sync", "threads", "processes"]
-
-
-@pytest.fixture(params=MODES)
-def pipeline_mode(request) -> str:
-    """Every behaviour holds in each of the three modes."""
-    return request.param
-
 
 # -- helpers: items that remember the nodes they went through -------------------------------------
 def path(item: tuple) -> str:

@@ -19,14 +19,8 @@ from chronopipe import ActorError
 from chronopipe.graph import GlobalState, GroupByNode, Node, OutOfOrderError, Pipeline, RouteError, merge_sorted
 from chronopipe.testing import ListSink, ListSource, MapNode
 
-MODES = ["sync", "threads", "processes"]
 GONE_WITHIN = 3.0
 
-
-@pytest.fixture(params=MODES)
-def pipeline_mode(request) -> str:
-    """Every behaviour holds in each of the three modes."""
-    return request.param
 
 
 class FailOn(Node):

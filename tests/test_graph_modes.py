@@ -12,14 +12,6 @@ import pytest
 from chronopipe.graph import GlobalState, GroupByNode, Node, Pipeline, merge_sorted
 from chronopipe.testing import FilterNode, ListSink, ListSource, MapNode
 
-MODES = ["sync", "threads", "processes"]
-
-
-@pytest.fixture(params=MODES)
-def pipeline_mode(request) -> str:
-    """Every behaviour holds in each of the three modes."""
-    return request.param
-
 
 # -- nodes ---------------------------------------------------------------------------------
 class Tag(Node):

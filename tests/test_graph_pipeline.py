@@ -12,14 +12,6 @@ import pytest
 from chronopipe.graph import Clock, GlobalState, Node, Pipeline, merge_sorted
 from chronopipe.testing import ListSink, MapNode
 
-MODES = ["sync", "threads", "processes"]
-
-
-@pytest.fixture(params=MODES)
-def pipeline_mode(request) -> str:
-    """Every behaviour holds in each of the three modes."""
-    return request.param
-
 
 class Tag(Node):
     def process(self, item):
