@@ -158,29 +158,32 @@ def check_report(name: str, report: cp.MergeReport, expected: int) -> None:
 
 
 # -- (a) chronopipe, one producer process per stream ----------------------------------------
-def run_chronopipe_processes(streams: int, per_stream: int) -> Run:
+def run_chronopipe_processes(streams: int, per_stream: int, *, output_thread: bool = False) -> Run:
+    """(a): the merge iterated in this thread, or with ``output_thread`` run() on its own thread
+    writing to an output channel that this thread drains (the extra hand-over costs a GIL switch)."""
     n = streams * per_stream
+    name = "chronopipe, producer processes" + (", output channel" if output_thread else "")
     try:
         t0 = time.perf_counter()
         mux = cp.SortedQueueMultiplexer(sort_key="timestamp", sort_direction="min", max_size=CHANNEL_MAXSIZE,
                                         kind="process", name="bench-merge")
         inputs = [mux.input_queue() for _ in range(streams)]
-        out = mux.output_queue(cp.Channel(kind="thread", maxsize=CHANNEL_MAXSIZE, name="bench-merge-out"))
+        if output_thread:
+            out = mux.output_queue(cp.Channel(kind="thread", maxsize=CHANNEL_MAXSIZE, name="bench-merge-out"))
         producers = [
             cp.Actor(f"producer-{s}", source=lambda s=s: make_stream(s, streams, per_stream), outputs=ch,
                      mode="process").start()
             for s, ch in enumerate(inputs)
         ]
-        mux.run()
-        count = consume_channel(out, "chronopipe, producer processes")
+        count = consume_channel(out, name) if output_thread and mux.run() else consume(mux, name)
         elapsed = time.perf_counter() - t0
         for producer in producers:
             producer.join(TIMEOUT)
         report = mux.join(TIMEOUT)
     finally:
         cp.Runtime().shutdown()
-    check_count("chronopipe, producer processes", count, n)
-    check_report("chronopipe, producer processes", report, n)
+    check_count(name, count, n)
+    check_report(name, report, n)
     return Run(n, elapsed)
 
 
@@ -405,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     labels = {
         "processes": f"(a) chronopipe, {streams} producer procs",
+        "processes_out": "(a) same, run() + output channel",
         "generators": "(b) heapq.merge, generators, 1 proc",
         "heapq_lists": "(c) heapq.merge, in-memory lists",
         "core": "(c) chronopipe.merge_sorted, lists",
@@ -416,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = round_robin(
         {
             "processes": (labels["processes"], lambda: run_chronopipe_processes(streams, per_stream)),
+            "processes_out": (labels["processes_out"],
+                              lambda: run_chronopipe_processes(streams, per_stream, output_thread=True)),
             "generators": (labels["generators"], lambda: run_heapq_generators(streams, per_stream)),
         },
         args.repeat,
@@ -462,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"CSV part failed: {exc}")
                 csv_note += f"; FAILED: {exc}"
 
-    a, b = best(runs["processes"]), best(runs["generators"])
+    a, a_out, b = best(runs["processes"]), best(runs["processes_out"]), best(runs["generators"])
     heap_lists, core, mux = best(runs["heapq_lists"]), best(runs["core"]), best(runs["mux_threads"])
     main_py = best(runs["main_py"]) if runs.get("main_py") else None
     csv_base = best(runs["csv_baseline"]) if runs.get("csv_baseline") else None
@@ -488,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, Run | None, str, str]] = [
         ("processes", a, "", ""),
         ("generators", b, f"(a)/(b) = {a.rate / b.rate:.2f}x", verdict("vs_single_process", a.rate / b.rate)),
+        ("processes_out", a_out, f"vs (b) = {a_out.rate / b.rate:.2f}x", "(info)"),
         ("heapq_lists", heap_lists, "", ""),
         ("core", core, f"core/heapq = {core.rate / heap_lists.rate:.2f}x",
          verdict("core_vs_heapq_merge", core.rate / heap_lists.rate)),

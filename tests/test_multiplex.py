@@ -226,3 +226,73 @@ def test_an_input_registered_while_the_merge_waits_for_the_first_is_merged_too()
     first.put_many([{"timestamp": t} for t in (2, 4)])
     first.close()
     assert [r["timestamp"] for r in drain(out)] == [1, 2, 3, 4]
+
+
+# -- merging in the calling thread: ``for record in mux`` -------------------------------------
+def test_iterating_a_sorted_multiplexer_merges_in_the_calling_thread():
+    mux = cp.SortedQueueMultiplexer(sort_key="timestamp")
+    for offset in range(4):
+        cp.Actor(f"producer-{offset}", source=[{"timestamp": t} for t in range(offset, 4000, 4)],
+                 outputs=mux.input_queue(), mode="process").start()
+    assert [r["timestamp"] for r in mux] == list(range(4000))
+    report = mux.join(timeout=1)
+    assert report.emitted == 4000 and report.late == 0 and mux.state == "finished"
+
+
+@pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
+def test_iterating_a_multiplexer_yields_every_record_of_every_input(mux_class):
+    mux = mux_class(kind="thread")
+    a, b = mux.input_queue(), mux.input_queue(cp.Runtime().manager().Queue())
+    a.put_many([{"timestamp": t} for t in (1, 3)])
+    a.put(cp.END)
+    for t in (2, 4):
+        b.put({"timestamp": t})
+    b.put(cp.END)
+    assert sorted(r["timestamp"] for r in mux) == [1, 2, 3, 4]
+
+
+def test_iterating_a_sorted_multiplexer_reports_late_records_too():
+    mux = cp.SortedQueueMultiplexer(kind="thread")
+    a = mux.input_queue()
+    a.put_many([{"timestamp": t} for t in (1, 3, 2)])
+    a.close()
+    assert [r["timestamp"] for r in mux] == [1, 3]
+    assert mux.join().late_records == [{"timestamp": 2}]
+
+
+def test_breaking_out_of_the_iteration_stops_the_merge():
+    mux = cp.SortedQueueMultiplexer(kind="thread")
+    a = mux.input_queue()
+    a.put_many([{"timestamp": t} for t in range(10)])
+    merged = iter(mux)
+    assert next(merged)["timestamp"] == 0
+    merged.close()
+    assert mux.state == "stopped" and mux.join(timeout=1).emitted >= 1
+
+
+def test_a_multiplexer_with_output_queues_cannot_be_iterated():
+    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux.input_queue()
+    mux.output_queue()
+    with pytest.raises(RuntimeError, match="has output queues"):
+        iter(mux)
+
+
+def test_a_running_multiplexer_cannot_also_be_iterated():
+    mux = cp.QueueMultiplexer(kind="thread")
+    a, _ = mux.input_queue(), mux.output_queue()
+    mux.run()
+    with pytest.raises(RuntimeError, match="read its output queues"):
+        iter(mux)
+    a.close()
+    mux.join(timeout=5)
+
+
+def test_a_record_without_the_sort_key_fails_the_iteration_clearly():
+    mux = cp.SortedQueueMultiplexer(kind="thread")
+    a = mux.input_queue()
+    a.put_many([{"timestamp": 1}, {"time": 2}])
+    a.close()
+    with pytest.raises(KeyError, match="no field 'timestamp'"):
+        list(mux)
+    assert mux.state == "failed"

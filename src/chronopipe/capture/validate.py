@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..channels import END, Channel
 from ..events import EventManager
 from ..multiplex import SortedQueueMultiplexer
 from .checks.base import Check, CheckResult
@@ -81,17 +80,11 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
     if rules is not None:
         rules(events)
     mux = SortedQueueMultiplexer(sort_key=PACKET_KEY, name="validate-merge", max_late=sys.maxsize)
-    merged = mux.output_queue(Channel(10_000, kind="thread", name="merged"))
     readers = [CaptureReader(p, queue=mux.input_queue(), offset=offsets.get(Path(p), 0), start=True) for p in paths]
-    mux.run()
     trigger, count, shown = events.trigger, 0, started
     scl = _scl_decoder(scl_port) if scl_port else None
     counts: dict[str, list[tuple[int, int]]] = {}  # source -> [(ts, n)] sampled per batch
-    while True:
-        batch = merged.get_batch()
-        ended = batch[-1] is END
-        if ended:
-            batch.pop()
+    for batch in mux.batches():  # the merge runs here, in this thread
         for packet in batch:
             record = decode(packet)
             if scl is not None:
@@ -104,8 +97,6 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
             if progress is not None and now - shown >= 0.5:
                 shown = now
                 progress(count, now - started)
-        if ended:
-            break
     summaries = [reader.join() for reader in readers]
     merge = mux.join()
     for packet in merge.late_records:

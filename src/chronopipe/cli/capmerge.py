@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..capture import PACKET_KEY, CaptureReader, CaptureSummary, CaptureWriter
-from ..channels import END, Channel
 from ..multiplex import SortedQueueMultiplexer
 
 __all__ = ["parse_offsets", "run_capture_merge"]
@@ -37,18 +36,12 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
     offsets = offsets or {}
     started = time.perf_counter()
     mux = SortedQueueMultiplexer(sort_key=PACKET_KEY, name="merge", max_late=sys.maxsize)
-    merged = mux.output_queue(Channel(10_000, kind="thread", name="merged"))
     readers = [CaptureReader(path, queue=mux.input_queue(), offset=offsets.get(path, 0), start=True)
                for path in paths]
-    mux.run()
     writer = CaptureWriter(write) if write is not None else None
     count, shown = 0, started
     try:
-        while True:
-            batch = merged.get_batch()
-            ended = batch[-1] is END
-            if ended:
-                batch.pop()
+        for batch in mux.batches():  # the merge runs here, in this thread
             if writer is not None:
                 for packet in batch:
                     writer.write(packet)
@@ -57,8 +50,6 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
             if now - shown >= 1.0 and now - started > 2.0:
                 shown = now
                 print(f"\rmerged {count:,} packets, {count / (now - started):,.0f}/s", end="", file=err, flush=True)
-            if ended:
-                break
         if writer is not None:  # out of order in their own file by more than the reader's window
             for packet in mux.join().late_records:
                 writer.write(packet)

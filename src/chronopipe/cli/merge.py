@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..channels import END, Channel
 from ..multiplex import SortedQueueMultiplexer
 from ..readers import CSVReader
 
@@ -34,21 +33,15 @@ def run_merge(
     """Merge ``files`` by ``key``; print the report to ``out``; return its figures."""
     started = time.perf_counter()
     mux = SortedQueueMultiplexer(sort_key=key, sort_direction=direction, name="merge")  # type: ignore[arg-type]
-    merged = mux.output_queue(Channel(10_000, kind="thread", name="merged"))
     readers = [
         CSVReader(path, queue=mux.input_queue(), name=path.name, typed=typed, start=True) for path in files
     ]
-    mux.run()
     writer, handle = None, None
     count, first, last, shown = 0, None, None, started
     try:
         if output is not None:
             handle = output.open("w", newline="", encoding="utf-8")
-        while True:
-            batch = merged.get_batch()
-            ended = batch[-1] is END
-            if ended:
-                batch.pop()
+        for batch in mux.batches():  # the merge runs here, in this thread
             if batch:
                 if first is None:
                     first = batch[0].get(key)
@@ -63,8 +56,6 @@ def run_merge(
             if now - started > PROGRESS_AFTER and now - shown >= 1.0:
                 shown = now
                 print(f"\rmerged {count:,} rows, {count / (now - started):,.0f} rows/s", end="", file=err, flush=True)
-            if ended:
-                break
     finally:
         if handle is not None:
             handle.close()

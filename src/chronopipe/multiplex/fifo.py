@@ -2,14 +2,17 @@
 
 Every record of every input goes to every output exactly once; each input's order is kept;
 each output ends with a single END once every input has ended. It runs as an actor (on a
-thread by default). Register queues before putting END on any input: inputs registered after
-``run()`` are picked up, but a merge that saw all its inputs end has finished.
+thread by default), or in the calling thread when iterated (``for record in mux``), which
+saves the hand-over to an output queue. Register queues before putting END on any input:
+inputs registered after ``run()`` are picked up, but a merge that saw all its inputs end has
+finished.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Self
 
 from multiprocess.connection import wait
@@ -26,6 +29,14 @@ __all__ = ["QueueMultiplexer"]
 
 class _Stopped(Exception):  # noqa: N818 (control flow, never escapes)
     """stop() was asked for while the merge waited."""
+
+
+def _records(batches: Iterator[list[Any]]) -> Iterator[Any]:
+    try:
+        for batch in batches:
+            yield from batch
+    finally:
+        batches.close()  # type: ignore[attr-defined]
 
 
 class QueueMultiplexer(Actor):
@@ -76,6 +87,50 @@ class QueueMultiplexer(Actor):
             self.start()
         return self
 
+    def __iter__(self) -> Iterator[Any]:
+        """Merge here, in the calling thread, yielding every record (no actor, no output queue).
+
+        The inputs' writers must run elsewhere (actors, threads, other processes). Breaking
+        out of the loop stops the merge; ``join()`` then gives what ``run()`` would have.
+
+        >>> mux = QueueMultiplexer(kind="thread")
+        >>> a = mux.input_queue()
+        >>> a.put_many([1, 2]); a.put(END)
+        2
+        >>> list(mux)
+        [1, 2]
+        """
+        return _records(self.batches())
+
+    def batches(self) -> Iterator[list[Any]]:
+        """Merge here like ``iter(mux)``, yielding the records a batch (a list) at a time."""
+        if self.state != "new":
+            raise RuntimeError(f"multiplexer {self.name!r} was started with run(): read its output queues instead")
+        if self.outputs:
+            raise RuntimeError(f"multiplexer {self.name!r} has output queues: run() it and read them, "
+                               "or iterate a multiplexer that has none")
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[list[Any]]:
+        self.state, self.started_at = "running", time.time()
+        batches, completed = self._batches(), False
+        try:
+            for batch in batches:
+                self._emitted += len(batch)
+                yield batch
+            completed = True
+        except _Stopped:
+            pass
+        except Exception as exc:
+            self._finish(error=exc)  # type: ignore[arg-type]
+            raise
+        finally:
+            batches.close()
+            if self.state == "running":  # it ended, was stopped, or the caller stopped reading
+                if not completed:
+                    self._stop[0] = 1
+                self._finish(self.on_stop())
+
     def inputs(self) -> list[Channel]:
         return list(self._inputs)
 
@@ -103,6 +158,12 @@ class QueueMultiplexer(Actor):
                 raise _Stopped
 
     def _merge(self) -> None:
+        """Send every batch the merge gives to the outputs."""
+        for batch in self._batches():
+            self._out += batch
+            self._send_out()
+
+    def _batches(self) -> Iterator[list[Any]]:
         """Round robin over the inputs: take what each has, pass it on, wait when none has."""
         live: list[Channel] = []
         seen = 0
@@ -125,8 +186,7 @@ class QueueMultiplexer(Actor):
                     live.remove(ch)
                 if batch:
                     self._received += len(batch)
-                    self._out.extend(batch)
-                    self._send_out()
+                    yield batch
                 progressed = True
             if self._stop[0]:
                 return

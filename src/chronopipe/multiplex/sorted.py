@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -101,6 +102,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         return super().channels() + ([self._late_out] if self._late_out is not None else [])
 
     def on_stop(self) -> MergeReport:
+        self.report.emitted = self._emitted
         if self._late_out is not None:
             self._late_out.close()
         return self.report
@@ -111,7 +113,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         super()._finish(result, error, cancelled)
 
     # -- the merge -------------------------------------------------------------------------
-    def _merge(self) -> None:
+    def _batches(self) -> Iterator[list[Any]]:
         # Take what the inputs have without waiting, emit what the window says is safe, and
         # only when nothing is, wait on an input that holds the merge back (see window.py).
         window = MergeWindow(self.sort_key, self.sort_direction, self._late)
@@ -125,11 +127,9 @@ class SortedQueueMultiplexer(QueueMultiplexer):
                 self._poll(window, i, 0)
             records = window.take()
             if records:
-                self._out += records
-                self._send_out()
+                yield records
                 continue
             if window.done:
-                report.emitted = self._emitted
                 return
             held_by = window.waiting_on()
             if not held_by:
