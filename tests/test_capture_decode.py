@@ -1,14 +1,19 @@
 """decode against tshark on real captures: addresses and ports of every frame, per link type."""
 
+import importlib
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chronopipe.capture import read_frames
 from chronopipe.capture.decode import decode
+
+decode_module = importlib.import_module("chronopipe.capture.decode")  # the package's name decode is the function
 
 DATA = Path(__file__).parent / "data" / "captures"
 CAPTURES = sorted(p for p in DATA.rglob("*") if p.is_file() and p.suffix != ".md" and p.name != "solaris.snoop")
@@ -137,3 +142,48 @@ def test_an_ipv4_header_with_a_bad_length_is_malformed_with_the_reason():
     data[14] = 0x42  # version 4, header length 8 bytes
     record = decode((*frame[:6], bytes(data)))
     assert record["malformed"] == "IPv4 header length 8 is under 20"
+
+
+def general_path(frame: tuple) -> dict:
+    """decode's record for ``frame`` by its general path only (no Ethernet / IPv4 / TCP shortcut)."""
+    ts_ns, interface, index, caplen, wirelen, linktype, data = frame
+    record = {"ts_ns": ts_ns, "source": "", "interface": interface, "index": index, "caplen": caplen,
+              "wirelen": wirelen, "linktype": linktype, "data": data, "sliced": caplen < wirelen}
+    decode_module._decode_headers(record, linktype, data)
+    return record
+
+
+@settings(max_examples=300, deadline=None)
+@given(ethertype=st.sampled_from([0x0800, 0x86DD, 0x8100]), vihl=st.sampled_from([0x45, 0x46, 0x44, 0x65]),
+       total=st.integers(0, 120) | st.integers(0, 0xFFFF), frag=st.sampled_from([0, 0x4000, 0x2000, 1]) |
+       st.integers(0, 0xFFFF), proto=st.sampled_from([6, 17, 1]),
+       offset=st.integers(0, 255), flags=st.integers(0, 255), tail=st.binary(max_size=80), cut=st.integers(0, 140),
+       common=st.booleans())
+def test_the_ethernet_ipv4_tcp_shortcut_gives_the_record_of_the_general_path(ethertype, vihl, total, frag, proto,
+                                                                             offset, flags, tail, cut, common):
+    if common:  # what the shortcut takes, but for the lengths, the fragment offset and the TCP header
+        ethertype, vihl, proto = 0x0800, 0x45, 6
+    ip = struct.pack("!BBHHHBBH4s4s", vihl, 0, total, 7, frag, 64, proto, 0, b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02")
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 2, offset, flags, 1000, 0, 0)
+    data = (bytes.fromhex("020000000002" "020000000001") + struct.pack("!H", ethertype) + ip + tcp + tail)[:cut]
+    frame = (1, 0, 1, len(data), len(data) + 3, 1, data)
+    assert decode(frame) == general_path(frame)
+
+
+@pytest.mark.parametrize("path", CAPTURES[:20], ids=rel)
+def test_every_frame_of_a_capture_decodes_as_the_general_path_decodes_it(path):
+    for frame in read_frames(path, on_damage=lambda damage: None):
+        assert decode(frame) == general_path(frame)
+
+
+def test_address_texts_are_remembered_within_a_bound(monkeypatch):
+    monkeypatch.setattr(decode_module, "TEXTS_KEPT", 3)
+    monkeypatch.setattr(decode_module, "_IP_TEXT", {})
+    frame = next(read_frames(DATA / "taps" / "ssh.pcap"))
+    records = []
+    for last in range(10):  # 10 sources: the remembered texts are forgotten now and then, never wrong
+        data = bytearray(frame[6])
+        data[29] = last
+        records.append(decode((*frame[:6], bytes(data))))
+        assert len(decode_module._IP_TEXT) <= 3
+    assert [r["ip"]["src"].rpartition(".")[2] for r in records] == [str(n) for n in range(10)]

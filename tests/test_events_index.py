@@ -177,3 +177,39 @@ def test_removing_every_entry_leaves_nothing_behind(specs):
             index.remove(entry.seq)
     tables = (index._top, index._deep, index._present, index._always, index._asked)
     assert len(index) == 0 and not any(tables)
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs=st.lists(conditions, min_size=1, max_size=12), more=st.lists(conditions, max_size=4),
+       sample=st.lists(events, min_size=1, max_size=4))
+def test_merges_kept_for_events_of_one_kind_follow_every_add_and_remove(specs, more, sample):
+    index: ConditionIndex[IndexEntry] = ConditionIndex()
+    for spec in specs:
+        index.add(IndexEntry(Condition(spec)))
+    for spec in more:  # the same events again after each change: what was kept for them must not serve stale
+        for event in sample:
+            assert index.match(event) == linear(index.entries(), event)
+        index.add(IndexEntry(Condition(spec)))
+        for event in sample:
+            assert index.match(event) == linear(index.entries(), event)
+        index.remove(index.entries()[0].seq)
+    for event in sample:
+        assert index.match(event) == linear(index.entries(), event)
+
+
+def test_events_of_one_kind_share_one_merge_of_their_groups():
+    index: ConditionIndex[IndexEntry] = ConditionIndex()
+    for spec in [{}, {"tcp": exists()}, {"malformed": exists()}, {"sliced": True}, {}]:
+        index.add(IndexEntry(Condition(spec)))
+    packets = [{"tcp": {"seq": n}, "sliced": False} for n in range(3)]
+    assert [[e.seq for e in index.match(p)] for p in packets] == [[0, 1, 4]] * 3
+    assert index.matched(packets[0]) is index.matched(packets[1])  # kept, not merged again
+    assert index.match(packets[0]) is not index.match(packets[0])  # match: a list of the caller's own
+
+
+def test_a_condition_proved_by_where_it_is_filed_is_not_tested_again():
+    calls: list = []
+    index: ConditionIndex[IndexEntry] = ConditionIndex()
+    index.add(IndexEntry(Condition({"tcp": exists()})))
+    index.add(IndexEntry(Condition({"tcp": exists(), "len": counting(calls)})))
+    assert [e.seq for e in index.match({"tcp": 1, "len": 5})] == [0, 1] and calls == [5]

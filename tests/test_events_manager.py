@@ -521,3 +521,63 @@ def test_a_left_is_what_a_failed_callback_gives():
     manager = EventManager()
     manager.register(explode, {"n": 8})
     assert isinstance(manager.trigger({"n": 8})[0], Left)
+
+
+# -- dispatch ---------------------------------------------------------------------------
+def test_dispatch_runs_what_trigger_runs_in_the_same_order_and_counts_the_callbacks():
+    runs: dict[str, list] = {"trigger": [], "dispatch": []}
+    managers = {}
+    for how, calls in runs.items():
+        manager = managers[how] = EventManager(name=how)
+        manager.register(lambda e, calls=calls: calls.append(("first", e["n"])), {"type": "response"})
+        manager.register(lambda e, calls=calls: calls.append(("odd", e["n"])), {"n": lambda n: n % 2})
+        manager.register(lambda e, calls=calls: calls.append(("all", e["n"])))
+    events = [{"type": t, "n": n} for n, t in enumerate(["response", "command", "response", "other"])]
+    for event in events:
+        managers["trigger"].trigger(event)
+    assert managers["dispatch"].dispatch(iter(events)) == len(runs["trigger"]) == 8
+    assert runs["dispatch"] == runs["trigger"]
+    stats = {how: manager.statistics() for how, manager in managers.items()}
+    assert stats["dispatch"] == EventStatistics(**{**vars(stats["trigger"]), "name": "dispatch"})
+
+
+def test_dispatch_counts_statistics_as_trigger_does():
+    manager = EventManager(name="stats")
+    manager.register(lambda e: 1, {"a": 1})
+    manager.register(explode, {"a": 1, "n": 0})
+    manager.register(lambda e: 1, {"b": lambda v: v.nope})
+    assert manager.dispatch([{"a": 1}, {"a": 1, "n": 0}, {"b": 1}, {"c": 1}]) == 3
+    assert manager.statistics() == EventStatistics(
+        name="stats", rules=3, events=4, dispatched=2, callbacks=3, pending=0, errors=1, predicate_errors=1)
+
+
+def test_dispatch_with_on_error_raise_raises_and_counts_the_events_up_to_the_failing_one():
+    manager = EventManager(on_error="raise")
+    seen: list = []
+    manager.register(explode, {"n": 2})
+    manager.register(seen.append)
+    with pytest.raises(cp.ActorError, match="boom 2"):
+        manager.dispatch({"n": n} for n in range(5))
+    stats = manager.statistics()
+    assert (stats.events, stats.dispatched, stats.callbacks, stats.errors) == (3, 3, 3, 1)
+    assert seen == [{"n": 0}, {"n": 1}]
+
+
+def test_dispatch_runs_a_once_callback_once_and_skips_one_unregistered_before_its_turn():
+    manager = EventManager()
+    calls: list = []
+    manager.register_once(lambda e: calls.append("once"), {"n": exists()})
+    manager.register(lambda e: later.unregister(), {"n": 1})
+    later = manager.register(lambda e: calls.append("later"), {"n": 1})
+    manager.register(lambda e: calls.append("last"), {"n": 1})
+    manager.dispatch([{"n": 0}, {"n": 1}, {"n": 1}])
+    assert calls == ["once", "last", "last"]
+
+
+def test_dispatch_submits_async_callbacks_to_their_pool_and_join_waits_for_them():
+    manager = EventManager()
+    done: list = []
+    manager.register(lambda e: done.append(e["n"]), {"n": exists()}, {"async": True})
+    assert manager.dispatch({"n": n} for n in range(3)) == 3
+    stats = manager.join(TIMEOUT)
+    assert sorted(done) == [0, 1, 2] and (stats.callbacks, stats.pending, stats.errors) == (3, 0, 0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,15 +81,16 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
         rules(events)
     mux = SortedQueueMultiplexer(sort_key=PACKET_KEY, name="validate-merge", max_late=sys.maxsize)
     readers = [CaptureReader(p, queue=mux.input_queue(), offset=offsets.get(Path(p), 0), start=True) for p in paths]
-    trigger, count, shown = events.trigger, 0, started
+    dispatch, count, shown = events.dispatch, 0, started
     scl = _scl_decoder(scl_port) if scl_port else None
+
+    def records(packets: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
+        """The packets decoded, each as its turn comes (the callbacks of one run before the next is decoded)."""
+        return map(decode, packets) if scl is None else map(scl, map(decode, packets))
+
     counts: dict[str, list[tuple[int, int]]] = {}  # source -> [(ts, n)] sampled per batch
     for batch in mux.batches():  # the merge runs here, in this thread
-        for packet in batch:
-            record = decode(packet)
-            if scl is not None:
-                scl(record)
-            trigger(record)
+        dispatch(records(batch))  # no results kept: the callbacks report to their checks
         if batch:
             count += len(batch)
             _sample(counts, batch)
@@ -99,8 +100,7 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
                 progress(count, now - started)
     summaries = [reader.join() for reader in readers]
     merge = mux.join()
-    for packet in merge.late_records:
-        trigger(decode(packet))  # checked too, out of place
+    dispatch(records(merge.late_records))  # checked too, out of place
     count += merge.late
     results = [check.result(summaries) for check in checks]
     start, bucket, timeline = _timeline(counts, summaries, buckets)
@@ -138,8 +138,9 @@ def _timeline(counts: dict[str, list[tuple[int, int]]], summaries: list[CaptureS
     return start, bucket, timeline
 
 
-def _scl_decoder(port: int) -> Callable[[dict[str, Any]], None]:
-    """Payloads on ``port`` parsed as SCL text: record["scl"] = {key: value or {"value", children...}}."""
+def _scl_decoder(port: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Payloads on ``port`` parsed as SCL text: record["scl"] = {key: value or {"value", children...}};
+    returns the record."""
     from .. import scl
 
     def nest(statements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,13 +149,14 @@ def _scl_decoder(port: int) -> Callable[[dict[str, Any]], None]:
             out[s["key"]] = {"value": s["value"], **nest(s["children"])} if "children" in s else s["value"]
         return out
 
-    def parse(record: dict[str, Any]) -> None:
+    def parse(record: dict[str, Any]) -> dict[str, Any]:
         l4 = record.get("tcp") or record.get("udp")
         if l4 is None or port not in (l4["sport"], l4["dport"]) or not record.get("payload"):
-            return
+            return record
         try:
             record["scl"] = nest(scl.parse(record["payload"].decode("utf-8")))
         except (UnicodeDecodeError, scl.SCLSyntaxError) as exc:
             record["scl_error"] = str(exc).splitlines()[0]
+        return record
 
     return parse

@@ -15,7 +15,11 @@ Each condition is filed under ONE of its clauses:
 * a condition with no clause at all: tested on every event.
 
 Candidates are then checked against their other clauses, with the same code as
-``Condition.matches``, and returned in insertion order. The result is therefore always
+``Condition.matches``, and returned in insertion order. A condition whose filing alone proves
+it (one equality clause, one ``exists()``, or none) is not tested again; and when an event hits
+several groups of conditions, their merge in insertion order is kept per combination of groups
+(until the next add or remove): events of the same kind, as a validation run's packets, cost a
+few dict lookups each. The result is therefore always
 exactly what testing every condition in turn gives (tests/test_events_index.py checks this
 with hypothesis). Adding and removing cost a few dict operations.
 """
@@ -26,7 +30,7 @@ from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from .condition import Condition, resolve
-from .matchers import BOOL_TAG, Path
+from .matchers import BOOL_TAG, Path, _Exists
 
 __all__ = ["ConditionIndex", "IndexEntry", "drop_one", "put_one"]
 
@@ -36,17 +40,19 @@ REFILE_FIRST = 64  # file every condition anew at 64 conditions, then each time 
 REFILE_GROWTH = 8
 _EQ_TOP, _EQ_DEEP, _PRESENT, _ALWAYS, _NOWHERE = range(5)
 _ABSENT: Any = object()
+PLANS_KEPT = 4096  # merges kept per combination of groups hit; forgotten all at once beyond
 
 
 class IndexEntry:
     """A condition and what it selects (``item``), as the index files it. Subclass it to make
     your own objects the entries (the EventManager's Subscription does): one object less each."""
 
-    __slots__ = ("_keys", "_kind", "_skip", "_where", "condition", "item", "seq")
+    __slots__ = ("_keys", "_kind", "_skip", "_sure", "_where", "condition", "item", "seq")
 
     def __init__(self, condition: Condition, item: Any = None) -> None:
         self.condition, self.item, self.seq = condition, item, -1
         self._kind, self._where, self._keys, self._skip = _ALWAYS, None, (), -1
+        self._sure = False  # where it is filed proves its condition: no test left to make
 
     def __repr__(self) -> str:
         return f"<IndexEntry #{self.seq} {self.condition!r} -> {self.item!r}>"
@@ -81,6 +87,9 @@ class ConditionIndex(Generic[E]):
         # rarest. [total, {key: count}]
         self._asked: dict[Path, list[Any]] = {}
         self._refile_at = REFILE_FIRST
+        # id of each group hit (bucket entry or dict) -> (the candidates in seq order, all sure);
+        # emptied by every add and remove, which may change a group or free its id for another
+        self._plans: dict[tuple[int, ...], tuple[list[E], bool]] = {}
         #: Conditions that raised while being tested here (each is also recorded in the condition).
         self.errors = 0
 
@@ -102,6 +111,8 @@ class ConditionIndex(Generic[E]):
         seq = entry.seq = self._next_seq
         self._next_seq += 1
         self._entries[seq] = entry
+        if self._plans:
+            self._plans.clear()
         if len(self._entries) >= self._refile_at:
             self._count(entry.condition, 1)
             self._refile()  # the statistics grew 8x since the last time: file everything anew
@@ -114,6 +125,8 @@ class ConditionIndex(Generic[E]):
         entry = self._entries.pop(seq, None)
         if entry is None:
             return None
+        if self._plans:
+            self._plans.clear()
         self._unfile(entry)
         self._count(entry.condition, -1)
         return entry
@@ -166,11 +179,12 @@ class ConditionIndex(Generic[E]):
             if cost < best_cost:
                 best, best_cost = i, cost
         seq = entry.seq
+        entry._sure = not clauses  # none: it always holds
         if never:
             entry._kind = _NOWHERE
         elif best >= 0:
             path, keys = clauses[best]
-            entry._keys, entry._skip = keys, best
+            entry._keys, entry._skip, entry._sure = keys, best, len(clauses) == 1
             if len(path) == 1:
                 entry._kind, name = _EQ_TOP, path[0]
                 table: dict[Any, Buckets] = self._top
@@ -192,6 +206,7 @@ class ConditionIndex(Generic[E]):
         elif clauses:
             path = min((p for p, _ in clauses), key=lambda p: len(self._present.get(p, ())))
             entry._kind, entry._where = _PRESENT, path
+            entry._sure = len(clauses) == 1 and clauses[0][1].__class__ is _Exists  # found there: it exists
             self._present.setdefault(path, {})[seq] = entry
         else:
             entry._kind = _ALWAYS
@@ -223,10 +238,15 @@ class ConditionIndex(Generic[E]):
     # -- matching --------------------------------------------------------------------------
     def match(self, event: Any) -> list[E]:
         """The entries whose condition ``event`` satisfies, in insertion order."""
+        return list(self.matched(event))
+
+    def matched(self, event: Any) -> list[E]:
+        """``match``, for callers that only read the list: it may be one the index keeps (faster)."""
         hits: list[Any] = []  # entries, and dicts seq -> entry
         top = self._top
+        is_dict = type(event) is dict
         if top:
-            if type(event) is dict:
+            if is_dict:
                 if len(event) <= len(top):
                     for name, value in event.items():
                         buckets = top.get(name)
@@ -246,6 +266,10 @@ class ConditionIndex(Generic[E]):
                             there = buckets.get(value)
                             if there is not None:
                                 hits.append(there)
+                        elif cls is bool:
+                            there = buckets.get((BOOL_TAG, value))
+                            if there is not None:
+                                hits.append(there)
                         elif value is not _ABSENT:
                             _lookup(buckets, value, hits)
             else:
@@ -256,7 +280,7 @@ class ConditionIndex(Generic[E]):
             for value in resolve(event, path):
                 _lookup(buckets, value, hits)
         for path, entries in self._present.items():
-            if resolve(event, path):
+            if (path[0] in event) if is_dict and len(path) == 1 else resolve(event, path):
                 hits.append(entries)
         if self._always:
             hits.append(self._always)
@@ -264,27 +288,45 @@ class ConditionIndex(Generic[E]):
             return []
         if len(hits) == 1:
             hit = hits[0]
-            candidates: Any = list(hit.values()) if hit.__class__ is dict else hits  # in seq order already
+            if hit.__class__ is not dict:
+                candidates: Any = hits
+                sure = hit._sure
+            else:
+                candidates = list(hit.values())  # in seq order already
+                sure = False
         else:
-            merged: dict[int, E] = {}
-            for hit in hits:
-                if hit.__class__ is dict:
-                    merged.update(hit)
-                else:
-                    merged[hit.seq] = hit
-            candidates = [merged[seq] for seq in sorted(merged)]
+            key = tuple(map(id, hits))
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._plan(hits, key)
+            candidates, sure = plan
+        if sure:
+            return candidates  # type: ignore[no-any-return]
         matched = []
         for entry in candidates:
-            condition = entry.condition
-            if entry._skip == 0 and len(condition._clauses) == 1:  # filed under its only clause: it holds
+            if entry._sure:
                 matched.append(entry)
                 continue
-            outcome = condition.evaluate(event, entry._skip)
+            outcome = entry.condition.evaluate(event, entry._skip)
             if outcome == 1:
                 matched.append(entry)
             elif outcome < 0:
                 self.errors += 1
         return matched
+
+    def _plan(self, hits: list[Any], key: tuple[int, ...]) -> tuple[list[E], bool]:
+        """The entries of several groups hit, merged in seq order, and whether all are sure; kept."""
+        merged: dict[int, E] = {}
+        for hit in hits:
+            if hit.__class__ is dict:
+                merged.update(hit)
+            else:
+                merged[hit.seq] = hit
+        candidates = [merged[seq] for seq in sorted(merged)]
+        if len(self._plans) >= PLANS_KEPT:
+            self._plans.clear()
+        plan = self._plans[key] = (candidates, all([entry._sure for entry in candidates]))
+        return plan
 
 
 def _lookup(buckets: Buckets, value: Any, hits: list[Any]) -> None:

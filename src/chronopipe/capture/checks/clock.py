@@ -69,14 +69,14 @@ class ClockOffset(Check):
 
     def _packet(self, record: dict[str, Any]) -> None:
         ts, source = record["ts_ns"], record["source"]
-        self.sources[source] = self.sources.get(source, 0) + 1
-        if self._rotate_at is None or ts >= self._rotate_at:
-            self._previous, self._current = self._current, {}
-            self._rotate_at = ts + self.window_ns + 1
-        key = record.get(KEY_FIELD)
-        if key is None:
-            key = packet_key(record)
+        sources = self.sources
+        sources[source] = sources.get(source, 0) + 1
         current = self._current
+        if self._rotate_at is None or ts >= self._rotate_at:
+            self._previous, self._current = current, {}
+            current = self._current
+            self._rotate_at = ts + self.window_ns + 1
+        key = record.get(KEY_FIELD) or packet_key(record)  # the duplicates check computed it, usually
         seen = current.get(key) or self._previous.get(key)
         if seen is None or (type(seen) is tuple and seen[1] == source):
             current[key] = (ts, source)

@@ -92,7 +92,12 @@ def packet_key(record: dict[str, Any]) -> int:
         return key  # type: ignore[no-any-return]
     data = record["data"]
     ip = record.get("ip")
-    pos = None if ip is None else ip_offset(record)
+    if ip is None:
+        pos = None
+    elif record["linktype"] == 1 and len(record["eth"]) == 3:  # Ethernet without VLAN or MPLS: most packets
+        pos = 14
+    else:
+        pos = ip_offset(record)
     if pos is None:
         key = hash(data)
     else:
@@ -133,6 +138,7 @@ class Duplicates(Check):
         if compare not in ("ip", "frame"):
             raise ValueError(f"duplicates: compare is 'ip' or 'frame', not {compare!r}")
         self.compare = compare
+        self._frames = compare == "frame"
         self.window_ns = seconds_to_ns(window)
         if self.window_ns < 0:
             raise ValueError(f"duplicates: window is in seconds >= 0, not {window!r}")
@@ -149,19 +155,14 @@ class Duplicates(Check):
     def _packet(self, record: dict[str, Any]) -> None:
         ts = record["ts_ns"]
         self.packets += 1
-        if self._rotate_at is None or ts >= self._rotate_at:
-            self._previous, self._current = self._current, {}
-            self._rotate_at = ts + self.window_ns + 1
-        if self.compare == "frame":
-            key = hash(record["data"])
-        else:
-            key = record.get(KEY_FIELD)
-            if key is None:
-                key = packet_key(record)
         current = self._current
+        if self._rotate_at is None or ts >= self._rotate_at:
+            self._previous, self._current = current, {}
+            current = self._current
+            self._rotate_at = ts + self.window_ns + 1
+        key = hash(record["data"]) if self._frames else (record.get(KEY_FIELD) or packet_key(record))
         earlier = current.get(key) or self._previous.get(key)
-        source = record["source"]
-        current[key] = (ts, source, record["index"])
+        current[key] = (ts, record["source"], record["index"])
         if earlier is not None and abs(ts - earlier[0]) <= self.window_ns:
             self._duplicate(record, earlier)
 
