@@ -1,7 +1,10 @@
 """pcap and pcapng, read with ``struct``: frames with integer-nanosecond timestamps, damage reported.
 
 ``read_frames(path)`` yields one plain tuple per packet, ``(ts_ns, interface, index, caplen,
-wirelen, linktype, data)``, in file order, streaming (memory does not grow with the file):
+wirelen, linktype, data)``, in file order, streaming (memory does not grow with the file).
+``read_batches(path)`` gives them a list per chunk read, and with ``tag=...`` each tuple has
+the tag after its timestamp (CaptureReader's packet): the parsing loops build those lists and
+nothing else per packet, and ``read_frames`` only flattens them, in C.
 
 - pcap: microsecond and nanosecond magic, both byte orders; pcapng: every section with its own
   byte order, every interface with its own link type, snaplen, ``if_tsresol`` and
@@ -18,7 +21,8 @@ trailing bytes, a block length that lies, an ``incl_len`` over the snaplen, a su
 of one second or more... each is reported as a :class:`Damage` (file, byte offset, frame,
 reason) to ``on_damage``; the read goes on where the rest of the file can be trusted and stops
 where it cannot (a length that lies). Without ``on_damage`` the first damage raises
-:class:`CaptureError`.
+:class:`CaptureError`. A batch ends before each report, so a frame-by-frame reader still
+gets every packet before a damage ahead of its report.
 """
 
 from __future__ import annotations
@@ -28,17 +32,20 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import IO, Any
 
-__all__ = ["CaptureError", "Damage", "Frame", "read_frames"]
+__all__ = ["CaptureError", "Damage", "Frame", "Packet", "read_batches", "read_frames"]
 
 NS = 1_000_000_000
-CHUNK = 1 << 20
+CHUNK = 1 << 16
 MAX_RECORD = 1 << 18  # wiretap's largest standard packet: a longer record means a corrupt file
 MAX_BLOCK = 1 << 26
 
 #: ``(ts_ns, interface, index, caplen, wirelen, linktype, data)``
 Frame = tuple[int, int, int, int, int, int, bytes]
+#: ``(ts_ns, tag, interface, index, caplen, wirelen, linktype, data)``: a frame with a tag
+Packet = tuple[int, Any, int, int, int, int, int, bytes]
 
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", False), b"\xa1\xb2\xc3\xd4": (">", False),
@@ -95,17 +102,34 @@ def read_frames(source: str | os.PathLike[str] | IO[bytes], *, name: str | None 
     >>> print(damage[0])
     one.pcap@44 (frame 2): cut short: 3 bytes after the last record, less than a record header
     """
+    return chain.from_iterable(read_batches(source, name=name, on_damage=on_damage))
+
+
+def read_batches(source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None,
+                 on_damage: Callable[[Damage], Any] | None = None,
+                 tag: Any = None) -> Iterator[list[Any]]:
+    """The frames of a pcap or pcapng file, in file order, a list per chunk read (see the module
+    docstring); with a ``tag`` (not None), :data:`Packet` tuples: each frame with the tag after its
+    timestamp.
+    Damage as in :func:`read_frames`; a list ends before each report.
+
+    >>> from pathlib import Path
+    >>> path = Path(__file__).parents[3] / "tests" / "data" / "captures" / "taps" / "ssh.pcap"
+    >>> batches = list(read_batches(path, tag="tap-A"))
+    >>> sum(map(len, batches)), batches[0][0][:5], next(read_batches(path))[0][:4]
+    (1797, (1324071333493287000, 'tap-A', 0, 1, 78), (1324071333493287000, 0, 1, 78))
+    """
     label = name or (os.path.basename(source) if isinstance(source, str | os.PathLike) else
                      getattr(source, "name", "capture"))
     report = on_damage if on_damage is not None else _raise
-    return _read(source, str(label), report)
+    return _read(source, str(label), report, tag)
 
 
 def _raise(damage: Damage) -> None:
     raise CaptureError(damage)
 
 
-def _read(source: Any, label: str, report: Callable[[Damage], Any]) -> Iterator[Frame]:
+def _read(source: Any, label: str, report: Callable[[Damage], Any], tag: Any) -> Iterator[list[Any]]:
     f = open(source, "rb") if isinstance(source, str | os.PathLike) else source  # noqa: SIM115 (closed below)
     try:
         head = f.read(4)
@@ -114,9 +138,9 @@ def _read(source: Any, label: str, report: Callable[[Damage], Any]) -> Iterator[
             head = f.read(4)
         buf = head + f.read(CHUNK)
         if len(buf) >= 4 and struct.unpack_from("<I", buf)[0] == _SHB:
-            yield from _pcapng(f, buf, label, report)
+            yield from _pcapng(f, buf, label, report, tag)
         elif buf[:4] in _PCAP_MAGIC:
-            yield from _pcap(f, buf, label, report)
+            yield from _pcap(f, buf, label, report, tag)
         else:
             what = "an empty file" if not buf else "too short for a capture header" if len(buf) < 24 else \
                 f"not a pcap or pcapng file (first bytes {buf[:8].hex()})"
@@ -167,7 +191,15 @@ class _Gunzip:
         self.raw.close()
 
 
-def _pcap(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any]) -> Iterator[Frame]:
+def _flushed(out: list[Any]) -> Iterator[list[Any]]:
+    """The packets parsed so far, as a list of their own (``out`` is emptied): a parser hands them
+    on before it reports damage, so they reach a frame-by-frame reader before the report."""
+    if out:
+        yield out.copy()
+        out.clear()
+
+
+def _pcap(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any], tag: Any) -> Iterator[list[Any]]:
     if len(buf) < 24:
         report(Damage(label, 0, f"cut short in the file header: {len(buf)} of 24 bytes"))
         return
@@ -177,13 +209,16 @@ def _pcap(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any])
     unpack = struct.Struct(endian + "IIII").unpack_from
     mult, sub = (1, NS) if nano else (1000, 1_000_000)
     snap = snaplen or MAX_RECORD
-    pos, base, index = 24, 0, 0
+    pos, base, index, tagged = 24, 0, 0, tag is not None
+    out: list[Any] = []
+    append = out.append
     while True:
         end = len(buf)
         while pos + 16 <= end:
             sec, frac, incl, orig = unpack(buf, pos)
             stop = pos + 16 + incl
             if frac >= sub or incl > snap:
+                yield from _flushed(out)
                 if incl > max(snap, MAX_RECORD):
                     report(Damage(label, base + pos, f"record length {incl} is beyond any snaplen (file corrupt "
                                                      f"from here); {end - pos} bytes left unread", index + 1))
@@ -195,8 +230,12 @@ def _pcap(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any])
             if stop > end:
                 break
             index += 1
-            yield (sec * NS + frac * mult, 0, index, incl, orig, linktype, buf[pos + 16:stop])
+            if tagged:  # one tuple per packet, of the shape asked for
+                append((sec * NS + frac * mult, tag, 0, index, incl, orig, linktype, buf[pos + 16:stop]))
+            else:
+                append((sec * NS + frac * mult, 0, index, incl, orig, linktype, buf[pos + 16:stop]))
             pos = stop
+        yield from _flushed(out)  # before reading on: a gzip stream reports its damage as it is read
         more = f.read(CHUNK)
         if not more:
             break
@@ -222,12 +261,16 @@ class _Interface:
         self.mult, self.div = (NS // units, 1) if NS % units == 0 else (NS, units)
 
 
-def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any]) -> Iterator[Frame]:
-    pos, base, index, last_ts = 0, 0, 0, 0
+def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any],
+            tag: Any) -> Iterator[list[Any]]:
+    pos, base, index, last_ts, tagged = 0, 0, 0, 0, tag is not None
     endian, interfaces, skipping = "<", [], False
-    epb = struct.Struct("<IIIII").unpack_from
+    epb, u32 = struct.Struct("<IIIII").unpack_from, struct.Struct("<I").unpack_from
+    out: list[Any] = []
+    append = out.append
     while True:
         if len(buf) - pos < 12 or len(buf) - pos < _peek_length(buf, pos, endian):
+            yield from _flushed(out)  # before reading on: a gzip stream reports its damage as it is read
             more = f.read(CHUNK)
             if more:
                 buf, base, pos = buf[pos:] + more, base + pos, 0
@@ -238,29 +281,33 @@ def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any
                     else f"cut short in a block: {left} of {_peek_length(buf, pos, endian)} bytes"
                 report(Damage(label, base + pos, what, index + 1))
             return
-        btype = struct.unpack_from(endian + "I", buf, pos)[0]
+        btype = u32(buf, pos)[0]
         if btype == _SHB:
             bom = buf[pos + 8:pos + 12]
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
             if not endian:
+                yield from _flushed(out)
                 report(Damage(label, base + pos, f"section header with a bad byte-order magic {bom.hex()}; "
                                                  "the rest of the file is unreadable", index + 1))
                 return
-            epb = struct.Struct(endian + "IIIII").unpack_from
-        length = struct.unpack_from(endian + "I", buf, pos + 4)[0]
+            epb, u32 = struct.Struct(endian + "IIIII").unpack_from, struct.Struct(endian + "I").unpack_from
+        length = u32(buf, pos + 4)[0]
         if length < 12 or length > MAX_BLOCK:
+            yield from _flushed(out)
             report(Damage(label, base + pos, f"block type {btype:#x} has an impossible length {length}; "
                                              "the rest of the file is unreadable", index + 1))
             return
         size = (length + 3) & ~3  # tshark reads a length that is not a multiple of 4 as padded: so do we
         if len(buf) - pos < size:
             continue  # read more (or report the cut) above
-        trailer = struct.unpack_from(endian + "I", buf, pos + size - 4)[0]
+        trailer = u32(buf, pos + size - 4)[0]
         if trailer != length:
+            yield from _flushed(out)
             report(Damage(label, base + pos, f"block type {btype:#x}: total lengths differ ({length} and "
                                              f"{trailer}); the rest of the file is unreadable", index + 1))
             return
         if length != size:
+            yield from _flushed(out)
             report(Damage(label, base + pos, f"block type {btype:#x}: length {length} is not a multiple of 4",
                           index + 1))
         body = pos + 8
@@ -270,17 +317,21 @@ def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any
             else:
                 iface, _drops, high, low, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
             if iface >= len(interfaces) or caplen > size - 32:
+                yield from _flushed(out)
                 report(Damage(label, base + pos, _bad_packet(iface, len(interfaces), caplen, size - 32),
                               index + 1))
             else:
                 i = interfaces[iface]
                 last_ts = ((high << 32 | low) * i.mult) // i.div + i.offset_ns
                 index += 1
-                yield (last_ts, iface, index, caplen, wirelen, i.linktype, buf[body + 20:body + 20 + caplen])
+                data = buf[body + 20:body + 20 + caplen]
+                append((last_ts, tag, iface, index, caplen, wirelen, i.linktype, data) if tagged else
+                       (last_ts, iface, index, caplen, wirelen, i.linktype, data))
         elif btype == _SHB:
             major, minor = struct.unpack_from(endian + "HH", buf, body + 4)
             interfaces, skipping = [], major != 1
             if skipping:
+                yield from _flushed(out)
                 report(Damage(label, base + pos, f"section version {major}.{minor} is not pcapng 1.x: its "
                                                  "blocks are skipped", index + 1))
         elif skipping:
@@ -290,12 +341,15 @@ def _pcapng(f: IO[bytes], buf: bytes, label: str, report: Callable[[Damage], Any
         elif btype == _SPB:
             wirelen = struct.unpack_from(endian + "I", buf, body)[0]
             if not interfaces:
+                yield from _flushed(out)
                 report(Damage(label, base + pos, "simple packet block before any interface", index + 1))
             else:
                 i = interfaces[0]
                 caplen = min(wirelen, size - 16, i.snaplen or wirelen)
                 index += 1
-                yield (last_ts, 0, index, caplen, wirelen, i.linktype, buf[body + 4:body + 4 + caplen])
+                data = buf[body + 4:body + 4 + caplen]
+                append((last_ts, tag, 0, index, caplen, wirelen, i.linktype, data) if tagged else
+                       (last_ts, 0, index, caplen, wirelen, i.linktype, data))
         elif btype in _FRAME_BLOCKS:
             index += 1
         pos += size

@@ -10,10 +10,15 @@ The reader counts what a validation run wants to know per file as it goes: packe
 first and last timestamp, timestamps that step back (count and worst step: a merge assumes
 each input sorted), and every :class:`~chronopipe.capture.formats.Damage`. ``join()`` returns
 that :class:`CaptureSummary`, from a process too.
+
+It works a list of packets at a time, as read_batches parses them: per packet only the parse
+loop runs Python code; counting, reordering and sending take whole lists, in C (map, sorted,
+sum, list slices), and stop() is noticed between lists.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import operator
 import os
@@ -21,14 +26,14 @@ import time
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from itertools import islice
+from itertools import chain, compress
 from typing import TYPE_CHECKING, Any
 
 from ..actors.actor import Actor, ActorStatistics, Mode
 from ..readers.hosting import ReaderHosting
 from ..readers.output import kind_of
 from .decode import decode as decode_frame
-from .formats import Damage, read_frames
+from .formats import Damage, read_batches
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
@@ -40,6 +45,7 @@ log = logging.getLogger("chronopipe.capture")
 PACKET_FIELDS = ("ts_ns", "source", "interface", "index", "caplen", "wirelen", "linktype", "data")
 #: sort key of a packet tuple: its timestamp
 PACKET_KEY = operator.itemgetter(0)
+_CAPLEN = operator.itemgetter(4)
 
 
 @dataclass
@@ -66,6 +72,35 @@ class CaptureSummary:
     def __str__(self) -> str:
         damaged = f", {len(self.damage)} damage report(s)" if self.damage else ""
         return f"{self.name}: {self.packets} packets, {self.steps_back} steps back{damaged}"
+
+    def count(self, packets: list[tuple[Any, ...]]) -> None:
+        """Count the next packets of the file, in file order.
+
+        >>> s = CaptureSummary("a", "a.pcap")
+        >>> s.count([(5, "a", 0, 1, 60), (3, "a", 0, 2, 60)]); s.count([(4, "a", 0, 3, 60), (1, "a", 0, 4, 60)])
+        >>> s.packets, s.bytes, s.first_ns, s.last_ns, s.steps_back, s.worst_step_ns, s.first_step_back
+        (4, 240, 5, 1, 2, 3, 2)
+        """
+        if not packets:
+            return
+        ts = list(map(PACKET_KEY, packets))
+        if self.last_ns is None:
+            self.first_ns = ts[0]
+        else:
+            ts.insert(0, self.last_ns)  # the first packet steps back if it is before the last one counted
+        if ts != sorted(ts):  # the usual case, a sorted list, costs two passes in C
+            self._count_steps(ts, packets)
+        self.last_ns = ts[-1]
+        self.packets += len(packets)
+        self.bytes += sum(map(_CAPLEN, packets))
+
+    def _count_steps(self, ts: list[int], packets: list[tuple[Any, ...]]) -> None:
+        later = ts[1:]
+        back = list(compress(itertools.count(), map(operator.gt, ts, later)))  # later[i] steps back from ts[i]
+        self.steps_back += len(back)
+        self.worst_step_ns = max(self.worst_step_ns, *(ts[i] - later[i] for i in back))
+        if self.first_step_back is None:
+            self.first_step_back = packets[back[0] + len(packets) - len(later)][3]
 
 
 @dataclass(frozen=True)
@@ -125,39 +160,28 @@ class CaptureReader(ReaderHosting, Actor):
                                  packets=self.summary.packets, damage=len(self.summary.damage))
 
     # -- reading ---------------------------------------------------------------------------
-    def _packets(self) -> Iterator[Any]:
-        packets = self._read() if not self.reorder_ns else _reordered(self._read(), self.reorder_ns)
-        if not self.decode:
-            return packets
-        return map(decode_frame, packets)
+    def _batches(self) -> Iterator[list[Any]]:
+        """The packets (or decoded records) to send, a list at a time."""
+        batches = self._counted()
+        if self.reorder_ns:
+            batches = _reordered(batches, self.reorder_ns)
+        if self.decode:
+            batches = (list(map(decode_frame, batch)) for batch in batches)
+        return batches
 
-    def _read(self) -> Iterator[tuple[Any, ...]]:
+    def _counted(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The file's packets in file order, a list per chunk read, counted into a new summary."""
         summary = self.summary = CaptureSummary(self.name, self.filename)
         began = time.monotonic()
-        source, offset = self.source, self.offset_ns
-        last = first = None
-        steps = worst = 0
-        size = 0
-        n = 0
+        offset = self.offset_ns
         try:
-            for ts, interface, index, caplen, wirelen, linktype, data in read_frames(
-                    self.filename, name=self.source, on_damage=self._damage):
-                ts += offset
-                if last is not None and ts < last:
-                    steps += 1
-                    if summary.first_step_back is None:
-                        summary.first_step_back = index
-                    worst = max(worst, last - ts)
-                elif first is None:
-                    first = ts
-                last = ts
-                n += 1
-                size += caplen
-                yield (ts, source, interface, index, caplen, wirelen, linktype, data)
+            for packets in read_batches(self.filename, name=self.source, on_damage=self._damage, tag=self.source):
+                if offset:
+                    packets = [(p[0] + offset, *p[1:]) for p in packets]
+                summary.count(packets)
+                yield packets
             summary.complete = True
         finally:
-            summary.packets, summary.bytes, summary.first_ns, summary.last_ns = n, size, first, last
-            summary.steps_back, summary.worst_step_ns = steps, worst
             summary.seconds = time.monotonic() - began
 
     def _damage(self, damage: Damage) -> None:
@@ -165,7 +189,10 @@ class CaptureReader(ReaderHosting, Actor):
         log.warning("capture %r: %s", self.name, damage)
 
     def _stream(self) -> Iterator[Any]:
-        return self._packets()
+        return chain.from_iterable(self._batches())
+
+    def run(self) -> None:
+        self._run_batches(self._batches())
 
     def on_stop(self) -> CaptureSummary:
         return self.summary
@@ -180,28 +207,38 @@ class CaptureReader(ReaderHosting, Actor):
         super()._finish(result, error, cancelled)
 
 
-def _reordered(packets: Iterator[tuple[Any, ...]], window_ns: int, chunk: int = 1024) -> Iterator[tuple[Any, ...]]:
-    """``packets`` in timestamp order wherever a packet is at most ``window_ns`` late (stable).
+def _reordered(batches: Iterator[list[tuple[Any, ...]]], window_ns: int,
+               chunk: int = 1024) -> Iterator[list[tuple[Any, ...]]]:
+    """``batches`` in timestamp order wherever a packet is at most ``window_ns`` late (stable),
+    a list per list taken (it may be empty: the caller sees stop() while the window fills).
 
-    Sorting a nearly sorted list is linear in C (Timsort finds the runs), so this costs little.
+    The packets are taken ``chunk`` at a time whatever the lists' sizes, so where a packet
+    further behind ends up does not depend on how the file was read. Sorting a nearly sorted
+    list is linear in C (Timsort finds the runs), so this costs little.
 
-    >>> [p[0] for p in _reordered(iter([(1,), (5,), (3,), (9,), (7,)]), 4, chunk=2)]
-    [1, 3, 5, 7, 9]
-    >>> [p[0] for p in _reordered(iter([(1,), (5,), (3,), (9,), (2,)]), 4, chunk=2)]  # 2 is 7 behind 9
-    [1, 3, 5, 2, 9]
+    >>> def ts(batches): return [[p[0] for p in batch] for batch in batches]
+    >>> ts(_reordered(iter([[(1,), (5,), (3,)], [(9,), (7,)]]), 4, chunk=2))
+    [[1], [3, 5], [7, 9]]
+    >>> ts(_reordered(iter([[(1,), (5,), (3,), (9,), (2,)]]), 4, chunk=2))  # 2 is 7 behind 9
+    [[1, 3, 5], [2, 9]]
     """
     held: list[tuple[Any, ...]] = []
-    while True:
-        more = list(islice(packets, chunk))
-        if not more:
-            yield from held
-            return
-        held += more
-        held.sort(key=PACKET_KEY)
-        safe = bisect_right(held, held[-1][0] - window_ns, key=PACKET_KEY)
-        if safe:
-            yield from held[:safe]
+    taken: list[tuple[Any, ...]] = []  # the start of the next chunk
+    for batch in batches:
+        taken += batch
+        whole = len(taken) - len(taken) % chunk
+        ready: list[tuple[Any, ...]] = []
+        for start in range(0, whole, chunk):
+            held += taken[start:start + chunk]
+            held.sort(key=PACKET_KEY)
+            safe = bisect_right(held, held[-1][0] - window_ns, key=PACKET_KEY)
+            ready += held[:safe]
             del held[:safe]
+        del taken[:whole]
+        yield ready
+    held += taken  # the last chunk, short: then every packet held is sent, in order
+    held.sort(key=PACKET_KEY)
+    yield held
 
 
 def seconds_to_ns(value: float | str) -> int:
