@@ -123,6 +123,28 @@ def test_an_unpicklable_record_in_a_process_channel_is_a_clear_error():
         ch.flush()
 
 
+@pytest.mark.parametrize("rows", [
+    pytest.param([(i, "tapA", i * 1.5, b"\x00" * (i % 7), None, True) for i in range(2500)], id="flat tuples"),
+    pytest.param([{"timestamp": i, "value": [i]} for i in range(2500)], id="dicts"),
+    pytest.param([(0, "row")] + [(i, {"nested": i}) for i in range(1, 2500)], id="tuples then nested tuples"),
+])
+def test_a_process_channel_delivers_equal_records_whatever_their_shape(rows):
+    ch = cp.Channel(kind="process", name="shapes")
+    ch.put_many(rows)
+    ch.close()
+    assert list(ch) == rows
+
+
+def test_a_cycle_behind_a_flat_first_row_still_crosses_a_process_channel():
+    loop: list = [1]
+    loop.append(loop)
+    ch = cp.Channel(kind="process", name="cycle")
+    ch.put_many([(0, "flat"), (1, loop)])
+    ch.close()
+    first, second = list(ch)
+    assert first == (0, "flat") and second[1][1] is second[1]
+
+
 def test_statistics_count_records_and_are_frozen(kind):
     ch = cp.Channel(kind=kind, name="counted")
     ch.put_many([1, 2, 3])

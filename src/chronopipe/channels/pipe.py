@@ -5,6 +5,9 @@ batch leaves after at most ``linger`` seconds (or at once when its actor goes id
 lone record is not parked. A process-shared semaphore bounds the batches in flight, which
 bounds memory to about ``maxsize + 2 * batch_size`` records whatever the pipe holds.
 
+A batch of flat tuples (rows of ints, floats, strings, bytes: packets, CSV rows) is pickled
+without the memo (see :func:`dumps_batch`): half the cost to send and a tenth less to receive.
+
 Children are forked (see chronopipe.runtime): a channel made before an actor starts is
 inherited by it; channels cannot be pickled into pool tasks.
 """
@@ -12,6 +15,7 @@ inherited by it; channels cannot be pickled into pool tasks.
 from __future__ import annotations
 
 import fcntl
+import io
 import itertools
 import logging
 import operator
@@ -31,7 +35,7 @@ from multiprocess.connection import Pipe
 from .base import Channel, ChannelBroken, Kind, remaining
 from .end import END
 
-__all__ = ["ProcessChannel", "keep_only", "live_channels"]
+__all__ = ["ProcessChannel", "dumps_batch", "keep_only", "live_channels"]
 
 _ctx = multiprocess.get_context("fork")
 _F_SETPIPE_SZ = 1031
@@ -41,6 +45,40 @@ _END_FRAME = b""
 log = logging.getLogger("chronopipe.channels")
 _first = operator.itemgetter(0)
 _live: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
+
+
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def dumps_batch(batch: list[Any] | tuple[Any, ...]) -> bytes:
+    """``batch`` pickled (protocol 5) for a process channel: rows without the memo.
+
+    The memo lets pickle write an object seen before as a reference: it pays for dict records,
+    whose keys repeat, but for tuples of scalars it only costs, two dict inserts per row to send
+    and the matching lookups to receive. So a batch whose first record is such a tuple goes in
+    pickle's fast mode (no memo), which measured on packet tuples halves ``dumps`` and takes
+    10% off ``loads`` (benchmarks/bench_merge.py). Equal records come out equal either way;
+    objects shared between records of a batch come out as copies in fast mode, and a batch
+    fast mode cannot pickle (a cycle) is pickled with the memo.
+
+    >>> rows = [(1, "tapA", b"x"), (2, "tapA", b"y")]
+    >>> pickle.loads(dumps_batch(rows)) == rows, len(dumps_batch(rows)) < len(pickle.dumps(rows, 5)) + 8
+    (True, True)
+    >>> loop = [1]; loop.append(loop)
+    >>> pickle.loads(dumps_batch([(0, "a"), (1, loop)]))[1][1][1][0]  # a cycle: with the memo
+    1
+    """
+    first = batch[0] if batch else None
+    if type(first) is tuple and all([type(field) in _SCALARS for field in first]):
+        out = io.BytesIO()
+        pickler = pickle.Pickler(out, protocol=5)
+        pickler.fast = True
+        try:
+            pickler.dump(batch)
+            return out.getvalue()
+        except (ValueError, RecursionError):  # a cycle in a later record: fast mode cannot pickle it
+            pass
+    return pickle.dumps(batch, protocol=5)
 
 
 def live_channels() -> list[ProcessChannel]:
@@ -180,7 +218,7 @@ class ProcessChannel(Channel):
     def _send_batch(self, batch: list[Any] | tuple[Any, ...], timeout: float | None) -> None:
         """Pickle and send one batch (under _wlock); raises, having sent nothing, if it cannot."""
         try:
-            data = pickle.dumps(batch, protocol=5)
+            data = dumps_batch(batch)
         except Exception as exc:
             raise TypeError(
                 f"channel {self.name!r}: a record cannot be pickled ({exc}); process channels carry "
