@@ -92,6 +92,7 @@ def test_a_custom_rule_that_finds_something_fails_the_run_with_exit_status_1(tmp
     ([DATA / "linktypes" / "solaris.snoop"], "unreadable: not a pcap or pcapng file"),
     ([HALVES[0], "--rules", "rules.txt"], "expected .py, .yml or .yaml"),
     ([HALVES[0], "--offset", "x=1"], "FILE=SECONDS"),
+    ([HALVES[0], "--check-processes", "-1"], "--check-processes is 0 or more"),
 ])
 def test_usage_errors_and_unreadable_input_exit_with_status_2(args, message):
     result = chronopipe("validate", *args)
@@ -168,3 +169,51 @@ def test_request_response_pairing_gives_tsharks_answers_and_latencies():
     assert results["ping"].status == "fail"
     assert {k: results["ping"].counts[k] for k in ("requests", "answered", "unanswered")} == \
         {"requests": 12, "answered": 10, "unanswered": 2}
+
+
+# -- checks split across processes ----------------------------------------------------------
+@pytest.mark.parametrize("captures", [
+    pytest.param(HALVES, id="two taps"),
+    pytest.param([DATA / "dups" / "ssh-dups.pcap"], id="duplicates"),
+    pytest.param([DATA / "gaps" / "unidirectional_tcp_stream_with_missing_packet.pcap"], id="tcp gap"),
+    pytest.param([DATA / "ooo" / "mptcp-v0.pcap", DATA / "ooo" / "handshake-reorder.pcap"], id="out of order"),
+])
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_checks_split_across_processes_give_the_report_of_one_process(captures, hosts):
+    """Every check sees every packet in merge order wherever it runs: the same verdicts, counts, examples."""
+    def checks_of(report):
+        return [c.as_dict() for c in report.checks]
+
+    alone = validate(captures, build_checks(files=len(captures)), check_processes=0)
+    split = validate(captures, build_checks(files=len(captures)), check_processes=hosts)
+    assert checks_of(split) == checks_of(alone) and split.packets == alone.packets
+
+
+def test_a_check_run_in_a_check_host_brings_its_state_home():
+    checks = build_checks()
+    validate([DATA / "dups" / "ssh-dups.pcap"], checks, check_processes=1)
+    [dups] = [c for c in checks if c.name == "duplicates"]
+    assert dups.packets > 0 and dups.within_tap == 280
+
+
+class _Exploding(OutOfOrder):
+    name = "exploding"
+    portable = True
+
+    def attach(self, events):
+        events.register(self._boom, None, {"name": "exploding"})
+
+    def _boom(self, record):
+        if record["index"] == 5:
+            raise ValueError(f"boom at frame {record['index']}")
+
+
+def test_a_check_that_raises_in_a_check_host_fails_the_run_with_its_error():
+    from chronopipe.actors.errors import ActorError
+    from chronopipe.capture.checkhost import partition
+
+    checks = [Malformed(), Sliced(), _Exploding()]
+    _, there = partition(checks, 1)
+    assert checks[2] in there
+    with pytest.raises(ActorError, match="boom at frame 5"):
+        validate(HALVES, checks, check_processes=1)

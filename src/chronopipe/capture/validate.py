@@ -3,25 +3,34 @@
 ::
 
     cap1.pcap --CaptureReader(process)--\\
-    cap2.pcap --CaptureReader(process)---+--> SortedQueueMultiplexer --> decode --> EventManager --> checks
-    cap3.pcapng-CaptureReader(process)--/        (by ts_ns)                        (Conditions)
+    cap2.pcap --CaptureReader(process)---+--> SortedQueueMultiplexer -+-> decode --> EventManager --> checks
+    cap3.pcapng-CaptureReader(process)--/        (by ts_ns)           |                (Conditions)
+                                                                      +-> CheckHost(process): decode --> EventManager
+                                                                                                    --> more checks
+
+The checks are split across the main process and ``check_processes`` CheckHost processes
+(default: one per core beyond the first, fewer than the portable checks), each decoding the
+merged packets for its own checks (see :mod:`chronopipe.capture.checkhost`): the same report,
+sooner. A rules file's callbacks run in the main process.
 
 ``validate(paths, checks=...)`` returns a :class:`Report`: per file what its reader found, per
 check its verdict, counts and first examples, and the packet rate per tap over time (for the
-HTML timeline). Checks come from :func:`default_checks` and a rules file (rules.py).
+HTML timeline). Checks come from :func:`~chronopipe.capture.rules.build_checks` and a rules file.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..events import EventManager
 from ..multiplex import SortedQueueMultiplexer
+from .checkhost import CheckHost, bring_home, partition
 from .checks.base import Check, CheckResult
 from .decode import decode
 from .reader import PACKET_KEY, CaptureReader, CaptureSummary
@@ -70,27 +79,38 @@ class Report:
 
 def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: dict[Any, Any] | None = None,
              rules: Callable[[EventManager], Any] | None = None, scl_port: int | None = None,
-             progress: Callable[[int, float], None] | None = None, buckets: int = 200) -> Report:
+             progress: Callable[[int, float], None] | None = None, buckets: int = 200,
+             check_processes: int | None = None) -> Report:
     """Run ``checks`` over the captures ``paths`` merged by timestamp (see the module docstring)."""
     started = time.perf_counter()
     offsets = offsets or {}
+    scl = _scl_decoder(scl_port) if scl_port else None
+    decoder: Callable[[tuple[Any, ...]], dict[str, Any]] = decode if scl is None else lambda p: scl(decode(p))
+    if check_processes is None:
+        check_processes = default_check_processes(checks)
+    here, *elsewhere = partition(checks, check_processes)
+    hosts = [CheckHost(f"validate-checks-{i}", group, decoder).start()
+             for i, group in enumerate(elsewhere, 1) if group]
     events = EventManager(name="validate", on_error="raise")
-    for check in checks:
+    for check in here:
         check.attach(events)
     if rules is not None:
         rules(events)
     mux = SortedQueueMultiplexer(sort_key=PACKET_KEY, name="validate-merge", max_late=sys.maxsize)
     readers = [CaptureReader(p, queue=mux.input_queue(), offset=offsets.get(Path(p), 0), start=True) for p in paths]
     dispatch, count, shown = events.dispatch, 0, started
-    scl = _scl_decoder(scl_port) if scl_port else None
+    inboxes = [host.inbox for host in hosts]
 
-    def records(packets: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
-        """The packets decoded, each as its turn comes (the callbacks of one run before the next is decoded)."""
-        return map(decode, packets) if scl is None else map(scl, map(decode, packets))
+    def check(packets: list[tuple[Any, ...]]) -> None:
+        """Send the packets to the hosts, then decode and dispatch them here, each as its turn
+        comes (the callbacks of one run before the next is decoded), keeping no results."""
+        for inbox in inboxes:
+            inbox.put_many(packets)  # type: ignore[union-attr]
+        dispatch(map(decoder, packets))
 
     counts: dict[str, list[tuple[int, int]]] = {}  # source -> [(ts, n)] sampled per batch
     for batch in mux.batches():  # the merge runs here, in this thread
-        dispatch(records(batch))  # no results kept: the callbacks report to their checks
+        check(batch)
         if batch:
             count += len(batch)
             _sample(counts, batch)
@@ -100,11 +120,26 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
                 progress(count, now - started)
     summaries = [reader.join() for reader in readers]
     merge = mux.join()
-    dispatch(records(merge.late_records))  # checked too, out of place
+    check(merge.late_records)  # checked too, out of place
     count += merge.late
+    for inbox in inboxes:
+        inbox.close()  # type: ignore[union-attr]
+    for host in hosts:
+        bring_home(host.checks, host.join())
     results = [check.result(summaries) for check in checks]
     start, bucket, timeline = _timeline(counts, summaries, buckets)
     return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start)
+
+
+def default_check_processes(checks: Sequence[Check]) -> int:
+    """Check hosts for a run when not told: one per core beyond the first, fewer than the
+    portable checks (a host with one cheap check costs more than it saves).
+
+    >>> default_check_processes([]) == 0
+    True
+    """
+    portable = sum(1 for c in checks if c.portable)
+    return max(0, min((os.cpu_count() or 1) - 1, portable - 1))
 
 
 def _sample(counts: dict[str, list[tuple[int, int]]], batch: list[tuple[Any, ...]]) -> None:

@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--json", type=Path, help="write the report as JSON to this file")
     p.add_argument("--html", type=Path, help="write the report as one self-contained HTML page")
     p.add_argument("--scl-port", type=int, help="parse payloads on this port as SCL commands (fields 'scl.*')")
+    p.add_argument("--check-processes", type=int, metavar="N",
+                   help="run the built-in checks in N more processes (default: one per core beyond the first; "
+                        "0: all in the main process)")
 
 
 def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -30,6 +33,9 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
     from ..capture.validate import validate
     from .capmerge import parse_offsets
 
+    if args.check_processes is not None and args.check_processes < 0:
+        print(f"chronopipe validate: --check-processes is 0 or more, not {args.check_processes}", file=err)
+        return 2
     missing = [str(p) for p in args.captures if not p.is_file()]
     if missing:
         print(f"chronopipe validate: no such file: {', '.join(missing)}", file=err)
@@ -52,6 +58,7 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
             print(f"\r{packets:,} packets, {packets / seconds:,.0f}/s", end="", file=err, flush=True)
 
     report = validate(args.captures, checks, offsets=offsets, scl_port=args.scl_port, progress=progress,
+                      check_processes=args.check_processes,
                       rules=(lambda em: rules(custom.view(em))) if rules is not None and custom else None)
     if tty:
         print(file=err)

@@ -60,6 +60,11 @@ class Check:
     """Base class: subclasses set ``name``, register callbacks in ``attach`` and judge in ``result``."""
 
     name: ClassVar[str] = "check"
+    #: its callbacks may run in another process (see chronopipe.capture.checkhost): it keeps its
+    #: state in itself, reports only through ``result()`` and never shares objects with the caller
+    portable: ClassVar[bool] = False
+    #: what it costs per packet (microseconds on the benchmark's taps), to balance processes
+    cost: ClassVar[float] = 1.0
 
     def __init__(self) -> None:
         self.examples: list[Finding] = []

@@ -28,6 +28,8 @@ class OutOfOrder(Check):
     """Timestamps that step back within a file (count and worst step per file): from the readers."""
 
     name = "out_of_order"
+    portable = True
+    cost = 0.05
 
     def result(self, summaries: list[CaptureSummary]) -> CheckResult:
         steps = {s.name: s.steps_back for s in summaries if s.steps_back}
@@ -46,6 +48,8 @@ class Sliced(Check):
     """Packets the capture cut short (caplen < wirelen): counted; payload rules on them are not checkable."""
 
     name = "snaplen"
+    portable = True
+    cost = 0.2
 
     def __init__(self, fail: bool = False) -> None:
         super().__init__()
@@ -70,6 +74,8 @@ class Malformed(Check):
     """Packets whose headers could not be read (decode's ``malformed``), and damaged files."""
 
     name = "malformed"
+    portable = True
+    cost = 0.1
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,6 +101,8 @@ class AllowList(Check):
     """Hosts and ports outside an allow-list (networks like ``10.0.0.0/8``, ports like 22)."""
 
     name = "hosts"
+    portable = True
+    cost = 0.6
 
     def __init__(self, hosts: Iterable[str] = (), ports: Iterable[int] = ()) -> None:
         super().__init__()
@@ -147,6 +155,8 @@ class UdpSequence(Check):
     """Gaps, duplicates and steps back of a sequence number carried in UDP payloads (per flow)."""
 
     name = "udp_sequence"
+    portable = True
+    cost = 0.3
     _FORMATS: ClassVar[dict[int, str]] = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
     def __init__(self, port: int, offset: int = 0, size: int = 4, byteorder: str = "big", name: str = "") -> None:
@@ -206,6 +216,8 @@ class RequestResponse(Check):
     """
 
     name = "reqresp"
+    portable = True
+    cost = 0.6
 
     def __init__(self, request: dict[str, Any], response: dict[str, Any], request_key: Sequence[str],
                  response_key: Sequence[str], timeout: float = 1.0, name: str = "", max_p99_ms: float | None = None):

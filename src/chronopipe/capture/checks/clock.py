@@ -52,6 +52,8 @@ class ClockOffset(Check):
     """
 
     name = "clock"
+    portable = True
+    cost = 1.45
 
     def __init__(self, window: float | str = 1.0, tolerance: float | str = 0.001, min_matches: int = 10) -> None:
         super().__init__()

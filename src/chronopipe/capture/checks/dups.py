@@ -131,6 +131,8 @@ class Duplicates(Check):
     """
 
     name = "duplicates"
+    portable = True
+    cost = 1.2
 
     def __init__(self, window: float | str = 0.001, max_within_tap: int = 0, max_across_taps: int | None = None,
                  compare: Literal["ip", "frame"] = "ip") -> None:

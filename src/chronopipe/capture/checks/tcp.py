@@ -98,6 +98,8 @@ class TcpAnalysis(Check):
     """
 
     name = "tcp"
+    portable = True
+    cost = 1.25
 
     def __init__(self, max_gaps: int = 0, max_acked_unseen: int = 0, max_retransmissions: int | None = None,
                  reorder: float | str = 0.003, per_tap: bool = True) -> None:

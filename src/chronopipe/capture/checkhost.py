@@ -1,0 +1,107 @@
+"""Checks on the other cores: a validation run's checks split across processes.
+
+Alone, a validation run's main process merges the taps, decodes every packet and runs every
+check, on one core; the reader processes use little of the others. So the checks that may
+run elsewhere (``Check.portable``: the built-in ones; a rules file's Python callbacks stay
+here) are split by :func:`partition` into groups of about equal cost, one stays in the main
+process and each other group gets a :class:`CheckHost`: an actor in its own process that
+receives the merged packets (flat tuples, the cheapest records to send: see
+:func:`~chronopipe.channels.pipe.dumps_batch`), decodes them as the main process does and
+dispatches them to its checks on an EventManager of its own. Every check sees every packet, in
+merge order, in whichever process it runs, so the report is the same as in one process
+(tests/test_validate.py compares them). At the end a host's result is its checks, whose state
+the run copies back into the caller's check objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..actors.actor import Actor
+from ..channels import END, Channel
+from ..events import EventManager
+from .checks.base import Check
+
+__all__ = ["MERGE_COST", "CheckHost", "partition"]
+
+#: What the main process spends per packet besides its checks (receiving, merging, sending
+#: to each host), in the units of ``Check.cost``: microseconds per packet on the benchmark's taps
+MERGE_COST = 0.6
+SEND_COST = 0.15
+
+
+def partition(checks: Sequence[Check], hosts: int) -> list[list[Check]]:
+    """``checks`` in ``hosts + 1`` groups, the first for the main process: there, every check
+    that is not portable; the portable ones to the group with the least cost so far, the
+    costliest first. Each group keeps the order the checks were given in.
+
+    >>> class C(Check):
+    ...     portable = True
+    ...     def __init__(self, name, cost): super().__init__(); self.name, self.cost = name, cost
+    >>> checks = [C("a", 0.1), C("b", 1.2), C("c", 1.3), C("d", 1.5)]
+    >>> [[c.name for c in group] for group in partition(checks, 1)]
+    [['a', 'c'], ['b', 'd']]
+    >>> [[c.name for c in group] for group in partition(checks, 0)]
+    [['a', 'b', 'c', 'd']]
+    """
+    if hosts < 0:
+        raise ValueError(f"check hosts are 0 or more, not {hosts}")
+    order = {id(check): i for i, check in enumerate(checks)}
+    groups: list[list[Check]] = [[] for _ in range(hosts + 1)]
+    loads = [MERGE_COST + SEND_COST * hosts] + [0.0] * hosts
+    for check in checks:
+        if not check.portable or not hosts:
+            groups[0].append(check)
+            loads[0] += check.cost
+    for check in sorted((c for c in checks if c.portable and hosts), key=lambda c: -c.cost):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(check)
+        loads[lightest] += check.cost
+    return [sorted(group, key=lambda c: order[id(c)]) for group in groups]
+
+
+class CheckHost(Actor):
+    """An actor, in its own process, running ``checks`` over the packets put on its ``inbox``.
+
+    ``decoder`` turns a packet tuple into the record the checks see (the run's decode, with the
+    SCL fields when asked for). The inbox is a bounded process channel: a host that falls
+    behind slows the merge down, it does not fill the memory. ``join()`` returns the checks,
+    with their state; a check that raises fails the host, and the run with it.
+    """
+
+    def __init__(self, name: str, checks: Sequence[Check], decoder: Callable[[tuple[Any, ...]], Any], *,
+                 maxsize: int = 20_000) -> None:
+        super().__init__(name, inbox=Channel(maxsize, kind="process", name=f"{name}.in"), mode="process")
+        self.checks = list(checks)
+        self._decoder = decoder
+
+    def run(self) -> None:
+        events = EventManager(name=self.name, on_error="raise")
+        for check in self.checks:
+            check.attach(events)
+        events.dispatch(self._records())
+
+    def _records(self) -> Iterator[Any]:
+        inbox, decoder = self.inbox, self._decoder
+        assert inbox is not None
+        while True:
+            batch = self._next_batch(inbox)
+            if batch is None:  # stop() was asked for
+                return
+            end = batch[-1] is END
+            if end:
+                batch.pop()
+            self._received += len(batch)
+            yield from map(decoder, batch)
+            if end:
+                return
+
+    def on_stop(self) -> list[Check]:
+        return self.checks
+
+
+def bring_home(checks: Sequence[Check], returned: Sequence[Check]) -> None:
+    """Copy the state of the checks a host ran (and returned) into the caller's objects."""
+    for check, state in zip(checks, returned, strict=True):
+        check.__dict__.update(state.__dict__)
