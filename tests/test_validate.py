@@ -2,14 +2,17 @@
 
 import json
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from chronopipe.capture import CaptureWriter
+from chronopipe.capture import CaptureWriter, read_frames
 from chronopipe.capture.checks import AllowList, Malformed, OutOfOrder, Sliced
 from chronopipe.capture.rules import build_checks
 from chronopipe.capture.validate import validate
@@ -217,3 +220,38 @@ def test_a_check_that_raises_in_a_check_host_fails_the_run_with_its_error():
     assert checks[2] in there
     with pytest.raises(ActorError, match="boom at frame 5"):
         validate(HALVES, checks, check_processes=1)
+
+
+@pytest.mark.parametrize(("signum", "status"), [
+    pytest.param(signal.SIGINT, 130, id="Ctrl-C: exit status 130"),
+    pytest.param(signal.SIGTERM, -signal.SIGTERM, id="SIGTERM: dies of it (143 in a shell)"),
+])
+def test_a_signal_stops_a_validation_run_promptly_with_no_process_left(tmp_path, signum, status):
+    frames = list(read_frames(DATA / "dups" / "ssh-dups.pcap"))
+    taps = []
+    for tap in "AB":  # 377 real packets, again and again, a microsecond apart: 150,800 per tap
+        taps.append(tmp_path / f"tap{tap}.pcap")
+        with CaptureWriter(taps[-1]) as out:
+            for i in range(400 * len(frames)):
+                _, _, _, caplen, wirelen, linktype, data = frames[i % len(frames)]
+                out.write((1_700_000_000_000_000_000 + i * 1000, tap, 0, i + 1, caplen, wirelen, linktype, data))
+    proc = subprocess.Popen([sys.executable, "-m", "chronopipe.cli", "validate", *map(str, taps),
+                             "--check-processes", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        me = psutil.Process(proc.pid)
+        while len(me.children()) < 3 and time.monotonic() < deadline:  # 2 readers and a check host
+            time.sleep(0.02)
+        children = me.children(recursive=True)
+        assert len(children) >= 3 and proc.poll() is None, "the run ended or never started its processes"
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == status, stderr
+    assert time.monotonic() - sent < 3 and "Traceback" not in stderr
+    gone_by = time.monotonic() + 2
+    while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
