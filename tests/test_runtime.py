@@ -140,3 +140,13 @@ def test_the_seeds_lock_is_one_shared_lock():
     assert rt.Lock() is rt.Lock()
     with rt.Lock():
         pass
+
+
+def test_cancel_ends_a_producer_blocked_on_a_full_channel_with_the_reason_given(mode):
+    full = cp.Channel(10, kind=mode, name="full")
+    producer = cp.Actor("endless", source=iter(int, 1), outputs=full, mode=mode).start()  # never ends by itself
+    reason = cp.ActorError("owner", "Cancelled", "the owner gave up")
+    cp.Runtime().cancel([producer], reason, wait=5.0)
+    assert producer.state == "cancelled" and producer.error is reason
+    with pytest.raises(cp.ActorError, match="the owner gave up"):
+        full.get_batch(0)

@@ -222,19 +222,46 @@ def test_a_check_that_raises_in_a_check_host_fails_the_run_with_its_error():
         validate(HALVES, checks, check_processes=1)
 
 
-@pytest.mark.parametrize(("signum", "status"), [
-    pytest.param(signal.SIGINT, 130, id="Ctrl-C: exit status 130"),
-    pytest.param(signal.SIGTERM, -signal.SIGTERM, id="SIGTERM: dies of it (143 in a shell)"),
-])
-def test_a_signal_stops_a_validation_run_promptly_with_no_process_left(tmp_path, signum, status):
+def long_taps(tmp_path: Path) -> list[Path]:
+    """Two taps of 377 real packets again and again, a microsecond apart: 150,800 each (a second or two)."""
     frames = list(read_frames(DATA / "dups" / "ssh-dups.pcap"))
     taps = []
-    for tap in "AB":  # 377 real packets, again and again, a microsecond apart: 150,800 per tap
+    for tap in "AB":
         taps.append(tmp_path / f"tap{tap}.pcap")
         with CaptureWriter(taps[-1]) as out:
             for i in range(400 * len(frames)):
                 _, _, _, caplen, wirelen, linktype, data = frames[i % len(frames)]
                 out.write((1_700_000_000_000_000_000 + i * 1000, tap, 0, i + 1, caplen, wirelen, linktype, data))
+    return taps
+
+
+class _ExplodingHere(_Exploding):
+    portable = False
+
+
+def test_a_check_that_raises_in_the_main_process_stops_the_readers_and_hosts_at_once(tmp_path):
+    from chronopipe.actors.errors import ActorError
+
+    taps = long_taps(tmp_path)
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with pytest.raises(ActorError, match="boom at frame 5"):
+        validate(taps, [Malformed(), _ExplodingHere()], check_processes=1)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        left = [p for p in me.children(recursive=True) if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            break
+        time.sleep(0.02)
+    assert not left, "readers or a check host went on after the run failed"
+
+
+@pytest.mark.parametrize(("signum", "status"), [
+    pytest.param(signal.SIGINT, 130, id="Ctrl-C: exit status 130"),
+    pytest.param(signal.SIGTERM, -signal.SIGTERM, id="SIGTERM: dies of it (143 in a shell)"),
+])
+def test_a_signal_stops_a_validation_run_promptly_with_no_process_left(tmp_path, signum, status):
+    taps = long_taps(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "chronopipe.cli", "validate", *map(str, taps),
                              "--check-processes", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

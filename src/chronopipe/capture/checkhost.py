@@ -23,7 +23,7 @@ from ..channels import END, Channel
 from ..events import EventManager
 from .checks.base import Check
 
-__all__ = ["MERGE_COST", "CheckHost", "partition"]
+__all__ = ["MERGE_COST", "CheckHost", "bring_home", "partition"]
 
 #: What the main process spends per packet besides its checks (receiving, merging, sending
 #: to each host), in the units of ``Check.cost``: microseconds per packet on the benchmark's taps

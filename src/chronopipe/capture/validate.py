@@ -28,14 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..actors.errors import ActorError
 from ..events import EventManager
 from ..multiplex import SortedQueueMultiplexer
+from ..runtime import Runtime
 from .checkhost import CheckHost, bring_home, partition
 from .checks.base import Check, CheckResult
 from .decode import decode
 from .reader import PACKET_KEY, CaptureReader, CaptureSummary
 
 __all__ = ["Report", "validate"]
+
+Samples = dict[str, list[tuple[int, int]]]  # source -> [(ts, packets)], one per batch
 
 SCHEMA = "chronopipe.validate/1"
 
@@ -89,28 +93,55 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
     if check_processes is None:
         check_processes = default_check_processes(checks)
     here, *elsewhere = partition(checks, check_processes)
-    hosts = [CheckHost(f"validate-checks-{i}", group, decoder).start()
-             for i, group in enumerate(elsewhere, 1) if group]
     events = EventManager(name="validate", on_error="raise")
     for check in here:
         check.attach(events)
     if rules is not None:
         rules(events)
-    mux = SortedQueueMultiplexer(sort_key=PACKET_KEY, name="validate-merge", max_late=sys.maxsize)
-    readers = [CaptureReader(p, queue=mux.input_queue(), offset=offsets.get(Path(p), 0), start=True) for p in paths]
-    dispatch, count, shown = events.dispatch, 0, started
-    inboxes = [host.inbox for host in hosts]
+    hosts: list[CheckHost] = []
+    readers: list[CaptureReader] = []
+    try:
+        hosts = [CheckHost(f"validate-checks-{i}", group, decoder) for i, group in enumerate(elsewhere, 1) if group]
+        for host in hosts:
+            host.start()
+        mux = SortedQueueMultiplexer(sort_key=PACKET_KEY, name="validate-merge", max_late=sys.maxsize)
+        readers = [CaptureReader(p, queue=mux.input_queue(), offset=offsets.get(Path(p), 0), start=True)
+                   for p in paths]
+        inboxes = [host.inbox for host in hosts]
+        dispatch = events.dispatch
 
-    def check(packets: list[tuple[Any, ...]]) -> None:
-        """Send the packets to the hosts, then decode and dispatch them here, each as its turn
-        comes (the callbacks of one run before the next is decoded), keeping no results."""
+        def run_checks(packets: list[tuple[Any, ...]]) -> None:
+            """Send the packets to the hosts, then decode and dispatch them here, each as its turn
+            comes (the callbacks of one run before the next is decoded), keeping no results."""
+            for inbox in inboxes:
+                inbox.put_many(packets)  # type: ignore[union-attr]
+            dispatch(map(decoder, packets))
+
+        count, counts = _merge(mux, run_checks, progress, started)
+        summaries = [reader.join() for reader in readers]
+        merge = mux.join()
+        run_checks(merge.late_records)  # checked too, out of place
+        count += merge.late
         for inbox in inboxes:
-            inbox.put_many(packets)  # type: ignore[union-attr]
-        dispatch(map(decoder, packets))
+            inbox.close()  # type: ignore[union-attr]
+        for host in hosts:
+            bring_home(host.checks, host.join())
+    except BaseException as exc:  # a check raised, or Ctrl-C: no reader or host goes on without us
+        why = ActorError("validate", "Cancelled", f"the validation run stopped before its end ({type(exc).__name__})")
+        Runtime().cancel([*hosts, *readers], why)
+        raise
+    results = [check.result(summaries) for check in checks]
+    start, bucket, timeline = _timeline(counts, summaries, buckets)
+    return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start)
 
-    counts: dict[str, list[tuple[int, int]]] = {}  # source -> [(ts, n)] sampled per batch
-    for batch in mux.batches():  # the merge runs here, in this thread
-        check(batch)
+
+def _merge(mux: SortedQueueMultiplexer, run_checks: Callable[[list[tuple[Any, ...]]], None],
+           progress: Callable[[int, float], None] | None, started: float) -> tuple[int, Samples]:
+    """Merge here, in this thread, checking each batch; how many packets, and their samples."""
+    count, shown = 0, started
+    counts: Samples = {}
+    for batch in mux.batches():
+        run_checks(batch)
         if batch:
             count += len(batch)
             _sample(counts, batch)
@@ -118,17 +149,7 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
             if progress is not None and now - shown >= 0.5:
                 shown = now
                 progress(count, now - started)
-    summaries = [reader.join() for reader in readers]
-    merge = mux.join()
-    check(merge.late_records)  # checked too, out of place
-    count += merge.late
-    for inbox in inboxes:
-        inbox.close()  # type: ignore[union-attr]
-    for host in hosts:
-        bring_home(host.checks, host.join())
-    results = [check.result(summaries) for check in checks]
-    start, bucket, timeline = _timeline(counts, summaries, buckets)
-    return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start)
+    return count, counts
 
 
 def default_check_processes(checks: Sequence[Check]) -> int:
@@ -142,7 +163,7 @@ def default_check_processes(checks: Sequence[Check]) -> int:
     return max(0, min((os.cpu_count() or 1) - 1, portable - 1))
 
 
-def _sample(counts: dict[str, list[tuple[int, int]]], batch: list[tuple[Any, ...]]) -> None:
+def _sample(counts: Samples, batch: list[tuple[Any, ...]]) -> None:
     """Packets per source in this batch, stamped with the batch's first timestamp (cheap, in C)."""
     per: dict[str, int] = {}
     for source in map(_SOURCE, batch):
@@ -156,7 +177,7 @@ def _SOURCE(packet: tuple[Any, ...]) -> str:  # noqa: N802 (a getter, named like
     return packet[1]
 
 
-def _timeline(counts: dict[str, list[tuple[int, int]]], summaries: list[CaptureSummary],
+def _timeline(counts: Samples, summaries: list[CaptureSummary],
               buckets: int) -> tuple[int | None, int, dict[str, list[int]]]:
     firsts = [s.first_ns for s in summaries if s.first_ns is not None]
     lasts = [s.last_ns for s in summaries if s.last_ns is not None]

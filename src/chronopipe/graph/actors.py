@@ -353,16 +353,9 @@ class ActorRun:
     # -- failure -------------------------------------------------------------------------
     def _fail(self, exc: BaseException | None) -> BaseException:
         """Stop every actor of this run; what the caller should get."""
-        running = [a for a in self.actors if a.state == "running"]
-        if running:
-            reason = ActorError("pipeline", "Cancelled", "the pipeline stopped before its end "
-                                f"({type(exc).__name__ if exc is not None else 'a node failed'})")
-            channels = {id(ch): ch for a in self.actors for ch in a.channels()}
-            Runtime()._cancel(running, channels.values(), reason)
-        deadline = time.monotonic() + CANCEL_WAIT
-        for actor in self.actors:
-            if actor.state != "new":
-                actor._done.wait(max(0.0, deadline - time.monotonic()))
+        reason = ActorError("pipeline", "Cancelled", "the pipeline stopped before its end "
+                            f"({type(exc).__name__ if exc is not None else 'a node failed'})")
+        Runtime().cancel(self.actors, reason, wait=CANCEL_WAIT)
         root = self._root_error()
         if exc is None or isinstance(exc, (ActorError, ChannelBroken)):
             return root or exc or RuntimeError("the pipeline stopped without an error")

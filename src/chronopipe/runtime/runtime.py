@@ -131,6 +131,21 @@ class Runtime(SeedNames):
         with self._lock:
             return list(self._actors)
 
+    def cancel(self, actors: Iterable[Actor], reason: ActorError, wait: float = 1.0) -> None:
+        """Stop ``actors`` now, as when a neighbour fails: the running ones are told to stop, every
+        channel of theirs breaks (a blocked put or get raises ``reason``), their processes are
+        terminated; then wait up to ``wait`` seconds for them to end. For the owner of a group of
+        actors that has to give up (a pipeline whose node failed, a run whose caller raised).
+        """
+        actors = list(actors)
+        running = [a for a in actors if a.state == "running"]
+        if running:
+            self._cancel(running, {id(ch): ch for a in actors for ch in a.channels()}.values(), reason)
+        deadline = time.monotonic() + wait
+        for actor in actors:
+            if actor.state != "new":
+                actor._done.wait(max(0.0, deadline - time.monotonic()))
+
     def _host_thread(self, actor: Actor) -> None:
         status, payload = actor._host_main()
         if actor._cancelled_by is not None:  # stopped early because a neighbour failed
