@@ -61,7 +61,8 @@ class Check:
 
     name: ClassVar[str] = "check"
     #: its callbacks may run in another process (see chronopipe.capture.checkhost): it keeps its
-    #: state in itself, reports only through ``result()`` and never shares objects with the caller
+    #: state in itself (which dill can pickle, to bring it back), reports only through
+    #: ``result()`` and shares no object with the caller or another check
     portable: ClassVar[bool] = False
     #: what it costs per packet (microseconds on the benchmark's taps), to balance processes
     cost: ClassVar[float] = 1.0
