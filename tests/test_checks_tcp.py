@@ -304,3 +304,82 @@ def test_examples_show_losses_not_unjudged_retransmissions():
     records = [c(100, 1, "A", 10, index=1), c(100, 1, "A", 10, 500, index=2), c(120, 1, "A", 10, 501, index=3)]
     assert [e.frame for e in analyse(*records).examples] == [3]
     assert [e.frame for e in analyse(*records, max_retransmissions=5).examples] == [2, 3]
+
+
+# -- memory: ended connections are forgotten ---------------------------------------------------
+def closed_connection(t_ms=0.0, port=40000, isn=1000, server_isn=5000):
+    """Handshake, 100 bytes each way, a FIN each way and the last ACK, over 8 ms from t_ms."""
+    client, server = {**CLIENT, "sport": port}, {**SERVER, "dport": port}
+
+    def seg(way, seq, ack, flags, length=0, at=0):
+        return tcp_record(seq, ack, flags, length, ts_ms=t_ms + at, **way)
+
+    return [seg(client, isn, 0, "S"), seg(server, server_isn, isn + 1, "SA", at=1),
+            seg(client, isn + 1, server_isn + 1, "A", at=2), seg(client, isn + 1, server_isn + 1, "PA", 100, at=3),
+            seg(server, server_isn + 1, isn + 101, "PA", 100, at=4),
+            seg(client, isn + 101, server_isn + 101, "FA", at=5), seg(server, server_isn + 101, isn + 102, "FA", at=6),
+            seg(client, isn + 102, server_isn + 102, "A", at=7)]
+
+
+def another_syn(ts_ms):
+    """A SYN of another connection (client port 40001), at ts_ms: it moves the clock on."""
+    return tcp_record(9000, 0, "S", 0, ts_ms=ts_ms, **{**CLIENT, "sport": 40001})
+
+
+def run_segments(records, **options):
+    check = TcpAnalysis(**options)
+    result = run_records(records, [check])["tcp"]
+    return check, result
+
+
+def test_a_connection_ended_both_ways_is_forgotten_linger_seconds_later():
+    check, _ = run_segments([*closed_connection(), another_syn(2_000)], linger=1.0)
+    assert check.forgotten == 1 and len(check._dirs) == 1
+
+
+def test_a_connection_is_kept_until_linger_has_passed():
+    check, _ = run_segments([*closed_connection(), another_syn(500)], linger=1.0)
+    assert check.forgotten == 0 and len(check._dirs) == 3
+
+
+def test_a_half_closed_connection_is_kept():
+    records = closed_connection()[:6]  # the client's FIN only: the server may still send
+    check, _ = run_segments([*records, another_syn(5_000)], linger=1.0)
+    assert check.forgotten == 0
+
+
+def test_an_rst_ends_both_directions():
+    records = [*handshake(), s(5001, 1001, "RA", ts_ms=3), another_syn(5_000)]
+    check, _ = run_segments(records, linger=1.0)
+    assert check.forgotten == 1 and len(check._dirs) == 1
+
+
+def test_a_retransmission_within_linger_after_the_fins_is_still_one():
+    records = [*closed_connection(), s(5001, 1101, "PA", 100, ts_ms=500)]  # the server's data again
+    _, result = run_segments(records, linger=1.0)
+    assert result.counts["retransmissions"] == 1 and result.counts["flows"] == 1
+
+
+def test_holes_of_a_forgotten_connection_still_count_as_capture_loss():
+    # one direction captured, its second 100 bytes missing: a hole nothing resolves before the FIN
+    records = [c(1000, 0, "S"), c(1001, 0, "PA", 100, ts_ms=1), c(1201, 0, "PA", 100, ts_ms=3),
+               c(1301, 0, "FA", ts_ms=4), another_syn(2_000)]
+    forgetting = run_segments(records, linger=1.0)
+    keeping = run_segments(records, linger=None)
+    assert forgetting[0].forgotten == 1 and keeping[0].forgotten == 0
+    assert forgetting[1].counts == keeping[1].counts and forgetting[1].counts["capture_loss"] == 1
+
+
+def test_memory_follows_the_open_connections_not_all_ever_seen():
+    check, sizes = TcpAnalysis(linger=1.0), []
+    for i in range(2_000):  # one short connection every 100 ms, each on its own port: 200 s in all
+        for record in closed_connection(t_ms=i * 100, port=10_000 + i):
+            check._segment(record)
+        sizes.append(len(check._dirs))
+    assert max(sizes) <= 2 * 12  # the connections of the last second or so (10 to 11), two directions each
+    assert check.forgotten >= 1_980 and check.flows == 2_000
+
+
+def test_linger_must_not_be_negative():
+    with pytest.raises(ValueError, match="linger is in seconds >= 0"):
+        TcpAnalysis(linger=-1)

@@ -41,10 +41,17 @@ that frontier, so one lost segment whose ACK is captured before the segment afte
 on two ACKs; here an ACK counts only when it acknowledges unseen data no earlier ACK did (one).
 Holes are kept per direction until resolved (normally none): the per-packet cost is one dict
 lookup and a few integer comparisons.
+
+**Memory** follows the open connections, not every connection ever seen: a connection both
+sides ended (a FIN each way, or an RST) is forgotten ``linger`` seconds of capture time after
+its end (default 60 s, TCP's usual TIME-WAIT), its unresolved holes counted as they would be at
+the end of the run. A segment of it after that (a very late retransmission) opens a new flow.
+``linger=None`` keeps every connection to the end.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ...events import exists
@@ -64,6 +71,14 @@ COUNTS = ("segments", "gaps", "missing_bytes", "retransmissions", "spurious", "o
           "acked_unseen", "capture_loss", "network_loss")
 
 
+_NEVER = float("inf")
+
+
+def _reverse(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key of the other direction: (tap,) src sport dst dport -> (tap,) dst dport src sport."""
+    return (*key[:-4], key[-2], key[-1], key[-4], key[-3])
+
+
 def seq_after(a: int, b: int) -> bool:
     """True when sequence number ``a`` comes after ``b`` (modulo 2**32, as TCP compares them).
 
@@ -76,7 +91,7 @@ def seq_after(a: int, b: int) -> bool:
 class _Direction:
     """One direction of one connection, as one tap saw it."""
 
-    __slots__ = ("acked", "holes", "isn", "nxt", "rev", "where")
+    __slots__ = ("acked", "ended", "holes", "isn", "nxt", "rev", "where")
 
     def __init__(self, nxt: int, isn: int | None, where: str) -> None:
         self.nxt = nxt  #: next expected sequence number
@@ -85,6 +100,7 @@ class _Direction:
         self.holes: list[list[Any]] | None = None  #: unresolved [start, end, ts_ns] gaps
         self.rev: _Direction | None = None  #: the other direction
         self.where = where  #: "src:sport -> dst:dport", for findings
+        self.ended: int | None = None  #: ts_ns of its FIN, or of an RST either way
 
 
 class TcpAnalysis(Check):
@@ -94,7 +110,8 @@ class TcpAnalysis(Check):
     check fails (default 0); ``max_acked_unseen`` the same for ACKs of unseen data (default 0);
     ``max_retransmissions`` (default None: not judged). ``reorder``: seconds within which a
     segment filling a hole is out of order rather than a retransmission. ``per_tap``: key flows
-    by tap too (default; see the module docstring).
+    by tap too (default; see the module docstring). ``linger``: seconds of capture time after
+    which a connection ended both ways is forgotten (default 60; None keeps all).
     """
 
     name = "tcp"
@@ -102,14 +119,20 @@ class TcpAnalysis(Check):
     cost = 1.25
 
     def __init__(self, max_gaps: int = 0, max_acked_unseen: int = 0, max_retransmissions: int | None = None,
-                 reorder: float | str = 0.003, per_tap: bool = True) -> None:
+                 reorder: float | str = 0.003, per_tap: bool = True, linger: float | str | None = 60.0) -> None:
         super().__init__()
         self.max_gaps, self.max_acked_unseen, self.max_retransmissions = max_gaps, max_acked_unseen, max_retransmissions
         self.reorder_ns = seconds_to_ns(reorder)
         self.per_tap = per_tap
+        self.linger_ns = None if linger is None else seconds_to_ns(linger)
+        if self.linger_ns is not None and self.linger_ns < 0:
+            raise ValueError(f"tcp: linger is in seconds >= 0 (or None), not {linger!r}")
         self.flows = 0  #: connections seen (per tap unless per_tap=False)
+        self.forgotten = 0  #: connections forgotten after their end (see the module docstring)
         self.counts = dict.fromkeys(COUNTS, 0)
         self._dirs: dict[tuple[Any, ...], _Direction] = {}
+        self._ended: deque[tuple[int, tuple[Any, ...]]] = deque()  # (ts_ns, key) of each end, in time order
+        self._sweep_at = _NEVER  # when the oldest end is due to be forgotten
 
     def attach(self, events: EventManager) -> None:
         events.register(self._segment, {"tcp": exists()}, {"name": "tcp"})
@@ -123,6 +146,8 @@ class TcpAnalysis(Check):
         flags, seq = tcp["flags"], tcp["seq"]
         seglen = tcp["len"] + (flags & FIN) + ((flags & SYN) >> 1)
         self.counts["segments"] += 1
+        if record["ts_ns"] >= self._sweep_at:
+            self._sweep(record["ts_ns"])
         s = self._dirs.get(key)
         if s is None or (flags & SYN and seq != s.isn):
             s = self._open(key, record, seq, seglen, flags)
@@ -144,6 +169,38 @@ class TcpAnalysis(Check):
                     r.acked = ack
                     if r.holes or 0 < ((ack - r.nxt) & _M) < _HALF:
                         self._ack_beyond(r, record, ack)
+        if flags & (FIN | RST) and self.linger_ns is not None:
+            self._end(s, key, flags, record["ts_ns"])
+
+    # -- forgetting ended connections ------------------------------------------------------
+    def _end(self, s: _Direction, key: tuple[Any, ...], flags: int, ts: int) -> None:
+        """A FIN ends its direction, an RST both; remember when, to forget them ``linger`` later."""
+        s.ended = ts
+        if flags & RST and s.rev is not None:
+            s.rev.ended = ts
+        if not self._ended:
+            self._sweep_at = ts + self.linger_ns  # type: ignore[operator]
+        self._ended.append((ts, key))
+
+    def _sweep(self, now: int) -> None:
+        """Forget the connections that ended (both ways) at least ``linger`` before ``now``."""
+        linger, ended, dirs = self.linger_ns, self._ended, self._dirs
+        assert linger is not None
+        while ended and ended[0][0] + linger <= now:
+            _, key = ended.popleft()
+            s = dirs.get(key)
+            if s is None or s.ended is None or s.ended + linger > now:
+                continue  # forgotten already, or a new connection on the same 4-tuple
+            r = s.rev
+            if r is not None and (r.ended is None or r.ended + linger > now):
+                continue  # the other way is still open: its own end will come here again
+            self._retire(s)
+            del dirs[key]
+            if r is not None:
+                self._retire(r)
+                del dirs[_reverse(key)]
+            self.forgotten += 1
+        self._sweep_at = ended[0][0] + linger if ended else _NEVER
 
     def _open(self, key: tuple[Any, ...], record: dict[str, Any], seq: int, seglen: int, flags: int) -> _Direction:
         """The first segment of a direction (or a SYN starting a new connection on its 4-tuple)."""
@@ -154,7 +211,7 @@ class TcpAnalysis(Check):
         old = self._dirs.get(key)
         if old is not None:
             self._retire(old)
-        rkey = (*key[:-4], key[-2], key[-1], key[-4], key[-3])
+        rkey = _reverse(key)
         r = self._dirs.get(rkey)
         if r is not None and flags & SYN and (not flags & ACK or r.isn != (tcp["ack"] - 1) & _M):
             # a new connection (a SYN, or a SYN-ACK not answering the peer's SYN): the peer's state is the old one's
