@@ -80,3 +80,8 @@ class Check:
         """Keep an example (the first MAX_EXAMPLES)."""
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(Finding(record["source"], record["index"], record["ts_ns"], what))
+
+    def note_at(self, file: str, frame: int, ts_ns: int, what: str) -> None:
+        """``note``, for a packet whose record is no longer kept."""
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(Finding(file, frame, ts_ns, what))

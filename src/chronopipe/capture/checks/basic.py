@@ -212,7 +212,9 @@ class RequestResponse(Check):
     ``request_key`` and ``response_key`` name the fields that must be equal for a response to
     answer a request, e.g. ``["ip.src", "udp.sport"]`` and ``["ip.dst", "udp.dport"]``.
     A request unanswered after ``timeout`` seconds counts as unanswered; a response with no
-    request waiting, as unsolicited.
+    request waiting, as unsolicited. A waiting request is kept as its timestamp, file and frame
+    only, and expired ones are swept every ``timeout`` seconds of capture time: memory follows
+    the requests in flight, however many go unanswered.
     """
 
     name = "reqresp"
@@ -230,9 +232,10 @@ class RequestResponse(Check):
         self.response_key = [key_function(k) for k in response_key]
         self.timeout_ns = int(timeout * 1e9)
         self.max_p99_ms = max_p99_ms
-        self.waiting: dict[tuple[Any, ...], deque[dict[str, Any]]] = {}
+        self.waiting: dict[tuple[Any, ...], deque[tuple[int, str, int]]] = {}  # key -> (ts_ns, file, frame)...
         self.latencies: list[int] = []
         self.requests = self.unanswered = self.unsolicited = 0
+        self._sweep_at: int | None = None
 
     def attach(self, events: EventManager) -> None:
         events.register(self._request, self.request, {"name": f"{self.name}.request"})
@@ -248,28 +251,47 @@ class RequestResponse(Check):
         key = self._key(self.request_key, record)
         if key is not None:
             self.requests += 1
-            self.waiting.setdefault(key, deque()).append(record)
+            now = record["ts_ns"]
+            self.waiting.setdefault(key, deque()).append((now, record["source"], record["index"]))
+            self._sweep(now)
 
     def _response(self, record: dict[str, Any]) -> None:
         key = self._key(self.response_key, record)
-        queue = self.waiting.get(key) if key is not None else None
         now = record["ts_ns"]
-        while queue and now - queue[0]["ts_ns"] > self.timeout_ns:
-            self._unanswered(queue.popleft())
+        self._sweep(now)
+        queue = self.waiting.get(key) if key is not None else None
+        if queue:
+            self._expire(queue, now)
         if not queue:
             self.unsolicited += 1
             self.note(record, "response with no request waiting")
             return
-        self.latencies.append(now - queue.popleft()["ts_ns"])
+        self.latencies.append(now - queue.popleft()[0])
+        if not queue:
+            del self.waiting[key]
 
-    def _unanswered(self, request: dict[str, Any]) -> None:
-        self.unanswered += 1
-        self.note(request, f"request unanswered after {self.timeout_ns / 1e9:g} s")
+    def _expire(self, queue: deque[tuple[int, str, int]], now: int | None) -> None:
+        """Count the requests of ``queue`` older than the timeout at ``now`` (all, for None) as unanswered."""
+        while queue and (now is None or now - queue[0][0] > self.timeout_ns):
+            ts, file, frame = queue.popleft()
+            self.unanswered += 1
+            self.note_at(file, frame, ts, f"request unanswered after {self.timeout_ns / 1e9:g} s")
+
+    def _sweep(self, now: int) -> None:
+        """Every ``timeout`` of capture time, expire what waited too long on any key."""
+        if self._sweep_at is None:
+            self._sweep_at = now + self.timeout_ns
+        elif now >= self._sweep_at:
+            self._sweep_at = now + self.timeout_ns
+            for key, queue in list(self.waiting.items()):
+                self._expire(queue, now)
+                if not queue:
+                    del self.waiting[key]
 
     def result(self, summaries: list[CaptureSummary]) -> CheckResult:
         for queue in self.waiting.values():
-            while queue:
-                self._unanswered(queue.popleft())
+            self._expire(queue, None)
+        self.waiting.clear()
         lat = sorted(self.latencies)
 
         def pct(p: float) -> float | None:
