@@ -1,10 +1,13 @@
 """ClockOffset: the clock offset between taps, from the packets both saw."""
 
+import pickle
+
+import dill
 import pytest
 
 from checks_helper import DATA, read_records, run_checks, run_records, tcp_record
 from chronopipe.capture import CaptureWriter
-from chronopipe.capture.checks.clock import ClockOffset, offset_stats
+from chronopipe.capture.checks.clock import ClockOffset, OffsetSamples, offset_stats
 
 SSH = DATA / "taps" / "ssh.pcap"
 HALVES = [DATA / "taps" / "ssh.client-side-half-duplex.pcap", DATA / "taps" / "ssh.server-side-half-duplex.pcap"]
@@ -100,3 +103,43 @@ def test_offset_stats_takes_the_lower_median_of_an_even_count():
 @pytest.mark.parametrize(("samples", "p50_abs"), [([-5, 1, 2], 2), ([-9, -8, 7], 8), ([0], 0)])
 def test_offset_stats_p50_abs_is_the_median_of_magnitudes(samples, p50_abs):
     assert offset_stats(samples)["p50_abs_ns"] == p50_abs
+
+
+# -- bounded memory per pair of taps -----------------------------------------------------------
+def test_a_pair_keeps_at_most_kept_offsets_with_exact_count_min_and_max():
+    samples = OffsetSamples(keep=1_000)
+    for offset in range(-50_000, 150_000):
+        samples.add(offset)
+    stats = samples.stats()
+    assert len(samples.kept) == 1_000
+    assert (stats["matched"], stats["min_ns"], stats["max_ns"]) == (200_000, -50_000, 149_999)
+    assert abs(stats["median_ns"] - 50_000) < 10_000  # a 1,000-sample median: within 5% of the range
+
+
+def test_up_to_kept_offsets_the_figures_are_exact():
+    samples = OffsetSamples(keep=1_000)
+    values = [(i * 7919) % 1_000 - 300 for i in range(1_000)]
+    for offset in values:
+        samples.add(offset)
+    assert samples.stats() == offset_stats(values)
+
+
+def test_the_sample_is_the_same_every_run():
+    def sampled():
+        samples = OffsetSamples(keep=10)
+        for offset in range(10_000):
+            samples.add(offset)
+        return list(samples.kept)
+
+    assert sampled() == sampled()
+
+
+def test_offsets_come_back_from_a_check_process_with_their_generator():
+    samples = OffsetSamples(keep=10)
+    for offset in range(100):
+        samples.add(offset)
+    copy = pickle.loads(dill.dumps(samples))
+    for offset in range(100, 1_000):
+        samples.add(offset)
+        copy.add(offset)
+    assert (copy.stats(), list(copy.kept)) == (samples.stats(), list(samples.kept))
