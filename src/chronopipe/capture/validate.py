@@ -153,14 +153,15 @@ def _merge(mux: SortedQueueMultiplexer, run_checks: Callable[[list[tuple[Any, ..
 
 
 def default_check_processes(checks: Sequence[Check]) -> int:
-    """Check hosts for a run when not told: one per core beyond the first, fewer than the
-    portable checks (a host with one cheap check costs more than it saves).
+    """Check hosts for a run when not told: one per core this process may use beyond the first,
+    fewer than the portable checks (a host with one cheap check costs more than it saves).
 
     >>> default_check_processes([]) == 0
     True
     """
     portable = sum(1 for c in checks if c.portable)
-    return max(0, min((os.cpu_count() or 1) - 1, portable - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(cores - 1, portable - 1))
 
 
 def _sample(counts: Samples, batch: list[tuple[Any, ...]]) -> None:
