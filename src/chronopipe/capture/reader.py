@@ -18,7 +18,6 @@ sum, list slices), and stop() is noticed between lists.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import operator
 import os
@@ -96,7 +95,7 @@ class CaptureSummary:
 
     def _count_steps(self, ts: list[int], packets: list[tuple[Any, ...]]) -> None:
         later = ts[1:]
-        back = list(compress(itertools.count(), map(operator.gt, ts, later)))  # later[i] steps back from ts[i]
+        back = list(compress(range(len(later)), map(operator.gt, ts, later)))  # later[i] steps back from ts[i]
         self.steps_back += len(back)
         self.worst_step_ns = max(self.worst_step_ns, *(ts[i] - later[i] for i in back))
         if self.first_step_back is None:
