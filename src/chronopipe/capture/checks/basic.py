@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from array import array
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -233,7 +234,7 @@ class RequestResponse(Check):
         self.timeout_ns = int(timeout * 1e9)
         self.max_p99_ms = max_p99_ms
         self.waiting: dict[tuple[Any, ...], deque[tuple[int, str, int]]] = {}  # key -> (ts_ns, file, frame)...
-        self.latencies: list[int] = []
+        self.latencies: array[int] = array("q")  # ns, 8 bytes each
         self.requests = self.unanswered = self.unsolicited = 0
         self._sweep_at: int | None = None
 
