@@ -11,7 +11,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -183,15 +183,8 @@ class Actor:
         assert inbox is not None
         overridden = type(self).on_receive is not Actor.on_receive
         handle = self._handler if self._handler is not None and not overridden else self.on_receive
-        stop = self._stop
         out = self._out
-        while True:
-            batch = self._next_batch(inbox)
-            if batch is None:
-                return
-            end = batch[-1] is END
-            if end:
-                batch.pop()
+        for batch in self._inbox_batches(inbox):
             for item in batch:
                 try:
                     r = handle(item)
@@ -202,6 +195,19 @@ class Actor:
                     out.append(r)
             self._received += len(batch)
             self._send_out()
+
+    def _inbox_batches(self, inbox: Channel) -> Iterator[list[Any]]:
+        """The inbox's batches without the END, until END or stop(): the loop of an actor that
+        reads an inbox (the caller handles each batch, then counts it in ``_received``)."""
+        stop = self._stop
+        while True:
+            batch = self._next_batch(inbox)
+            if batch is None:
+                return
+            end = batch[-1] is END
+            if end:
+                batch.pop()
+            yield batch
             if end or stop[0]:
                 return
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..actors.actor import Actor
-from ..channels import END, Channel
+from ..channels import Channel
 from ..events import EventManager
 from .checks.base import Check
 
@@ -83,19 +83,10 @@ class CheckHost(Actor):
         events.dispatch(self._records())
 
     def _records(self) -> Iterator[Any]:
-        inbox, decoder = self.inbox, self._decoder
-        assert inbox is not None
-        while True:
-            batch = self._next_batch(inbox)
-            if batch is None:  # stop() was asked for
-                return
-            end = batch[-1] is END
-            if end:
-                batch.pop()
+        assert self.inbox is not None
+        for batch in self._inbox_batches(self.inbox):
+            yield from map(self._decoder, batch)
             self._received += len(batch)
-            yield from map(decoder, batch)
-            if end:
-                return
 
     def on_stop(self) -> list[Check]:
         return self.checks

@@ -111,17 +111,11 @@ class NodeActor(Actor):
             self._run_single()
 
     def _run_single(self) -> None:
-        inbox, unit, stop = self.inbox, self.unit, self._stop
+        inbox, unit = self.inbox, self.unit
         assert inbox is not None and unit.entry is not None
         entry, ports, current = unit.entry, unit.ports, unit.current
         item: Any = _NO_RECORD
-        while True:
-            batch = self._next_batch(inbox)
-            if batch is None:
-                return
-            end = batch[-1] is END
-            if end:
-                batch.pop()
+        for batch in self._inbox_batches(inbox):
             try:
                 if current is None:
                     for item in batch:
@@ -136,8 +130,6 @@ class NodeActor(Actor):
                 raise
             self._received += len(batch)
             self._flush_ports()
-            if end or stop[0]:
-                return
 
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).
