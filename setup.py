@@ -26,6 +26,7 @@ setup(
         "psutil>=5.9",
         "ply==3.11",
         "sortedcontainers>=2.4",
+        "tqdm>=4.66",
     ],
     extras_require={
         # Heavy, optional integrations: imported lazily by the modules that need them.
