@@ -54,7 +54,7 @@ def test_an_out_of_order_record_raises_without_a_late_callback():
         list(cp.merge_sorted([{"t": 5}, {"t": 1}], key="t"))
 
 
-@pytest.mark.parametrize("key", ["a.b", ["a.b", "c"], lambda r: r["a"]["b"]])
+@pytest.mark.parametrize("key", ["a.b", ["a", "b"], ("a.b", "c"), lambda r: r["a"]["b"]])
 def test_merge_sorted_takes_every_key_form_of_the_multiplexer(key):
     a = [{"a": {"b": 1}, "c": 0}, {"a": {"b": 3}, "c": 0}]
     b = [{"a": {"b": 2}, "c": 0}]

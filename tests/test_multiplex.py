@@ -119,11 +119,13 @@ def test_max_direction_merges_descending_inputs():
     ("sort_key", "make"),
     [
         ("a.b", lambda t: {"a": {"b": t}}),
-        (["day", "seq"], lambda t: {"day": t // 10, "seq": t % 10}),
+        (["a", "b"], lambda t: {"a": {"b": t}}),
+        (("day", "seq"), lambda t: {"day": t // 10, "seq": t % 10}),
+        (("day", ["at", "seq"]), lambda t: {"day": t // 10, "at": {"seq": t % 10}}),
         (lambda r: r["when"], lambda t: {"when": t}),
         ("timestamp", lambda t: SimpleNamespace(timestamp=t)),
     ],
-    ids=["nested", "list-of-keys", "callable", "attribute"],
+    ids=["nested", "list-path", "tuple-of-keys", "tuple-of-paths", "callable", "attribute"],
 )
 def test_sort_keys_of_every_documented_form(sort_key, make):
     records, _ = merge([[make(t) for t in range(0, 40, 3)], [make(t) for t in range(1, 40, 2)]], sort_key=sort_key)

@@ -83,7 +83,7 @@ def merge_sorted(nodes: Any, key: SortKey = "timestamp", direction: Literal["min
 
     Each branch must push its items in key order already; ties go to the earlier branch in the
     list, so the merged order is the same in every mode and on every run. ``key`` is a field
-    name, a dotted path, a list of names or a callable.
+    name, a path (``"a.b"`` or ``["a", "b"]``), a tuple of paths (a compound key) or a callable.
 
     >>> from chronopipe.graph import Node, Pipeline
     >>> from chronopipe.testing import ListSink

@@ -227,8 +227,9 @@ def merge_sorted(*iterables: Iterable[Any], key: SortKey = "timestamp", directio
     the pipeline's sorted merge of those branches (see ``chronopipe.graph``).
 
     Stable: ties come out in argument order. ``key`` is what SortedQueueMultiplexer takes (a
-    field, a dotted path, a list of fields or a callable). A record out of order raises
-    ValueError, or goes to ``late(record)`` when given; it is never yielded out of order.
+    field, a path as ``"a.b"`` or ``["a", "b"]``, a tuple of paths or a callable: keys.py). A
+    record out of order raises ValueError, or goes to ``late(record)`` when given; it is never
+    yielded out of order.
     Each iterable is read up to ``batch_size`` records ahead.
 
     >>> [r["t"] for r in merge_sorted([{"t": 1}, {"t": 4}], [{"t": 2}, {"t": 4}, {"t": 9}], key="t")]

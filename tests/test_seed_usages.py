@@ -1,0 +1,63 @@
+"""The seed's usages that must work as the seed wrote them (issue 13): a list sort key is a path,
+QueueMultiplexer is a round-robin FIFO, and EventManager takes the user's own pathos pool."""
+
+from __future__ import annotations
+
+import pytest
+
+import chronopipe as cp
+from chronopipe.multiplex import key_function
+
+TIMEOUT = 60.0
+
+
+# -- sort keys: a list is a path, a tuple is a compound key ------------------------------
+def sorted_merge(streams: list[list[dict]], sort_key: object) -> list[dict]:
+    mux = cp.SortedQueueMultiplexer(sort_key=sort_key, kind="thread")  # type: ignore[arg-type]
+    queues = [mux.input_queue() for _ in streams]
+    for q, stream in zip(queues, streams, strict=True):
+        q.put_many(stream)
+        q.put(cp.END)
+    return list(mux)
+
+
+def test_a_list_sort_key_is_a_path_into_nested_records():
+    streams = [[{"meta": {"ts": t}} for t in (1, 4, 9)], [{"meta": {"ts": t}} for t in (2, 3, 10)]]
+    merged = sorted_merge(streams, ["meta", "ts"])
+    assert [r["meta"]["ts"] for r in merged] == [1, 2, 3, 4, 9, 10]
+
+
+def test_a_list_path_and_a_dotted_path_reach_the_same_field():
+    record = {"a": {"b": {"c": 42}}}
+    assert key_function(["a", "b", "c"])(record) == key_function("a.b.c")(record) == 42
+
+
+def test_a_list_path_item_is_one_field_name_even_with_a_dot():
+    assert key_function(["a.b"])({"a.b": 1, "a": {"b": 2}}) == 1
+
+
+def test_an_int_in_a_list_path_indexes_a_sequence():
+    assert key_function(["hops", -1, "ip"])({"hops": [{"ip": "a"}, {"ip": "b"}]}) == "b"
+
+
+def test_a_tuple_of_paths_is_a_compound_key_of_dotted_and_list_paths():
+    key = key_function(("day", "meta.seq", ["meta", "seq"]))
+    assert key({"day": 2, "seq": 7, "meta": {"seq": 5}}) == (2, 5, 5)
+
+
+def test_a_compound_key_orders_the_merge_by_each_path_in_turn():
+    streams = [[{"day": d, "at": {"seq": s}} for d, s in ((1, 5), (2, 1), (2, 8))],
+               [{"day": d, "at": {"seq": s}} for d, s in ((1, 2), (2, 3), (3, 0))]]
+    merged = sorted_merge(streams, ("day", ["at", "seq"]))
+    assert [(r["day"], r["at"]["seq"]) for r in merged] == [(1, 2), (1, 5), (2, 1), (2, 3), (2, 8), (3, 0)]
+
+
+def test_merge_sorted_takes_a_list_path_as_key():
+    merged = cp.merge_sorted([{"m": {"t": 1}}, {"m": {"t": 5}}], [{"m": {"t": 3}}], key=["m", "t"])
+    assert [r["m"]["t"] for r in merged] == [1, 3, 5]
+
+
+@pytest.mark.parametrize("sort_key", [[], ()], ids=["empty-list", "empty-tuple"])
+def test_an_empty_path_or_compound_key_is_refused_when_the_multiplexer_is_made(sort_key):
+    with pytest.raises(ValueError, match="sort_key"):
+        cp.SortedQueueMultiplexer(sort_key=sort_key)
