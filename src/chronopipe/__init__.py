@@ -4,27 +4,46 @@ Read many files or streams at once, merge them in chronological order, decode re
 and dispatch them to checks, on all cores, with clean teardown.
 """
 
+# Layers, bottom up: channels -> actors -> runtime -> readers, multiplex, events, scl -> graph,
+# capture -> cli. Names are imported on first use (PEP 562), so ``import chronopipe`` and the
+# command line start fast and a Ctrl-C during start-up is the command's to handle.
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from . import scl
-from .actors import Actor, ActorError, ActorStatistics
-from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
-from .either import Either, Left, Pending, Right
-from .events import Condition, EventManager, EventStatistics, Subscription
-from .graph import (
-    Clock,
-    GlobalState,
-    GroupByNode,
-    Node,
-    NodeStatistics,
-    OutOfOrderError,
-    Pipeline,
-    PipelineStatistics,
-    RouteError,
-)
-from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer, merge_sorted
-from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
-from .runtime import MultiProcessing, PoolTask, Runtime
+if TYPE_CHECKING:
+    from . import scl
+    from .actors import Actor, ActorError, ActorStatistics
+    from .channels import END, Channel, ChannelBroken, ChannelStatistics, ProcessChannel, ThreadChannel, is_end
+    from .either import Either, Left, Pending, Right
+    from .events import Condition, EventManager, EventStatistics, Subscription
+    from .graph import (
+        Clock,
+        GlobalState,
+        GroupByNode,
+        Node,
+        NodeStatistics,
+        OutOfOrderError,
+        Pipeline,
+        PipelineStatistics,
+        RouteError,
+    )
+    from .multiplex import MergeReport, QueueMultiplexer, SortedQueueMultiplexer, merge_sorted
+    from .readers import CSVReader, FileReader, ReaderError, ReaderStatistics, ReaderSummary, Reject
+    from .runtime import MultiProcessing, PoolTask, Runtime
+
+_HOMES = {
+    ".actors": ("Actor", "ActorError", "ActorStatistics"),
+    ".channels": ("END", "Channel", "ChannelBroken", "ChannelStatistics", "ProcessChannel", "ThreadChannel", "is_end"),
+    ".either": ("Either", "Left", "Pending", "Right"),
+    ".events": ("Condition", "EventManager", "EventStatistics", "Subscription"),
+    ".graph": ("Clock", "GlobalState", "GroupByNode", "Node", "NodeStatistics", "OutOfOrderError", "Pipeline",
+               "PipelineStatistics", "RouteError"),
+    ".multiplex": ("MergeReport", "QueueMultiplexer", "SortedQueueMultiplexer", "merge_sorted"),
+    ".readers": ("CSVReader", "FileReader", "ReaderError", "ReaderStatistics", "ReaderSummary", "Reject"),
+    ".runtime": ("MultiProcessing", "PoolTask", "Runtime"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __version__ = "0.1.0"
 
@@ -71,5 +90,23 @@ __all__ = [
     "merge_sorted",
     "scl",
 ]
+
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (``chronopipe.Runtime``, ``from chronopipe import END``)."""
+    if name == "scl":
+        return importlib.import_module(".scl", __name__)
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

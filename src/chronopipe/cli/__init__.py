@@ -1,4 +1,15 @@
-"""The ``chronopipe`` command line. Exit codes: 0 ok, 1 failure, 2 usage, 130 Ctrl-C, 143 SIGTERM."""
+"""The ``chronopipe`` command line: one subcommand per job, one table of exit statuses.
+
+    chronopipe merge CAPTURE... [-w OUT] [--offset FILE=SECONDS] [--reorder SECONDS]
+    chronopipe merge-csv [--files PATH...] [--key COLUMN] [--direction min|max] [--output CSV]
+    chronopipe validate CAPTURE... [--rules F] [--json F] [--html F]
+    chronopipe scl FILE|-
+
+Exit status (see outputs.EXIT_CODES): 0 all good; 1 the run finished but found something; 2 usage
+error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM. A routine mistake
+is one line on stderr, never a traceback. Only argparse and pathlib are imported here: the
+commands import what they need when they run, so Ctrl-C at start-up is still exit status 130.
+"""
 
 from __future__ import annotations
 
@@ -6,74 +17,177 @@ import argparse
 import glob
 import sys
 from pathlib import Path
+from typing import Any
 
-from ..actors import ActorError
+from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from .scl import add_parser as add_scl_parser
 from .validate import add_parser as add_validate_parser
 
-__all__ = ["DEFAULT_DATA", "main"]
+__all__ = ["DEFAULT_DATA", "main", "parser"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 DEFAULT_FILES = ("datatest.txt", "datatraining.txt", "datatest2.txt")
+#: An actor that failed on these could not read its input: exit status 2, not 3.
+INPUT_ERRORS = frozenset({"ReaderError", "FileNotFoundError", "IsADirectoryError", "PermissionError",
+                          "UnicodeDecodeError", "NotADirectoryError"})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="chronopipe", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    merge = sub.add_parser("merge", help="merge captures (or CSV files) chronologically, one reader process per file")
-    merge.add_argument("captures", nargs="*", type=Path, help="pcap / pcapng files to merge by timestamp")
-    merge.add_argument("-w", "--write", type=Path, help="write the merged captures (.pcapng keeps each tap apart)")
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (``--help`` ends with the exit status table)."""
+    top = argparse.ArgumentParser(
+        prog="chronopipe", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Merge timestamped files and packet captures in chronological order, validate captures, "
+                    "parse SCL commands.")
+    top.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    merge = sub.add_parser(
+        "merge", help="merge packet captures by timestamp (like mergecap), one reader process per file",
+        description="Merge pcap / pcapng (/ .gz) captures by timestamp, one reader process per file; each file "
+                    "keeps its own packet order, as mergecap does. Prints one line per file.")
+    merge.add_argument("captures", nargs="*", type=Path, metavar="CAPTURE", help="pcap / pcapng files to merge")
+    merge.add_argument("-w", "--write", type=Path, metavar="OUT",
+                       help="write the merged packets (.pcapng keeps each tap apart; .pcap for one link type)")
     merge.add_argument("--offset", action="append", default=[], metavar="FILE=SECONDS",
                        help="add SECONDS to every timestamp of FILE (a tap's clock offset); repeatable")
-    merge.add_argument("--files", help="glob of CSV files (default: the bundled UCI occupancy files)")
-    merge.add_argument("--key", default="date", help="the column to merge by (default: date)")
-    merge.add_argument("--direction", choices=["min", "max"], default="min", help="ascending (min) or descending")
-    merge.add_argument("--output", type=Path, help="write the merged rows to this CSV file")
-    merge.add_argument("--typed", action="store_true", help="convert numbers and timestamps (for numeric keys)")
+    merge.add_argument("--reorder", type=float, metavar="SECONDS",
+                       help="put packets that step back in time by at most SECONDS in their file back in "
+                            "timestamp order (default: keep each file's order, as mergecap does)")
+    merge.add_argument("--files", nargs="+", help=argparse.SUPPRESS)  # the old spelling: say where it went
+
+    csv_merge = sub.add_parser(
+        "merge-csv", help="merge CSV files chronologically by a column, one reader process per file",
+        description="Merge CSV files by a key column, one reader process per file. Every row is accounted "
+                    "for: rows in = merged + rejected + late.")
+    csv_merge.add_argument("--files", nargs="+", metavar="PATH",
+                           help="CSV files or quoted globs (default: the bundled UCI occupancy files)")
+    csv_merge.add_argument("--key", default="date", help="the column to merge by (default: date)")
+    csv_merge.add_argument("--direction", choices=["min", "max"], default="min",
+                           help="min: ascending (default), max: descending")
+    csv_merge.add_argument("--output", type=Path, metavar="CSV", help="write the merged rows to this CSV file")
+    csv_merge.add_argument("--typed", action="store_true", help="convert numbers and timestamps (for numeric keys)")
+
     sub.add_parser("version", help="print the version")
     add_scl_parser(sub)
     add_validate_parser(sub)
-    args = parser.parse_args(argv)
+    for command in sub.choices.values():  # every --help ends with the exit status table, as written
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.epilog = EXIT_CODES
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status (see the module docstring)."""
+    args = None
     try:
-        if args.command == "version":
+        top = parser()
+        args = top.parse_args(argv)
+        if args.version or args.command == "version":
             from .. import __version__
 
-            print(__version__)
-        elif args.command == "validate":
-            from .validate import run_validate
-
-            return run_validate(args)
-        elif args.command == "scl":
-            from .scl import run_scl
-
-            return run_scl(args)
-        elif args.command == "merge" and args.captures:
-            from .capmerge import parse_offsets, run_capture_merge
-
-            missing = [str(p) for p in args.captures if not p.is_file()]
-            if missing:
-                parser.error(f"no such file: {', '.join(missing)}")
-            try:
-                offsets = parse_offsets(args.offset, args.captures)
-            except ValueError as exc:
-                parser.error(str(exc))
-            return run_capture_merge(args.captures, write=args.write, offsets=offsets)
-        elif args.command == "merge":
-            from .merge import run_merge
-
-            if args.files:
-                files = [Path(p) for p in sorted(glob.glob(args.files))]
-                if not files:
-                    parser.error(f"--files {args.files!r} matches no file")
-            else:
-                files = [DEFAULT_DATA / name for name in DEFAULT_FILES]
-                if not all(f.is_file() for f in files):
-                    parser.error(f"the bundled sample files are not under {DEFAULT_DATA}: give --files")
-            run_merge(files, key=args.key, direction=args.direction, output=args.output, typed=args.typed)
-        return 0
+            print(f"chronopipe {__version__}")
+            return 0
+        if args.command is None:
+            top.print_usage(sys.stderr)
+            print("chronopipe: error: give a command (merge, merge-csv, validate, scl) or --help", file=sys.stderr)
+            return EXIT_USAGE
+        return _run(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except ActorError as exc:
-        print(f"chronopipe: {exc}", file=sys.stderr)
+        print("chronopipe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(f"{_prog(args)}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+        _silence_stdout()
         return 1
+    except Exception as exc:
+        return _failed(args, exc)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        from .validate import run_validate
+
+        return run_validate(args)
+    if args.command == "scl":
+        from .outputs import check_inputs
+        from .scl import run_scl
+
+        if args.file != "-":
+            check_inputs([Path(args.file)])
+
+        return run_scl(args)
+    if args.command == "merge":
+        if args.files:
+            raise UsageError("--files is for CSV files: use chronopipe merge-csv --files " + " ".join(args.files))
+        if not args.captures:
+            raise UsageError("give the captures to merge: chronopipe merge CAPTURE... [-w OUT]")
+        from .capmerge import parse_offsets, run_capture_merge
+        from .outputs import check_inputs
+
+        check_inputs(args.captures)
+        if args.reorder is not None and not args.reorder >= 0:
+            raise UsageError(f"--reorder is 0 or more seconds, not {args.reorder}")
+        try:
+            offsets = parse_offsets(args.offset, args.captures)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        options: dict[str, Any] = {} if args.reorder is None else {"reorder": args.reorder}
+        return run_capture_merge(args.captures, write=args.write, offsets=offsets, **options)
+    if args.command == "merge-csv":
+        from .merge import run_merge
+
+        files = expand_files(args.files) if args.files else [DEFAULT_DATA / name for name in DEFAULT_FILES]
+        return run_merge(files, key=args.key, direction=args.direction, output=args.output, typed=args.typed)
+    raise UsageError(f"unknown command {args.command!r}")  # argparse refuses it first
+
+
+def expand_files(items: list[str]) -> list[Path]:
+    """Paths given to ``--files``: each a path, or a quoted glob expanded here (sorted).
+
+    Raises:
+        UsageError: a glob that matches nothing; an existing path is checked later (check_inputs).
+
+    >>> expand_files(["/etc/hostname"])
+    [PosixPath('/etc/hostname')]
+    """
+    files: list[Path] = []
+    for item in items:
+        if glob.has_magic(item) and not Path(item).exists():
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise UsageError(f"--files {item!r} matches no file")
+            files.extend(Path(m) for m in matches)
+        else:
+            files.append(Path(item))
+    return files
+
+
+def _failed(args: argparse.Namespace | None, exc: Exception) -> int:
+    """One line for an error that ended the run: 2 for unreadable input, 3 for a dead actor."""
+    from ..actors import ActorError
+
+    if isinstance(exc, ActorError):
+        status = EXIT_USAGE if exc.exc_type in INPUT_ERRORS else EXIT_DIED
+        print(f"{_prog(args)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return status
+    if isinstance(exc, OSError):  # a file vanished or a disk filled up mid-run
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{_prog(args)}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    raise exc  # a bug: the traceback is what we need to fix it
+
+
+def _prog(args: argparse.Namespace | None) -> str:
+    command = getattr(args, "command", None)
+    return f"chronopipe {command}" if command else "chronopipe"
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -43,10 +43,13 @@ EXIT_INTERRUPTED = 130  #: Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  #: SIGTERM
 
 #: The exit status table of every command, as ``--help`` and the README print it.
-EXIT_CODES = (
-    "exit status: 0 all good; 1 the run finished but found something (rejects, late rows, damage, failed "
-    "checks); 2 usage error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM"
-)
+EXIT_CODES = """exit status:
+  0    all good
+  1    the run finished but found something (rejects, late rows, damage, failed checks)
+  2    usage error or unreadable input
+  3    an actor or worker died
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"""
 
 
 class UsageError(Exception):

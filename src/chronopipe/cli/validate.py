@@ -1,6 +1,8 @@
 """``chronopipe validate CAPTURE... [--rules F] [--offset F=S] [--json F] [--html F] [--scl-port N]``.
 
-Exit status: 0 every check passed, 1 a check failed, 2 usage or unreadable input.
+Exit status: 0 every check passed, 1 a check failed, 2 usage or unreadable input (checked before the
+run: the captures, the rules file, and that --json and --html can be written and are no input),
+3 a reader or check process died, 130 / 143 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ __all__ = ["add_parser", "run_validate"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("validate", help="validate packet captures: merge by timestamp, run the checks, report")
+    p = sub.add_parser("validate", help="validate packet captures: merge by timestamp, run the checks, report",
+                       description="Merge captures (one tap each) by timestamp, run the built-in checks (TCP "
+                                   "gaps, duplicates, clock offsets, snap lengths, ...) and any rules, and report.")
     p.add_argument("captures", nargs="+", type=Path, help="pcap / pcapng (/ .gz) files, one tap each")
     p.add_argument("--rules", type=Path, help="rules file (.py or .yml): check options, custom callbacks")
     p.add_argument("--offset", action="append", default=[], metavar="FILE=SECONDS",
@@ -28,47 +32,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Validate ``args.captures``; the report to ``out`` (and --json / --html); the exit status.
+
+    Raises:
+        UsageError: an unreadable capture, an output that cannot be written or is an input, a bad
+            option or rules file (exit status 2), all before the run starts.
+    """
     from ..capture.report import to_html, to_json, to_text
     from ..capture.rules import CustomFindings, build_checks, load_rules
     from ..capture.validate import validate
     from .capmerge import parse_offsets
+    from .outputs import AtomicOutput, UsageError, check_inputs, check_outputs
+    from .progress import progress
 
     if args.check_processes is not None and args.check_processes < 0:
-        print(f"chronopipe validate: --check-processes is 0 or more, not {args.check_processes}", file=err)
-        return 2
-    missing = [str(p) for p in args.captures if not p.is_file()]
-    if missing:
-        print(f"chronopipe validate: no such file: {', '.join(missing)}", file=err)
-        return 2
+        raise UsageError(f"--check-processes is 0 or more, not {args.check_processes}")
+    check_inputs(args.captures + ([args.rules] if args.rules else []))
+    check_outputs({"--json": args.json, "--html": args.html}, args.captures + ([args.rules] if args.rules else []))
     try:
         offsets = parse_offsets(args.offset, args.captures)
         config, rules = load_rules(args.rules) if args.rules else ({}, None)
         checks = build_checks(config, files=len(args.captures))
     except (ValueError, TypeError, OSError, SyntaxError) as exc:
-        print(f"chronopipe validate: {exc}", file=err)
-        return 2
+        raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     custom = None
     if rules is not None:
         custom = CustomFindings()
         checks.append(custom)
-    tty = err.isatty()
+    with progress("packets", err=err) as bar:
+        def show(packets: int, seconds: float) -> None:
+            bar.update(packets - bar.n)
 
-    def progress(packets: int, seconds: float) -> None:
-        if tty:
-            print(f"\r{packets:,} packets, {packets / seconds:,.0f}/s", end="", file=err, flush=True)
-
-    report = validate(args.captures, checks, offsets=offsets, scl_port=args.scl_port, progress=progress,
-                      check_processes=args.check_processes,
-                      rules=(lambda em: rules(custom.view(em))) if rules is not None and custom else None)
-    if tty:
-        print(file=err)
+        report = validate(args.captures, checks, offsets=offsets, scl_port=args.scl_port, progress=show,
+                          check_processes=args.check_processes,
+                          rules=(lambda em: rules(custom.view(em))) if rules is not None and custom else None)
     if all(s.packets == 0 and s.damage for s in report.files):
-        for s in report.files:
-            print(f"chronopipe validate: {s.file}: unreadable: {s.damage[0].reason}", file=err)
-        return 2
+        names = "; ".join(f"{s.file}: {s.damage[0].reason}" for s in report.files)
+        raise UsageError(f"no packet could be read: {names}")
     print(to_text(report), file=out)
-    if args.json:
-        args.json.write_text(to_json(report, indent=1), encoding="utf-8")
-    if args.html:
-        args.html.write_text(to_html(report), encoding="utf-8")
+    for path, render in ((args.json, lambda: to_json(report, indent=1)), (args.html, lambda: to_html(report))):
+        if path is not None:
+            with AtomicOutput(path) as output:
+                output.path.write_text(render(), encoding="utf-8")
+                output.commit()
     return 0 if report.passed else 1
