@@ -148,3 +148,10 @@ def test_ctrl_c_while_main_py_starts_is_exit_status_130_without_a_traceback(dela
     if proc.returncode == 0:
         pytest.skip(f"the run finished within {delay} s, before the signal")
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+
+
+def test_an_output_that_is_a_device_is_written_in_place_not_replaced():
+    with AtomicOutput("/dev/null") as out:
+        out.path.write_text("discarded")
+        out.commit()
+    assert Path("/dev/null").is_char_device()

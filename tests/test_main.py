@@ -89,5 +89,5 @@ def test_ctrl_c_stops_a_long_merge_promptly_with_no_traceback_and_no_process_lef
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_chronopipe_console_script_runs_the_same_job():
     script = Path(sys.executable).parent / "chronopipe"
-    done = subprocess.run([str(script), "merge"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run([str(script), "merge-csv"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0 and "merged              20,560" in done.stdout

@@ -134,7 +134,8 @@ class AtomicOutput:
     """A file written under a temporary name beside ``target``, renamed into place on commit().
 
     The temporary name keeps the target's suffix (writers that choose a format by the suffix still
-    do) and starts with a dot. Use it as a context manager: leaving the block by an exception (a
+    do) and starts with a dot. A target that exists and is no regular file (``/dev/null``, a FIFO)
+    is written in place. Use it as a context manager: leaving the block by an exception (a
     failure, Ctrl-C) discards the temporary file; leaving it normally does *not* commit, the caller
     says when the run succeeded.
 
@@ -151,6 +152,12 @@ class AtomicOutput:
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target)
+        self.committed = False
+        if self.target.exists() and not self.target.is_file():  # /dev/null, a FIFO: write to it as it is
+            self.path = self.target
+            self.direct = True
+            return
+        self.direct = False  #: True for a target that is no regular file: written in place
         fd, name = tempfile.mkstemp(dir=self.target.resolve().parent, prefix=f".{self.target.name}.",
                                     suffix=f".part{self.target.suffix}")
         os.close(fd)
@@ -158,16 +165,16 @@ class AtomicOutput:
         os.umask(umask)
         os.chmod(name, 0o666 & ~umask)  # as open() would have created it, not mkstemp's 0600
         self.path = Path(name)  #: where to write until commit()
-        self.committed = False
 
     def commit(self) -> None:
         """Rename the temporary file onto the target (atomic on one file system)."""
-        os.replace(self.path, self.target)
+        if not self.direct:
+            os.replace(self.path, self.target)
         self.committed = True
 
     def discard(self) -> bool:
         """Remove the temporary file unless committed; True if there was something to remove."""
-        if self.committed:
+        if self.committed or self.direct:
             return False
         try:
             self.path.unlink()
