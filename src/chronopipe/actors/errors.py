@@ -20,6 +20,10 @@ class ActorError(RuntimeError):
     ``cause`` (also ``__cause__``) is the original exception when it could be rebuilt in this
     process; an exception that cannot be unpickled still arrives here, as text.
 
+    ``progress`` ({actor name: (received, emitted)}) and ``in_flight`` ({channel name: records})
+    say, for an actor of the runtime that failed, how far every actor connected to it got and
+    how many records were written but never handled, i.e. lost (None when not known).
+
     >>> err = ActorError("parse", "ValueError", "bad row", record={"line": 3})
     >>> str(err).splitlines()[0]
     "actor 'parse' failed: ValueError: bad row (record: {'line': 3})"
@@ -36,8 +40,12 @@ class ActorError(RuntimeError):
         record_repr: str | None = None,
         exitcode: int | None = None,
         cause: BaseException | None = None,
+        progress: dict[str, tuple[int, int]] | None = None,
+        in_flight: dict[str, int] | None = None,
     ) -> None:
         self.actor = actor
+        self.progress = progress
+        self.in_flight = in_flight
         self.exc_type = exc_type
         self.message = message
         self.traceback = traceback
@@ -58,13 +66,21 @@ class ActorError(RuntimeError):
         return text
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (self.actor, self.exc_type, self.message, self.traceback, self.record_repr, self.exitcode))
+        return (_rebuild, (self.actor, self.exc_type, self.message, self.traceback, self.record_repr, self.exitcode,
+                           self.progress, self.in_flight))
+
+    @property
+    def lost(self) -> int | None:
+        """Records in flight when the actor failed (None when not known)."""
+        return None if self.in_flight is None else sum(self.in_flight.values())
 
 
 def _rebuild(
-    actor: str, exc_type: str, message: str, tb: str, record_repr: str | None, exitcode: int | None
+    actor: str, exc_type: str, message: str, tb: str, record_repr: str | None, exitcode: int | None,
+    progress: dict[str, tuple[int, int]] | None = None, in_flight: dict[str, int] | None = None,
 ) -> ActorError:
-    return ActorError(actor, exc_type, message, traceback=tb, record_repr=record_repr, exitcode=exitcode)
+    return ActorError(actor, exc_type, message, traceback=tb, record_repr=record_repr, exitcode=exitcode,
+                      progress=progress, in_flight=in_flight)
 
 
 _NO_RECORD = object()

@@ -7,9 +7,11 @@ re-created in the child) and by the standard library for logging and imports; a 
 by a thread of your own at fork time would stay held in the child, so start actors before
 starting threads that hold locks for long.
 
-pathos pools ship functions with dill. The runtime turns on ``dill.settings["recurse"]``
+Pool tasks are shipped with dill. The runtime turns on ``dill.settings["recurse"]``
 so that a lambda pickles the globals it uses with it: pool workers are forked when the
 pool is first used, and a global defined after that would otherwise be missing in them.
+The process pool shares no lock with its workers and watches them (pools.py, workers.py);
+the signal handlers never block and act only in this process (signals.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,16 +32,18 @@ from ..actors.actor import Actor
 from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope, from_exception
 from ..channels import Channel
 from ..channels.pipe import LINGER
+from . import counts
 from .child import init_child, init_pool_worker, stdlib_before_exit
-from .pools import PoolTask, call_enveloped
+from .pools import GuardedProcessPool, PoolTask, call_enveloped, label_of
 from .seed import SeedNames
+from .signals import SignalHandlers
+from .workers import kill_processes
 
 __all__ = ["MultiProcessing", "Runtime"]
 
 log = logging.getLogger("chronopipe.runtime")
 _ctx = multiprocess.get_context("fork")
 dill.settings["recurse"] = True
-_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Runtime(SeedNames):
@@ -88,8 +91,8 @@ class Runtime(SeedNames):
         self._generation = 0
         self._supervisor: threading.Thread | None = None
         self._wake_r, self._wake_w = Pipe(duplex=False)
-        self._previous_handlers: dict[int, Any] = {}
-        self._install_signal_handlers()
+        self._signals = SignalHandlers(self._pid, self._teardown_in_handler)
+        self._signals.install()
         if not Runtime._atexit_registered:
             atexit.register(_shutdown_at_exit)
             Runtime._atexit_registered = True
@@ -118,6 +121,7 @@ class Runtime(SeedNames):
                 actor._host.start()
                 return actor
             actor._stop = memoryview(_ctx.RawArray("B", 1)).cast("B")  # shared with the child
+            counts.share_counts(actor)  # live counts, final even after a SIGKILL
             status_r, status_w = Pipe(duplex=False)
             proc = _ctx.Process(target=_host_process, args=(actor, status_w), name=f"chronopipe:{actor.name}")
             proc.start()
@@ -153,7 +157,9 @@ class Runtime(SeedNames):
         elif status == "ok":
             actor._finish(result=payload)
         else:
-            actor._finish(error=from_exception(actor.name, payload, actor._failed_record))
+            error = from_exception(actor.name, payload, actor._failed_record)
+            self._account(actor, error, in_message=False)
+            actor._finish(error=error)
             self._fail_component(actor)
 
     def _ensure_supervisor(self) -> None:
@@ -215,14 +221,17 @@ class Runtime(SeedNames):
             if status == "ok":
                 actor._finish(result=result)
                 return
-            error = error_from_envelope(payload, proc.exitcode) if status == "error" else describe_exit(actor.name,
-                                                                                                       proc.exitcode)
+            if status == "error":
+                error = error_from_envelope(payload, proc.exitcode)
+                self._account(actor, error, in_message=False)
+            else:  # it died without a word: say what that cost
+                error = describe_exit(actor.name, proc.exitcode)
+                self._account(actor, error, in_message=True)
             actor._finish(error=error)
         self._fail_component(actor)
 
-    def _fail_component(self, failed: Actor) -> None:
-        """Stop every actor connected to ``failed`` through channels; break those channels."""
-        error = failed.error
+    def _component(self, failed: Actor) -> tuple[list[Actor], set[Channel]]:
+        """``failed`` and every actor connected to it through channels (in start order), and their channels."""
         with self._lock:
             channels: set[Channel] = set(failed.channels())
             members: set[Actor] = {failed}
@@ -234,7 +243,24 @@ class Runtime(SeedNames):
                         members.add(a)
                         channels.update(a.channels())
                         grew = True
-            self._cancel(members - {failed}, channels, error)
+            return [a for a in self._actors if a in members], channels
+
+    def _account(self, failed: Actor, error: ActorError, in_message: bool) -> None:
+        """Tell in ``error`` how far each actor of ``failed``'s component got, and what was lost."""
+        try:
+            members, _ = self._component(failed)
+            error.progress, error.in_flight = counts.progress(members), counts.in_flight(members)
+            if in_message:
+                error.message += "; " + counts.describe(error.progress, error.in_flight)
+                error.args = (error.actor, error.exc_type, error.message)
+        except Exception:  # the accounting must never hide the failure itself
+            log.exception("actor %r: could not count its component's progress", failed.name)
+
+    def _fail_component(self, failed: Actor) -> None:
+        """Stop every actor connected to ``failed`` through channels; break those channels."""
+        members, channels = self._component(failed)
+        with self._lock:
+            self._cancel([a for a in members if a is not failed], channels, failed.error)
 
     def _cancel(self, actors: Iterable[Actor], channels: Iterable[Channel], reason: ActorError | None) -> None:
         for a in actors:
@@ -248,25 +274,15 @@ class Runtime(SeedNames):
                 a._host.terminate()
 
     # -- pools -------------------------------------------------------------------------
-    def process_pool(self) -> Any:
-        """The shared pathos ProcessPool (created on first use; workers ignore Ctrl-C)."""
+    def process_pool(self) -> GuardedProcessPool:
+        """The shared process pool: a pathos ProcessPool whose calls never hang on a dead worker
+        (created on first use, or again after it was closed; workers ignore Ctrl-C)."""
         with self._lock:
-            if self._process_pool is None:
-                from pathos.multiprocessing import ProcessPool
-
+            if self._process_pool is None or self._process_pool._closed:
                 self._generation += 1
-                # Workers are forked (now, and later by the pool's own threads, which inherit
-                # this thread's mask) with SIGTERM blocked until init_child has reset its
-                # handler: a SIGTERM from terminate() arriving before that would otherwise go to
-                # our inherited Python handler, be dropped, and leave terminate() waiting forever.
-                previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-                try:
-                    self._process_pool = ProcessPool(
-                        nodes=self.processes, id=f"chronopipe-{self._pid}-{self._generation}",
-                        initializer=init_pool_worker,
-                    )
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+                self._process_pool = GuardedProcessPool(
+                    self.processes, initializer=init_pool_worker, id=f"chronopipe-{self._pid}-{self._generation}"
+                )
             return self._process_pool
 
     def thread_pool(self) -> Any:
@@ -281,26 +297,28 @@ class Runtime(SeedNames):
 
     def submit(self, fn: Callable[..., Any], *args: Any, mode: str = "process") -> PoolTask:
         """Run ``fn(*args)`` on a pool; ``.get()`` the result (errors arrive as ActorError)."""
-        label = f"pool:{getattr(fn, '__name__', 'task')}"
-        pool, raw, serialize = self._pool_for(mode)
-        return PoolTask(self, pool.apipe(call_enveloped, fn, args, label, serialize), raw, label, many=False)
+        label = label_of(fn)
+        if mode == "process":
+            return PoolTask(self.process_pool().submit_rows(fn, [args], label), label, many=False)
+        return PoolTask(self._threads(mode).apipe(call_enveloped, fn, args, label, False), label, many=False)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], mode: str = "process",
             timeout: float | None = None) -> list[Any]:
-        """``[fn(*xs) for xs in zip(*iterables)]`` on a pool, in order; never hangs on a dead worker."""
-        label = f"pool:{getattr(fn, '__name__', 'task')}"
-        pool, raw, serialize = self._pool_for(mode)
+        """``[fn(*xs) for xs in zip(*iterables)]`` on a pool, in order; never hangs on a dead worker:
+        an idle worker that died is replaced, one that died running this call's records raises
+        an ActorError naming its pid and signal (within milliseconds)."""
+        label = label_of(fn)
         rows = list(zip(*iterables, strict=False))
-        task = pool.amap(call_enveloped, [fn] * len(rows), rows, [label] * len(rows), [serialize] * len(rows))
-        return PoolTask(self, task, raw, label, many=True).get(timeout)
-
-    def _pool_for(self, mode: str) -> tuple[Any, Any, bool]:
         if mode == "process":
-            pool = self.process_pool()
-            return pool, pool._serve(), True
-        if mode == "thread":
-            return self.thread_pool(), None, False
-        raise ValueError(f"mode must be 'process' or 'thread', not {mode!r}")
+            return PoolTask(self.process_pool().submit_rows(fn, rows, label), label, many=True).get(timeout)
+        n = len(rows)
+        task = self._threads(mode).amap(call_enveloped, [fn] * n, rows, [label] * n, [False] * n)
+        return PoolTask(task, label, many=True).get(timeout)
+
+    def _threads(self, mode: str) -> Any:
+        if mode != "thread":
+            raise ValueError(f"mode must be 'process' or 'thread', not {mode!r}")
+        return self.thread_pool()
 
     def manager(self) -> Any:
         """A multiprocess SyncManager owned by the runtime (ends with it, and with the parent)."""
@@ -313,7 +331,10 @@ class Runtime(SeedNames):
             return self._manager
 
     def _discard_process_pool(self) -> None:
-        self._close_pool("_process_pool", terminate=True)
+        with self._lock:
+            pool, self._process_pool = self._process_pool, None
+        if pool is not None:
+            pool.terminate()
 
     def _close_pool(self, attr: str, terminate: bool) -> None:
         with self._lock:
@@ -366,30 +387,33 @@ class Runtime(SeedNames):
             }
 
     # -- signals -----------------------------------------------------------------------
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            log.debug("runtime created off the main thread: teardown relies on atexit only")
-            return
-        for signum in _HANDLED_SIGNALS:
-            previous = signal.getsignal(signum)
-            if previous is signal.SIG_IGN:
-                continue  # the program chose to ignore it (nohup, `cmd &`): so do we
-            if getattr(previous, "__self__", None) is not self:
-                self._previous_handlers[signum] = previous
-                signal.signal(signum, self._on_signal)
+    def _teardown_in_handler(self, deadline: float) -> None:
+        """End every child process of the runtime within ``deadline`` seconds, from a signal handler.
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        """Tear down, then let the signal do what it did before (chained, not swallowed)."""
-        log.info("signal %s: tearing down the runtime", signal.Signals(signum).name)
-        self.shutdown()
-        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous == signal.SIG_DFL:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)  # die of the signal: exit status 128 + signum
+        Runs in the main thread, between two bytecodes of anything: takes no lock (not even the
+        runtime's), breaks no channel; it marks the running actors cancelled, tells them to stop,
+        SIGTERMs the actor processes, pool workers and manager by pid and SIGKILLs those left
+        after half the deadline. ``shutdown()`` (atexit) does the rest later, quickly.
+        """
+        reason = ActorError("runtime", "Shutdown", "the runtime shut down (Ctrl-C or SIGTERM)")
+        procs = []
+        for a in list(self._actors):
+            if a.state == "running":
+                a._cancelled_by = a._cancelled_by or reason
+                a._stop[0] = 1
+                if a.mode == "process":
+                    procs.append(a._host)
+        pool = self._process_pool
+        workers = pool.workers if pool is not None else None
+        if workers is not None:
+            workers._killed = workers._killed or reason
+            procs.extend(w.proc for w in list(workers.workers))
+        manager = self._manager
+        if manager is not None and getattr(manager, "_process", None) is not None:
+            procs.append(manager._process)
+        kill_processes(procs, deadline / 2)
+        if workers is not None:
+            workers._wake()
 
 
 MultiProcessing = Runtime
@@ -422,6 +446,9 @@ def _shutdown_at_exit() -> None:
 
 
 def _forget_in_child() -> None:
+    inst = Runtime._instance
+    if inst is not None:
+        inst._signals.reset()  # the parent's handlers are not this process's
     Runtime._instance = None  # a forked child gets its own runtime if it asks for one
     Runtime._class_lock = threading.Lock()
 

@@ -1,0 +1,89 @@
+"""The runtime's SIGINT / SIGTERM handlers: they never block, and act only in their own process.
+
+A Python signal handler runs in the main thread, between two bytecodes of whatever it was
+doing, possibly inside a ``with lock:``. So the handler takes no lock at all: it tells the
+runtime's child processes to end by pid (SIGTERM, then SIGKILL to those left after
+``HANDLER_DEADLINE`` / 2), waits on their sentinels (it reaps nothing), and then lets the
+signal do what it did before: SIGINT raises KeyboardInterrupt (an uncaught one ends Python by
+SIGINT: status 130), SIGTERM ends the process by SIGTERM (status 143). The orderly teardown
+(channels broken, threads joined) is left to ``Runtime.shutdown``, which atexit runs.
+
+A process forked by someone else (a user's own pool, a Manager's server) inherits the
+handlers: there they are reset right after the fork (``os.register_at_fork``), and should one
+still run there, it restores the previous handler and re-delivers the signal, untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["HANDLED_SIGNALS", "HANDLER_DEADLINE", "SignalHandlers"]
+
+log = logging.getLogger("chronopipe.runtime")
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Longest a handler spends ending child processes before the signal takes its course.
+HANDLER_DEADLINE = 2.0
+
+
+class SignalHandlers:
+    """SIGINT/SIGTERM handlers for the process ``pid``, calling ``teardown(deadline)`` first.
+
+    ``teardown`` runs in the main thread, inside the handler: it must take no lock and return
+    within ``deadline`` seconds; if it raises, the error is logged and the signal still takes
+    its course.
+    """
+
+    def __init__(self, pid: int, teardown: Callable[[float], None]) -> None:
+        self.pid = pid
+        self._teardown = teardown
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Install the handlers (main thread only; a signal ignored by the program stays ignored)."""
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("runtime created off the main thread: teardown relies on atexit only")
+            return
+        for signum in HANDLED_SIGNALS:
+            current = signal.getsignal(signum)
+            if current is signal.SIG_IGN or current is self:
+                continue  # the program chose to ignore it (nohup, `cmd &`): so do we
+            self.previous[signum] = current
+            signal.signal(signum, self)
+
+    def reset(self) -> None:
+        """Put the previous handlers back where ours are installed (e.g. in a forked child)."""
+        for signum, previous in self.previous.items():
+            try:
+                if signal.getsignal(signum) is self:
+                    signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            except (ValueError, OSError):  # not the main thread: __call__ still checks the pid
+                pass
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        """The handler. Runs in the main thread of the process that received the signal."""
+        if os.getpid() != self.pid:  # inherited by a fork we did not make: not ours to handle
+            self.reset()
+            self._chain(signum, frame, self.previous.get(signum, signal.SIG_DFL))
+            return
+        try:
+            self._teardown(HANDLER_DEADLINE)
+        except BaseException:
+            log.exception("signal %s: the runtime's teardown failed", signal.Signals(signum).name)
+        self._chain(signum, frame, self.previous.get(signum, signal.SIG_DFL))
+
+    @staticmethod
+    def _chain(signum: int, frame: Any, previous: Any) -> None:
+        """Let the signal do what it did before us (chained, not swallowed)."""
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL or previous is None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+            os.kill(os.getpid(), signum)  # die of the signal: exit status 128 + signum
