@@ -3,6 +3,8 @@ QueueMultiplexer is a round-robin FIFO, and EventManager takes the user's own pa
 
 from __future__ import annotations
 
+import queue
+
 import pytest
 
 import chronopipe as cp
@@ -61,3 +63,57 @@ def test_merge_sorted_takes_a_list_path_as_key():
 def test_an_empty_path_or_compound_key_is_refused_when_the_multiplexer_is_made(sort_key):
     with pytest.raises(ValueError, match="sort_key"):
         cp.SortedQueueMultiplexer(sort_key=sort_key)
+
+
+# -- QueueMultiplexer: a round-robin FIFO --------------------------------------------------
+def drain(channel) -> list:
+    """The seed's consumer loop: get until the single END (== queue.Empty)."""
+    items = []
+    while True:
+        item = channel.get(timeout=10)
+        if item == queue.Empty:
+            return items
+        items.append(item)
+
+
+SEED_ROUND_ROBIN = ["value_1_1", "value_2_1", "value_1_2", "value_2_2", "value_2_3"]
+INPUTS = {
+    "thread-channel": lambda mux: mux.input_queue(),
+    "queue.Queue": lambda mux: mux.input_queue(queue.Queue()),
+    "manager-queue": lambda mux: mux.input_queue(cp.Runtime().manager().Queue()),
+}
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+@pytest.mark.parametrize("second", list(INPUTS))
+def test_records_waiting_on_two_inputs_come_out_round_robin_on_every_output(kind, second):
+    multiplexer = cp.QueueMultiplexer(kind=kind)
+    input_queue_1, input_queue_2 = multiplexer.input_queue(), INPUTS[second](multiplexer)
+    outputs = [multiplexer.output_queue(), multiplexer.output_queue()]
+    for value in ("value_1_1", "value_1_2"):
+        input_queue_1.put(value)
+    for value in ("value_2_1", "value_2_2", "value_2_3"):
+        input_queue_2.put(value)
+    input_queue_1.put(queue.Empty)
+    input_queue_2.put(queue.Empty)
+    multiplexer.run()  # the multiplexer reads only now: every record is waiting
+    assert [drain(out) for out in outputs] == [SEED_ROUND_ROBIN, SEED_ROUND_ROBIN]
+
+
+def test_three_inputs_of_different_lengths_interleave_until_each_runs_out():
+    mux = cp.QueueMultiplexer(kind="thread")
+    for name, n in (("a", 4), ("b", 1), ("c", 3)):
+        ch = mux.input_queue()
+        ch.put_many([f"{name}{i}" for i in range(n)])
+        ch.put(cp.END)
+    assert list(mux) == ["a0", "b0", "c0", "a1", "c1", "a2", "c2", "a3"]
+
+
+def test_large_waiting_inputs_interleave_record_by_record_and_keep_their_order():
+    mux = cp.QueueMultiplexer(kind="thread", maxsize=100_000)
+    for n in range(3):
+        ch = mux.input_queue()
+        ch.put_many([(n, i) for i in range(20_000)])
+        ch.put(cp.END)
+    merged = [record for batch in mux.batches() for record in batch]
+    assert merged == [(n, i) for i in range(20_000) for n in range(3)]
