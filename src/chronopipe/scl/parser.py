@@ -199,7 +199,8 @@ def _explain(text: str, parser: yacc.LRParser, tok: lex.LexToken | None, first_l
     expected = set(parser.action[parser.state])
     expected.discard("$end" if opened else "RPAREN")  # LALR merges the top level and nested states
     stack = parser.symstack
-    if stack[-1].type == "LPAREN" or (getattr(stack[-1], "value", None) == [] and stack[-2].type == "LPAREN"):
+    empty = getattr(stack[-1], "value", None) in ([], 0)  # no statement yet (a count in stream.py's parser)
+    if stack[-1].type == "LPAREN" or (empty and stack[-2].type == "LPAREN"):
         expected.discard("RPAREN")  # the grammar takes "()" and its action rejects it: ask for a statement
     names = ["a value"] if "NUMBER" in expected else ["a key"] if "WORD" in expected else []
     names += [name for kind, name in _EXPECTED if kind in expected]
