@@ -92,8 +92,9 @@ def test_a_custom_rule_that_finds_something_fails_the_run_with_exit_status_1(tmp
 
 @pytest.mark.parametrize(("args", "message"), [
     (["nope.pcap"], "no such file"),
-    ([DATA / "linktypes" / "solaris.snoop"], "unreadable: not a pcap or pcapng file"),
-    ([HALVES[0], "--rules", "rules.txt"], "expected .py, .yml or .yaml"),
+    ([DATA / "linktypes" / "solaris.snoop"], "not a pcap or pcapng file"),
+    ([HALVES[0], "--rules", DATA / "SOURCES.md"], "expected .py, .yml or .yaml"),
+    ([HALVES[0], "--rules", "rules.py"], "no such file"),
     ([HALVES[0], "--offset", "x=1"], "FILE=SECONDS"),
     ([HALVES[0], "--check-processes", "-1"], "--check-processes is 0 or more"),
 ])

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from .checks.base import CheckResult
 from .validate import Report
 
 __all__ = ["to_html", "to_json", "to_text"]
@@ -26,6 +27,17 @@ def _when(ts_ns: int | None) -> str:
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S") + f".{nanos:09d}"
     except (OverflowError, OSError, ValueError):
         return f"{seconds}.{nanos:09d}"
+
+
+def _seconds(ts_ns: int) -> str:
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    return f"{seconds}.{nanos:09d}"
+
+
+def _rule_errors(check: CheckResult) -> dict[str, dict[str, Any]]:
+    """The rules of a rules file that raised (the ``custom`` check's ``counts["rule_errors"]``)."""
+    errors = check.counts.get("rule_errors") if isinstance(check.counts, dict) else None
+    return errors if isinstance(errors, dict) else {}
 
 
 def to_text(report: Report) -> str:
@@ -45,6 +57,12 @@ def to_text(report: Report) -> str:
         if check.status == "fail" and check.examples:
             lines.append(f"\n{check.name}: first examples")
             lines.extend(f"  {finding}" for finding in check.examples[:5])
+    for check in report.checks:
+        for rule, error in _rule_errors(check).items():
+            times = "once" if error["count"] == 1 else f"{error['count']:,} times"
+            lines.append(f"\n{check.name}: rule {rule} raised {times}; first on {error['file']}:{error['frame']} "
+                         f"@{_seconds(error['ts_ns'])}:")
+            lines.extend(f"  {line}" for line in error["traceback"].rstrip().splitlines())
     verdict = "PASSED" if report.passed else "FAILED"
     rate = report.packets / report.seconds if report.seconds else 0
     lines.append(f"\n{verdict}: {sum(c.status == 'fail' for c in report.checks)} of {len(report.checks)} checks "

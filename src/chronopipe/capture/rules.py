@@ -15,13 +15,17 @@ callbacks of its own::
 Built-in checks: out_of_order, malformed, snaplen, duplicates, tcp, clock (on by default;
 ``False`` turns one off) and hosts, udp_sequence, reqresp (when configured; the last two take
 a list, one entry per stream). A callback registered by ``rules(em)`` that returns a string
-reports a finding: its check (named by the callback's ``name`` option) fails.
+reports a finding: its check (named by the callback's ``name`` option) fails. A callback that
+raises is a rule that failed: the ``custom`` check fails with the rule's name, how many times it
+raised, the packet it first raised on and that traceback; the run and the other checks go on.
 """
 
 from __future__ import annotations
 
 import runpy
+import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from ...events import EventManager
     from .reader import CaptureSummary
 
-__all__ = ["CustomFindings", "build_checks", "load_rules"]
+__all__ = ["CustomFindings", "RuleError", "build_checks", "load_rules"]
 
 DEFAULT_ON = ("out_of_order", "malformed", "snaplen", "duplicates", "tcp", "clock")
 KNOWN = (*DEFAULT_ON, "hosts", "udp_sequence", "reqresp")
@@ -111,15 +115,35 @@ def load_rules(path: str | Path) -> tuple[dict[str, Any], Callable[[EventManager
     return dict(config), rules
 
 
+@dataclass
+class RuleError:
+    """A rule's callback that raised: how often, and where and how it first did."""
+
+    rule: str
+    count: int
+    exception: str  #: ``Type: message`` of the first exception
+    file: str
+    frame: int
+    ts_ns: int
+    traceback: str  #: of the first exception, from the rule's own code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "exception": self.exception, "file": self.file, "frame": self.frame,
+                "ts_ns": self.ts_ns, "traceback": self.traceback}
+
+
 class CustomFindings(Check):
     """The verdict on callbacks a rules file registered: a callback that returned a string found
-    something (its check fails), one that raised is an error in the rules (also a failure)."""
+    something (its check fails); one that raised is a rule that failed (the check fails too, the
+    run goes on): ``errors`` keeps, per rule, how many times it raised and its first traceback,
+    with the packet (file, frame, timestamp) it raised on."""
 
     name = "custom"
 
     def __init__(self) -> None:
         super().__init__()
         self.per_rule: dict[str, int] = {}
+        self.errors: dict[str, RuleError] = {}
 
     def view(self, events: EventManager) -> Any:
         """``events`` as a rules file sees it: what it registers is watched by this check."""
@@ -129,7 +153,11 @@ class CustomFindings(Check):
         self.per_rule.setdefault(label, 0)
 
         def run(record: dict[str, Any]) -> Any:
-            found = callback(record)
+            try:
+                found = callback(record)
+            except Exception as exc:  # the rule's fault, not the run's: report it, go on
+                self._raised(label, record, exc)
+                return None
             if isinstance(found, str) and found:
                 self.per_rule[label] += 1
                 self.note(record, f"{label}: {found}")
@@ -137,11 +165,34 @@ class CustomFindings(Check):
 
         return run
 
+    def _raised(self, label: str, record: dict[str, Any], exc: Exception) -> None:
+        error = self.errors.get(label)
+        if error is not None:
+            error.count += 1
+            return
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next))
+        what = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        file, frame, ts_ns = record.get("source", "?"), record.get("index", 0), record.get("ts_ns", 0)
+        self.errors[label] = RuleError(label, 1, what, file, frame, ts_ns, tb)
+        self.note(record, f"{label}: the rule raised {what}")
+
     def result(self, summaries: list[CaptureSummary]) -> CheckResult:
         found = sum(self.per_rule.values())
-        summary = ", ".join(f"{k}: {v}" for k, v in self.per_rule.items()) or "no rule registered"
-        status = "fail" if found else "pass" if self.per_rule else "not checkable"
-        return CheckResult(self.name, status, summary, dict(self.per_rule), self.examples)
+        parts = []
+        for rule, n in self.per_rule.items():
+            error = self.errors.get(rule)
+            part = f"{rule}: {n}"
+            if error is not None:
+                times = "once" if error.count == 1 else f"{error.count:,} times"
+                part += (f" found, and the rule raised {times} (first on {error.file}:{error.frame}: "
+                         f"{error.exception.splitlines()[-1]})")
+            parts.append(part)
+        summary = ", ".join(parts) or "no rule registered"
+        status = "fail" if found or self.errors else "pass" if self.per_rule else "not checkable"
+        counts: dict[str, Any] = dict(self.per_rule)
+        if self.errors:
+            counts["rule_errors"] = {rule: error.as_dict() for rule, error in self.errors.items()}
+        return CheckResult(self.name, status, summary, counts, self.examples)
 
 
 class _Watched:
