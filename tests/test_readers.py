@@ -287,6 +287,56 @@ def test_a_bad_row_spanning_lines_reports_its_first_and_last_line(tmp_path):
     assert [(j.line, j.end_line) for j in reader.rejects] == [(3, 5)]
 
 
+def test_an_unmatched_quote_costs_its_own_line_and_the_rows_after_it_are_read(tmp_path):
+    rows = [f"2020-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},{i}\n" for i in range(10_000)]
+    rows[4_000] = '2020-01-01 01:06:40,"oops\n'  # a quote that never closes: it used to swallow the rest
+    reader = CSVReader(write(tmp_path / "stray.csv", "date,value\n" + "".join(rows)))
+    values = [r["value"] for r in reader]
+    assert len(values) == 9_999 and "4001" in values and "3999" in values
+    assert [(j.line, j.end_line, j.text) for j in reader.rejects] == [(4_002, None, '2020-01-01 01:06:40,"oops')]
+    assert "quote" in reader.rejects[0].reason
+
+
+def test_an_unmatched_quote_in_a_quoted_file_rejects_that_line_only(tmp_path):
+    text = '"", "date","v"\n"1","2015-02-02 14:19:00",1\n"2","2015-02-02 14:20:00,2\n"3","2015-02-02 14:21:00",3\n'
+    reader = CSVReader(write(tmp_path / "q.csv", text.replace('", "', '","')))
+    assert [r["row"] for r in reader] == ["1", "3"]
+    assert [j.line for j in reader.rejects] == [3]
+
+
+def test_an_unmatched_quote_closed_by_another_stray_quote_later_loses_only_those_lines(tmp_path):
+    text = 'id,v\n1,a\n2,"oops\n3,c\n4,d\n5,"e\n6,f\n'  # line 3 opens a quote, line 6 "closes" it
+    reader = CSVReader(write(tmp_path / "q.csv", text))
+    assert [r["id"] for r in reader] == ["1", "3", "4", "6"]
+    assert [j.line for j in reader.rejects] == [3, 6]
+
+
+def test_quoted_newlines_after_a_stray_quote_still_make_one_row(tmp_path):
+    text = 'id,note\n1,"oops\n2,ok\n3,"two\nlines"\n4,ok\n'
+    reader = CSVReader(write(tmp_path / "q.csv", text), line_key="line")
+    assert [(r["id"], r["note"], r["line"]) for r in reader] == [("2", "ok", 3), ("3", "two\nlines", 4),
+                                                                 ("4", "ok", 6)]
+    assert [j.line for j in reader.rejects] == [2]
+
+
+def test_line_key_gives_each_record_the_physical_line_of_its_first_line(tmp_path):
+    text = 'id,note\n1,a\n\n2,"two\nlines"\n3,b,extra\n4,c\n'
+    reader = CSVReader(write(tmp_path / "lines.csv", text), line_key="source_line")
+    assert [(r["id"], r["source_line"]) for r in reader] == [("1", 2), ("2", 4), ("4", 7)]
+
+
+def test_line_key_travels_with_records_from_a_reader_process():
+    reader = CSVReader(DATA / "datatest.txt", line_key="line", start=True, mode="process")
+    lines = [r["line"] for r in reader.queue]
+    reader.join(timeout=60)
+    assert lines == list(range(2, 2 + OCCUPANCY["datatest.txt"]))
+
+
+def test_a_line_key_that_is_also_a_column_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="line_key='v' is also a column"):
+        list(CSVReader(write(tmp_path / "c.csv", "id,v\n1,2\n"), line_key="v"))
+
+
 def test_crlf_line_endings_read_like_lf_with_the_same_line_numbers(tmp_path):
     reader = CSVReader(write(tmp_path / "crlf.csv", "a,b\r\n1,2\r\n3\r\n4,5\r\n"))
     assert list(reader) == [{"a": "1", "b": "2"}, {"a": "4", "b": "5"}]
@@ -389,6 +439,18 @@ def test_iterating_a_started_reader_is_refused():
 def test_a_missing_file_fails_at_start_not_in_the_actor(tmp_path):
     with pytest.raises(FileNotFoundError):
         CSVReader(tmp_path / "nope.csv", start=True)
+
+
+@pytest.mark.parametrize("cls", [CSVReader, FileReader])
+def test_a_directory_is_named_a_directory_at_start_in_either_mode(tmp_path, mode, cls):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        cls(tmp_path, start=True, mode=mode)
+
+
+@pytest.mark.parametrize("cls", [CSVReader, FileReader])
+def test_a_directory_is_named_a_directory_when_iterated(tmp_path, cls):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        list(cls(tmp_path))
 
 
 def test_rejects_pickle_for_the_trip_back_from_a_process():

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Self
 
 from ..actors.actor import Actor, ActorStatistics, Mode
 from .hosting import ReaderHosting
@@ -34,6 +34,7 @@ from .output import kind_of
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
+    from ..runtime import Runtime
 
 __all__ = ["FileReader", "OnError", "ReaderError", "ReaderStatistics", "ReaderSummary", "Reject"]
 
@@ -214,7 +215,18 @@ class FileReader(ReaderHosting, Actor):
 
     # -- reading -----------------------------------------------------------------------------
     def _open(self) -> IO[bytes]:
+        """The file, opened for reading bytes.
+
+        Raises:
+            IsADirectoryError: the path is a directory (the message says so, with the reader's name).
+            OSError: as ``open()`` (FileNotFoundError, PermissionError, ...).
+        """
+        if os.path.isdir(self.filename):
+            raise self._is_a_directory()
         return open(self.filename, "rb")
+
+    def _is_a_directory(self) -> IsADirectoryError:
+        return IsADirectoryError(f"reader {self.name!r}: {self.filename} is a directory, not a file")
 
     def _decoded_lines(self, f: IO[bytes], keep: list[str] | None, bad: list[tuple[int, str]]) -> Iterator[str]:
         """Each physical line decoded (line endings kept); undecodable ones are noted in ``bad``
@@ -264,6 +276,17 @@ class FileReader(ReaderHosting, Actor):
         return self._read()
 
     # -- as an actor -------------------------------------------------------------------------
+    def start(self, runtime: Runtime | None = None) -> Self:
+        """Host the reader (one actor per file, in its mode) and return at once; returns self.
+
+        Raises:
+            IsADirectoryError: the path is a directory ("... is a directory, not a file").
+            FileNotFoundError: there is no such file.
+        """
+        if os.path.isdir(self.filename):
+            raise self._is_a_directory()
+        return super().start(runtime)
+
     def run(self) -> None:
         super().run()
         self._seconds = time.monotonic() - self._began

@@ -6,6 +6,7 @@ import csv
 import itertools
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import time
 from typing import Any
@@ -66,6 +67,13 @@ class CSVReader(FileReader):
     - **Separators and decimals.** ``delimiter=None`` sniffs ``, ; TAB |`` on the header line;
       ``decimal=None`` means ``","`` for ``;``-separated files and ``"."`` otherwise.
       Quoted fields (with quoted newlines) follow RFC 4180; malformed quoting is a reject.
+    - **Unmatched quotes.** A quote left open at the end of its line swallows the lines after it
+      into one field. When such a row spanning several lines does not fit (more fields than
+      expected, malformed, the csv module's field size limit reached, or the end of the file
+      inside the quotes) and one of the lines it swallowed is a row on its own (balanced quotes,
+      the expected number of fields), only its first line is rejected and reading resumes on the
+      next line: one stray quote costs one row, not the thousands after it. A bad row spanning
+      lines that swallowed no such line is one reject (from its first to its last line).
     - **Encoding.** UTF-8 by default, with or without a BOM; a row with undecodable bytes is a
       reject (its text shows them as ``\\x..`` escapes). An undecodable header is fatal.
     - **Missing values.** ``na_values`` (e.g. ``["-200"]``) become None; the text is compared
@@ -82,6 +90,9 @@ class CSVReader(FileReader):
       joined by a space; a row where it does not parse is a reject.
     - **Blank rows** (empty lines, or only empty fields like ``;;;;``) are skipped and counted
       in ``blank``; they are not rejects. Rows with the wrong number of fields are rejects.
+    - **Line numbers.** ``line_key="source_line"`` adds to each record, under that key, the
+      physical line number (header = line 1) of the row's first line; off by default, and then
+      it costs nothing. A column of that name is a ValueError.
 
     Everything else (queue, modes, rejects, ``on_error``) is as for :class:`FileReader`.
     """
@@ -104,6 +115,7 @@ class CSVReader(FileReader):
         header: bool = True,
         fieldnames: Sequence[str] | None = None,
         index_name: str | None = "row",
+        line_key: str | None = None,
         name: str | None = None,
         mode: Mode | None = None,
         encoding: str = "utf-8",
@@ -128,7 +140,10 @@ class CSVReader(FileReader):
         self.header = header
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
         self.index_name = index_name
+        self.line_key = line_key
         self.columns: list[str] | None = None  #: the record keys, known once the first row was read
+        self._width = 0  # fields per row, known with the first data row
+        self._replay_at = 0  # number of the last line handed again to the parser (0: reading the file)
         if start:
             self.start()
 
@@ -160,7 +175,11 @@ class CSVReader(FileReader):
     def _builder(self, header: list[str] | None, first: list[str], decimal: str) -> Callable[[list[str]], Any]:
         """The function turning one row's fields into its record (raises _Blank or _Bad)."""
         names, width, lo, hi = self._layout(header, first)
+        self._width = width
         self.columns = names + (["timestamp"] if self.timestamp and "timestamp" not in names else [])
+        if self.line_key is not None and self.line_key in self.columns:
+            raise ValueError(f"{self.filename}: line_key={self.line_key!r} is also a column of the file "
+                             f"(columns: {self.columns})")
         missing = [c for c in self.timestamp if c not in names]
         if missing:
             raise ValueError(f"{self.filename}: timestamp= names columns the file does not have: {missing} "
@@ -217,33 +236,38 @@ class CSVReader(FileReader):
     def _records(self) -> Iterator[Any]:
         row_lines: list[str] = []  # the physical lines of the row being parsed
         bad: list[tuple[int, str]] = []  # undecodable lines among them
+        pending: deque[tuple[int, str, str | None]] = deque()  # lines to parse again, after a stray quote
         with self._open() as f:
-            lines = self._decoded_lines(f, row_lines, bad)
-            first = next(lines, None)
+            decoded = self._decoded_lines(f, row_lines, bad)
+            first = next(decoded, None)
             if first is None:
                 return
             delimiter = self.delimiter or sniff_delimiter(first, self.quotechar)
             decimal = self.decimal or ("," if delimiter == ";" else ".")
-            reader = csv.reader(itertools.chain((first,), lines), delimiter=delimiter, quotechar=self.quotechar,
-                                strict=True)
+            options = {"delimiter": delimiter, "quotechar": self.quotechar, "strict": True}
+            reader = csv.reader(itertools.chain((first,), decoded), **options)
             header = self._read_header(reader, row_lines, bad) if self.header else None
             if self.header and header is None:
                 return
             build: Callable[[list[str]], Any] | None = None
-            wrap = self.wrapper
+            wrap, line_key = self.wrapper, self.line_key
             while True:
                 try:
                     for fields in reader:
                         if bad:
-                            self._reject(reader.line_num - len(row_lines) + 1, "".join(row_lines), bad[0][1],
-                                         reader.line_num)
+                            self._reject_row(row_lines, bad[0][1])
                             bad.clear()
-                            row_lines.clear()
                             continue
                         if build is None:
                             if not any(fields):
                                 self.blank += 1
                                 row_lines.clear()
+                                continue
+                            if len(row_lines) > 1 and not self._fits_layout(header, fields):
+                                if self._split(row_lines, bad, pending, self._widths(header), options):
+                                    break  # read again from the line after the stray quote
+                                self._reject_row(row_lines, f"expected {self._widths(header)[0]} fields, "
+                                                            f"got {len(fields)}")
                                 continue
                             build = self._builder(header, fields, decimal)
                         try:
@@ -253,25 +277,93 @@ class CSVReader(FileReader):
                             row_lines.clear()
                             continue
                         except _Bad as exc:
-                            self._reject(reader.line_num - len(row_lines) + 1, "".join(row_lines), str(exc),
-                                         reader.line_num)
-                            row_lines.clear()
+                            if (len(row_lines) > 1 and len(fields) != self._width
+                                    and self._split(row_lines, bad, pending, (self._width,), options)):
+                                break
+                            self._reject_row(row_lines, str(exc))
                             continue
+                        if line_key is not None:
+                            record[line_key] = (self._replay_at or self.lines) - len(row_lines) + 1
                         if wrap is not None:
                             try:
                                 record = wrap(record)
                             except Exception as exc:
-                                raise self._wrap_failed(reader.line_num - len(row_lines) + 1, "".join(row_lines),
+                                raise self._wrap_failed(self._row_span(row_lines)[0], "".join(row_lines),
                                                         exc) from exc
                         row_lines.clear()
                         self.records += 1
                         yield record
-                    return
+                    else:
+                        return
                 except csv.Error as exc:
-                    reason = bad[0][1] if bad else f"malformed CSV: {exc}"
-                    self._reject(reader.line_num - len(row_lines) + 1, "".join(row_lines), reason, reader.line_num)
-                    bad.clear()
-                    row_lines.clear()
+                    widths = (self._width,) if build is not None else self._widths(header)
+                    if not (len(row_lines) > 1 and self._split(row_lines, bad, pending, widths, options)):
+                        self._reject_row(row_lines, bad[0][1] if bad else f"malformed CSV: {exc}")
+                        bad.clear()
+                        continue
+                # a stray quote: parse the lines it swallowed again, then the rest of the file
+                reader = csv.reader(itertools.chain(self._replay(pending, row_lines, bad), decoded), **options)
+
+    def _row_span(self, row_lines: list[str]) -> tuple[int, int]:
+        """(first, last) physical line of the row just parsed."""
+        last = self._replay_at or self.lines
+        return last - len(row_lines) + 1, last
+
+    def _reject_row(self, row_lines: list[str], reason: str) -> None:
+        first, last = self._row_span(row_lines)
+        self._reject(first, "".join(row_lines), reason, last)
+        row_lines.clear()
+
+    def _widths(self, header: list[str] | None) -> tuple[int, ...]:
+        """The field counts a first data row may have: the header's, or one more (an index column)."""
+        if self.fieldnames is not None:
+            return (len(self.fieldnames),)
+        if header is None:
+            return ()
+        return (len(header), len(header) + 1)
+
+    def _fits_layout(self, header: list[str] | None, fields: list[str]) -> bool:
+        widths = self._widths(header)
+        return not widths or len(fields) in widths
+
+    def _split(self, row_lines: list[str], bad: list[tuple[int, str]],
+               pending: deque[tuple[int, str, str | None]], widths: tuple[int, ...], options: dict[str, Any]) -> bool:
+        """A bad row spanning lines: if it swallowed a line that is a row on its own, reject only
+        its first line (a stray quote), queue the others in ``pending`` to be parsed again and
+        return True; else return False (the whole row is the reject)."""
+        q = self.quotechar
+        for text in row_lines[1:]:
+            if text.count(q) % 2:
+                continue  # a line with an odd number of quotes is no row on its own
+            try:
+                alone = next(csv.reader([text], **options), [])
+            except csv.Error:
+                continue
+            if len(alone) in widths:
+                break
+        else:
+            return False
+        first, _ = self._row_span(row_lines)
+        reasons = dict(bad)
+        bad.clear()
+        self._reject(first, row_lines[0], reasons.get(first, "malformed CSV: unmatched quote (the quoted field "
+                                                             "it opens swallows the next lines; read them again)"))
+        pending.extendleft(reversed([(first + i, text, reasons.get(first + i))
+                                     for i, text in enumerate(row_lines[1:], 1)]))
+        row_lines.clear()
+        return True
+
+    def _replay(self, pending: deque[tuple[int, str, str | None]], row_lines: list[str],
+                bad: list[tuple[int, str]]) -> Iterator[str]:
+        """The lines of ``pending`` for the parser again (as _decoded_lines gives them), then stop."""
+        while pending:
+            n, text, reason = pending.popleft()
+            if reason is not None:
+                bad.append((n, reason))
+            row_lines.append(text)
+            self._replay_at = n
+            yield text
+        self._replay_at = 0
 
     def _read_header(self, reader: Any, row_lines: list[str], bad: list[tuple[int, str]]) -> list[str] | None:
         try:
