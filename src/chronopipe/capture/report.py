@@ -1,13 +1,16 @@
 """A validation report as text (stdout), JSON (``Report.as_dict``) or one self-contained HTML page.
 
-The HTML page needs nothing from the network: the timeline of packets per second per tap is an
-inline SVG drawn here, and every check is a table row with its verdict, counts and examples.
+The HTML page needs nothing from the network: the packets per second of each tap are an inline
+SVG panel drawn here, over that tap's own time span (taps may be hours or years apart), with a
+labelled rate axis and a time axis in UTC; every check is a table row with its verdict, counts
+and examples (and the traceback of a rule that raised).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,31 +77,160 @@ def to_json(report: Report, **kwargs: Any) -> str:
     return json.dumps(report.as_dict(), **kwargs)
 
 
-def _timeline_svg(report: Report, width: int = 900, height: int = 260) -> str:
-    rows = report.timeline
+#: Time steps between the ticks of a panel's time axis, in nanoseconds: 1, 2, 5 times powers of
+#: ten below a second, then the steps of a clock and a calendar (a "month" of 30 days, a year of 365).
+_SECOND, _DAY = 1_000_000_000, 86_400_000_000_000
+TIME_STEPS = ([m * 10 ** e for e in range(3, 9) for m in (1, 2, 5)]
+              + [s * _SECOND for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                                       21600, 43200)]
+              + [d * _DAY for d in (1, 2, 7, 14, 30, 91, 182, 365, 730, 1826, 3652, 36524)])
+MAX_TICKS = 7
+PANEL_HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 150, 78, 20, 24, 44
+
+
+def time_ticks(start_ns: int, end_ns: int) -> list[tuple[int, str]]:
+    """(timestamp, label) of the time axis from ``start_ns`` to ``end_ns``: at most MAX_TICKS, at
+    multiples of one step of TIME_STEPS, labelled in UTC as finely as the step needs.
+
+    >>> [label for _, label in time_ticks(1_381_967_744_641_998_000, 1_381_967_802_468_566_000)]
+    ['23:55:50', '23:56:00', '23:56:10', '23:56:20', '23:56:30', '23:56:40']
+    >>> [label for _, label in time_ticks(1_564_085_940_000_000_000, 1_564_085_940_300_000_000)]
+    ['20:19:00.00', '20:19:00.05', '20:19:00.10', '20:19:00.15', '20:19:00.20', '20:19:00.25', '20:19:00.30']
+    >>> [label for _, label in time_ticks(1_627_225_020_686_470_000, 1_627_225_027_180_797_000)]
+    ['14:57:01', '14:57:02', '14:57:03', '14:57:04', '14:57:05', '14:57:06', '14:57:07']
+    """
+    span = max(0, end_ns - start_ns)
+    step = next((s for s in TIME_STEPS if span // s < MAX_TICKS), TIME_STEPS[-1])
+    first = -(-start_ns // step) * step
+    ticks = list(range(first, end_ns + 1, step)) or [start_ns]
+    return [(ts, _tick_label(ts, step)) for ts in ticks]
+
+
+def _tick_label(ts_ns: int, step: int) -> str:
+    seconds, nanos = divmod(ts_ns, _SECOND)
+    try:
+        when = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts_ns / _SECOND:.9g}"
+    if step >= _DAY:
+        return when.strftime("%Y-%m-%d")
+    if step >= 3600 * _SECOND:
+        return when.strftime("%m-%d %H:%M")
+    if step >= _SECOND:
+        return when.strftime("%H:%M:%S")
+    digits = len(f"{step / _SECOND:.9f}".rstrip("0").split(".")[1])  # 0.05 s: 2
+    return when.strftime("%H:%M:%S") + f".{nanos:09d}"[:digits + 1]
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is at least ``value`` (> 0).
+
+    >>> [nice_ceiling(v) for v in (990 * 30.8, 0.00017, 8, 1)]
+    [50000, 0.0002, 10, 1]
+    """
+    power = 10.0 ** math.floor(math.log10(value))
+    for m in (1, 2, 5, 10):
+        if m * power >= value * (1 - 1e-9):
+            nice = m * power
+            return int(nice) if nice >= 1 else float(f"{nice:.1g}")
+    raise AssertionError("unreachable")
+
+
+def rate_label(per_second: float) -> str:
+    """A rate for a person (three significant digits): ``0``, ``250/s``, ``1.5k/s``, ``2M/s``.
+
+    >>> [rate_label(r) for r in (0, 250, 1500, 30488.5, 2e6, 0.0002, 266.314)]
+    ['0', '250/s', '1.5k/s', '30.5k/s', '2M/s', '0.0002/s', '266/s']
+    """
+    if per_second == 0:
+        return "0"
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if per_second >= size:
+            return f"{per_second / size:.3g}{unit}/s"
+    return f"{per_second:.3g}/s"
+
+
+def _tap_rows(report: Report) -> dict[str, tuple[int, int, list[int]]]:
+    """Each tap's own (start, bucket, packets per bucket), in the order of the files; the shared
+    timeline for reports without them."""
+    if report.tap_timelines:
+        order = {s.name: i for i, s in enumerate(report.files)}
+        return dict(sorted(report.tap_timelines.items(), key=lambda item: order.get(item[0], len(order))))
+    if report.start_ns is None:
+        return {}
+    return {source: (report.start_ns, report.bucket_ns, row) for source, row in report.timeline.items()}
+
+
+def _panel(i: int, source: str, start: int, bucket: int, row: list[int], width: int) -> str:
+    """One tap's panel: its title, a rate axis with labelled ticks, a time axis in UTC, its line."""
+    esc = html.escape
+    colour = COLOURS[i % len(COLOURS)]
+    plot_w, plot_h = width - LEFT - RIGHT, PANEL_HEIGHT - TOP - BOTTOM
+    y0 = i * PANEL_HEIGHT
+    rates = [n * _SECOND / bucket for n in row]
+    top = nice_ceiling(max(rates) or 1)
+    end = start + bucket * len(row)
+    base = y0 + TOP + plot_h
+
+    def x(ts: float) -> float:
+        return LEFT + plot_w * (ts - start) / max(1, end - start)
+
+    def y(rate: float) -> float:
+        return base - plot_h * rate / top
+
+    parts = [f'<g class="tap" data-tap="{esc(source)}">',
+             f'<text class="panel-title" x="{LEFT}" y="{y0 + 15}" font-size="13" font-weight="bold" '
+             f'fill="{colour}">{esc(source)}</text>',
+             f'<text class="panel-note" x="{LEFT + plot_w}" y="{y0 + 15}" font-size="11" text-anchor="end" '
+             f'fill="#555">{sum(row):,} packets, peak {esc(rate_label(max(rates)))} '
+             f'(buckets of {esc(_duration(bucket))})</text>',
+             f'<rect x="{LEFT}" y="{y0 + TOP}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>']
+    for rate in (0, top / 2, top):
+        parts.append(f'<line x1="{LEFT - 4}" y1="{y(rate):.1f}" x2="{LEFT + plot_w}" y2="{y(rate):.1f}" '
+                     f'stroke="#ddd"/>')
+        parts.append(f'<text class="y-tick" x="{LEFT - 6}" y="{y(rate) + 4:.1f}" text-anchor="end" '
+                     f'font-size="11">{esc(rate_label(rate))}</text>')
+    for ts, label in time_ticks(start, end):
+        parts.append(f'<line x1="{x(ts):.1f}" y1="{base}" x2="{x(ts):.1f}" y2="{base + 4}" stroke="#333"/>')
+        parts.append(f'<text class="x-tick" x="{x(ts):.1f}" y="{base + 16}" text-anchor="middle" '
+                     f'font-size="11">{esc(label)}</text>')
+    parts.append(f'<text class="x-caption" x="{LEFT}" y="{base + 32}" font-size="11" fill="#555">UTC, from '
+                 f'{esc(_when(start))} for {esc(_duration(end - start))}</text>')
+    points = " ".join(f"{x(start + bucket * j):.1f},{y(r):.1f} {x(start + bucket * (j + 1)):.1f},{y(r):.1f}"
+                      for j, r in enumerate(rates))  # steps: a bucket's rate holds over the bucket
+    parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/></g>')
+    return "".join(parts)
+
+
+def _duration(ns: int) -> str:
+    """``57.8 s``, ``3.2 min``, ``2.1 h``, ``3.1 years`` (three significant digits)."""
+    seconds = ns / _SECOND
+    for unit, size in (("years", 365 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s" if seconds >= 0.001 else f"{seconds * 1e6:.3g} us"
+
+
+def _timeline_svg(report: Report, width: int = 900) -> str:
+    """One panel per tap, stacked, each over the tap's own time span (taps may be years apart)."""
+    rows = _tap_rows(report)
     if not rows:
         return '<p id="timeline-empty">no packets</p>'
-    per_second = 1e9 / report.bucket_ns
-    top = max(max(row) for row in rows.values()) * per_second or 1
-    n = len(next(iter(rows.values())))
-    left, bottom = 60, 30
-    plot_w, plot_h = width - left - 10, height - bottom - 10
-    parts = [f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="packets per second per tap">',
-             f'<line x1="{left}" y1="{10 + plot_h}" x2="{left + plot_w}" y2="{10 + plot_h}" stroke="#333"/>',
-             f'<line x1="{left}" y1="10" x2="{left}" y2="{10 + plot_h}" stroke="#333"/>',
-             f'<text x="{left - 5}" y="15" text-anchor="end" font-size="11">{top:,.0f}/s</text>',
-             f'<text x="{left - 5}" y="{10 + plot_h}" text-anchor="end" font-size="11">0</text>',
-             f'<text x="{left}" y="{height - 5}" font-size="11">{html.escape(_when(report.start_ns))}</text>']
-    for i, (source, row) in enumerate(rows.items()):
-        points = " ".join(f"{left + plot_w * j / max(1, n - 1):.1f},{10 + plot_h - plot_h * v * per_second / top:.1f}"
-                          for j, v in enumerate(row))
-        colour = COLOURS[i % len(COLOURS)]
-        parts.append(f'<polyline class="tap" data-tap="{html.escape(source)}" fill="none" stroke="{colour}" '
-                     f'stroke-width="1.5" points="{points}"/>')
-        parts.append(f'<text x="{left + 10 + 160 * i}" y="{height - 5}" dx="200" font-size="11" fill="{colour}">'
-                     f'{html.escape(source)}</text>')
-    parts.append("</svg>")
+    panels = [_panel(i, source, *row, width) for i, (source, row) in enumerate(rows.items())]
+    return (f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+            f'height="{PANEL_HEIGHT * len(panels)}" font-family="sans-serif" role="img" '
+            f'aria-label="packets per second, one panel per tap">{"".join(panels)}</svg>')
+
+
+def _html_rule_errors(check: CheckResult) -> str:
+    """The rules that raised, each with its count, first packet and traceback (folded)."""
+    parts = []
+    for rule, error in _rule_errors(check).items():
+        times = "once" if error["count"] == 1 else f"{error['count']:,} times"
+        parts.append(f'<details class="rule-error" data-rule="{html.escape(rule)}"><summary>rule '
+                     f"{html.escape(rule)} raised {times}; first on {html.escape(str(error['file']))}:"
+                     f"{error['frame']}: {html.escape(error['exception'])}</summary>"
+                     f"<pre>{html.escape(error['traceback'])}</pre></details>")
     return "".join(parts)
 
 
@@ -111,7 +243,8 @@ def to_html(report: Report, title: str = "chronopipe validation report") -> str:
     checks = "".join(
         f'<tr class="check {esc(c.status.replace(" ", "-"))}" data-check="{esc(c.name)}" data-status="{esc(c.status)}">'
         f"<td>{esc(c.name)}</td><td class=\"status\">{esc(c.status)}</td><td>{esc(c.summary)}</td>"
-        f"<td><ul>{''.join(f'<li>{esc(str(f))}</li>' for f in c.examples[:5])}</ul></td></tr>" for c in report.checks)
+        f"<td><ul>{''.join(f'<li>{esc(str(f))}</li>' for f in c.examples[:5])}</ul>{_html_rule_errors(c)}</td></tr>"
+        for c in report.checks)
     verdict = "PASSED" if report.passed else "FAILED"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>

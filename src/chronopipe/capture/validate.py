@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,8 @@ class Report:
     timeline: dict[str, list[int]] = field(default_factory=dict)  #: source -> packets per bucket
     bucket_ns: int = 1_000_000_000
     start_ns: int | None = None
+    #: source -> (start_ns, bucket_ns, packets per bucket) over that tap's own span (HTML panels)
+    tap_timelines: dict[str, tuple[int, int, list[int]]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -77,7 +80,9 @@ class Report:
                 "damage": [{"offset": d.offset, "frame": d.frame, "reason": d.reason} for d in s.damage],
             } for s in self.files],
             "checks": [c.as_dict() for c in self.checks],
-            "timeline": {"start_ns": self.start_ns, "bucket_ns": self.bucket_ns, "packets": self.timeline},
+            "timeline": {"start_ns": self.start_ns, "bucket_ns": self.bucket_ns, "packets": self.timeline,
+                         "taps": {source: {"start_ns": start, "bucket_ns": bucket, "packets": row}
+                                  for source, (start, bucket, row) in self.tap_timelines.items()}},
         }
 
 
@@ -117,7 +122,7 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
                 inbox.put_many(packets)  # type: ignore[union-attr]
             dispatch(map(decoder, packets))
 
-        count, counts = _merge(mux, run_checks, progress, started)
+        count, counts, stamps = _merge(mux, run_checks, progress, started)
         summaries = [reader.join() for reader in readers]
         merge = mux.join()
         run_checks(merge.late_records)  # checked too, out of place
@@ -132,24 +137,27 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
         raise
     results = [check.result(summaries) for check in checks]
     start, bucket, timeline = _timeline(counts, summaries, buckets)
-    return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start)
+    return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start,
+                  _tap_timelines(stamps, buckets))
 
 
 def _merge(mux: SortedQueueMultiplexer, run_checks: Callable[[list[tuple[Any, ...]]], None],
-           progress: Callable[[int, float], None] | None, started: float) -> tuple[int, Samples]:
-    """Merge here, in this thread, checking each batch; how many packets, and their samples."""
+           progress: Callable[[int, float], None] | None, started: float) -> tuple[int, Samples, dict[str, _Stamps]]:
+    """Merge here, in this thread, checking each batch; how many packets, their samples and stamps."""
     count, shown = 0, started
     counts: Samples = {}
+    stamps: dict[str, _Stamps] = {}
     for batch in mux.batches():
         run_checks(batch)
         if batch:
             count += len(batch)
             _sample(counts, batch)
+            _stamp(stamps, batch)
             now = time.perf_counter()
             if progress is not None and now - shown >= 0.5:
                 shown = now
                 progress(count, now - started)
-    return count, counts
+    return count, counts, stamps
 
 
 def default_check_processes(checks: Sequence[Check]) -> int:
@@ -174,6 +182,40 @@ def _sample(counts: Samples, batch: list[tuple[Any, ...]]) -> None:
         counts.setdefault(source, []).append((first, n))
 
 
+class _Stamps:
+    """The timestamps of one tap's packets, every ``step``-th kept: at most ``LIMIT`` of them
+    (``step`` doubles, every other one dropped, when full), so memory stays bounded."""
+
+    LIMIT = 65_536
+
+    def __init__(self) -> None:
+        self.kept = array("q")
+        self.step = 1
+        self.seen = 0
+
+    def add(self, stamps: list[int]) -> None:
+        self.kept.extend(stamps[(-self.seen) % self.step::self.step])
+        self.seen += len(stamps)
+        while len(self.kept) > self.LIMIT:
+            self.kept = self.kept[::2]
+            self.step *= 2
+
+
+def _stamp(stamps: dict[str, _Stamps], batch: list[tuple[Any, ...]]) -> None:
+    """Keep the timestamps of this batch's packets, per source (for the taps' own timelines)."""
+    source = batch[0][1]
+    if batch[-1][1] == source and all(packet[1] == source for packet in batch):
+        per = {source: [packet[0] for packet in batch]}
+    else:
+        per = {}
+        for packet in batch:
+            per.setdefault(packet[1], []).append(packet[0])
+    for source, times in per.items():
+        if source not in stamps:
+            stamps[source] = _Stamps()
+        stamps[source].add(times)
+
+
 def _SOURCE(packet: tuple[Any, ...]) -> str:  # noqa: N802 (a getter, named like operator.itemgetter's results)
     return packet[1]
 
@@ -193,6 +235,23 @@ def _timeline(counts: Samples, summaries: list[CaptureSummary],
             row[min(buckets - 1, max(0, (ts - start) // bucket))] += n
         timeline[source] = row
     return start, bucket, timeline
+
+
+def _tap_timelines(stamps: dict[str, _Stamps], buckets: int) -> dict[str, tuple[int, int, list[int]]]:
+    """Per source, its packets in ``buckets`` buckets over its own first to last packet (fewer
+    buckets for a few packets: 10, or one per two packets), every packet counted once."""
+    rows = {}
+    for source, kept in stamps.items():
+        times = kept.kept
+        start, span = min(times), max(times) - min(times)
+        n = min(buckets, max(10, len(times) // 2))
+        bucket = max(1, span // n + 1)
+        row = [0] * n
+        for ts in times:
+            row[(ts - start) // bucket] += kept.step
+        row[(times[-1] - start) // bucket] -= kept.step * len(times) - kept.seen  # the last stands for fewer
+        rows[source] = (start, bucket, row)
+    return rows
 
 
 def _scl_decoder(port: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
