@@ -88,3 +88,11 @@ def test_a_one_megabyte_line_needs_less_than_five_times_its_size():
     json_size = sum(map(len, chunks))
     assert json_size < 4 * len(text)
     assert peak < 5 * len(text), f"peak {peak:,} bytes for a {len(text):,}-character line"
+
+
+def test_a_deeply_nested_line_comes_in_chunks_too():
+    depth = 10_000
+    text = "a=(" * (depth - 1) + "z=1" + ")" * (depth - 1)
+    chunks = parse_json(text)
+    assert len(chunks) > 2 * depth // CHUNK_STATEMENTS
+    assert "".join(chunks) == scl.to_json(scl.parse(text))

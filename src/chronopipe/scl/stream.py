@@ -97,6 +97,8 @@ def _actions(stream: _Stream) -> dict[str, Callable[[Any], None]]:
                 except InvalidOperation:  # raised when the statement is reduced, as ``parse`` does
                     value = "null"
         append(f'{", " if outer else ""}{{"key": {_encode(key)}, "value": {value}, "children": [')
+        if len(parts) >= CHUNK_STATEMENTS:
+            flush()
 
     def p_word(p: Any) -> None:
         s = p.slice
@@ -115,6 +117,8 @@ def _actions(stream: _Stream) -> dict[str, Callable[[Any], None]]:
             raise _grammar._empty_parentheses(rparen)
         append("]}")
         s[0].value = s[1].value + 1
+        if len(parts) >= CHUNK_STATEMENTS:
+            flush()
 
     def p_word_children(p: Any) -> None:
         s = p.slice
