@@ -49,7 +49,7 @@ def test_addresses_and_ports_agree_with_tshark(path):
     reference = tshark_addresses(path)
     for record in frames(path):
         if record["index"] not in reference:
-            continue  # a frame tshark does not read (see test_capture_formats.WE_READ_MORE)
+            continue  # a frame tshark does not show (a custom block)
         src, dst, sport, dport, protocols = reference[record["index"]]
         if "pweth" in protocols:
             continue  # Ethernet inside MPLS pseudowires: not decoded here (the MPLS labels are)

@@ -11,6 +11,12 @@ first and last timestamp, timestamps that step back (count and worst step: a mer
 each input sorted), and every :class:`~chronopipe.capture.formats.Damage`. ``join()`` returns
 that :class:`CaptureSummary`, from a process too.
 
+``keyed=True`` sends ``(key, packet)`` pairs for a merge in mergecap's order: the key is the
+latest timestamp of the file so far, so a packet that steps back keeps its place right after
+the one before it in its file (mergecap takes the earliest head of the files, and a step back
+is the earliest head at once), and a merge of the pairs by key (SortedQueueMultiplexer with
+``sort_key=PACKET_KEY``, ties in input order) is exactly mergecap's merge, with none late.
+
 It works a list of packets at a time, as read_batches parses them: per packet only the parse
 loop runs Python code; counting, reordering and sending take whole lists, in C (map, sorted,
 sum, list slices), and stop() is noticed between lists.
@@ -25,14 +31,14 @@ import time
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from itertools import chain, compress
+from itertools import accumulate, chain, compress
 from typing import TYPE_CHECKING, Any
 
 from ..actors.actor import Actor, ActorStatistics, Mode
 from ..readers.hosting import ReaderHosting
 from ..readers.output import kind_of
 from .decode import decode as decode_frame
-from .formats import Damage, read_batches
+from .formats import CustomBlock, Damage, read_batches
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
@@ -60,6 +66,7 @@ class CaptureSummary:
     steps_back: int = 0  #: packets whose timestamp is before the previous packet's
     worst_step_ns: int = 0  #: the largest such step back
     first_step_back: int | None = None  #: frame number of the first one
+    first_step_back_ns: int | None = None  #: its timestamp
     complete: bool = False  #: the whole file was read (False after stop())
     seconds: float = 0.0
     damage: list[Damage] = field(default_factory=list)
@@ -79,6 +86,8 @@ class CaptureSummary:
         >>> s.count([(5, "a", 0, 1, 60), (3, "a", 0, 2, 60)]); s.count([(4, "a", 0, 3, 60), (1, "a", 0, 4, 60)])
         >>> s.packets, s.bytes, s.first_ns, s.last_ns, s.steps_back, s.worst_step_ns, s.first_step_back
         (4, 240, 5, 1, 2, 3, 2)
+        >>> s.first_step_back_ns
+        3
         """
         if not packets:
             return
@@ -99,7 +108,8 @@ class CaptureSummary:
         self.steps_back += len(back)
         self.worst_step_ns = max(self.worst_step_ns, *(ts[i] - later[i] for i in back))
         if self.first_step_back is None:
-            self.first_step_back = packets[back[0] + len(packets) - len(later)][3]
+            first = packets[back[0] + len(packets) - len(later)]
+            self.first_step_back, self.first_step_back_ns = first[3], first[0]
 
 
 @dataclass(frozen=True)
@@ -129,14 +139,17 @@ class CaptureReader(ReaderHosting, Actor):
     most that much behind (one further behind may be too, if it comes close after them). Files
     are rarely sorted strictly and a merge needs them sorted. Steps back are counted in the
     summary either way; one left out of place reaches the merge as it is, which reports it late.
-    ``decode``: send decoded dicts instead of tuples. ``mode``: ``"process"`` (default) or
-    ``"thread"``.
+    ``decode``: send decoded dicts instead of tuples. ``keyed``: send ``(key, packet)`` pairs for
+    a merge in mergecap's order (see the module docstring; the file's own order: reorder 0).
+    ``blocks``: send copyable pcapng custom blocks too (:class:`~chronopipe.capture.formats.
+    CustomBlock`, not counted as packets), for a writer to copy. ``mode``: ``"process"``
+    (default) or ``"thread"``.
     """
 
     def __init__(self, filename: str | os.PathLike[str], queue: Any = None, start: bool = False, *,
                  source: str | None = None, name: str | None = None, offset: float | str = 0,
-                 reorder: float | str = 0.01, decode: bool = False, mode: Mode | None = None,
-                 maxsize: int = 10_000) -> None:
+                 reorder: float | str = 0.01, decode: bool = False, keyed: bool = False, blocks: bool = False,
+                 mode: Mode | None = None, maxsize: int = 10_000) -> None:
         self.filename = os.fspath(filename)
         if mode is None:
             mode = "thread" if queue is not None and kind_of(queue) == "thread" else "process"
@@ -146,7 +159,9 @@ class CaptureReader(ReaderHosting, Actor):
         self.reorder_ns = seconds_to_ns(reorder)
         if self.reorder_ns < 0:
             raise ValueError(f"reader {self.name!r}: reorder is a window in seconds >= 0, not {reorder!r}")
-        self.decode = decode
+        if keyed and (self.reorder_ns or decode):
+            raise ValueError(f"reader {self.name!r}: keyed sends the file's order, as tuples: reorder=0, decode=False")
+        self.decode, self.keyed, self.blocks = decode, keyed, blocks
         self.maxsize = maxsize
         self._queue = queue
         self.summary = CaptureSummary(self.name, self.filename)
@@ -166,6 +181,8 @@ class CaptureReader(ReaderHosting, Actor):
             batches = _reordered(batches, self.reorder_ns)
         if self.decode:
             batches = (list(map(decode_frame, batch)) for batch in batches)
+        if self.keyed:
+            batches = _keyed(batches)
         return batches
 
     def _counted(self) -> Iterator[list[tuple[Any, ...]]]:
@@ -174,10 +191,13 @@ class CaptureReader(ReaderHosting, Actor):
         began = time.monotonic()
         offset = self.offset_ns
         try:
-            for packets in read_batches(self.filename, name=self.source, on_damage=self._damage, tag=self.source):
-                if offset:
-                    packets = [(p[0] + offset, *p[1:]) for p in packets]
-                summary.count(packets)
+            for packets in read_batches(self.filename, name=self.source, on_damage=self._damage, tag=self.source,
+                                        blocks=self.blocks):
+                if offset:  # an Untimed or CustomBlock keeps its kind
+                    packets = [(p[0] + offset, *p[1:]) if p.__class__ is tuple else p.__class__((p[0] + offset, *p[1:]))
+                               for p in packets]
+                if packets and packets[0].__class__ is not CustomBlock:  # a custom block comes in a list of its own
+                    summary.count(packets)
                 yield packets
             summary.complete = True
         finally:
@@ -238,6 +258,25 @@ def _reordered(batches: Iterator[list[tuple[Any, ...]]], window_ns: int,
     held += taken  # the last chunk, short: then every packet held is sent, in order
     held.sort(key=PACKET_KEY)
     yield held
+
+
+def _keyed(batches: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[int, tuple[Any, ...]]]]:
+    """Each packet as ``(key, packet)``, the key the latest timestamp up to it (in C).
+
+    >>> [[k for k, _ in batch] for batch in _keyed(iter([[(5,), (3,), (7,)], [(6,), (9,)]]))]
+    [[5, 5, 7], [7, 9]]
+    """
+    top = None
+    for batch in batches:
+        if not batch:
+            yield []
+            continue
+        ts = map(PACKET_KEY, batch)
+        keys = list(accumulate(ts, max) if top is None else accumulate(ts, max, initial=top))
+        if top is not None:
+            del keys[0]
+        top = keys[-1]
+        yield list(zip(keys, batch, strict=True))
 
 
 def seconds_to_ns(value: float | str) -> int:
