@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .pcap import MAX_RECORD
+from .pcap import MAX_RECORD, max_record
 from .stream import NS, CustomBlock, Damage, Stream, Untimed
 
 __all__ = ["MAX_BLOCK", "SHB", "read_pcapng"]
@@ -33,7 +33,8 @@ _FRAME_BLOCKS = {0x00000BAD, 0x40000BAD, 0x00000009}  # custom blocks, systemd j
 _KNOWN = (_EPB, _SPB, _PB, _IDB, 4, 5, 7, 8, 9, 10, 0x00000BAD, 0x40000BAD)
 MAX_BLOCK = 1 << 26
 _PEEK_OVER = 1 << 20  # a block longer than this has its trailing length checked by a seek before it is read
-_RESYNC_BLOCK = MAX_RECORD + (1 << 16)  # the longest block a resynchronisation accepts
+_OPTIONS = 1 << 16  # room for a packet block's options
+_RESYNC_BLOCK = MAX_RECORD + _OPTIONS  # the longest block a resynchronisation accepts
 _BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
@@ -149,6 +150,9 @@ def _bad_length(stream: Stream, s: _Section, length: int, size: int, left: int |
     """Why the block at ``stream.pos`` cannot be read whole by its length (None: it is read)."""
     if length < 12 or length > MAX_BLOCK:
         return f"impossible length {length}"
+    limit = _packet_limit(s, stream.buf, stream.pos)
+    if length > limit:
+        return f"length {length} cannot be right (its packet may be {limit - 32 - _OPTIONS:,} bytes at most)"
     if left is not None and size > left:
         return f"length {length} runs past the end of the file"
     if len(stream.buf) - stream.pos < size:
@@ -160,6 +164,18 @@ def _bad_length(stream: Stream, s: _Section, length: int, size: int, left: int |
             return f"length {length} runs past the end of the file"
     trailer = s.u32(stream.buf, stream.pos + size - 4)[0]
     return None if trailer == length else f"total lengths differ ({length} and {trailer})"
+
+
+def _packet_limit(s: _Section, buf: bytes, pos: int) -> int:
+    """The longest a packet block at ``pos`` may be: wiretap's limit for its interface's link type
+    and room for options (any other block: MAX_BLOCK)."""
+    btype = s.u32(buf, pos)[0]
+    if btype not in (_EPB, _PB, _SPB) or not s.interfaces:
+        return MAX_BLOCK
+    iface = 0 if btype == _SPB else s.u32(buf, pos + 8)[0] if btype == _EPB else \
+        struct.unpack_from(s.endian + "H", buf, pos + 8)[0]
+    linktype = s.interfaces[iface].linktype if iface < len(s.interfaces) else 0
+    return 32 + max_record(linktype) + _OPTIONS
 
 
 def _contents(s: _Section, btype: int, buf: bytes, pos: int, size: int, at: int) -> tuple[Any, ...] | None:

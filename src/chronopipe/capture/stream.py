@@ -97,12 +97,13 @@ class Gunzip:
                     self._damage("compressed stream cut short")
                 self.inflate = None
                 break
-            try:
-                chunk = self.inflate.decompress(data)
+            try:  # at most what was asked: a stream of zeros inflates a thousandfold
+                chunk = self.inflate.decompress(data, max(n - size, CHUNK))
             except zlib.error as exc:
                 self._damage(f"compressed stream corrupt ({exc})")
                 self.inflate = None
                 break
+            self.pending = self.inflate.unconsumed_tail
             if self.inflate.eof and self.inflate.unused_data:  # another gzip member follows
                 self.pending = self.inflate.unused_data
                 self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
