@@ -1,6 +1,8 @@
-"""chronopipe merge CAPTURE... -w out: the merged capture, next to mergecap's, and the report."""
+"""chronopipe merge CAPTURE... -w out: the merged capture in mergecap's order, the report, damage, outputs."""
 
+import io
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from chronopipe.capture import read_frames
+from chronopipe.cli.capmerge import parse_offsets, run_capture_merge
+from chronopipe.cli.outputs import UsageError
 
 DATA = Path(__file__).parent / "data" / "captures"
 HALVES = [DATA / "taps" / "ssh.client-side-half-duplex.pcap", DATA / "taps" / "ssh.server-side-half-duplex.pcap"]
@@ -68,3 +72,116 @@ def test_an_offset_for_a_file_not_given_is_a_usage_error():
 def test_a_missing_capture_is_a_usage_error():
     result = chronopipe("merge", DATA / "nope.pcap")
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+# -- mergecap's order, damage, outputs ------------------------------------------------------
+
+STEPS_BACK = DATA / "ooo" / "communityid-tcp.pcap"
+
+
+def merge(*paths: Path, **kwargs) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = run_capture_merge(list(paths), out=out, err=err, **kwargs)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_one_capture_is_written_in_its_own_order_with_its_steps_back(tmp_path):
+    out = tmp_path / "merged.pcapng"
+    status, _, _ = merge(STEPS_BACK, write=out)
+    assert status == 0
+    assert [f[6] for f in read_frames(out)] == [f[6] for f in read_frames(STEPS_BACK)]
+
+
+def test_a_step_back_comes_right_after_the_packet_before_it_in_its_file_as_in_mergecap(tmp_path):
+    a = [(10, b"a1"), (30, b"a2"), (20, b"a3"), (40, b"a4")]  # a3 steps back
+    b = [(25, b"b1"), (30, b"b2"), (35, b"b3")]
+    paths = []
+    for name, packets in (("a.pcap", a), ("b.pcap", b)):
+        path = tmp_path / name
+        path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(
+            struct.pack("<IIII", 1_700_000_000, us, len(d), len(d)) + d for us, d in packets))
+        paths.append(path)
+    out = tmp_path / "merged.pcapng"
+    merge(*paths, write=out)
+    assert [f[6] for f in read_frames(out)] == [b"a1", b"b1", b"a2", b"a3", b"b2", b"b3", b"a4"]
+
+
+def test_reorder_puts_steps_back_within_the_window_in_time_order(tmp_path):
+    out = tmp_path / "merged.pcapng"
+    status, _, _ = merge(STEPS_BACK, write=out, reorder="0.01")
+    ts = [f[0] for f in read_frames(out)]
+    assert status == 0 and ts == sorted(ts) and len(ts) == 12
+
+
+def test_reorder_zero_reports_steps_back_as_late_and_writes_them_after(tmp_path):
+    out = tmp_path / "merged.pcapng"
+    status, report, _ = merge(STEPS_BACK, write=out, reorder=0)
+    assert status == 1 and "beyond the reorder window: 2 packets, written after the merged packets" in report
+
+
+@pytest.mark.parametrize("reorder", ["-1", "soon"])
+def test_a_reorder_window_that_is_not_seconds_is_a_usage_error(reorder):
+    with pytest.raises(UsageError, match="--reorder"):
+        merge(STEPS_BACK, reorder=reorder)
+
+
+@pytest.mark.parametrize("name", ["pcapng/ntar/test007.ntar", "pcapng/ntar/test010.ntar", "pcapng/test901-le.pcapng"])
+def test_a_damaged_block_is_reported_and_nothing_of_it_is_written(tmp_path, name):
+    out = tmp_path / "merged.pcapng"
+    status, report, _ = merge(DATA / name, write=out)
+    assert status == 1 and "damage " in report
+    assert len(list(read_frames(out))) == {"pcapng/test901-le.pcapng": 1}.get(name, 0)
+
+
+def test_a_timestamp_past_2554_is_written_at_its_interfaces_resolution_as_mergecap_does(tmp_path):
+    out = tmp_path / "merged.pcapng"
+    status, _, _ = merge(DATA / "pcapng" / "pcapng-example.pcapng", write=out)
+    frames = list(read_frames(out))
+    assert status == 0 and len(frames) == 159 and frames[59][0] == 18446744073204126329000
+
+
+def test_a_timestamp_its_interface_cannot_hold_is_damage_of_that_packet_and_the_rest_is_written(tmp_path):
+    path = tmp_path / "late.pcapng"
+    shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+    idb = struct.pack("<IIHHII", 1, 20, 1, 0, 0, 20)  # microseconds
+    epbs = b"".join(struct.pack("<IIIIIII", 6, 36, 0, us >> 32, us & 0xFFFFFFFF, 4, 4) + data + struct.pack("<I", 36)
+                    for us, data in ((1_700_000_000_000_000, b"good"), (2**64 - 1, b"late"), (1_700_000_001_000_000,
+                                                                                               b"next")))
+    path.write_bytes(shb + idb + epbs)
+    out = tmp_path / "merged.pcapng"
+    status, report, _ = merge(path, write=out)
+    assert status == 1 and [f[6] for f in read_frames(out)] == [b"good", b"next"]
+    assert "damage late.pcapng (frame 2): timestamp 18446744073709551615000 ns" in report
+
+
+def test_a_copyable_custom_block_is_copied_and_a_do_not_copy_one_is_not(tmp_path):
+    out = tmp_path / "merged.pcapng"
+    merge(DATA / "pcapng" / "test202-be.pcapng", write=out)
+    data, pos, customs = out.read_bytes(), 0, []
+    while pos < len(data):
+        btype, length = struct.unpack_from("<II", data, pos)
+        if btype in (0x00000BAD, 0x40000BAD):
+            customs.append((btype, data[pos + 8:pos + 12]))
+        pos += length
+    assert customs == [(0x00000BAD, struct.pack("<I", 32473))]  # its enterprise number, in the output's order
+
+
+def test_an_output_that_is_also_an_input_is_refused_and_the_input_kept(tmp_path):
+    path = tmp_path / "x.pcap"
+    path.write_bytes(HALVES[0].read_bytes())
+    with pytest.raises(UsageError, match="is also an input"):
+        merge(path, write=path)
+    assert path.read_bytes() == HALVES[0].read_bytes()
+
+
+def test_a_merge_that_fails_leaves_no_output_and_says_so(tmp_path):
+    out = tmp_path / "merged.pcap"  # pcap holds one link type: Ethernet and Linux SLL cannot share it
+    with pytest.raises(UsageError, match="one link type per file"):
+        merge(DATA / "pcapng" / "pcapng-example.pcapng", write=out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_offset_that_is_not_a_number_is_an_error_naming_the_option():
+    with pytest.raises(ValueError, match=r"^--offset 'ssh.client-side-half-duplex.pcap=abc': SECONDS is a number"):
+        parse_offsets([f"{HALVES[0].name}=abc"], HALVES)
+

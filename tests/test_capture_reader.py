@@ -7,6 +7,7 @@ import pytest
 
 import chronopipe as cp
 from chronopipe.capture import PACKET_KEY, CaptureReader
+from chronopipe.capture.checks.basic import Malformed, OutOfOrder
 
 DATA = Path(__file__).parent / "data" / "captures"
 TAPS = DATA / "taps"
@@ -102,3 +103,32 @@ def test_merging_the_two_half_duplex_taps_gives_the_full_capture_in_its_order():
     position = {packet: i for i, packet in enumerate(full)}
     assert all(packet in position for packet in merged)
     assert [position[p] for p in merged] == sorted(position[p] for p in merged)
+
+
+# -- keyed for mergecap's order; times in the reports ---------------------------------------
+def test_keyed_packets_carry_the_latest_timestamp_of_their_file_so_far():
+    pairs = list(CaptureReader(DATA / "ooo" / "communityid-tcp.pcap", reorder=0, keyed=True))
+    packets = [p for _, p in pairs]
+    assert packets == list(CaptureReader(DATA / "ooo" / "communityid-tcp.pcap", reorder=0))
+    assert [k for k, _ in pairs] == list(itertools.accumulate((p[0] for p in packets), max))
+
+
+def test_keyed_readers_keep_the_files_order():
+    with pytest.raises(ValueError, match="reorder=0"):
+        CaptureReader(TAPS / "ssh.pcap", keyed=True)
+
+
+def test_the_out_of_order_example_names_the_first_step_back_by_its_time():
+    reader = CaptureReader(DATA / "bulk" / "echo-connections.pcap.gz", reorder=0)
+    for _ in reader:
+        pass
+    assert (reader.summary.first_step_back, reader.summary.first_step_back_ns) == (5525, 1627225020925773000)
+    example = OutOfOrder().result([reader.summary]).examples[0]
+    assert str(example).startswith("echo-connections.pcap.gz:5525 @1627225020.925773000: ")
+
+
+def test_a_damage_example_names_its_packet_by_its_time():
+    reader = CaptureReader(DATA / "timestamps" / "timestamp_invalid_micro.pcap", reorder=0)
+    packets = list(reader)
+    examples = Malformed().result([reader.summary]).examples
+    assert [e.ts_ns for e in examples] == [packets[1][0], packets[2][0]] and all(e.ts_ns for e in examples)

@@ -35,9 +35,9 @@ class OutOfOrder(Check):
     def result(self, summaries: list[CaptureSummary]) -> CheckResult:
         steps = {s.name: s.steps_back for s in summaries if s.steps_back}
         worst = max((s.worst_step_ns for s in summaries), default=0)
-        examples = [Finding(s.name, s.first_step_back or 0, 0, f"{s.steps_back} steps back, worst "
-                                                                f"{s.worst_step_ns / 1000:.3f} us") for s in summaries
-                    if s.steps_back]
+        examples = [Finding(s.name, s.first_step_back or 0, s.first_step_back_ns or 0,
+                            f"{s.steps_back} steps back, worst {s.worst_step_ns / 1000:.3f} us")
+                    for s in summaries if s.steps_back]
         total = sum(steps.values())
         summary = (f"{total} timestamps step back ({', '.join(f'{k}: {v}' for k, v in steps.items())}), worst "
                    f"{worst / 1000:.3f} us" if total else "every file is in timestamp order")
@@ -91,8 +91,8 @@ class Malformed(Check):
 
     def result(self, summaries: list[CaptureSummary]) -> CheckResult:
         damage = [d for s in summaries for d in s.damage]
-        examples = self.examples + [Finding(d.file, d.frame or 0, 0, f"file damage at byte {d.offset}: {d.reason}")
-                                    for d in damage[:10]]
+        examples = self.examples + [Finding(d.file, d.frame or 0, d.ts_ns or 0, f"file damage at byte {d.offset}: "
+                                            f"{d.reason}") for d in damage[:10]]
         summary = f"{self.count} malformed packets, {len(damage)} file damage reports"
         return CheckResult(self.name, _status(bool(self.count or damage)), summary,
                            {"malformed": self.count, "damage": len(damage)}, examples)
