@@ -44,11 +44,11 @@ def test_main_writes_every_row_in_chronological_order(tmp_path):
     assert len(dates) == 20_560 and dates == sorted(dates)
 
 
-def test_main_reports_rejected_rows_with_file_and_line(tmp_path):
+def test_main_reports_rejected_rows_with_file_and_line_and_exit_status_1(tmp_path):
     (tmp_path / "a.csv").write_text("date,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:02,2,extra\n")
     (tmp_path / "b.csv").write_text("date,value\n2020-01-01 00:00:01,3\n")
     done = run_main("--files", str(tmp_path / "*.csv"))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert re.search(r"^merged +2$", done.stdout, re.MULTILINE)
     assert re.search(r"^rejected \S*a\.csv:3: expected 2 fields, got 3$", done.stdout, re.MULTILINE)
 
@@ -58,13 +58,19 @@ def test_a_glob_that_matches_nothing_is_a_usage_error(tmp_path):
     assert done.returncode == 2 and "matches no file" in done.stderr
 
 
-def test_ctrl_c_stops_a_long_merge_promptly_with_no_traceback_and_no_process_left(tmp_path):
+def write_big_files(folder: Path, rows: int = 1_500_000) -> None:
+    """Three interleaved files of ``rows`` rows in all: a merge of them lasts seconds."""
     for n in range(3):
-        with (tmp_path / f"big{n}.csv").open("w") as f:
+        with (folder / f"big{n}.csv").open("w") as f:
             f.write("date,value\n")
-            f.writelines(f"{t:012d},{t}\n" for t in range(n, 1_500_000, 3))
-    proc = subprocess.Popen([sys.executable, str(MAIN), "--files", str(tmp_path / "*.csv")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            f.writelines(f"{t:012d},{t}\n" for t in range(n, rows, 3))
+
+
+def interrupt_once_readers_run(*args: str) -> tuple[subprocess.Popen[str], str, float, list[psutil.Process]]:
+    """Start main.py, send SIGINT once its three reader processes run; (process, stderr, seconds it took
+    to end, the reader processes)."""
+    proc = subprocess.Popen([sys.executable, str(MAIN), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         me = psutil.Process(proc.pid)
@@ -77,13 +83,84 @@ def test_ctrl_c_stops_a_long_merge_promptly_with_no_traceback_and_no_process_lef
         _, stderr = proc.communicate(timeout=10)
     finally:
         proc.kill()
-    assert proc.returncode == 130, stderr
-    assert time.monotonic() - sent < 3
-    assert "Traceback" not in stderr
+    return proc, stderr, time.monotonic() - sent, children
+
+
+def assert_all_gone(children: list[psutil.Process]) -> None:
     gone_by = time.monotonic() + 2
     while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children) and time.monotonic() < gone_by:
         time.sleep(0.05)
     assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_ctrl_c_stops_a_long_merge_promptly_with_no_traceback_and_no_process_left(tmp_path):
+    write_big_files(tmp_path)
+    proc, stderr, took, children = interrupt_once_readers_run("--files", str(tmp_path / "*.csv"))
+    assert proc.returncode == 130, stderr
+    assert took < 3
+    assert "Traceback" not in stderr
+    assert_all_gone(children)
+
+
+def test_ctrl_c_mid_merge_leaves_no_output_and_no_temporary_file_and_says_so(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_big_files(inputs, 3_000_000)
+    merged = tmp_path / "merged.csv"
+    proc, stderr, _, children = interrupt_once_readers_run("--files", str(inputs / "*.csv"), "--output", str(merged))
+    assert proc.returncode == 130, stderr
+    assert list(tmp_path.iterdir()) == [inputs]  # neither merged.csv nor .merged.csv.*.part.csv
+    assert f"{merged}: not written" in stderr
+    assert_all_gone(children)
+
+
+def test_an_output_matched_by_the_input_glob_is_refused_and_left_whole(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_bytes((ROOT / "examples/data/datatest.txt").read_bytes())
+    done = run_main("--files", str(tmp_path / "*.csv"), "--output", str(tmp_path / "b.csv"))
+    assert done.returncode == 2 and "b.csv: is also an input" in done.stderr
+    assert (tmp_path / "b.csv").read_bytes() == (ROOT / "examples/data/datatest.txt").read_bytes()
+    assert done.stdout == ""
+
+
+def test_direction_max_on_the_ascending_bundled_files_stops_before_merging_naming_file_and_lines():
+    done = run_main("--direction", "max")
+    assert done.returncode == 2, done.stderr
+    assert re.search(r"datatest\.txt: lines 2-4 are in ascending date order .* against --direction max",
+                     done.stderr)
+    assert done.stdout == "" and "Traceback" not in done.stderr
+
+
+def test_late_rows_are_written_beside_the_output_and_make_the_exit_status_1(tmp_path):
+    (tmp_path / "a.csv").write_text("date,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:05,2\n"
+                                    "2020-01-01 00:00:01,late\n")
+    merged = tmp_path / "out.csv"
+    done = run_main("--files", str(tmp_path / "a.csv"), "--output", str(merged))
+    assert done.returncode == 1, done.stderr
+    with (tmp_path / "out.late.csv").open(newline="") as f:
+        assert list(csv.DictReader(f)) == [{"date": "2020-01-01 00:00:01", "value": "late",
+                                            "source_file": str(tmp_path / "a.csv"), "source_line": "4"}]
+    assert "rows in 3 = merged 2 + rejected 0 + late 1" in done.stdout.splitlines()
+
+
+def test_a_key_naming_no_column_is_one_line_naming_the_key_the_file_and_its_columns():
+    done = run_main("--key", "Date")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert re.fullmatch(r"chronopipe merge-csv: --key Date: \S*datatest\.txt has no column 'Date' "
+                        r"\(its columns: row, date, Temperature, Humidity, Light, CO2, HumidityRatio, Occupancy\)\n",
+                        done.stderr)
+
+
+def test_a_directory_given_as_a_file_is_said_to_be_a_directory(tmp_path):
+    done = run_main("--files", str(tmp_path))
+    assert done.returncode == 2 and "is a directory" in done.stderr and "no such file" not in done.stderr
+
+
+def test_a_merge_longer_than_two_seconds_writes_no_progress_to_a_pipe(tmp_path):
+    write_big_files(tmp_path, 3_000_000)
+    done = run_main("--files", str(tmp_path / "*.csv"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -1,23 +1,125 @@
-"""The main job: merge CSV files chronologically, one reader process per file, and report.
+"""``chronopipe merge-csv``: merge CSV files by a key column, one reader process per file, losing no row.
 
     python main.py                                  # the three bundled UCI occupancy files
-    python main.py --files 'logs/*.csv' --key date --output merged.csv
+    chronopipe merge-csv --files 'logs/*.csv' --key date --output merged.csv
+
+Every row read is accounted for, and the report says so: ``rows in = merged + rejected + late``.
+
+- **Rejected** rows (wrong number of fields, malformed quoting, undecodable bytes) are listed
+  with ``file:line`` (the first 10 per file, then a count). An unmatched quote costs its own
+  line, not the rows after it (see CSVReader).
+- **Late** rows arrive against the merge order (a file steps back in time): they cannot be
+  merged in order, so they are never merged and never dropped. With ``--output merged.csv``
+  they go to ``merged.late.csv`` beside it (the row's columns plus ``source_file`` and
+  ``source_line``); the report lists the first 10 and counts them per file.
+- **A file in the wrong direction** (its first two steps between different keys both run
+  against ``--direction``) stops the run before anything is merged: a UsageError naming the
+  file and the lines, not 20,000 late rows.
+- **Columns**: the output has the union of the files' columns, in the order first seen (file
+  by file, in the order given); a row without one of them has it empty, as ``csvstack`` does.
+  A column is never dropped.
+- **Empty or header-only** files merge nothing but still count: the output has the header of
+  the others (or their own), and the report names them.
+- **Before anything is opened**: every input is a readable file, no output is an input or a
+  directory (check_inputs, check_outputs); then each file's header and first rows are read
+  here: ``--key`` must name a column of every file that has a header.
+- **Outputs are atomic**: written under a temporary name beside the target and renamed into
+  place only when the run finished; a failed or interrupted (Ctrl-C) run leaves no output, no
+  temporary file, and says on stderr which file was not written. No late-rows file is written
+  when no row was late, nor beside an output that is no regular file (``/dev/null``, a FIFO):
+  then late rows are only listed.
+
+Progress is a tqdm bar on stderr when it is a terminal (nothing on a pipe or a log); the report
+is on stdout. Exit status: 0 every row merged; 1 the run finished but a row was rejected or late;
+2 a usage error (UsageError).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
+import operator
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..multiplex import SortedQueueMultiplexer
-from ..readers import CSVReader
+from ..readers import CSVReader, ReaderSummary, Reject
+from .outputs import EXIT_FOUND, EXIT_OK, AtomicOutput, UsageError, check_inputs, check_outputs
+from .progress import progress
 
-__all__ = ["PROGRESS_AFTER", "run_merge"]
+__all__ = ["PROBE_ROWS", "MergeFigures", "late_path_for", "merge_csv", "run_merge"]
 
-PROGRESS_AFTER = 2.0  # seconds before a progress line appears on stderr
+PROBE_ROWS = 50  #: rows of each file read before the merge (columns, the key, the direction)
+SHOWN = 10  #: rejects and late rows listed per file in the report
+
+
+@dataclass
+class LateRow:
+    """A row that arrived against the merge order: where it is, its key, and the key it came after
+    (the last key of its file, or the last merged, whichever is later in the merge order).
+
+    >>> str(LateRow("a.csv", 4, "date", "2020-01-01 00:00:05", "2020-01-01 00:00:10"))
+    'a.csv:4: date 2020-01-01 00:00:05 comes after 2020-01-01 00:00:10'
+    """
+
+    file: str
+    line: int
+    column: str
+    key: Any
+    after: Any
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.column} {self.key} comes after {self.after}"
+
+
+@dataclass
+class MergeFigures:
+    """What a CSV merge did: ``rows_in == merged + rejected + late``, always."""
+
+    files: list[str]  #: the names in the report, in the order given
+    paths: list[str]  #: the paths, as given (as rejects and late rows name them)
+    rows: dict[str, int]  #: per file: rows read and kept (merged or late)
+    rejected_per_file: dict[str, int]
+    late_per_file: dict[str, int]
+    merged: int
+    columns: list[str]  #: the output's header
+    first: Any = None
+    last: Any = None
+    elapsed_s: float = 0.0
+    empty: dict[str, str] = field(default_factory=dict)  #: file: "empty file" or "header only"
+    rejects: list[Reject] = field(default_factory=list)  #: the first SHOWN per file
+    late_rows: list[LateRow] = field(default_factory=list)  #: the first SHOWN per file
+    output: Path | None = None
+    late_output: Path | None = None  #: the late-rows file, when one was written
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_per_file.values())
+
+    @property
+    def late(self) -> int:
+        return sum(self.late_per_file.values())
+
+    @property
+    def rows_in(self) -> int:
+        return sum(self.rows.values()) + self.rejected
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_FOUND if self.rejected or self.late else EXIT_OK
+
+
+def late_path_for(output: Path) -> Path:
+    """The late-rows file beside ``output``: ``merged.csv`` -> ``merged.late.csv``.
+
+    >>> late_path_for(Path("out/merged.csv")), late_path_for(Path("merged"))
+    (PosixPath('out/merged.late.csv'), PosixPath('merged.late.csv'))
+    """
+    return output.with_name(f"{output.stem if output.suffix else output.name}.late{output.suffix or '.csv'}")
 
 
 def run_merge(
@@ -29,67 +131,241 @@ def run_merge(
     typed: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
-) -> dict[str, Any]:
-    """Merge ``files`` by ``key``; print the report to ``out``; return its figures."""
+) -> int:
+    """Merge ``files`` by ``key``, print the report to ``out``; return the exit status.
+
+    0: every row merged; 1: the run finished but some row was rejected or late (see
+    :func:`merge_csv` for the figures).
+
+    Raises:
+        UsageError: an unreadable input, an output that is an input (or a directory, or cannot
+            be written), ``key`` naming no column of a file, a file whose first rows run
+            against ``direction``.
+        KeyboardInterrupt: Ctrl-C; no output is left behind.
+    """
+    return merge_csv(files, key=key, direction=direction, output=output, typed=typed, out=out, err=err).exit_status
+
+
+def merge_csv(
+    files: list[Path],
+    *,
+    key: str = "date",
+    direction: str = "min",
+    output: Path | None = None,
+    typed: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> MergeFigures:
+    """:func:`run_merge`, returning its figures (:class:`MergeFigures`) instead of the exit status.
+
+    Raises:
+        UsageError: as :func:`run_merge`.
+        KeyboardInterrupt: Ctrl-C; no output is left behind.
+    """
+    if direction not in ("min", "max"):
+        raise UsageError(f"--direction is min or max, not {direction!r}")
+    # beside a regular file only: --output /dev/null or a FIFO has no "beside"
+    late_path = late_path_for(output) if output is not None and (output.is_file() or not output.exists()) else None
+    check_inputs(files)
+    check_outputs({"--output": output, "late rows file": late_path}, files)
     started = time.perf_counter()
-    mux = SortedQueueMultiplexer(sort_key=key, sort_direction=direction, name="merge")  # type: ignore[arg-type]
-    readers = [
-        CSVReader(path, queue=mux.input_queue(), name=path.name, typed=typed, start=True) for path in files
-    ]
-    writer, handle = None, None
-    count, first, last, shown = 0, None, None, started
+    names = _names(files)
+    probes = [_probe(path, key, direction, typed) for path in files]  # may raise UsageError
+    columns = list(dict.fromkeys(itertools.chain.from_iterable(p.columns for p in probes)))
+    file_col, line_col = _free_name("source_file", columns), _free_name("source_line", columns)
+    figures = MergeFigures(files=names, paths=[str(p) for p in files], rows={}, rejected_per_file={},
+                           late_per_file=dict.fromkeys(names, 0), merged=0, columns=columns, output=output)
+    figures.empty = {n: p.empty for n, p in zip(names, probes, strict=True) if p.empty}
+
+    targets = [AtomicOutput(output)] if output is not None else []
+    if late_path is not None:
+        targets.append(AtomicOutput(late_path))
     try:
-        if output is not None:
-            handle = output.open("w", newline="", encoding="utf-8")
-        for batch in mux.batches():  # the merge runs here, in this thread
-            if batch:
-                if first is None:
-                    first = batch[0].get(key)
-                last = batch[-1].get(key)
-                count += len(batch)
-                if handle is not None:
-                    if writer is None:
-                        writer = csv.DictWriter(handle, fieldnames=list(batch[0]), extrasaction="ignore")
-                        writer.writeheader()
-                    writer.writerows(batch)
-            now = time.perf_counter()
-            if now - started > PROGRESS_AFTER and now - shown >= 1.0:
-                shown = now
-                print(f"\rmerged {count:,} rows, {count / (now - started):,.0f} rows/s", end="", file=err, flush=True)
+        summaries = _merge(files, names, figures, key, direction, typed, line_col, file_col, targets, err)
+    except BaseException:
+        for n, target in enumerate(targets):
+            if target.discard() and (n == 0 or figures.late):  # an empty late-rows file is no loss
+                print(f"{target.target}: not written (the run did not finish)", file=err)
+        raise
+    for s, name in zip(summaries, names, strict=True):
+        figures.rows[name] = s.records
+        figures.rejected_per_file[name] = s.rejected
+        figures.rejects += s.rejects[:SHOWN]
+    if targets:
+        targets[0].commit()
+    if len(targets) > 1:
+        if figures.late:
+            targets[1].commit()
+            figures.late_output = targets[1].target
+        else:
+            targets[1].discard()
+    figures.elapsed_s = time.perf_counter() - started
+    _print_report(out, figures, key, len(files))
+    return figures
+
+
+# -- before the merge --------------------------------------------------------------------------
+@dataclass
+class _Probe:
+    columns: list[str]
+    empty: str  # "" (has rows), "empty file" or "header only"
+
+
+def _probe(path: Path, key: str, direction: str, typed: bool) -> _Probe:
+    """Read the header and the first rows of ``path`` here, before the merge.
+
+    Raises:
+        UsageError: ``key`` is not a column of the file; its first rows run against ``direction``.
+    """
+    reader = CSVReader(path, typed=typed, line_key="\0line", max_rejects=0)
+    rows = list(itertools.islice(reader, PROBE_ROWS))
+    if reader.columns is None:
+        return _Probe([], "empty file")
+    columns = [c for c in reader.columns if c != "\0line"]
+    if key not in columns:
+        raise UsageError(f"--key {key}: {path} has no column {key!r} (its columns: {', '.join(columns)})")
+    _check_direction(path, [(r["\0line"], r[key]) for r in rows], key, direction)
+    return _Probe(columns, "" if rows or reader.rejected else "header only")
+
+
+def _check_direction(path: Path, keyed: list[tuple[int, Any]], key: str, direction: str) -> None:
+    """Refuse a file whose first two steps between different keys both run against ``direction``
+    (or whose only step does): merged, nearly every row of it would be late.
+
+    Raises:
+        UsageError: naming the file, the lines and the keys.
+    """
+    against: Callable[[Any, Any], bool] = operator.lt if direction == "min" else operator.gt
+    steps = []
+    try:
+        for (line_a, a), (line_b, b) in itertools.pairwise(keyed):
+            if a != b:
+                steps.append((against(b, a), line_a, line_b, a, b))
+                if len(steps) == 2:
+                    break
+    except TypeError:  # keys that do not compare (None, mixed types): the merge will say so
+        return
+    if steps and all(step[0] for step in steps):
+        order, wanted = ("descending", "ascending") if direction == "min" else ("ascending", "descending")
+        points = [(steps[0][1], steps[0][3])] + [(lb, b) for _, _, lb, _, b in steps]
+        shown = ", ".join(f"line {line}: {value}" for line, value in points)
+        raise UsageError(f"{path}: lines {points[0][0]}-{points[-1][0]} are in {order} {key} order ({shown}), "
+                         f"against --direction {direction} ({wanted}); nothing was merged: give --direction "
+                         f"{'max' if direction == 'min' else 'min'}, or sort the file")
+
+
+def _names(files: list[Path]) -> list[str]:
+    """Each file's name in the report: its base name, or the path as given when base names repeat."""
+    bases = [path.name for path in files]
+    return [base if bases.count(base) == 1 else str(path) for base, path in zip(bases, files, strict=True)]
+
+
+def _free_name(name: str, taken: list[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``... the first that is not a column."""
+    candidates = itertools.chain((name,), (f"{name}_{n}" for n in itertools.count(2)))
+    return next(c for c in candidates if c not in taken)
+
+
+# -- the merge ---------------------------------------------------------------------------------
+class _FileMerge(SortedQueueMultiplexer):
+    """The sorted merge, handing each late row and the index of its input to ``on_late``."""
+
+    def __init__(self, on_late: Callable[[int, Any, Any], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_late_row = on_late
+
+    def _late(self, idx: int, record: Any, frontier: Any) -> None:
+        super()._late(idx, record, frontier)
+        self._on_late_row(idx, record, frontier)
+
+
+def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str, direction: str, typed: bool,
+           line_col: str, file_col: str, targets: list[AtomicOutput], err: TextIO) -> list[ReaderSummary]:
+    """Run the readers and the merge; write the outputs' temporary files; return the readers' summaries."""
+    handles = [target.path.open("w", newline="", encoding="utf-8") for target in targets]
+    try:
+        writer = late_writer = None
+        if handles:
+            writer = csv.DictWriter(handles[0], fieldnames=figures.columns, restval="", extrasaction="ignore")
+            writer.writeheader()
+        if len(handles) > 1:
+            late_writer = csv.DictWriter(handles[1], fieldnames=[*figures.columns, file_col, line_col], restval="",
+                                         extrasaction="ignore")
+            late_writer.writeheader()  # the file is discarded if no row is late
+        shown: dict[int, int] = {}
+
+        def on_late(idx: int, record: Any, frontier: Any) -> None:
+            name = names[idx]
+            figures.late_per_file[name] += 1
+            if shown.get(idx, 0) < SHOWN:
+                shown[idx] = shown.get(idx, 0) + 1
+                figures.late_rows.append(LateRow(str(files[idx]), record.get(line_col), key, record.get(key), frontier))
+            if late_writer is not None:
+                record[file_col] = str(files[idx])
+                late_writer.writerow(record)
+
+        mux = _FileMerge(on_late, sort_key=key, sort_direction=direction, name="merge",  # type: ignore[arg-type]
+                         max_late=0)
+        readers = [CSVReader(path, queue=mux.input_queue(), name=name, typed=typed, line_key=line_col, start=True)
+                   for path, name in zip(files, names, strict=True)]
+        count, first, last = 0, None, None
+        with progress("rows", err=err) as bar:
+            for batch in mux.batches():  # the merge runs here, in this thread
+                if batch:
+                    if first is None:
+                        first = batch[0].get(key)
+                    last = batch[-1].get(key)
+                    count += len(batch)
+                    if writer is not None:
+                        writer.writerows(batch)
+                    bar.update(len(batch))
+        summaries = [reader.join() for reader in readers]
+        mux.join()
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.close()
-    if shown > started:
-        print(file=err)
-    summaries = [reader.join() for reader in readers]
-    report = mux.join()
-    elapsed = time.perf_counter() - started
-    _print_report(out, summaries, report, count, first, last, elapsed, key)
-    return {
-        "rows": {s.name: s.records for s in summaries},
-        "merged": count,
-        "first": first,
-        "last": last,
-        "rejected": sum(s.rejected for s in summaries),
-        "late": report.late,
-        "elapsed_s": elapsed,
-    }
+    figures.merged, figures.first, figures.last = count, first, last
+    return summaries
 
 
-def _print_report(out: TextIO, summaries: list[Any], report: Any, count: int, first: Any, last: Any,
-                  elapsed: float, key: str) -> None:
-    width = max([len(s.name) for s in summaries] + [12])
-    print(f"{'file':<{width}} {'rows':>9} {'rejected':>9}", file=out)
-    for s in summaries:
-        print(f"{s.name:<{width}} {s.records:>9,} {s.rejected:>9,}", file=out)
-    print(f"{'merged':<{width}} {count:>9,}", file=out)
-    print(f"first {key}: {first}\nlast {key}:  {last}", file=out)
-    for s in summaries:
-        for reject in s.rejects[:10]:
+# -- the report --------------------------------------------------------------------------------
+def _print_report(out: TextIO, figures: MergeFigures, key: str, readers: int) -> None:
+    names = figures.files
+    width = max([len(n) for n in names] + [12])
+    late = figures.late
+    print(f"{'file':<{width}} {'rows':>9} {'rejected':>9}" + (f" {'late':>9}" if late else ""), file=out)
+    for n in names:
+        print(f"{n:<{width}} {figures.rows[n]:>9,} {figures.rejected_per_file[n]:>9,}"
+              + (f" {figures.late_per_file[n]:>9,}" if late else ""), file=out)
+    print(f"{'merged':<{width}} {figures.merged:>9,}", file=out)
+    if figures.merged:
+        print(f"first {key}: {figures.first}\nlast {key}:  {figures.last}", file=out)
+    print(f"rows in {figures.rows_in:,} = merged {figures.merged:,} + rejected {figures.rejected:,} "
+          f"+ late {late:,}", file=out)
+    for n, what in figures.empty.items():
+        print(f"{n}: no rows ({what})", file=out)
+    by_file: dict[str, list[Reject]] = {}
+    for reject in figures.rejects:
+        by_file.setdefault(reject.file, []).append(reject)
+    for n, path in zip(names, figures.paths, strict=True):
+        for reject in by_file.get(path, []):
             print(f"rejected {reject}", file=out)
-        if s.rejected > 10:
-            print(f"rejected ... and {s.rejected - 10:,} more in {s.name}", file=out)
-    if report.late:
-        print(f"late or out of order: {report.late:,} rows, kept aside, not merged: {report.out_of_order}", file=out)
-    print(f"{len(summaries)} reader processes, {elapsed:.3f} s, {count / elapsed if elapsed else 0:,.0f} rows/s",
-          file=out)
+        if figures.rejected_per_file[n] > SHOWN:
+            print(f"rejected ... and {figures.rejected_per_file[n] - SHOWN:,} more in {n}", file=out)
+    if late:
+        for row in figures.late_rows:
+            print(f"late {row}", file=out)
+        for n in names:
+            if figures.late_per_file[n] > SHOWN:
+                print(f"late ... and {figures.late_per_file[n] - SHOWN:,} more in {n}", file=out)
+        if figures.late_output:
+            where = f"written to {figures.late_output} (with source_file and source_line)"
+        elif figures.output:
+            where = f"not merged, and not written ({figures.output} is no regular file to write one beside)"
+        else:
+            where = "not merged; with --output they are written to a .late.csv file beside it"
+        per_file = ", ".join(f"{n} {c:,}" for n, c in figures.late_per_file.items() if c)
+        print(f"late rows: {late:,} ({per_file}) came against the {key} order: {where}", file=out)
+    rate = figures.merged / figures.elapsed_s if figures.elapsed_s else 0
+    print(f"{readers} reader processes, {figures.elapsed_s:.3f} s, {rate:,.0f} rows/s", file=out)
+
