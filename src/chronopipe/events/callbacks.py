@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 from ..runtime import Runtime
+from .pools import AsyncPool, user_pool
 
 __all__ = ["NamedCall", "callback_key", "name_of", "pool_mode"]
 
@@ -22,13 +22,19 @@ class NamedCall:
         return self.fn(event)
 
 
-def pool_mode(pool: Any) -> str | Executor:
-    """``async_pool`` as "thread" / "process" (the Runtime's pools) or an executor."""
+def pool_mode(pool: Any) -> str | AsyncPool:
+    """``async_pool`` as "thread" / "process" (the Runtime's pools) or the user's own pool.
+
+    The user's pool may be a pathos ProcessPool or ThreadPool (``pathos.pools``,
+    ``pathos.multiprocessing``, ``pathos.threading``), a ``multiprocess`` or
+    ``multiprocessing`` Pool or ThreadPool, or a ``concurrent.futures`` executor (see pools.py).
+
+    Raises:
+        TypeError: anything else (a pathos ParallelPool or SerialPool, an object that is no pool).
+    """
     if pool is None:
         return "thread"
     if isinstance(pool, str) and pool in ("thread", "process"):
-        return pool
-    if isinstance(pool, Executor):
         return pool
     from pathos.pools import ProcessPool, ThreadPool
 
@@ -36,11 +42,14 @@ def pool_mode(pool: Any) -> str | Executor:
         return "process"
     if isinstance(pool, ThreadPool) and pool is Runtime().thread_pool():
         return "thread"
-    raise TypeError(
-        f"async_pool must be 'thread', 'process', one of the Runtime's pools (Runtime().process_pool(), the seed's "
-        f"MultiProcessing().ProcessPool() / ThreadPool()) or a concurrent.futures executor, not {pool!r:.100}: "
-        "other pools can hang forever on a worker that dies"
-    )
+    wrapped = user_pool(pool)
+    if wrapped is None:
+        raise TypeError(
+            "async_pool must be 'thread', 'process', a pathos ProcessPool or ThreadPool (the seed's ProcessPool(), "
+            "or the Runtime's, MultiProcessing().ProcessPool()), a multiprocessing Pool or a concurrent.futures "
+            f"executor, not {pool!r:.100}"
+        )
+    return wrapped
 
 
 def name_of(callback: Callable[..., Any]) -> str:

@@ -11,12 +11,14 @@ Results are Either values: ``Right(return value)``, ``Left(ActorError)`` when th
 raised (the error carries the exception type, message, traceback text and the event), or, for
 ``options={"async": True}``, a ``Pending`` that settles to one of those when the pool is done.
 
-Async callbacks run on a pool: the Runtime's thread pool by default, or the one given as
-``async_pool`` (``"thread"``, ``"process"``, the Runtime's pools such as the seed's
-``MultiProcessing().ProcessPool()``, or a ``concurrent.futures`` executor). **A callback on a
-process pool runs in another process, on a copy of the event and of everything it refers to:
-it cannot change the parent's objects** (``commands.append(event)`` appends to the worker's
-copy of ``commands``). Return what you need instead: it comes back as ``Right(value)``.
+Async callbacks run on a pool: the Runtime's thread pool by default, or ``async_pool``:
+``"thread"``, ``"process"``, the Runtime's pools, or the user's own pathos ProcessPool or
+ThreadPool (the seed's ``ProcessPool()``), multiprocessing Pool or ``concurrent.futures``
+executor. A worker that dies settles the Pending to a Left (ActorError ``BrokenProcessPool``),
+never a hang; pools.py says how, and where that has limits. **A callback on a process pool
+runs in another process, on a copy of the event and of everything it refers to: it cannot
+change the parent's objects** (``commands.append(event)`` appends to the worker's copy of
+``commands``). Return what you need instead: it comes back as ``Right(value)``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -40,6 +41,7 @@ from ..runtime import Runtime
 from .callbacks import NamedCall, callback_key, name_of, pool_mode
 from .condition import Condition
 from .index import ConditionIndex, IndexEntry, drop_one, put_one
+from .pools import AsyncPool
 
 __all__ = ["EventManager", "EventStatistics", "Subscription"]
 
@@ -69,7 +71,7 @@ class Subscription(IndexEntry):
     __slots__ = ("_key", "_manager", "_name", "active", "callback", "mode", "on_error", "once")
 
     def __init__(self, manager: EventManager, callback: Callable[[Any], Any], condition: Condition,
-                 mode: str | Executor | None, once: bool, name: str | None, on_error: OnError) -> None:
+                 mode: str | AsyncPool | None, once: bool, name: str | None, on_error: OnError) -> None:
         IndexEntry.__init__(self, condition)
         self._manager, self.callback = manager, callback
         self.mode, self.once, self._name, self.on_error = mode, once, name, on_error
@@ -93,7 +95,7 @@ class Subscription(IndexEntry):
         return bool(self._manager.unregister(self))
 
     def __repr__(self) -> str:
-        mode = "" if self.mode is None else f" async={self.mode if isinstance(self.mode, str) else 'executor'}"
+        mode = "" if self.mode is None else f" async={self.mode}"
         state = "" if self.active else " (unregistered)"
         return f"<Subscription #{self.seq} {self.label} {self.condition!r}{mode}{' once' if self.once else ''}{state}>"
 
@@ -211,7 +213,7 @@ class EventManager:
         with self._lock:
             return self._index.entries()
 
-    def _mode(self, asynchronous: Any) -> str | Executor | None:
+    def _mode(self, asynchronous: Any) -> str | AsyncPool | None:
         if asynchronous is False or asynchronous is None:
             return None
         if asynchronous is True:
@@ -311,7 +313,7 @@ class EventManager:
             if isinstance(sub.mode, str):
                 task: Any = Runtime().submit(NamedCall(sub.callback, label), event, mode=sub.mode)
             else:
-                task = sub.mode.submit(sub.callback, event)  # type: ignore[union-attr]
+                task = sub.mode.submit(NamedCall(sub.callback, label), event)  # type: ignore[union-attr]
         except Exception as exc:
             self._errors += 1
             log.error("callback %s could not be submitted to its pool: %s: %s", label, type(exc).__name__, exc)
