@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import pickle
-import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dill
-import multiprocess
 from multiprocess.connection import Pipe, wait
 
 from ..actors.errors import ActorError, describe_exit, error_envelope
+from .procs import ForkedProcess, kill_processes
+from .signals import start_quiet
 
-__all__ = ["Job", "WorkerPool", "chunk_rows"]
+__all__ = ["Job", "WorkerPool", "chunk_rows", "kill_processes"]
 
-_ctx = multiprocess.get_context("fork")
 #: Every pipe end a worker must not keep: the parent's ends of all pools' workers and wake pipes.
 _PARENT_ENDS: list[Any] = []
 _ends_lock = threading.Lock()
@@ -138,8 +135,7 @@ class WorkerPool:
         self._closing = False  # close(): finish what is queued, then end
         self._killed: ActorError | None = None  # terminate() / kill_now(): end now
         self.workers: list[_Worker] = [self._spawn() for _ in range(self.nodes)]
-        self._thread = threading.Thread(target=self._dispatch, name=f"chronopipe-{name}", daemon=True)
-        self._thread.start()
+        self._thread = start_quiet(threading.Thread(target=self._dispatch, name=f"chronopipe-{name}", daemon=True))
 
     # -- the caller's side --------------------------------------------------------------
     @property
@@ -198,14 +194,7 @@ class WorkerPool:
 
     def _spawn(self) -> _Worker:
         parent_end, child_end = Pipe(duplex=True)
-        # Forked with SIGTERM blocked until init_child has reset its handler (see child.py).
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            proc = _ctx.Process(target=_worker_main, args=(child_end, self._initializer), daemon=True,
-                                name=f"chronopipe-{self.name}-worker")
-            proc.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        proc = ForkedProcess(_worker_main, child_end, parent_end, self._initializer)
         child_end.close()
         self._remember(parent_end)
         return _Worker(proc, parent_end)
@@ -305,43 +294,28 @@ class WorkerPool:
             _PARENT_ENDS[:] = [e for e in _PARENT_ENDS if id(e) not in mine and not e.closed]
 
 
-def kill_processes(procs: list[Any], timeout: float) -> None:
-    """SIGTERM to each of ``procs`` (multiprocess Process objects), SIGKILL to those still running
-    after ``timeout``. Takes no lock and reaps nothing (waits on the sentinels): signal-handler safe."""
-    deadline = time.monotonic() + timeout
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = []
-        for p in procs:
-            popen = getattr(p, "_popen", None)
-            if popen is None or popen.returncode is not None:
-                continue
-            try:
-                os.kill(p.pid, sig)
-                left.append(popen.sentinel)
-            except (OSError, TypeError):
-                pass
-        while left and time.monotonic() < deadline:
-            try:
-                ended = wait(left, max(0.0, deadline - time.monotonic()))
-            except (OSError, ValueError):
-                break
-            left = [s for s in left if s not in ended]
-        if not left:
-            return
-        deadline = time.monotonic() + 1.0
+def _fresh_multiprocess_state() -> None:
+    """What multiprocess's own bootstrap does that a worker needs: run the after-fork hooks (so
+    multiprocess queues, locks and Manager proxies inherited work here) and forget the parent's
+    children (not ours to join)."""
+    from multiprocess import process, util
+
+    process._children = set()
+    util._finalizer_registry.clear()
+    util._run_after_forkers()
 
 
 def _worker_main(conn: Any, initializer: Callable[[], None] | None) -> None:
     """A pool worker: run the chunks the parent sends until EOF. Runs in the worker process."""
     from .pools import call_enveloped
 
-    with _ends_lock:
-        for end in _PARENT_ENDS:
-            try:
-                end.close()
-            except OSError:
-                pass
-        _PARENT_ENDS.clear()
+    for end in _PARENT_ENDS:  # the only thread here: _ends_lock may have been held at the fork
+        try:
+            end.close()
+        except OSError:
+            pass
+    _PARENT_ENDS.clear()
+    _fresh_multiprocess_state()
     if initializer is not None:
         initializer()
     while True:
