@@ -16,6 +16,10 @@
   error is counted in ``error_count``, the first ones are kept in ``errors`` and the first is
   logged as a warning (logger ``chronopipe.events``). Comparing values of types that do not
   order (``gt(3)`` on a string) is not an error: it does not match.
+
+The rule compiler is here: ``_flatten`` (a condition dict -> clauses) and ``to_matcher`` (one
+rule -> a Matcher), with the helpers that take any rule (``not_``, ``any_of``, ``all_of``).
+``matchers.py`` is the leaf below: the matchers themselves, importing nothing from here.
 """
 
 from __future__ import annotations
@@ -32,15 +36,21 @@ from .matchers import (
     SCALARS,
     Matcher,
     Path,
+    _AllOf,
+    _AnyOf,
     _Equals,
+    _Fields,
+    _Not,
+    eq,
     equality_keys,
     exists,
     has_key,
     keys_repr,
-    to_matcher,
+    satisfies,
+    use_compiler,
 )
 
-__all__ = ["Condition", "ConditionError", "resolve"]
+__all__ = ["Condition", "ConditionError", "all_of", "any_of", "not_", "resolve", "to_matcher"]
 
 log = logging.getLogger("chronopipe.events")
 
@@ -291,3 +301,70 @@ def _path_repr(path: Path) -> str:
     if all(isinstance(p, str) and "." not in p for p in path):
         return repr(".".join(path))  # type: ignore[arg-type]
     return repr(path[0]) if len(path) == 1 and not isinstance(path[0], (str, tuple)) else repr(path)
+
+
+# -- the rule compiler: one rule as users write it -> a Matcher -------------------------
+def not_(rule: Any) -> Matcher:
+    """A present field that ``rule`` does not match (a missing field still never matches).
+
+    >>> not_(["command", "response"]).matches(["event"]), ~eq("command") == not_("command")
+    (True, True)
+    """
+    return _Not(to_matcher(rule))
+
+
+def any_of(*rules: Any) -> Matcher:
+    """One of ``rules`` matches (what a list says, for helpers and predicates too).
+
+    >>> from chronopipe.events import ge, lt
+    >>> any_of(lt(100), ge(500)).matches([503]), lt(100) | ge(500)
+    (True, any_of(lt(100), ge(500)))
+    """
+    return to_matcher(list(rules))
+
+
+def all_of(*rules: Any) -> Matcher:
+    """Every one of ``rules`` matches (each on its own: for a list field, maybe different elements).
+
+    >>> from chronopipe.events import gt, lt
+    >>> (gt(1) & lt(5)).matches([3]), all_of(gt(1), lt(5)).matches([[0, 9]])
+    (True, True)
+    """
+    parts = tuple(to_matcher(r) for r in rules)
+    return parts[0] if len(parts) == 1 else _AllOf(parts)
+
+
+def to_matcher(rule: Any) -> Matcher:
+    """The Matcher a rule value stands for (see ``condition.py``)."""
+    cls = rule.__class__
+    if cls in SCALARS:
+        return _Equals(equality_keys((rule,)))
+    if isinstance(rule, Matcher):
+        return rule
+    if cls is list or isinstance(rule, (list, set, frozenset)):
+        items = rule if isinstance(rule, list) else sorted(rule, key=repr)  # a stable repr
+        equal: list[Hashable] = []
+        others: list[Matcher] = []
+        for item in items:
+            m = to_matcher(item)
+            if type(m) is _Equals:
+                equal.extend(m.keys)
+            elif type(m) is _AnyOf:
+                others.extend(m.parts)
+            else:
+                others.append(m)
+        parts = ([_Equals(tuple(dict.fromkeys(equal)))] if equal or not others else []) + others
+        return parts[0] if len(parts) == 1 else _AnyOf(tuple(parts))
+    if cls is dict or isinstance(rule, (Mapping, Condition)):
+        return _Fields(Condition.of(rule))
+    if isinstance(rule, type):
+        raise TypeError(
+            f"a class ({rule.__name__}) as a rule is ambiguous: write satisfies(lambda v: isinstance(v, "
+            f"{rule.__name__})) for a type check, or eq({rule.__name__}) to compare with the class itself"
+        )
+    if callable(rule):
+        return satisfies(rule)
+    return eq(rule)
+
+
+use_compiler(to_matcher)

@@ -2,25 +2,24 @@
 
 A Matcher gets a field's values (as ``condition.resolve`` reads them) and says whether they
 match: equality and OR-lists over hashable values (``keys`` lets the index find them by
-value), comparisons, ranges, regular expressions, predicates, ``exists()``, ``not_()``,
-``any_of()`` / ``all_of()`` (also ``|``, ``&`` and ``~``) and conditions on nested values.
-See ``condition.py`` for the rules as users write them.
+value), comparisons, ranges, regular expressions, predicates, ``exists()``, negation,
+any-of / all-of (``|``, ``&`` and ``~``) and conditions on nested values.
+
+A leaf module: it imports nothing from ``condition.py``. The rule compiler (``to_matcher``:
+a value, list, dict or callable as users write it -> a Matcher) and the helpers that take any
+rule (``not_``, ``any_of``, ``all_of``) live there, with Condition; it registers the compiler
+here (``use_compiler``) for the operators ``&``, ``|`` and ``~``.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .condition import Condition
+from collections.abc import Callable, Hashable
+from typing import Any
 
 __all__ = [
     "Matcher",
-    "all_of",
-    "any_of",
     "between",
     "eq",
     "equality_keys",
@@ -31,15 +30,27 @@ __all__ = [
     "keys_repr",
     "le",
     "lt",
-    "not_",
     "regex",
     "satisfies",
-    "to_matcher",
+    "use_compiler",
 ]
 
 Path = tuple[Hashable, ...]
 BOOL_TAG: Any = object()  # tags bools in equality keys, so True is not 1 and False is not 0
 SCALARS = frozenset({str, int, float, bool, bytes, complex, type(None)})  # hashable, compared by equality
+_compile: Callable[[Any], Matcher] | None = None  # condition.to_matcher, once condition.py is imported
+
+
+def use_compiler(compile_rule: Callable[[Any], Matcher]) -> None:
+    """Register the rule compiler the operators use (condition.py registers ``to_matcher``)."""
+    global _compile
+    _compile = compile_rule
+
+
+def _compiled(rule: Any) -> Matcher:
+    if _compile is None:  # pragma: no cover - chronopipe.events imports condition.py first
+        raise RuntimeError("import chronopipe.events (condition.py registers the rule compiler)")
+    return _compile(rule)
 
 
 # -- matchers: what one field must satisfy ----------------------------------------------
@@ -57,19 +68,19 @@ class Matcher:
         raise NotImplementedError
 
     def __and__(self, other: Any) -> Matcher:
-        return all_of(self, other)
+        return _AllOf((self, _compiled(other)))
 
     def __rand__(self, other: Any) -> Matcher:
-        return all_of(other, self)
+        return _AllOf((_compiled(other), self))
 
     def __or__(self, other: Any) -> Matcher:
-        return any_of(self, other)
+        return _compiled([self, other])
 
     def __ror__(self, other: Any) -> Matcher:
-        return any_of(other, self)
+        return _compiled([other, self])
 
     def __invert__(self) -> Matcher:
-        return not_(self)
+        return _Not(self)
 
     def _parts(self) -> tuple[Any, ...]:
         raise NotImplementedError
@@ -255,11 +266,11 @@ class _AllOf(_AnyOf):
 
 
 class _Fields(_Elementwise):
-    """A condition on the field's value (a dict inside a list or a helper)."""
+    """A condition on the field's value (a dict inside a list or a helper): a Condition."""
 
     __slots__ = ("condition",)
 
-    def __init__(self, condition: Condition) -> None:
+    def __init__(self, condition: Any) -> None:
         self.condition = condition
 
     def test(self, value: Any) -> bool:
@@ -335,15 +346,6 @@ def regex(pattern: str | bytes | re.Pattern[Any], flags: int = 0) -> Matcher:
     return _Test(lambda v: type(v) is kind and compiled.search(v) is not None, text, ("regex", compiled))
 
 
-def not_(rule: Any) -> Matcher:
-    """A present field that ``rule`` does not match (a missing field still never matches).
-
-    >>> not_(["command", "response"]).matches(["event"]), ~eq("command") == not_("command")
-    (True, True)
-    """
-    return _Not(to_matcher(rule))
-
-
 def exists() -> Matcher:
     """A field that is present, whatever its value (None, [] and {} included).
 
@@ -351,25 +353,6 @@ def exists() -> Matcher:
     (True, True)
     """
     return _Exists()
-
-
-def any_of(*rules: Any) -> Matcher:
-    """One of ``rules`` matches (what a list says, for helpers and predicates too).
-
-    >>> any_of(lt(100), ge(500)).matches([503]), lt(100) | ge(500)
-    (True, any_of(lt(100), ge(500)))
-    """
-    return to_matcher(list(rules))
-
-
-def all_of(*rules: Any) -> Matcher:
-    """Every one of ``rules`` matches (each on its own: for a list field, maybe different elements).
-
-    >>> (gt(1) & lt(5)).matches([3]), all_of(gt(1), lt(5)).matches([[0, 9]])
-    (True, True)
-    """
-    parts = tuple(to_matcher(r) for r in rules)
-    return parts[0] if len(parts) == 1 else _AllOf(parts)
 
 
 def satisfies(fn: Callable[[Any], Any], name: str | None = None) -> Matcher:
@@ -385,38 +368,3 @@ def satisfies(fn: Callable[[Any], Any], name: str | None = None) -> Matcher:
     else:
         shown = repr(name)
     return _Test(fn, f"satisfies({shown})", ("satisfies", fn, name))
-
-
-def to_matcher(rule: Any) -> Matcher:
-    """The Matcher a rule value stands for (see ``condition.py``)."""
-    cls = rule.__class__
-    if cls in SCALARS:
-        return _Equals(equality_keys((rule,)))
-    if isinstance(rule, Matcher):
-        return rule
-    if cls is list or isinstance(rule, (list, set, frozenset)):
-        items = rule if isinstance(rule, list) else sorted(rule, key=repr)  # a stable repr
-        equal: list[Hashable] = []
-        others: list[Matcher] = []
-        for item in items:
-            m = to_matcher(item)
-            if type(m) is _Equals:
-                equal.extend(m.keys)
-            elif type(m) is _AnyOf:
-                others.extend(m.parts)
-            else:
-                others.append(m)
-        parts = ([_Equals(tuple(dict.fromkeys(equal)))] if equal or not others else []) + others
-        return parts[0] if len(parts) == 1 else _AnyOf(tuple(parts))
-    from .condition import Condition
-
-    if cls is dict or isinstance(rule, (Mapping, Condition)):
-        return _Fields(Condition.of(rule))
-    if isinstance(rule, type):
-        raise TypeError(
-            f"a class ({rule.__name__}) as a rule is ambiguous: write satisfies(lambda v: isinstance(v, "
-            f"{rule.__name__})) for a type check, or eq({rule.__name__}) to compare with the class itself"
-        )
-    if callable(rule):
-        return satisfies(rule)
-    return eq(rule)
