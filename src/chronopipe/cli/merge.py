@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..multiplex import SortedQueueMultiplexer
-from ..readers import CSVReader, ReaderSummary, Reject
+from ..readers import CSVReader, ReaderError, ReaderSummary, Reject
 from .outputs import EXIT_FOUND, EXIT_OK, AtomicOutput, UsageError, check_inputs, check_outputs
 from .progress import progress
 
@@ -177,15 +177,16 @@ def merge_csv(
                            late_per_file=dict.fromkeys(names, 0), merged=0, columns=columns, output=output)
     figures.empty = {n: p.empty for n, p in zip(names, probes, strict=True) if p.empty}
 
-    targets = [AtomicOutput(output)] if output is not None else []
-    if late_path is not None:
-        targets.append(AtomicOutput(late_path))
+    targets: list[AtomicOutput] = []
     try:
+        targets += [AtomicOutput(path) for path in (output, late_path) if path is not None]
         summaries = _merge(files, names, figures, key, direction, typed, line_col, file_col, targets, err)
-    except BaseException:
+    except BaseException as exc:
         for n, target in enumerate(targets):
             if target.discard() and (n == 0 or figures.late):  # an empty late-rows file is no loss
                 print(f"{target.target}: not written (the run did not finish)", file=err)
+        if isinstance(exc, TypeError) and str(exc).startswith("sort keys cannot be compared"):
+            raise UsageError(f"--key {key}: {exc}") from None  # e.g. --typed numbers in one file, dates in another
         raise
     for s, name in zip(summaries, names, strict=True):
         figures.rows[name] = s.records
@@ -215,10 +216,14 @@ def _probe(path: Path, key: str, direction: str, typed: bool) -> _Probe:
     """Read the header and the first rows of ``path`` here, before the merge.
 
     Raises:
-        UsageError: ``key`` is not a column of the file; its first rows run against ``direction``.
+        UsageError: ``key`` is not a column of the file; its first rows run against ``direction``;
+            its header is malformed or undecodable.
     """
     reader = CSVReader(path, typed=typed, line_key="\0line", max_rejects=0)
-    rows = list(itertools.islice(reader, PROBE_ROWS))
+    try:
+        rows = list(itertools.islice(reader, PROBE_ROWS))
+    except ReaderError as exc:  # a header that does not parse or decode
+        raise UsageError(str(exc)) from None
     if reader.columns is None:
         return _Probe([], "empty file")
     columns = [c for c in reader.columns if c != "\0line"]
@@ -306,19 +311,26 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
 
         mux = _FileMerge(on_late, sort_key=key, sort_direction=direction, name="merge",  # type: ignore[arg-type]
                          max_late=0)
-        readers = [CSVReader(path, queue=mux.input_queue(), name=name, typed=typed, line_key=line_col, start=True)
-                   for path, name in zip(files, names, strict=True)]
+        readers: list[CSVReader] = []
+        for path, name in zip(files, names, strict=True):
+            readers.append(CSVReader(path, queue=mux.input_queue(), name=name, typed=typed, line_key=line_col,
+                                     start=True))
         count, first, last = 0, None, None
-        with progress("rows", err=err) as bar:
-            for batch in mux.batches():  # the merge runs here, in this thread
-                if batch:
-                    if first is None:
-                        first = batch[0].get(key)
-                    last = batch[-1].get(key)
-                    count += len(batch)
-                    if writer is not None:
-                        writer.writerows(batch)
-                    bar.update(len(batch))
+        try:
+            with progress("rows", err=err) as bar:
+                for batch in mux.batches():  # the merge runs here, in this thread
+                    if batch:
+                        if first is None:
+                            first = batch[0].get(key)
+                        last = batch[-1].get(key)
+                        count += len(batch)
+                        if writer is not None:
+                            writer.writerows(batch)
+                        bar.update(len(batch))
+        except Exception:
+            for reader in readers:  # the merge failed: the readers need not go on (Ctrl-C: the runtime ends them)
+                reader.stop()
+            raise
         summaries = [reader.join() for reader in readers]
         mux.join()
     finally:
