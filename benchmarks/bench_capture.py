@@ -19,10 +19,14 @@ whole process tree sampled every 20 ms):
   decoding Ethernet/IP/TCP fields (targets: >= 1.5x tshark's packets/s, peak RSS <= 0.25x
   tshark's);
 * memory as input grows: chronopipe validate's peak RSS on the taps vs on the same taps cut to a
-  quarter of their packets (1M vs 4M packets by default; target: flat).
+  quarter of their packets (1M vs 4M packets by default; target: flat);
+* a hostile file: reading a 40 MB pcap whose snaplen and one record's caplen are both 0xFFFFFFF0
+  (a length that lies, halfway through), in one process (targets: well under a second, peak RSS
+  under 60 MB; reading was quadratic in such a file and its memory followed the file).
 
 The last line printed is one JSON object:
-``{"merge_vs_mergecap", "validate_vs_tshark", "rss_vs_tshark", "rss_4m_vs_1m"}``.
+``{"merge_vs_mergecap", "validate_vs_tshark", "rss_vs_tshark", "rss_4m_vs_1m", "hostile_40mb_s",
+"hostile_40mb_rss_mb"}``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+HOSTILE_MB = 40
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "benchmarks" / "data" / "echo-connections.pcap.gz"  # 82,582 real packets (zeek; see its README)
@@ -103,6 +109,28 @@ def measure(cmd: list[str | Path]) -> tuple[float, float, str]:
     return time.perf_counter() - t0, peak / 1e6, "".join(out_chunks)
 
 
+def build_hostile(path: Path, megabytes: int = HOSTILE_MB) -> Path:
+    """A pcap of 1,000-byte packets whose snaplen and middle record's caplen are 0xFFFFFFF0."""
+    import struct
+
+    packets = megabytes * 1_000_000 // 1016
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0xFFFFFFF0, 1))
+        payload = bytes(range(256)) * 3 + bytes(232)
+        for i in range(packets):
+            incl = 0xFFFFFFF0 if i == packets // 2 else 1000
+            f.write(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000 * 1000, incl, 1000) + payload)
+    return path
+
+
+def read_loop(paths: list[Path]) -> None:
+    """Read each capture as chronopipe's readers do, counting packets and damage reports."""
+    from chronopipe.capture import read_batches
+
+    damage: list[object] = []
+    print(sum(len(batch) for path in paths for batch in read_batches(path, on_damage=damage.append)), len(damage))
+
+
 def dpkt_loop(paths: list[Path]) -> None:
     import dpkt
 
@@ -151,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             "tshark tcp.analysis": ["tshark", "-n", "-q", "-r", merged, "-Y", "tcp.analysis.flags"],
             "chronopipe validate": [*cli, "validate", *taps],
             "chronopipe validate, 1/4 of it": [*cli, "validate", *quarter],
+            f"chronopipe read, hostile {HOSTILE_MB} MB": [py, __file__, "--read",
+                                                          build_hostile(directory / "hostile.pcap")],
         }
         try:
             import dpkt  # noqa: F401
@@ -166,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append((seconds, rss))
     best = {k: min(v) for k, v in runs.items()}
     peak = {k: max(rss for _, rss in v) for k, v in runs.items()}
-    packets = {k: (n // 4 if k.endswith("1/4 of it") else n) for k in runs}
+    hostile = f"chronopipe read, hostile {HOSTILE_MB} MB"
+    packets = {k: (n // 4 if k.endswith("1/4 of it") else HOSTILE_MB * 1_000_000 // 1016 if k == hostile else n)
+               for k in runs}
     print(f"chronopipe capture benchmark: {len(taps)} taps x {args.packets:,} packets, best of {args.repeat}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"{'contender':<30} {'packets':>10} {'best s':>8} {'packets/s':>11} {'peak RSS MB':>12}")
@@ -181,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         "validate_vs_tshark": round(rate("chronopipe validate") / rate("tshark tcp.analysis"), 3),
         "rss_vs_tshark": round(peak["chronopipe validate"] / peak["tshark tcp.analysis"], 3),
         "rss_4m_vs_1m": round(peak["chronopipe validate"] / peak["chronopipe validate, 1/4 of it"], 3),
+        "hostile_40mb_s": round(best[hostile][0], 3),
+        "hostile_40mb_rss_mb": round(peak[hostile], 1),
     }
     if "dpkt decode loop, 1 proc" in best:
         print(f"validate / dpkt decode loop = {rate('chronopipe validate') / rate('dpkt decode loop, 1 proc'):.2f}x")
     targets = {"merge_vs_mergecap": ">= 0.35", "validate_vs_tshark": ">= 1.5", "rss_vs_tshark": "<= 0.25",
-               "rss_4m_vs_1m": "flat (about 1)"}
+               "rss_4m_vs_1m": "flat (about 1)", "hostile_40mb_s": "< 1", "hostile_40mb_rss_mb": "< 60"}
     for key, target in targets.items():
         print(f"{key:<22} {summary[key]:>8}   target {target}")
     print(json.dumps(summary), flush=True)
@@ -195,5 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--dpkt":
         dpkt_loop([Path(p) for p in sys.argv[2:]])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--read":
+        read_loop([Path(p) for p in sys.argv[2:]])
     else:
         sys.exit(main())

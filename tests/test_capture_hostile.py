@@ -153,3 +153,22 @@ def test_a_cut_short_pcapng_still_says_cut_short(tmp_path):
     path.write_bytes(lying_pcapng(5, 99, 0)[:-500])
     frames, damage = read(path)
     assert len(frames) == 4 and len(damage) == 1 and "cut short in a block: 532 of 1032 bytes" in damage[0].reason
+
+
+def test_a_long_block_whose_end_does_not_match_is_found_out_without_reading_it(tmp_path):
+    """A name resolution block claiming 3 MB (no link type limits it) inside a 5 MB file: its
+    trailing length is checked by a seek, and the read resumes at the next block."""
+    data = lying_pcapng(PACKETS, 1000, 0)
+    nrb = block(4, bytes(12), claimed=3_000_000)
+    at = data.index(struct.pack("<II", 6, 32 + RECORD), 200 + 1000 * (44 + RECORD) - 100)
+    path = tmp_path / "nrb.pcapng"
+    path.write_bytes(data[:at] + nrb + data[at:])
+    damage: list[Damage] = []
+    tracemalloc.start()
+    try:
+        frames = sum(1 for _ in read_frames(path, on_damage=damage.append))
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert frames == PACKETS and len(damage) == 1 and "total lengths differ (3000000 and" in damage[0].reason
+    assert f"skipped {len(nrb):,} bytes" in damage[0].reason and peak < 2_500_000

@@ -8,6 +8,7 @@ import pytest
 import chronopipe as cp
 from chronopipe.capture import PACKET_KEY, CaptureReader
 from chronopipe.capture.checks.basic import Malformed, OutOfOrder
+from chronopipe.capture.stream import Stepped
 
 DATA = Path(__file__).parent / "data" / "captures"
 TAPS = DATA / "taps"
@@ -106,11 +107,12 @@ def test_merging_the_two_half_duplex_taps_gives_the_full_capture_in_its_order():
 
 
 # -- keyed for mergecap's order; times in the reports ---------------------------------------
-def test_keyed_packets_carry_the_latest_timestamp_of_their_file_so_far():
-    pairs = list(CaptureReader(DATA / "ooo" / "communityid-tcp.pcap", reorder=0, keyed=True))
-    packets = [p for _, p in pairs]
-    assert packets == list(CaptureReader(DATA / "ooo" / "communityid-tcp.pcap", reorder=0))
-    assert [k for k, _ in pairs] == list(itertools.accumulate((p[0] for p in packets), max))
+def test_keyed_packets_that_step_back_carry_the_latest_timestamp_of_their_file_so_far():
+    keyed = list(CaptureReader(DATA / "ooo" / "communityid-tcp.pcap", reorder=0, keyed=True))
+    packets = list(CaptureReader(DATA / "ooo" / "communityid-tcp.pcap", reorder=0))
+    assert [p if p.__class__ is tuple else p[1] for p in keyed] == packets
+    assert [p[0] for p in keyed] == list(itertools.accumulate((p[0] for p in packets), max))
+    assert sum(p.__class__ is Stepped for p in keyed) == 2  # the file's two steps back
 
 
 def test_keyed_readers_keep_the_files_order():

@@ -96,9 +96,6 @@ def _read(source: Any, label: str, report: Callable[[Damage], Any], tag: Any, bl
         if head[:2] == _GZIP:
             f = Gunzip(f, head, label, report)
             head = b""
-        elif hasattr(f, "seek") and f.seekable():
-            f.seek(0)  # the stream reads from the start, with the file's offsets
-            head = b""
         stream = Stream(f, head)
         stream.fill(24)
         buf = stream.buf

@@ -11,11 +11,12 @@ first and last timestamp, timestamps that step back (count and worst step: a mer
 each input sorted), and every :class:`~chronopipe.capture.formats.Damage`. ``join()`` returns
 that :class:`CaptureSummary`, from a process too.
 
-``keyed=True`` sends ``(key, packet)`` pairs for a merge in mergecap's order: the key is the
-latest timestamp of the file so far, so a packet that steps back keeps its place right after
-the one before it in its file (mergecap takes the earliest head of the files, and a step back
-is the earliest head at once), and a merge of the pairs by key (SortedQueueMultiplexer with
-``sort_key=PACKET_KEY``, ties in input order) is exactly mergecap's merge, with none late.
+``keyed=True`` is for a merge in mergecap's order: a packet's merge key is the latest timestamp
+of its file so far, so a packet that steps back keeps its place right after the one before it
+in its file (mergecap takes the earliest head of the files, and a step back is the earliest
+head at once), and a merge by that key (SortedQueueMultiplexer with ``sort_key=PACKET_KEY``,
+ties in input order) is exactly mergecap's merge, with none late. A packet in order is its own
+key; one that steps back is sent as ``Stepped((key, packet))`` (rare: a writer unwraps it).
 
 It works a list of packets at a time, as read_batches parses them: per packet only the parse
 loop runs Python code; counting, reordering and sending take whole lists, in C (map, sorted,
@@ -39,6 +40,7 @@ from ..readers.hosting import ReaderHosting
 from ..readers.output import kind_of
 from .decode import decode as decode_frame
 from .formats import CustomBlock, Damage, read_batches
+from .stream import Stepped
 
 if TYPE_CHECKING:
     from ..actors.errors import ActorError
@@ -139,8 +141,8 @@ class CaptureReader(ReaderHosting, Actor):
     most that much behind (one further behind may be too, if it comes close after them). Files
     are rarely sorted strictly and a merge needs them sorted. Steps back are counted in the
     summary either way; one left out of place reaches the merge as it is, which reports it late.
-    ``decode``: send decoded dicts instead of tuples. ``keyed``: send ``(key, packet)`` pairs for
-    a merge in mergecap's order (see the module docstring; the file's own order: reorder 0).
+    ``decode``: send decoded dicts instead of tuples. ``keyed``: send packets keyed for a merge in
+    mergecap's order (see the module docstring; the file's own order: reorder 0).
     ``blocks``: send copyable pcapng custom blocks too (:class:`~chronopipe.capture.formats.
     CustomBlock`, not counted as packets), for a writer to copy. ``mode``: ``"process"``
     (default) or ``"thread"``.
@@ -260,23 +262,29 @@ def _reordered(batches: Iterator[list[tuple[Any, ...]]], window_ns: int,
     yield held
 
 
-def _keyed(batches: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[int, tuple[Any, ...]]]]:
-    """Each packet as ``(key, packet)``, the key the latest timestamp up to it (in C).
+def _keyed(batches: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, ...]]]:
+    """The packets, each that steps back as ``Stepped((key, packet))``, the key the latest
+    timestamp before it; the others are their own key. A sorted list costs two passes in C.
 
-    >>> [[k for k, _ in batch] for batch in _keyed(iter([[(5,), (3,), (7,)], [(6,), (9,)]]))]
-    [[5, 5, 7], [7, 9]]
+    >>> [[p if p.__class__ is tuple else ("stepped", *p) for p in batch]
+    ...  for batch in _keyed(iter([[(5,), (3,), (7,)], [(6,), (9,)]]))]
+    [[(5,), ('stepped', 5, (3,)), (7,)], [('stepped', 7, (6,)), (9,)]]
     """
     top = None
     for batch in batches:
         if not batch:
-            yield []
+            yield batch
             continue
-        ts = map(PACKET_KEY, batch)
+        ts = list(map(PACKET_KEY, batch))
+        if (top is None or top <= ts[0]) and ts == sorted(ts):
+            top = ts[-1]
+            yield batch
+            continue
         keys = list(accumulate(ts, max) if top is None else accumulate(ts, max, initial=top))
         if top is not None:
             del keys[0]
         top = keys[-1]
-        yield list(zip(keys, batch, strict=True))
+        yield [p if k == t else Stepped((k, p)) for k, t, p in zip(keys, ts, batch, strict=True)]
 
 
 def seconds_to_ns(value: float | str) -> int:

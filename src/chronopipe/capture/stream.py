@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["CHUNK", "NS", "CaptureError", "CustomBlock", "Damage", "Gunzip", "Stream", "Untimed"]
+__all__ = ["CHUNK", "NS", "CaptureError", "CustomBlock", "Damage", "Gunzip", "Stepped", "Stream", "Untimed"]
 
 NS = 1_000_000_000
 CHUNK = 1 << 16
@@ -70,6 +70,13 @@ class CustomBlock(tuple):  # type: ignore[type-arg]
     """A pcapng custom block the format lets a tool copy (type 0x00000BAD), in a packet's shape:
     ``(ts_ns, [tag,] -1, index, length, length, 0x0BAD, body)``, the body starting with the
     Private Enterprise Number, little-endian. ``ts_ns`` is that of the packet before it."""
+
+    __slots__ = ()
+
+
+class Stepped(tuple):  # type: ignore[type-arg]
+    """``(key, packet)``: a packet that steps back in its file, as a keyed reader sends it, its key
+    the latest timestamp of the file before it (a writer writes the packet)."""
 
     __slots__ = ()
 
@@ -132,14 +139,16 @@ class Stream:
         self.eof = False
         self.copied = 0
         self.size: int | None = None
+        self.origin = 0
         self.seekable = False
         if not isinstance(f, Gunzip):
             try:
                 st = os.fstat(f.fileno())
             except (AttributeError, OSError, ValueError):
                 return
-            if stat.S_ISREG(st.st_mode):  # a pipe has no size and cannot seek
-                self.size, self.seekable = st.st_size, bool(f.seekable())
+            if stat.S_ISREG(st.st_mode) and f.seekable():  # a pipe has no size and cannot seek
+                self.origin = f.tell() - len(head)  # where the capture starts in the file
+                self.size, self.seekable = st.st_size - self.origin, True
 
     @property
     def offset(self) -> int:
@@ -174,7 +183,7 @@ class Stream:
             return None
         here = self.f.tell()
         try:
-            self.f.seek(offset)
+            self.f.seek(self.origin + offset)
             return self.f.read(n)  # type: ignore[no-any-return]
         finally:
             self.f.seek(here)

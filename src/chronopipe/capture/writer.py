@@ -24,7 +24,7 @@ import struct
 from types import TracebackType
 from typing import IO, Any, Self
 
-from .stream import CustomBlock, Untimed
+from .stream import CustomBlock, Stepped, Untimed
 
 __all__ = ["CaptureWriter", "UnwritableError", "WriteError"]
 
@@ -85,12 +85,14 @@ class CaptureWriter:
         return {key: value[0] for key, value in self._interfaces.items()}
 
     def write(self, packet: tuple[Any, ...]) -> None:
-        """Write one packet (or copy one custom block).
+        """Write one packet (or copy one custom block; a :class:`Stepped` one is unwrapped).
 
         Raises:
             UnwritableError: its timestamp does not fit; nothing was written.
             WriteError: pcap, and a link type other than the file's.
         """
+        if packet.__class__ is Stepped:
+            packet = packet[1]
         ts, source, interface, index, caplen, wirelen, linktype, data = packet
         if packet.__class__ is not tuple:
             if packet.__class__ is CustomBlock:

@@ -15,7 +15,6 @@ written under a temporary name and renamed into place only when the run ends (ex
 
 from __future__ import annotations
 
-import operator
 import sys
 import time
 from pathlib import Path
@@ -24,15 +23,13 @@ from typing import Any, TextIO
 from ..actors.errors import ActorError
 from ..capture import PACKET_KEY, CaptureReader, CaptureSummary, CaptureWriter, Damage, UnwritableError, WriteError
 from ..capture.reader import seconds_to_ns
+from ..capture.stream import Stepped
 from ..multiplex import SortedQueueMultiplexer
 from ..runtime import Runtime
 from .outputs import EXIT_FOUND, EXIT_OK, AtomicOutput, UsageError, check_inputs, check_outputs
 from .progress import progress
 
 __all__ = ["parse_offsets", "run_capture_merge"]
-
-_PACKET = operator.itemgetter(1)  # the packet of a keyed reader's (key, packet) pair
-
 
 def parse_offsets(items: list[str], paths: list[Path]) -> dict[Path, str]:
     """``FILE=SECONDS`` options to {path: seconds}; FILE is a path or a file name given.
@@ -93,7 +90,7 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
                                  reorder=0 if keyed else reorder, keyed=keyed, blocks=write is not None, start=True)
                    for path in paths]
         writer = CaptureWriter(output.path) if output is not None else None
-        count = _merge(mux, writer, keyed, lost, err)
+        count = _merge(mux, writer, lost, err)
         summaries = [reader.join() for reader in readers]
         report = mux.join()
         if writer is not None:
@@ -117,14 +114,11 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
     return EXIT_FOUND if report.late or any(s.damage for s in summaries) else EXIT_OK
 
 
-def _merge(mux: SortedQueueMultiplexer, writer: CaptureWriter | None, keyed: bool, lost: list[Damage],
-           err: TextIO) -> int:
+def _merge(mux: SortedQueueMultiplexer, writer: CaptureWriter | None, lost: list[Damage], err: TextIO) -> int:
     """Run the merge here, writing each batch; how many records came out."""
     count = 0
     with progress("packets", err=err) as bar:
         for batch in mux.batches():
-            if keyed:
-                batch = list(map(_PACKET, batch))
             if writer is not None:
                 _write(writer, batch, lost)
             count += len(batch)
@@ -138,6 +132,7 @@ def _write(writer: CaptureWriter, packets: list[tuple[Any, ...]], lost: list[Dam
         try:
             write(packet)
         except UnwritableError as exc:
+            packet = packet[1] if packet.__class__ is Stepped else packet
             lost.append(Damage(packet[1], -1, str(exc), packet[3], packet[0]))
 
 
