@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..actors.actor import Actor
 from ..actors.errors import ActorError
 from ..events import EventManager
 from ..multiplex import SortedQueueMultiplexer
@@ -105,6 +106,7 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
         rules(events)
     hosts: list[CheckHost] = []
     readers: list[CaptureReader] = []
+    mux: SortedQueueMultiplexer | None = None
     try:
         hosts = [CheckHost(f"validate-checks-{i}", group, decoder) for i, group in enumerate(elsewhere, 1) if group]
         for host in hosts:
@@ -134,11 +136,29 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
     except BaseException as exc:  # a check raised, or Ctrl-C: no reader or host goes on without us
         why = ActorError("validate", "Cancelled", f"the validation run stopped before its end ({type(exc).__name__})")
         Runtime().cancel([*hosts, *readers], why)
+        if isinstance(exc, ActorError) and mux is not None:
+            account_merge(exc, mux, readers)
         raise
     results = [check.result(summaries) for check in checks]
     start, bucket, timeline = _timeline(counts, summaries, buckets)
     return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start,
                   _tap_timelines(stamps, buckets))
+
+
+def account_merge(error: ActorError, mux: SortedQueueMultiplexer, readers: Sequence[Actor]) -> None:
+    """Add to ``error`` (an actor of the run failed) the merge that ran here, in the caller's
+    thread, where the runtime does not count it: how far it got, and by input what its readers
+    had sent that it never took (lost with the run). An error without ``progress`` is left alone."""
+    if error.progress is None:
+        return
+    progress, flight = dict(error.progress), dict(error.in_flight or {})
+    progress[mux.name] = (int(mux._received), int(mux._emitted))
+    inputs = mux.inputs()
+    for reader in readers:
+        for ch in reader.outputs:
+            if reader.name in progress and any(ch is i for i in inputs):
+                flight[ch.name] = max(0, progress[reader.name][1] - ch.statistics().items_got)
+    error.progress, error.in_flight = progress, flight
 
 
 def _merge(mux: SortedQueueMultiplexer, run_checks: Callable[[list[tuple[Any, ...]]], None],

@@ -34,6 +34,7 @@ from multiprocess.connection import Pipe
 
 from .base import Channel, ChannelBroken, Kind, remaining
 from .end import END
+from .quiet import start_quiet
 
 __all__ = ["ProcessChannel", "dumps_batch", "keep_only", "live_channels"]
 
@@ -323,8 +324,8 @@ class _Linger:
         with self._cond:
             self._due[ch] = due
             if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="chronopipe-linger", daemon=True)
-                self._thread.start()
+                # SIGINT/SIGTERM blocked in it, so they reach the main thread (see quiet.py)
+                self._thread = start_quiet(threading.Thread(target=self._run, name="chronopipe-linger", daemon=True))
             self._cond.notify()
 
     def forget(self, ch: ProcessChannel) -> None:

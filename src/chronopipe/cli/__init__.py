@@ -165,18 +165,76 @@ def expand_files(items: list[str]) -> list[Path]:
 
 
 def _failed(args: argparse.Namespace | None, exc: Exception) -> int:
-    """One line for an error that ended the run: 2 for unreadable input, 3 for a dead actor."""
+    """One line for an error that ended the run: 2 for unreadable input, 3 for a dead actor.
+
+    A dead or failed actor's line says why, then how far each actor got and how many records
+    were in flight, therefore lost (from the error's ``progress`` and ``in_flight``).
+    """
     from ..actors import ActorError
 
     if isinstance(exc, ActorError):
-        status = EXIT_USAGE if exc.exc_type in INPUT_ERRORS else EXIT_DIED
-        print(f"{_prog(args)}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return status
+        if exc.exc_type in INPUT_ERRORS:
+            print(f"{_prog(args)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{_prog(args)}: {failure_summary(exc)}", file=sys.stderr)
+        return EXIT_DIED
     if isinstance(exc, OSError):  # a file vanished or a disk filled up mid-run
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{_prog(args)}: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     raise exc  # a bug: the traceback is what we need to fix it
+
+
+#: Actors named in a failure summary; the others are counted.
+SUMMARY_ACTORS = 6
+
+
+def failure_summary(exc: Any) -> str:
+    """An ActorError in one line: why, then how far each actor got and what was lost.
+
+    >>> from chronopipe.actors import ActorError
+    >>> err = ActorError("datatest.txt", "ProcessKilled", "the process was killed by signal SIGKILL "
+    ...                  "without reporting; actor datatest.txt, pid 42; progress: ...", exitcode=-9,
+    ...                  progress={"merge": (12000, 11000), "datatest.txt": (0, 4000)}, in_flight={"in0": 1000})
+    >>> failure_summary(err).split("; ")  # doctest: +NORMALIZE_WHITESPACE
+    ["actor 'datatest.txt' died (killed by SIGKILL, pid 42)", 'progress: merge received 12,000, emitted 11,000',
+     'datatest.txt emitted 4,000', 'in flight (lost): 1,000']
+    >>> print(failure_summary(ActorError("parse", "ValueError", "bad row", record="1;2")))
+    actor 'parse' failed: ValueError: bad row (record: '1;2')
+    """
+    import re
+
+    text = str(exc).splitlines()[0]
+    pid = re.search(r"; actor .*, pid (\d+);", exc.message)
+    where = f", pid {pid.group(1)}" if pid else ""
+    if exc.exc_type == "ProcessKilled" and exc.exitcode is not None and exc.exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exc.exitcode).name
+        except ValueError:
+            name = f"signal {-exc.exitcode}"
+        text = f"actor {exc.actor!r} died (killed by {name}{where})"
+    elif exc.exc_type == "ProcessExited":
+        text = f"actor {exc.actor!r} died (exited with code {exc.exitcode} without reporting{where})"
+    parts = [text]
+    if exc.progress:
+        shown = [f"{name} {_counts(received, emitted)}"
+                 for name, (received, emitted) in list(exc.progress.items())[:SUMMARY_ACTORS]]
+        more = len(exc.progress) - SUMMARY_ACTORS
+        parts.append("progress: " + "; ".join(shown) + (f"; {more} more actors" if more > 0 else ""))
+    if exc.in_flight:  # {} is no channel counted (the reader was the caller): not "0 lost"
+        parts.append(f"in flight (lost): {exc.lost:,}")
+    return "; ".join(parts)
+
+
+def _counts(received: int, emitted: int) -> str:
+    """``received 5, emitted 4``; a source only ``emitted``, a sink only ``received``."""
+    if received and not emitted:
+        return f"received {received:,}"
+    if emitted and not received:
+        return f"emitted {emitted:,}"
+    return f"received {received:,}, emitted {emitted:,}"
 
 
 def _prog(args: argparse.Namespace | None) -> str:

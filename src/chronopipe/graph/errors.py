@@ -40,13 +40,22 @@ def node_error(node: str, exc: BaseException, item: Any = NO_ITEM) -> ActorError
 
 def from_actor_error(err: ActorError, node: str) -> ActorError:
     """``err`` (from the runtime, about one of ``node``'s actors) renamed for the node and typed
-    after the original exception when that could be rebuilt here."""
+    after the original exception when that could be rebuilt here; how far each actor got and
+    what was lost (``progress``, ``in_flight``, ``lost``) come along.
+
+    >>> err = ActorError("work[1]", "ProcessKilled", "killed", exitcode=-9,
+    ...                  progress={"work[1]": (5, 4)}, in_flight={"a": 3})
+    >>> node_err = from_actor_error(err, "work")
+    >>> node_err.actor, node_err.exitcode, node_err.progress, node_err.in_flight, node_err.lost
+    ('work', -9, {'work[1]': (5, 4)}, {'a': 3}, 3)
+    """
     if err.actor == node and type(err) is not ActorError:
         return err
     cause = err.cause
     cls = _class_for(type(cause)) if isinstance(cause, BaseException) else ActorError
     return _build(cls, node, err.exc_type, err.message, traceback=err.traceback, record=err.record,
-                  record_repr=err.record_repr, exitcode=err.exitcode, cause=cause)
+                  record_repr=err.record_repr, exitcode=err.exitcode, cause=cause,
+                  progress=getattr(err, "progress", None), in_flight=getattr(err, "in_flight", None))
 
 
 def mark(exc: BaseException, node: str, item: Any = NO_ITEM) -> BaseException:

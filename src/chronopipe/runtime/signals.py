@@ -22,10 +22,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..channels.quiet import QUIET_SIGNALS, start_quiet
+
 __all__ = ["HANDLED_SIGNALS", "HANDLER_DEADLINE", "SignalHandlers", "start_quiet"]
 
 log = logging.getLogger("chronopipe.runtime")
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HANDLED_SIGNALS = QUIET_SIGNALS  # the runtime's own threads block them (channels.quiet.start_quiet)
 #: Longest a handler spends ending child processes before the signal takes its course.
 HANDLER_DEADLINE = 2.0
 
@@ -87,19 +89,3 @@ class SignalHandlers:
             signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
             os.kill(os.getpid(), signum)  # die of the signal: exit status 128 + signum
-
-
-def start_quiet(thread: threading.Thread) -> threading.Thread:
-    """Start ``thread`` with SIGINT and SIGTERM blocked in it (it inherits the mask it is made with).
-
-    The kernel delivers a process's signal to any thread that does not block it; if that is not
-    the main thread while the main thread waits in a system call (``input()``, ``readline()``),
-    Python's handler runs only once that call returns: possibly never. The runtime's own
-    threads therefore block both, so the main thread gets them.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(HANDLED_SIGNALS))
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return thread
