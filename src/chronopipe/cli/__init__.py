@@ -201,10 +201,12 @@ def failure_summary(exc: Any) -> str:
      'datatest.txt emitted 4,000', 'in flight (lost): 1,000']
     >>> print(failure_summary(ActorError("parse", "ValueError", "bad row", record="1;2")))
     actor 'parse' failed: ValueError: bad row (record: '1;2')
+    >>> print(failure_summary(ActorError("merge", "EOFError", "", progress={"merge": (101, 101)})))
+    actor 'merge' failed: EOFError; progress: merge received 101, emitted 101
     """
     import re
 
-    text = str(exc).splitlines()[0]
+    text = str(exc).splitlines()[0] if exc.message else f"actor {exc.actor!r} failed: {exc.exc_type}"
     pid = re.search(r"; actor .*, pid (\d+);", exc.message)
     where = f", pid {pid.group(1)}" if pid else ""
     if exc.exc_type == "ProcessKilled" and exc.exitcode is not None and exc.exitcode < 0:
