@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..either import Pending
 from ..runtime import Runtime
 from .pools import AsyncPool, user_pool
+from .threads import Deadline, callback_threads
 
-__all__ = ["NamedCall", "callback_key", "name_of", "pool_mode"]
+__all__ = ["NamedCall", "Outstanding", "callback_key", "name_of", "pool_mode", "submit_task"]
+
+log = logging.getLogger("chronopipe.events")
 
 
 class NamedCall:
@@ -65,3 +71,56 @@ def callback_key(callback: Any) -> Any:
     except TypeError:
         return ("unhashable", id(callback))
     return callback
+
+
+def submit_task(mode: str | AsyncPool, callback: Callable[[Any], Any], event: Any, label: str,
+                timeout: float | None) -> Any:
+    """Submit ``callback(event)`` to its pool; the task a ``Pending`` waits on (given up at ``timeout``).
+
+    ``"thread"``: the manager's daemon callback threads (threads.py), never the Runtime's thread
+    pool, whose threads the Runtime joins at exit; ``"process"``: the Runtime's process pool.
+
+    Raises:
+        Exception: what the pool raises when it refuses the task (closed, broken).
+    """
+    if mode == "thread":
+        task: Any = callback_threads().submit(callback, (event,), label)
+    elif isinstance(mode, str):
+        task = Runtime().submit(NamedCall(callback, label), event, mode=mode)
+    else:
+        task = mode.submit(NamedCall(callback, label), event)
+    return task if timeout is None else Deadline(task, timeout, label, event)
+
+
+class Outstanding(deque[tuple[str, Pending[Any]]]):
+    """The async callbacks submitted and not seen settled yet, oldest first, as (label, Pending).
+
+    Not thread-safe: the EventManager calls it under its lock. ``errors`` counts those that
+    settled to a Left (each logged once, as it is reaped).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors = 0
+
+    def pendings(self) -> list[Pending[Any]]:
+        return [pending for _, pending in self]
+
+    def reap(self, full: bool) -> None:
+        """Count and log the results that have settled: the oldest ones (up to the first still
+        pending), or all (``full``). Never blocks."""
+        waiting: deque[tuple[str, Pending[Any]]] = deque()
+        while self:
+            label, pending = self.popleft()
+            settled = pending.poll()
+            if settled is not pending:
+                if settled.is_left:
+                    self.errors += 1
+                    log.error("async callback %s failed (its result is a Left):\n%s", label,
+                              getattr(settled.error, "traceback", "").rstrip() or repr(settled.error))  # type: ignore[attr-defined]
+            elif full:
+                waiting.append((label, pending))
+            else:
+                self.appendleft((label, pending))
+                break
+        self.extendleft(reversed(waiting))

@@ -19,7 +19,11 @@ Candidates are then checked against their other clauses, with the same code as
 it (one equality clause, one ``exists()``, or none) is not tested again; and when an event hits
 several groups of conditions, their merge in insertion order is kept per combination of groups
 (until the next add or remove): events of the same kind, as a validation run's packets, cost a
-few dict lookups each. The result is therefore always
+few dict lookups each. A crowded group (4 or more candidates left to test, as when many rules
+share a common value and each adds an equality clause) also keeps what its candidates matched
+by the values of the fields those other clauses read (dict events only; at most ``MEMO_KEPT``
+value combinations per group, then it stops keeping them): equality clauses depend on nothing
+else, so an event with the same values matches the same entries. The result is therefore always
 exactly what testing every condition in turn gives (tests/test_events_index.py checks this
 with hypothesis). Adding and removing cost a few dict operations.
 """
@@ -30,17 +34,20 @@ from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from .condition import Condition, resolve
+from .groups import ABSENT as _ABSENT
+from .groups import Memo, drop_one, memo_for, put_one
 from .matchers import BOOL_TAG, Path, _Exists
 
-__all__ = ["ConditionIndex", "IndexEntry", "drop_one", "put_one"]
+__all__ = ["ConditionIndex", "IndexEntry", "drop_one", "put_one"]  # the last two: from groups.py
 
 # equality key -> the entry filed there, or a dict seq -> entry (in seq order) when there are several
 Buckets = dict[Hashable, Any]
 REFILE_FIRST = 64  # file every condition anew at 64 conditions, then each time their number grew 8x
 REFILE_GROWTH = 8
 _EQ_TOP, _EQ_DEEP, _PRESENT, _ALWAYS, _NOWHERE = range(5)
-_ABSENT: Any = object()
 PLANS_KEPT = 4096  # merges kept per combination of groups hit; forgotten all at once beyond
+MEMO_KEPT = 1024  # value combinations kept per group; past that, twice, the group stops keeping them
+MEMO_TOTAL = 50_000  # value combinations kept over all groups; past that, every plan is forgotten
 
 
 class IndexEntry:
@@ -87,9 +94,11 @@ class ConditionIndex(Generic[E]):
         # rarest. [total, {key: count}]
         self._asked: dict[Path, list[Any]] = {}
         self._refile_at = REFILE_FIRST
-        # id of each group hit (bucket entry or dict) -> (the candidates in seq order, all sure);
-        # emptied by every add and remove, which may change a group or free its id for another
-        self._plans: dict[tuple[int, ...], tuple[list[E], bool]] = {}
+        # id of the group hit (a dict), or the ids of the groups hit (bucket entries or dicts) ->
+        # (the candidates in seq order, all sure, their Memo or None); emptied by every add and
+        # remove, which may change a group or free its id for another
+        self._plans: dict[Any, tuple[list[E], bool, Memo | None]] = {}
+        self._memo_size = 0
         #: Conditions that raised while being tested here (each is also recorded in the condition).
         self.errors = 0
 
@@ -286,22 +295,30 @@ class ConditionIndex(Generic[E]):
             hits.append(self._always)
         if not hits:
             return []
-        if len(hits) == 1:
-            hit = hits[0]
-            if hit.__class__ is not dict:
-                candidates: Any = hits
-                sure = hit._sure
-            else:
-                candidates = list(hit.values())  # in seq order already
-                sure = False
+        memo = None
+        if len(hits) == 1 and hits[0].__class__ is not dict:
+            candidates: Any = hits
+            sure = hits[0]._sure
         else:
-            key = tuple(map(id, hits))
+            key: Any = id(hits[0]) if len(hits) == 1 else tuple(map(id, hits))
             plan = self._plans.get(key)
             if plan is None:
                 plan = self._plan(hits, key)
-            candidates, sure = plan
+            candidates, sure, memo = plan
         if sure:
             return candidates  # type: ignore[no-any-return]
+        values = None
+        if memo is not None and is_dict and memo.results is not None:
+            values = memo.values(event)
+            if values is not None:
+                try:
+                    found = memo.results.get(values)
+                except TypeError:  # a value that is no dict key: test the candidates
+                    values = None
+                else:
+                    if found is not None:
+                        return found
+        errors = self.errors
         matched = []
         for entry in candidates:
             if entry._sure:
@@ -312,21 +329,44 @@ class ConditionIndex(Generic[E]):
                 matched.append(entry)
             elif outcome < 0:
                 self.errors += 1
+        if values is not None and self.errors == errors:  # nothing raised: keep it for these values
+            self._keep(memo, values, matched)  # type: ignore[arg-type]
         return matched
 
-    def _plan(self, hits: list[Any], key: tuple[int, ...]) -> tuple[list[E], bool]:
-        """The entries of several groups hit, merged in seq order, and whether all are sure; kept."""
-        merged: dict[int, E] = {}
-        for hit in hits:
-            if hit.__class__ is dict:
-                merged.update(hit)
-            else:
-                merged[hit.seq] = hit
-        candidates = [merged[seq] for seq in sorted(merged)]
+    def _plan(self, hits: list[Any], key: Any) -> tuple[list[E], bool, Memo | None]:
+        """The entries of the groups hit, in seq order, whether all are sure, and their memo; kept."""
+        if len(hits) == 1:
+            candidates = list(hits[0].values())  # one dict: in seq order already
+        else:
+            merged: dict[int, E] = {}
+            for hit in hits:
+                if hit.__class__ is dict:
+                    merged.update(hit)
+                else:
+                    merged[hit.seq] = hit
+            candidates = [merged[seq] for seq in sorted(merged)]
         if len(self._plans) >= PLANS_KEPT:
-            self._plans.clear()
-        plan = self._plans[key] = (candidates, all([entry._sure for entry in candidates]))
+            self._forget_plans()
+        plan = self._plans[key] = (candidates, all([entry._sure for entry in candidates]), memo_for(candidates))
         return plan
+
+    def _keep(self, memo: Memo, values: tuple[Any, ...], matched: list[E]) -> None:
+        results = memo.results
+        assert results is not None
+        if len(results) >= MEMO_KEPT:  # values rarely seen twice here: keeping them costs, saves little
+            self._memo_size -= len(results)
+            memo.overflows += 1
+            memo.results = {} if memo.overflows < 2 else None
+            return
+        if self._memo_size >= MEMO_TOTAL:
+            self._forget_plans()
+            return
+        results[values] = matched
+        self._memo_size += 1
+
+    def _forget_plans(self) -> None:
+        self._plans.clear()
+        self._memo_size = 0
 
 
 def _lookup(buckets: Buckets, value: Any, hits: list[Any]) -> None:
@@ -338,26 +378,3 @@ def _lookup(buckets: Buckets, value: Any, hits: list[Any]) -> None:
             continue
         if there is not None:
             hits.append(there)
-
-
-def put_one(table: dict[Any, Any], key: Hashable, entry: Any) -> None:
-    """Keep ``entry`` under ``key``: the entry itself, or a dict seq -> entry when there are several
-    (one dict less per key that has only one, which is most of them). Entries come in seq order."""
-    there = table.get(key)
-    if there is None:
-        table[key] = entry
-    elif there.__class__ is dict:
-        there[entry.seq] = entry
-    else:
-        table[key] = {there.seq: there, entry.seq: entry}
-
-
-def drop_one(table: dict[Any, Any], key: Hashable, seq: int) -> None:
-    """Undo ``put_one`` for the entry ``seq``."""
-    there = table[key]
-    if there.__class__ is not dict:
-        del table[key]
-    else:
-        del there[seq]
-        if len(there) == 1:
-            table[key] = next(iter(there.values()))
