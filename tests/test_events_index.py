@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chronopipe.events import Condition, ConditionIndex, IndexEntry, exists, gt, not_, regex, satisfies
+from chronopipe.events import groups as groups_module
 from chronopipe.events import index as index_module
 
 # Values that are equal, or hash equal, across types (1, 1.0, True), falsy ones, a NaN object.
@@ -213,3 +214,72 @@ def test_a_condition_proved_by_where_it_is_filed_is_not_tested_again():
     index.add(IndexEntry(Condition({"tcp": exists()})))
     index.add(IndexEntry(Condition({"tcp": exists(), "len": counting(calls)})))
     assert [e.seq for e in index.match({"tcp": 1, "len": 5})] == [0, 1] and calls == [5]
+
+
+# -- crowded groups: what their candidates matched, kept by value -----------------------
+@pytest.mark.parametrize("memo_from", [1, 4])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(conditions, max_size=25), sample=st.lists(events, min_size=1, max_size=8))
+def test_what_a_crowded_group_keeps_by_value_gives_what_a_linear_scan_gives(memo_from, specs, sample):
+    with mock.patch.object(groups_module, "MEMO_FROM", memo_from):
+        index: ConditionIndex[IndexEntry] = ConditionIndex()
+        for spec in specs:
+            index.add(IndexEntry(Condition(spec)))
+        for event in sample + sample:  # the second time, from what was kept
+            assert index.match(event) == linear(index.entries(), event)
+
+
+FILLER = 60
+
+
+def crowded() -> ConditionIndex[IndexEntry]:
+    """Six conditions on source "s", each adding an equality clause on another field (#0 to #5
+    below: seqs FILLER + 0 to 5). Sixty others, on other sources, make those fields' values
+    common and the source rare, so that the six are filed under "s" together."""
+    index: ConditionIndex[IndexEntry] = ConditionIndex()
+    for i in range(FILLER):
+        index.add(IndexEntry(Condition({"source": f"t{i}", "flag": [1, True, "z"], "level": ["a", "b", "c"],
+                                        "n.x": 0})))
+    for spec in [{"source": "s", "flag": 1}, {"source": "s", "flag": True}, {"source": "s", "level": ["a", "b"]},
+                 {"source": "s", "level": "c"}, {"source": "s", "n.x": 0}, {"source": "s", "flag": [1, "z"]}]:
+        index.add(IndexEntry(Condition(spec)))
+    return index
+
+
+def seqs(entries: list[IndexEntry]) -> list[int]:
+    return [e.seq - FILLER for e in entries]
+
+
+def test_events_with_the_same_values_share_what_their_crowded_group_matched():
+    index = crowded()
+    first, second = {"source": "s", "flag": 1, "other": 1}, {"source": "s", "flag": 1, "other": 2}
+    assert seqs(index.matched(first)) == [0, 5]
+    assert index.matched(second) is index.matched(first)
+
+
+def test_what_was_kept_for_an_int_does_not_serve_a_bool():
+    index = crowded()
+    assert seqs(index.match({"source": "s", "flag": 1})) == [0, 5]
+    assert seqs(index.match({"source": "s", "flag": True})) == [1]
+
+
+def test_what_was_kept_for_a_missing_field_does_not_serve_a_present_one():
+    index = crowded()
+    assert seqs(index.match({"source": "s"})) == []
+    assert seqs(index.match({"source": "s", "n": {"x": 0}})) == [4]
+    assert seqs(index.match({"source": "s", "n": {}})) == []
+
+
+def test_a_list_valued_field_in_a_crowded_group_is_tested_not_looked_up():
+    index = crowded()
+    assert seqs(index.match({"source": "s", "level": ["c", "a"]})) == [2, 3]
+    assert seqs(index.match({"source": "s", "level": ["c", "a"]})) == [2, 3]
+
+
+def test_a_group_whose_values_rarely_repeat_stops_keeping_them():
+    with mock.patch.object(index_module, "MEMO_KEPT", 2):
+        index = crowded()
+        for n in range(10):
+            assert seqs(index.match({"source": "s", "level": "c", "flag": f"v{n}"})) == [3]
+        [(_, _, memo)] = index._plans.values()
+        assert memo is not None and memo.results is None
