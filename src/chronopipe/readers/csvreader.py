@@ -68,8 +68,8 @@ class CSVReader(FileReader):
       ``decimal=None`` means ``","`` for ``;``-separated files and ``"."`` otherwise.
       Quoted fields (with quoted newlines) follow RFC 4180; malformed quoting is a reject.
     - **Unmatched quotes.** A quote left open at the end of its line swallows the lines after it
-      into one field. When such a row spanning several lines does not fit (more fields than
-      expected, malformed, the csv module's field size limit reached, or the end of the file
+      into one field. When such a row spanning several lines does not fit (not the expected
+      number of fields, malformed, the csv module's field size limit reached, or the end of the file
       inside the quotes) and one of the lines it swallowed is a row on its own (balanced quotes,
       the expected number of fields), only its first line is rejected and reading resumes on the
       next line: one stray quote costs one row, not the thousands after it. A bad row spanning
