@@ -61,7 +61,7 @@ BAD = [
     (CLI, ["merge", "tap.pcap", "--reorder", "-1"], 2, "--reorder"),
     (CLI, ["merge", "--files", "a.csv"], 2, "merge-csv"),
     (CLI, ["merge-csv", "--files", "missing.csv"], 2, "missing.csv: no such file"),
-    (CLI, ["merge-csv", "--files", "a.csv", "--output", "b.csv", "b.csv"], 2, "b.csv: is also an input"),
+    (CLI, ["merge-csv", "--files", "a.csv", "b.csv", "--output", "b.csv"], 2, "b.csv: is also an input"),
     (CLI, ["validate", "missing.pcap"], 2, "missing.pcap: no such file"),
     (CLI, ["validate", "folder"], 2, "folder: is a directory"),
     (CLI, ["validate", "notes.txt"], 2, "notes.txt"),
@@ -139,7 +139,7 @@ def test_help_lists_the_exit_statuses_in_plain_text(command):
     assert "``" not in done.stdout and ":class:" not in done.stdout
 
 
-@pytest.mark.parametrize("delay", [0.03, 0.06, 0.1, 0.15, 0.2])
+@pytest.mark.parametrize("delay", [0.03, 0.06, 0.1, 0.15, 0.2, 0.25])
 def test_ctrl_c_while_main_py_starts_is_exit_status_130_without_a_traceback(delay):
     proc = subprocess.Popen(MAIN, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
@@ -147,7 +147,9 @@ def test_ctrl_c_while_main_py_starts_is_exit_status_130_without_a_traceback(dela
     _, stderr = proc.communicate(timeout=30)
     if proc.returncode == 0:
         pytest.skip(f"the run finished within {delay} s, before the signal")
-    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    # -2: the report was out and the interpreter was exiting when the signal came: it died of it
+    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
 
 
 def test_an_output_that_is_a_device_is_written_in_place_not_replaced():

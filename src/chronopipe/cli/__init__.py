@@ -14,8 +14,12 @@ commands import what they need when they run, so Ctrl-C at start-up is still exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
+import importlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +109,39 @@ def main(argv: list[str] | None = None) -> int:
         return _failed(args, exc)
 
 
+#: What each command imports, loaded with Ctrl-C held back (see _deferred_signals).
+COMMAND_MODULES = {
+    "merge": ("chronopipe.cli.capmerge",),
+    "merge-csv": ("chronopipe.cli.merge",),
+    "validate": ("chronopipe.capture.validate", "chronopipe.capture.report", "chronopipe.capture.rules"),
+    "scl": ("chronopipe.scl",),
+}
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block ends.
+
+    A KeyboardInterrupt in the middle of an import leaves half-initialised modules behind (pathos'
+    ppft then fails with ModuleNotFoundError); held back, the signal arrives right after the
+    imports, where it is a clean exit status 130 (or 143).
+    """
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _run(args: argparse.Namespace) -> int:
+    with _deferred_signals():
+        for module in COMMAND_MODULES.get(args.command, ()):
+            importlib.import_module(module)
     if args.command == "validate":
         from .validate import run_validate
 
@@ -171,12 +207,16 @@ def _failed(args: argparse.Namespace | None, exc: Exception) -> int:
     were in flight, therefore lost (from the error's ``progress`` and ``in_flight``).
     """
     from ..actors import ActorError
+    from ..channels import ChannelBroken
 
     if isinstance(exc, ActorError):
         if exc.exc_type in INPUT_ERRORS:
             print(f"{_prog(args)}: {str(exc).splitlines()[0]}", file=sys.stderr)
             return EXIT_USAGE
         print(f"{_prog(args)}: {failure_summary(exc)}", file=sys.stderr)
+        return EXIT_DIED
+    if isinstance(exc, ChannelBroken):  # a process at the other end died before the runtime said which
+        print(f"{_prog(args)}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_DIED
     if isinstance(exc, OSError):  # a file vanished or a disk filled up mid-run
         where = f"{exc.filename}: " if exc.filename else ""
