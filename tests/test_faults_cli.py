@@ -25,9 +25,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from chronopipe import cli
 from chronopipe.actors import ActorError
 from chronopipe.capture import CaptureWriter, read_frames
-from chronopipe.channels import ProcessChannel
+from chronopipe.capture.checkhost import CheckHost
+from chronopipe.capture.validate import _host_death
+from chronopipe.channels import ChannelBroken, ProcessChannel
 from chronopipe.channels.pipe import LINGER
 from chronopipe.graph.errors import from_actor_error
 
@@ -359,6 +362,47 @@ def test_a_node_error_keeps_how_far_each_actor_got_and_what_was_lost() -> None:
     assert renamed.actor == "work"
     assert renamed.progress == {"source": (0, 2000), "work[1]": (700, 650)}
     assert renamed.in_flight == {"a": 1300, "b": 0} and renamed.lost == 1300
+
+
+def test_a_check_host_killed_under_a_send_is_reported_as_its_death_not_as_a_broken_pipe() -> None:
+    host = CheckHost("validate-checks-1", [], lambda packet: packet).start()
+    os.kill(host.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    broken = ChannelBroken("channel 'validate-checks-1.in': the reader is gone ([Errno 32] Broken pipe)")
+    died = _host_death(broken, [host])  # as the main thread sees it, before the runtime noticed the death
+    assert isinstance(died, ActorError) and died.actor == "validate-checks-1" and died.exc_type == "ProcessKilled"
+
+
+def test_a_broken_channel_that_ends_a_command_is_one_line_and_exit_status_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    broken = ChannelBroken("channel 'validate-checks-1.in': the reader is gone ([Errno 32] Broken pipe)")
+    assert cli._failed(None, broken) == 3
+    assert capsys.readouterr().err == f"chronopipe: {broken}\n"
+
+
+class _ClosedMidSend:
+    """A pipe end that ``abort()`` closes while a batch is being written (what the runtime does
+    when the reader dies): multiprocess's Connection then fails with a TypeError (its handle is None)."""
+
+    def __init__(self, channel: ProcessChannel, reason: BaseException) -> None:
+        self.channel, self.reason, self.real, self.closed = channel, reason, channel._writer, False
+
+    def send_bytes(self, data: bytes) -> None:
+        self.channel.abort(self.reason)
+        raise TypeError("'NoneType' object cannot be interpreted as an integer")
+
+    def close(self) -> None:
+        self.closed = True
+        self.real.close()
+
+
+def test_a_channel_aborted_in_the_middle_of_a_send_raises_the_reason_for_the_abort() -> None:
+    ch = ProcessChannel(name="hosted.in")
+    died = ActorError("host", "ProcessKilled", "the process was killed by signal SIGKILL", exitcode=-9)
+    ch._writer = _ClosedMidSend(ch, died)
+    with pytest.raises(ActorError) as caught:
+        ch.put_many(list(range(ch.batch_size)))
+    assert caught.value is died
 
 
 def _blocked_signals(thread: threading.Thread) -> set[int]:

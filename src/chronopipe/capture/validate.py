@@ -31,6 +31,7 @@ from typing import Any
 
 from ..actors.actor import Actor
 from ..actors.errors import ActorError
+from ..channels import ChannelBroken
 from ..events import EventManager
 from ..multiplex import SortedQueueMultiplexer
 from ..runtime import Runtime
@@ -44,6 +45,8 @@ __all__ = ["Report", "validate"]
 Samples = dict[str, list[tuple[int, int]]]  # source -> [(ts, packets)], one per batch
 
 SCHEMA = "chronopipe.validate/1"
+#: Longest a run waits for the runtime to report a check host whose inbox broke under it.
+HOST_DEATH_WAIT = 2.0
 
 
 @dataclass
@@ -134,15 +137,35 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
         for host in hosts:
             bring_home(host.checks, host.join())
     except BaseException as exc:  # a check raised, or Ctrl-C: no reader or host goes on without us
+        died = _host_death(exc, hosts)  # before the cancel, which would take its place
         why = ActorError("validate", "Cancelled", f"the validation run stopped before its end ({type(exc).__name__})")
         Runtime().cancel([*hosts, *readers], why)
-        if isinstance(exc, ActorError) and mux is not None:
-            account_merge(exc, mux, readers)
+        error = died or exc
+        if isinstance(error, ActorError) and mux is not None:
+            account_merge(error, mux, readers)
+        if died is not None:
+            raise died from None
         raise
     results = [check.result(summaries) for check in checks]
     start, bucket, timeline = _timeline(counts, summaries, buckets)
     return Report(summaries, results, count, time.perf_counter() - started, merge.late, timeline, bucket, start,
                   _tap_timelines(stamps, buckets))
+
+
+def _host_death(exc: BaseException, hosts: Sequence[CheckHost]) -> ActorError | None:
+    """The error of the check host whose death broke its inbox under us, when ``exc`` is that.
+
+    Sending to a host that was just killed fails at once (a broken pipe), a millisecond before
+    the runtime, which watches the process, has noticed the death and aborted the channel with
+    the host's error: wait that long, and tell the host's story rather than the pipe's.
+    """
+    if not isinstance(exc, ChannelBroken) or isinstance(exc, ActorError):
+        return None
+    for host in hosts:
+        if host.inbox is not None and str(exc).startswith(f"channel {host.inbox.name!r}"):
+            host._done.wait(HOST_DEATH_WAIT)
+            return host.error
+    return None
 
 
 def account_merge(error: ActorError, mux: SortedQueueMultiplexer, readers: Sequence[Actor]) -> None:

@@ -240,7 +240,7 @@ class ProcessChannel(Channel):
                 self._check_broken()
         try:
             self._writer.send_bytes(data)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: abort() closed the pipe mid-send
             self._check_broken()
             raise ChannelBroken(f"channel {self.name!r}: the reader is gone ({exc})") from exc
         finally:
@@ -259,7 +259,7 @@ class ProcessChannel(Channel):
             if not self._reader.poll(timeout):
                 return None
             data = self._reader.recv_bytes()
-        except (EOFError, OSError) as exc:
+        except (EOFError, OSError, TypeError) as exc:  # TypeError: abort() closed the pipe mid-receive
             self._check_broken()
             raise ChannelBroken(
                 f"channel {self.name!r}: every writer is gone before END (a producer died?)"
