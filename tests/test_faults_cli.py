@@ -222,9 +222,6 @@ def kill_one(app: str, victim: str, csvs: list[Path], captures: list[Path], tmp_
 
 
 KILL_CELLS = [("main.py", "reader"), ("merge", "reader"), ("validate", "reader"), ("validate", "checkhost")]
-NO_MERGE_ACCOUNTING = pytest.mark.xfail(
-    reason="cli/merge.py and cli/capmerge.py do not add the merge they run in the main thread to the "
-           "error yet (capture.validate.account_merge does it for validate)", strict=True)
 
 
 @pytest.mark.parametrize(("app", "victim"), KILL_CELLS)
@@ -261,8 +258,8 @@ def test_the_failure_summary_says_which_actor_died_of_what_and_how_far_each_acto
 
 
 @pytest.mark.parametrize(("app", "victim"), [
-    pytest.param("main.py", "reader", marks=NO_MERGE_ACCOUNTING),
-    pytest.param("merge", "reader", marks=NO_MERGE_ACCOUNTING),
+    ("main.py", "reader"),
+    ("merge", "reader"),
     ("validate", "reader"),
     ("validate", "checkhost"),
 ])
@@ -333,6 +330,7 @@ def test_a_killed_manager_server_is_an_actor_error_within_seconds_and_sigterm_st
         latencies[f"manager {manager} {consumer}"] = took
         assert took < DETECT_TIMEOUT
         assert outcome["kind"] == "error" and outcome["actor"] == ("merge" if consumer == "multiplexer" else "consume")
+        assert "Manager server is gone" in outcome["message"], outcome
         assert outcome["progress"][outcome["actor"]][0] >= 100, outcome  # it had taken records
         proc.send_signal(signal.SIGTERM)
         try:

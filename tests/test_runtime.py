@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -150,3 +151,14 @@ def test_cancel_ends_a_producer_blocked_on_a_full_channel_with_the_reason_given(
     assert producer.state == "cancelled" and producer.error is reason
     with pytest.raises(cp.ActorError, match="the owner gave up"):
         full.get_batch(0)
+
+
+def test_a_task_hung_on_the_thread_pool_does_not_keep_the_interpreter_from_exiting(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "hung.py"
+    script.write_text("import time, chronopipe as cp\ncp.Runtime().submit(time.sleep, 3600, mode='thread')\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and time.monotonic() - started < 10, done.stderr

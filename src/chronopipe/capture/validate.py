@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..actors.actor import Actor
 from ..actors.errors import ActorError
 from ..channels import ChannelBroken
 from ..events import EventManager
@@ -142,7 +141,7 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
         Runtime().cancel([*hosts, *readers], why)
         error = died or exc
         if isinstance(error, ActorError) and mux is not None:
-            account_merge(error, mux, readers)
+            mux.account(error, readers)
         if died is not None:
             raise died from None
         raise
@@ -166,22 +165,6 @@ def _host_death(exc: BaseException, hosts: Sequence[CheckHost]) -> ActorError | 
             host._done.wait(HOST_DEATH_WAIT)
             return host.error
     return None
-
-
-def account_merge(error: ActorError, mux: SortedQueueMultiplexer, readers: Sequence[Actor]) -> None:
-    """Add to ``error`` (an actor of the run failed) the merge that ran here, in the caller's
-    thread, where the runtime does not count it: how far it got, and by input what its readers
-    had sent that it never took (lost with the run). An error without ``progress`` is left alone."""
-    if error.progress is None:
-        return
-    progress, flight = dict(error.progress), dict(error.in_flight or {})
-    progress[mux.name] = (int(mux._received), int(mux._emitted))
-    inputs = mux.inputs()
-    for reader in readers:
-        for ch in reader.outputs:
-            if reader.name in progress and any(ch is i for i in inputs):
-                flight[ch.name] = max(0, progress[reader.name][1] - ch.statistics().items_got)
-    error.progress, error.in_flight = progress, flight
 
 
 def _merge(mux: SortedQueueMultiplexer, run_checks: Callable[[list[tuple[Any, ...]]], None],

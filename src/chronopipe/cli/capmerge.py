@@ -101,6 +101,7 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
             output.commit()
     except BaseException as exc:  # a reader failed, the output cannot hold the packets, or Ctrl-C
         Runtime().cancel(readers, ActorError("merge", "Cancelled", f"the merge stopped ({type(exc).__name__})"))
+        mux.account(exc, readers)
         if writer is not None:
             writer.close()
         if output is not None and output.discard():

@@ -327,9 +327,10 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
                         if writer is not None:
                             writer.writerows(batch)
                         bar.update(len(batch))
-        except Exception:
+        except Exception as exc:
             for reader in readers:  # the merge failed: the readers need not go on (Ctrl-C: the runtime ends them)
                 reader.stop()
+            mux.account(exc, readers)
             raise
         summaries = [reader.join() for reader in readers]
         mux.join()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
 from multiprocess.connection import wait
@@ -164,6 +164,24 @@ class QueueMultiplexer(Actor):
 
     def inputs(self) -> list[Channel]:
         return list(self._inputs)
+
+    def account(self, error: Any, producers: Iterable[Actor]) -> None:
+        """Add this merge to ``error`` (an ActorError of a run it took part in): how far it got, and
+        per input, what its ``producers`` had sent that it never took (lost with the run).
+
+        Call it in the thread that iterated the multiplexer, after the failure: a multiplexer
+        iterated in the caller's thread is no actor the runtime counts. An error without
+        ``progress`` (nothing was counted) is left alone.
+        """
+        if getattr(error, "progress", None) is None:
+            return
+        progress, flight = dict(error.progress), dict(error.in_flight or {})
+        progress[self.name] = (int(self._received), int(self._emitted))
+        for producer in producers:
+            for ch in producer.outputs:
+                if producer.name in progress and any(ch is i for i in self._inputs):
+                    flight[ch.name] = max(0, progress[producer.name][1] - ch.statistics().items_got)
+        error.progress, error.in_flight = progress, flight
 
     def _check_open(self, what: str) -> None:
         if self.state == "new" or (self.state == "running" and self.mode == "thread"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 from typing import Any
 
-from ..channels import END, Channel, is_end
+from ..channels import END, Channel, ChannelBroken, is_end
 from ..channels.base import kind_of
 
 __all__ = ["QueueInput", "as_input"]
@@ -36,19 +36,30 @@ class QueueInput(Channel):
         self.source.put(END)
 
     def _receive(self, timeout: float) -> list[Any] | None:
+        """Raises:
+            ChannelBroken: the queue is a Manager proxy whose server process is gone."""
         try:
             first = self.source.get(timeout=timeout) if timeout > 0 else self._get_nowait()
         except queue.Empty:
             return None
+        except (EOFError, ConnectionError, BrokenPipeError) as exc:
+            raise self._gone(exc) from exc
         batch = [first]
         while not is_end(batch[-1]) and len(batch) < DRAIN:
             try:
                 batch.append(self._get_nowait())
             except queue.Empty:
                 break
+            except (EOFError, ConnectionError, BrokenPipeError) as exc:
+                raise self._gone(exc) from exc
         if is_end(batch[-1]):
             batch[-1] = END
         return batch
+
+    def _gone(self, exc: BaseException) -> ChannelBroken:
+        proxy = "Proxy" in type(self.source).__name__  # AutoProxy[Queue]
+        what = "the queue's Manager server is gone" if proxy else "the queue broke"
+        return ChannelBroken(f"input {self.name!r}: {what} ({type(exc).__name__}: {str(exc) or 'connection closed'})")
 
     def _get_nowait(self) -> Any:
         if self._nowait is not None:

@@ -43,6 +43,8 @@ from .workers import kill_processes
 __all__ = ["MultiProcessing", "Runtime"]
 
 log = logging.getLogger("chronopipe.runtime")
+#: Seconds shutdown() waits for a pool to finish its tasks before abandoning it (hung user code).
+POOL_JOIN_TIMEOUT = 2.0
 _ctx = multiprocess.get_context("fork")
 dill.settings["recurse"] = True
 
@@ -227,7 +229,14 @@ class Runtime(SeedNames, ActorHosting):
         if raw is None:
             return
         raw.terminate() if terminate else raw.close()
-        raw.join()
+        # A task hung in user code must not keep the interpreter from exiting: join with a
+        # deadline from a daemon thread, and abandon what is left with a warning.
+        joiner = threading.Thread(target=raw.join, name=f"chronopipe-join-{attr}", daemon=True)
+        joiner.start()
+        joiner.join(POOL_JOIN_TIMEOUT)
+        if joiner.is_alive():
+            log.warning("runtime: the %s still runs a task after %g s; abandoned (its threads end with the "
+                        "interpreter)", attr.strip("_").replace("_", " "), POOL_JOIN_TIMEOUT)
 
     # -- teardown ----------------------------------------------------------------------
     def shutdown(self, timeout: float = 1.0) -> None:
@@ -304,7 +313,13 @@ MultiProcessing = Runtime
 def _shutdown_at_exit() -> None:
     inst = Runtime._instance
     if inst is not None and inst._pid == os.getpid():
-        inst.shutdown()
+        try:
+            inst.shutdown()
+        except KeyboardInterrupt:  # Ctrl-C during the teardown at exit: die of it (130), no traceback
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            os.kill(os.getpid(), signal.SIGINT)
+            os._exit(130)  # not reached: the signal ends the process
 
 
 def _forget_in_child() -> None:
