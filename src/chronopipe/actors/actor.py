@@ -2,7 +2,13 @@
 
 Behaviour is given as callables (lambdas and closures are fine: process actors are forked,
 so nothing needs pickling to start) or by subclassing and overriding the hooks, which are
-named for when they run: ``on_start``, ``on_receive``, ``on_stop``, ``on_failure``.
+named for when they run: ``on_start``, ``on_receive``, ``on_stop``, ``on_failure`` (in the
+actor's thread or process) and ``on_result`` (in the parent, once it has ended).
+
+A host (runtime/hosts.py) calls the few methods of the host contract, and nothing else:
+``_hosted``, ``run_hosted``, ``_finish`` and ``stop``; it may replace ``counts`` (hosting.py
+says when each runs, where, and what happens if it raises). Actors import no runtime code:
+``start()`` asks ``hosting.default_runtime()``, which the runtime installs.
 """
 
 from __future__ import annotations
@@ -13,13 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..channels import END, Channel, ChannelBroken
-from .errors import _NO_RECORD, ActorError
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from .errors import NO_RECORD, ActorError, from_exception
+from .hosting import Counts, HostingRuntime, Outcome, default_runtime
 
 __all__ = ["Actor", "ActorStatistics", "Mode"]
 
@@ -81,9 +85,9 @@ class Actor:
         self._handler = on_receive
         self._source = source
         self._out: list[Any] = []
-        self._failed_record: Any = _NO_RECORD
-        self._received = 0
-        self._emitted = 0
+        self._failed_record: Any = NO_RECORD
+        #: received / emitted so far; a host may replace it (hosting.Counts)
+        self.counts: Counts = Counts()
         self.state = "new"
         self.error: ActorError | None = None
         self.result: Any = None
@@ -93,8 +97,6 @@ class Actor:
         self._done = threading.Event()
         # One byte, read per record: a bytearray here, a view of shared memory for a process.
         self._stop: bytearray | memoryview = bytearray(1)
-        self._host: Any = None
-        self._runtime: Runtime | None = None
 
     # -- hooks -------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -112,6 +114,36 @@ class Actor:
 
     def on_failure(self, exc: BaseException) -> None:
         """Runs in the actor when it fails, before the failure is reported."""
+
+    def on_result(self, result: Any) -> None:
+        """Adopt what the actor's host brought back: ``result`` is ``on_stop``'s value.
+
+        Runs in the parent process, once, when the actor ended normally (not when it failed or
+        was cancelled), before ``join()`` returns: in the actor's own thread for a thread host,
+        in the runtime's supervisor thread (or the thread calling ``Runtime.shutdown()``) for a
+        process host. For a process actor ``result`` is a copy made in the child, so this is
+        where the parent's object takes over the child's figures (a reader's rejects, a merge's
+        report); for a thread actor it is the very object on_stop returned: adopting it must be
+        harmless. If it raises, the actor ends ``failed`` with that error (join() raises it); its
+        outputs were already closed normally, so its neighbours go on.
+        """
+
+    # Counts, as the loops of subclasses spell them (one attribute access per batch).
+    @property
+    def _received(self) -> int:
+        return self.counts.received
+
+    @_received.setter
+    def _received(self, value: int) -> None:
+        self.counts.received = value
+
+    @property
+    def _emitted(self) -> int:
+        return self.counts.emitted
+
+    @_emitted.setter
+    def _emitted(self, value: int) -> None:
+        self.counts.emitted = value
 
     # -- what the loop does ------------------------------------------------------------
     def run(self) -> None:
@@ -150,7 +182,7 @@ class Actor:
         if out:
             for ch in self.outputs:
                 ch.put_many(out)
-            self._emitted += len(out)
+            self.counts.emitted += len(out)
             out.clear()
 
     def _run_source(self) -> None:
@@ -160,7 +192,7 @@ class Actor:
         # records as they come, so none waits in our hands for the next.
         src = self._source
         it = iter(src() if callable(src) else src)  # type: ignore[operator]
-        stop, size = self._stop, 1
+        stop, size, counts = self._stop, 1, self.counts
         single = self.outputs[0] if len(self.outputs) == 1 else None
         while not stop[0]:
             started = time.monotonic()
@@ -173,7 +205,7 @@ class Actor:
                     for ch in self.outputs:
                         ch.put(item)
                     taken += 1
-            self._emitted += taken
+            counts.emitted += taken
             if taken < size:
                 return
             size = min(size * 2, EMIT_BATCH) if time.monotonic() - started < SLOW_CHUNK else 1
@@ -183,7 +215,7 @@ class Actor:
         assert inbox is not None
         overridden = type(self).on_receive is not Actor.on_receive
         handle = self._handler if self._handler is not None and not overridden else self.on_receive
-        out = self._out
+        out, counts = self._out, self.counts
         for batch in self._inbox_batches(inbox):
             for item in batch:
                 try:
@@ -193,12 +225,12 @@ class Actor:
                     raise
                 if r is not None:
                     out.append(r)
-            self._received += len(batch)
+            counts.received += len(batch)
             self._send_out()
 
     def _inbox_batches(self, inbox: Channel) -> Iterator[list[Any]]:
         """The inbox's batches without the END, until END or stop(): the loop of an actor that
-        reads an inbox (the caller handles each batch, then counts it in ``_received``)."""
+        reads an inbox (the caller handles each batch, then counts it in ``counts.received``)."""
         stop = self._stop
         while True:
             batch = self._next_batch(inbox)
@@ -227,16 +259,21 @@ class Actor:
         return None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self, runtime: Runtime | None = None) -> Actor:
-        """Start hosting the actor on its runtime; returns self."""
-        from ..runtime import Runtime
-
-        (runtime or Runtime()).start(self)
+    def start(self, runtime: HostingRuntime | None = None) -> Actor:
+        """Start hosting the actor on ``runtime`` (default: the process's Runtime); returns self."""
+        (runtime or default_runtime()).start(self)
         return self
 
     def stop(self) -> None:
-        """Ask the actor to finish: it stops taking input, runs on_stop, closes its outputs."""
+        """Ask the actor to finish: it stops taking input, runs on_stop, closes its outputs.
+
+        Any thread may call it, and a host does from a signal handler: it takes no lock (an
+        override must not either, and must call this one)."""
         self._stop[0] = 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the actor to end; True once it has (never raises)."""
+        return self._done.wait(timeout)
 
     def join(self, timeout: float | None = None) -> Any:
         """Wait for the actor to end; its result, or raises its ActorError / TimeoutError."""
@@ -253,8 +290,10 @@ class Actor:
         return self.state == "running"
 
     def statistics(self) -> ActorStatistics:
+        counts = self.counts
         return ActorStatistics(
-            name=self.name, mode=self.mode, state=self.state, received=self._received, emitted=self._emitted,
+            name=self.name, mode=self.mode, state=self.state, received=int(counts.received),
+            emitted=int(counts.emitted),
             started_at=self.started_at, ended_at=self.ended_at, pid=self.pid,
         )
 
@@ -266,8 +305,29 @@ class Actor:
         """Every channel this actor reads or writes."""
         return self.inputs() + self.outputs
 
-    def _host_main(self) -> tuple[str, Any]:
-        """Run the hooks and loop where the actor is hosted: ("ok", result) or ("error", exc)."""
+    # -- the host contract (hosting.py): called by hosts only ----------------------------
+    def _hosted(self, stop_flag: memoryview | None = None, counts: Counts | None = None) -> None:
+        """A host takes the actor: it is ``running`` from now on.
+
+        Runs in the parent, under the runtime's lock, before the host starts the actor's thread
+        or forks its process. A host whose actor runs in another process passes the stop flag
+        (one byte) and the counts the parent will read there; their current values are kept.
+        Raises nothing.
+        """
+        if stop_flag is not None:
+            stop_flag[0] = self._stop[0]
+            self._stop = stop_flag
+        if counts is not None:
+            counts.received, counts.emitted = self.counts.received, self.counts.emitted
+            self.counts = counts
+        self.state, self.started_at = "running", time.time()
+
+    def run_hosted(self) -> Outcome:
+        """Run the actor where it is hosted: on_start, the loop, on_stop, close the outputs.
+
+        Runs in the host: the actor's thread, or its child process. Never raises: an exception
+        from any of them (after on_failure ran) is returned as ``Outcome("error", exc, record)``.
+        """
         try:
             self.on_start()
             self._main()
@@ -275,7 +335,7 @@ class Actor:
             result = self.on_stop()
             for ch in self.outputs:
                 ch.close()
-            return "ok", result
+            return Outcome("ok", result)
         except BaseException as exc:
             if not isinstance(exc, ChannelBroken):
                 log.error("actor %r failed: %s: %s", self.name, type(exc).__name__, exc)
@@ -283,10 +343,22 @@ class Actor:
                 self.on_failure(exc)
             except Exception:
                 log.exception("actor %r: on_failure raised", self.name)
-            return "error", exc
+            return Outcome("error", exc, self._failed_record)
 
     def _finish(self, result: Any = None, error: ActorError | None = None, cancelled: bool = False) -> None:
-        """Record the outcome in the owning process and wake joiners."""
+        """Record how the actor ended and wake its joiners (after ``on_result(result)`` on success).
+
+        Runs in the parent, once per actor: in the thread that learnt of the end (see
+        ``on_result``). Raises nothing: an error of on_result becomes the actor's error.
+        """
+        if error is None:
+            try:
+                self.on_result(result)
+            except Exception as exc:
+                log.error("actor %r: on_result raised %s: %s", self.name, type(exc).__name__, exc)
+                error = from_exception(self.name, exc)
+                error.message = f"on_result: {error.message}"
+                error.args = (error.actor, error.exc_type, error.message)
         self.ended_at = time.time()
         if error is not None:
             self.state, self.error = ("cancelled" if cancelled else "failed"), error

@@ -8,7 +8,10 @@ from typing import Any
 
 import dill
 
-__all__ = ["ActorError", "describe_exit", "error_envelope", "error_from_envelope", "from_exception"]
+__all__ = [
+    "NO_RECORD", "ActorError", "describe_exit", "error_envelope", "error_from_envelope", "from_exception",
+    "qualified_name",
+]
 
 _REPR_LIMIT = 1000
 
@@ -83,11 +86,12 @@ def _rebuild(
                       progress=progress, in_flight=in_flight)
 
 
-_NO_RECORD = object()
+#: "No record was being handled" (a record may well be None).
+NO_RECORD = object()
 
 
 def _short_repr(record: Any) -> str | None:
-    if record is None or record is _NO_RECORD:
+    if record is None or record is NO_RECORD:
         return None
     try:
         text = repr(record)
@@ -96,31 +100,32 @@ def _short_repr(record: Any) -> str | None:
     return text if len(text) <= _REPR_LIMIT else text[:_REPR_LIMIT] + "...[truncated]"
 
 
-def _qualified(exc: BaseException) -> str:
+def qualified_name(exc: BaseException) -> str:
+    """The exception's class name, with its module unless a builtin (``json.decoder.JSONDecodeError``)."""
     cls = type(exc)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def from_exception(actor: str, exc: BaseException, record: Any = _NO_RECORD) -> ActorError:
+def from_exception(actor: str, exc: BaseException, record: Any = NO_RECORD) -> ActorError:
     """Wrap an exception raised in this process (a thread actor, a callback)."""
     if isinstance(exc, ActorError):
         return exc
     return ActorError(
-        actor, _qualified(exc), str(exc),
+        actor, qualified_name(exc), str(exc),
         traceback="".join(traceback.format_exception(exc)),
-        record=None if record is _NO_RECORD else record,
+        record=None if record is NO_RECORD else record,
         cause=exc,
     )
 
 
-def error_envelope(actor: str, exc: BaseException, record: Any = _NO_RECORD) -> dict[str, Any]:
+def error_envelope(actor: str, exc: BaseException, record: Any = NO_RECORD) -> dict[str, Any]:
     """Everything about a failure as plain data, safe to send to another process."""
     if isinstance(exc, ActorError):  # a nested runtime call failed: keep its story
         return {"actor": exc.actor, "exc_type": exc.exc_type, "message": exc.message,
                 "traceback": exc.traceback, "record_repr": exc.record_repr, "exception": None, "record": None}
     envelope: dict[str, Any] = {
         "actor": actor,
-        "exc_type": _qualified(exc),
+        "exc_type": qualified_name(exc),
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
         "record_repr": _short_repr(record),
@@ -128,7 +133,7 @@ def error_envelope(actor: str, exc: BaseException, record: Any = _NO_RECORD) -> 
         "record": None,
     }
     for key, value in (("exception", exc), ("record", record)):
-        if value is _NO_RECORD:
+        if value is NO_RECORD:
             continue
         try:
             envelope[key] = dill.dumps(value)

@@ -9,8 +9,9 @@ receives the merged packets (flat tuples, the cheapest records to send: see
 :func:`~chronopipe.channels.pipe.dumps_batch`), decodes them as the main process does and
 dispatches them to its checks on an EventManager of its own. Every check sees every packet, in
 merge order, in whichever process it runs, so the report is the same as in one process
-(tests/test_validate.py compares them). At the end a host's result is its checks, whose state
-the run copies back into the caller's check objects.
+(tests/test_validate.py compares them). At the end a host's result is its checks; the host
+brings their state home into the caller's check objects in ``on_result`` (the Actor hook for
+that), so ``join()`` gives the caller's own checks, up to date.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class CheckHost(Actor):
 
     ``decoder`` turns a packet tuple into the record the checks see (the run's decode, with the
     SCL fields when asked for). The inbox is a bounded process channel: a host that falls
-    behind slows the merge down, it does not fill the memory. ``join()`` returns the checks,
-    with their state; a check that raises fails the host, and the run with it.
+    behind slows the merge down, it does not fill the memory. ``join()`` returns the checks
+    given (the caller's objects), with the state they reached in the host; a check that raises
+    fails the host, and the run with it.
     """
 
     def __init__(self, name: str, checks: Sequence[Check], decoder: Callable[[tuple[Any, ...]], Any], *,
@@ -86,13 +88,21 @@ class CheckHost(Actor):
         assert self.inbox is not None
         for batch in self._inbox_batches(self.inbox):
             yield from map(self._decoder, batch)
-            self._received += len(batch)
+            self.counts.received += len(batch)
 
     def on_stop(self) -> list[Check]:
         return self.checks
 
+    def on_result(self, result: list[Check]) -> None:
+        """In the parent: copy the state of the checks the host ran (``result``, copies made in
+        its process) into the caller's check objects, which then take their place in ``result``."""
+        bring_home(self.checks, result)
+        result[:] = self.checks
+
 
 def bring_home(checks: Sequence[Check], returned: Sequence[Check]) -> None:
-    """Copy the state of the checks a host ran (and returned) into the caller's objects."""
+    """Copy the state of the checks a host ran (and returned) into the caller's objects; a check
+    that is its own copy (brought home already, or run in this process) is left alone."""
     for check, state in zip(checks, returned, strict=True):
-        check.__dict__.update(state.__dict__)
+        if check is not state:
+            check.__dict__.update(state.__dict__)

@@ -33,7 +33,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from itertools import accumulate, chain, compress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..actors.actor import Actor, ActorStatistics, Mode
 from ..readers.hosting import ReaderHosting
@@ -41,9 +41,6 @@ from ..readers.output import kind_of
 from .decode import decode as decode_frame
 from .formats import CustomBlock, Damage, read_batches
 from .stream import Stepped
-
-if TYPE_CHECKING:
-    from ..actors.errors import ActorError
 
 __all__ = ["PACKET_FIELDS", "PACKET_KEY", "CaptureReader", "CaptureStatistics", "CaptureSummary"]
 
@@ -222,10 +219,10 @@ class CaptureReader(ReaderHosting, Actor):
         """Wait for the reader to end; returns its :class:`CaptureSummary`."""
         return super().join(timeout)  # type: ignore[no-any-return]
 
-    def _finish(self, result: Any = None, error: ActorError | None = None, cancelled: bool = False) -> None:
+    def on_result(self, result: Any) -> None:
+        """In the parent, once the reader ended: take over the child's summary."""
         if isinstance(result, CaptureSummary):  # from a child process
             self.summary = result
-        super()._finish(result, error, cancelled)
 
 
 def _reordered(batches: Iterator[list[tuple[Any, ...]]], window_ns: int,

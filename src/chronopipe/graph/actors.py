@@ -26,7 +26,8 @@ import multiprocess
 from multiprocess.connection import wait
 
 from ..actors.actor import Actor
-from ..actors.errors import _NO_RECORD, ActorError
+from ..actors.errors import NO_RECORD as _NO_RECORD
+from ..actors.errors import ActorError
 from ..channels import END, ChannelBroken, ProcessChannel
 from ..channels.base import POLL_INTERVAL
 from ..multiplex.window import MergeWindow

@@ -13,7 +13,9 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from ..actors.errors import _NO_RECORD, ActorError, _qualified
+from ..actors.errors import NO_RECORD as _NO_RECORD
+from ..actors.errors import ActorError
+from ..actors.errors import qualified_name as _qualified
 
 __all__ = ["NO_ITEM", "find_origin", "from_actor_error", "mark", "node_error"]
 

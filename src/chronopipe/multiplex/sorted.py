@@ -107,10 +107,10 @@ class SortedQueueMultiplexer(QueueMultiplexer):
             self._late_out.close()
         return self.report
 
-    def _finish(self, result: Any = None, error: Any = None, cancelled: bool = False) -> None:
+    def on_result(self, result: Any) -> None:
+        """In the parent, once the merge ended: take over the child's report."""
         if isinstance(result, MergeReport):
             self.report = result  # a process-hosted merge: take over the child's report
-        super()._finish(result, error, cancelled)
 
     # -- the merge -------------------------------------------------------------------------
     def _batches(self) -> Iterator[list[Any]]:

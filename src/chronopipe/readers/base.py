@@ -33,7 +33,6 @@ from .hosting import ReaderHosting
 from .output import kind_of
 
 if TYPE_CHECKING:
-    from ..actors.errors import ActorError
     from ..runtime import Runtime
 
 __all__ = ["FileReader", "OnError", "ReaderError", "ReaderStatistics", "ReaderSummary", "Reject"]
@@ -304,7 +303,7 @@ class FileReader(ReaderHosting, Actor):
         Raises its ActorError (e.g. a ReaderError with file:line) or TimeoutError."""
         return super().join(timeout)  # type: ignore[no-any-return]
 
-    def _finish(self, result: Any = None, error: ActorError | None = None, cancelled: bool = False) -> None:
+    def on_result(self, result: Any) -> None:
+        """In the parent, once the reader ended: take over the child's counts and rejects."""
         if isinstance(result, ReaderSummary):  # from a child process: make the parent's view whole
             self._adopt(result)
-        super()._finish(result, error, cancelled)

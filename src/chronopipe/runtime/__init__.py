@@ -1,6 +1,7 @@
 """The runtime: one per process; owns pools, actor threads and actor processes."""
 
 from .pools import PoolTask
-from .runtime import MultiProcessing, Runtime
+from .runtime import Runtime
+from .seed import MultiProcessing
 
 __all__ = ["MultiProcessing", "PoolTask", "Runtime"]

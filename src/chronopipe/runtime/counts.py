@@ -1,65 +1,61 @@
 """Live record counts of process actors, and what a failure cost.
 
-A process actor counts what it received and emitted in ``_received`` / ``_emitted``; in its
-own process those are plain ints, invisible to the parent until it reports at its end (and
-never, if it is killed). ``share_counts`` moves them into shared memory (two int64 per actor)
-before the fork: the actor's loops update them once per batch as before, the parent reads them
-live, and they are still there, final, after a SIGKILL.
+An actor counts what it received and emitted in ``actor.counts`` (``actors.hosting.Counts``);
+in a child process plain ints would be invisible to the parent until the child reports at its
+end (and never, if it is killed). So the process host gives the actor a :class:`SharedCounts`
+(two int64 in shared memory) before the fork (``Actor._hosted``): the actor's loops add to them
+once per batch as before, the parent reads them live, and they are still there, final, after a
+SIGKILL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import multiprocess
 
 from ..actors.actor import Actor
 
-__all__ = ["in_flight", "progress", "share_counts"]
+__all__ = ["SharedCounts", "in_flight", "progress"]
 
 _ctx = multiprocess.get_context("fork")
-_classes: dict[type, type] = {}
 
 
-def _shared(index: int) -> property:
-    def get(self: Any) -> int:
-        return self._shared_counts[index]
+class SharedCounts:
+    """``received`` and ``emitted`` in shared memory (inherited by a forked child: no pickling).
 
-    def put(self: Any, value: int) -> None:
-        self._shared_counts[index] = value
+    >>> c = SharedCounts(); c.emitted += 5; (c.received, c.emitted)
+    (0, 5)
+    """
 
-    return property(get, put)
+    __slots__ = ("_view",)
 
+    def __init__(self) -> None:
+        self._view = memoryview(_ctx.RawArray("q", 2)).cast("B").cast("q")
 
-def share_counts(actor: Actor) -> None:
-    """Back ``actor``'s counts by shared memory. Runs in the parent, before the actor's process
-    is forked. The actor's class is swapped for a subclass of the same name whose ``_received``
-    and ``_emitted`` are properties over the shared array; if that cannot be done (a class with
-    ``__slots__``), the counts stay private to the child and arrive with its report, as before."""
-    counts = memoryview(_ctx.RawArray("q", 2)).cast("B").cast("q")
-    counts[0], counts[1] = actor._received, actor._emitted
-    cls = type(actor)
-    if "_shared_counts" not in vars(cls):
-        sub = _classes.get(cls)
-        if sub is None:
-            sub = type(cls.__name__, (cls,), {
-                "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
-                "_shared_counts": None, "_received": _shared(0), "_emitted": _shared(1),
-            })
-            _classes[cls] = sub
-        try:
-            actor.__class__ = sub
-        except TypeError:
-            return
-    vars(actor).pop("_received", None)
-    vars(actor).pop("_emitted", None)
-    actor._shared_counts = counts  # type: ignore[attr-defined]
+    @property
+    def received(self) -> int:
+        return self._view[0]
+
+    @received.setter
+    def received(self, value: int) -> None:
+        self._view[0] = value
+
+    @property
+    def emitted(self) -> int:
+        return self._view[1]
+
+    @emitted.setter
+    def emitted(self, value: int) -> None:
+        self._view[1] = value
+
+    def __repr__(self) -> str:
+        return f"SharedCounts(received={self.received}, emitted={self.emitted})"
 
 
 def progress(actors: Iterable[Actor]) -> dict[str, tuple[int, int]]:
     """(received, emitted) so far, by actor name."""
-    return {a.name: (int(a._received), int(a._emitted)) for a in actors}
+    return {a.name: (int(a.counts.received), int(a.counts.emitted)) for a in actors}
 
 
 def in_flight(actors: Iterable[Actor]) -> dict[str, int]:
@@ -82,13 +78,13 @@ def in_flight(actors: Iterable[Actor]) -> dict[str, int]:
                 continue
             writers = [w for w in actors if any(c is ch for c in w.outputs)]
             if writers:
-                written = sum(int(w._emitted) for w in writers)
+                written = sum(int(w.counts.emitted) for w in writers)
             else:
                 try:
                     written = ch.statistics().items_put
                 except Exception:
                     continue
-            out[ch.name] = max(0, written - sum(int(r._received) for r in readers))
+            out[ch.name] = max(0, written - sum(int(r.counts.received) for r in readers))
     return out
 
 

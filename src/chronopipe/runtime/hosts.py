@@ -1,7 +1,13 @@
 """How the Runtime hosts actors: a thread each, or a process each watched by a supervisor thread.
 
+The two hosts implement ``actors.hosting.Host`` (a Ray host would be a third): ``ThreadHost``
+runs ``actor.run_hosted()`` on a daemon thread; ``ProcessHost`` forks a process that runs it
+and sends the outcome back on a status pipe. What the runtime knows about a hosted actor is in
+its ``HostRecord`` (the host, its pid, status pipe and outcome, why the actor was cancelled),
+kept by the runtime, never on the actor.
+
 ``ActorHosting`` is a part of ``Runtime`` (a mixin): the supervisor thread waits on every actor
-process's report pipe and sentinel, so a death is noticed within about a millisecond; a failure
+process's status pipe and sentinel, so a death is noticed within about a millisecond; a failure
 stops every actor connected to the failed one through channels (its component), and the error
 says how far each of them got and how many records were lost (counts.py).
 """
@@ -11,41 +17,148 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import dill
-from multiprocess.connection import wait
+import multiprocess
+from multiprocess.connection import Pipe, wait
 
 from ..actors.actor import Actor
 from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope, from_exception
+from ..actors.hosting import Host, Outcome
 from ..channels import Channel
 from . import counts
 from .child import init_child, stdlib_before_exit
 from .signals import start_quiet
 
-__all__ = ["ActorHosting"]
+__all__ = ["ActorHosting", "HostRecord", "ProcessHost", "ThreadHost"]
 
 log = logging.getLogger("chronopipe.runtime")
+_ctx = multiprocess.get_context("fork")
+
+
+class ThreadHost:
+    """Runs the actor on a daemon thread of this process, then ``report(outcome)`` on that thread."""
+
+    def __init__(self, actor: Actor, report: Callable[[Outcome], None]) -> None:
+        self.pid: int | None = os.getpid()
+        self.thread = threading.Thread(target=lambda: report(actor.run_hosted()), name=f"chronopipe:{actor.name}",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def cancel(self, reason: ActorError | None, *, kill: bool = False) -> None:
+        """A thread cannot be ended from outside: it ends at its stop flag or a broken channel."""
+
+
+class ProcessHost:
+    """Forks a process that runs the actor and sends its outcome on ``status_r`` (read by the
+    supervisor into ``outcome``); ``sentinel`` is readable once the process has ended."""
+
+    def __init__(self, actor: Actor) -> None:
+        self.status_r, status_w = Pipe(duplex=False)
+        self._status_w: Any = status_w
+        self.proc = _ctx.Process(target=_host_process, args=(actor, status_w), name=f"chronopipe:{actor.name}")
+        self.pid: int | None = None
+        self.outcome: tuple[str, Any] | None = None
+
+    def start(self) -> None:
+        self.proc.start()
+        self._status_w.close()
+        self._status_w = None
+        self.pid = self.proc.pid
+
+    @property
+    def sentinel(self) -> Any:
+        return self.proc.sentinel
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.exitcode
+
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.proc.join(timeout)
+
+    def cancel(self, reason: ActorError | None, *, kill: bool = False) -> None:
+        """SIGTERM (SIGKILL with ``kill``) the process, if it still runs."""
+        if self.proc.exitcode is None:
+            self.proc.kill() if kill else self.proc.terminate()
+
+    def read_report(self, name: str) -> None:
+        """Read the child's report into ``outcome`` (("none", None) if it closed the pipe silently)."""
+        try:
+            data = self.status_r.recv_bytes()
+        except (EOFError, OSError):
+            self.outcome = ("none", None)
+            return
+        try:
+            self.outcome = dill.loads(data)
+        except Exception as exc:
+            self.outcome = ("error", error_envelope(name, TypeError(f"its report cannot be unpickled: {exc}")))
+
+
+@dataclass(eq=False)
+class HostRecord:
+    """What the runtime keeps about one hosted actor (the actor itself keeps none of it)."""
+
+    actor: Actor
+    host: Host
+    cancelled_by: ActorError | None = None  #: set once: why the runtime stopped it early
+
+    @property
+    def pid(self) -> int | None:
+        return self.host.pid
 
 
 class ActorHosting:
     """The actor-hosting half of the Runtime (its attributes are made in ``Runtime._setup``)."""
 
     _lock: Any
-    _actors: list[Actor]
+    _pid: int
+    _records: dict[int, HostRecord]  # by id(actor), in start order
     _supervisor: threading.Thread | None
     _wake_r: Any
     _wake_w: Any
 
-    def _host_thread(self, actor: Actor) -> None:
-        status, payload = actor._host_main()
-        if actor._cancelled_by is not None:  # stopped early because a neighbour failed
-            actor._finish(error=actor._cancelled_by, cancelled=True)
-        elif status == "ok":
-            actor._finish(result=payload)
+    def _host(self, actor: Actor) -> HostRecord:
+        """Take ``actor`` and start its host (the caller holds the lock and checked the actor)."""
+        if actor.mode == "thread":
+            record = HostRecord(actor, ThreadHost(actor, lambda outcome: self._thread_ended(record, outcome)))
+            actor._hosted()
         else:
-            error = from_exception(actor.name, payload, actor._failed_record)
+            # Stop flag and counts in shared memory: the parent sees them live, even after a SIGKILL.
+            actor._hosted(memoryview(_ctx.RawArray("B", 1)).cast("B"), counts.SharedCounts())
+            record = HostRecord(actor, ProcessHost(actor))
+        self._records[id(actor)] = record
+        record.host.start()
+        actor.pid = record.host.pid
+        if actor.mode == "process":
+            self._ensure_supervisor()
+        return record
+
+    def _records_of(self, actors: Iterable[Actor]) -> list[HostRecord]:
+        return [r for r in (self._records.get(id(a)) for a in actors) if r is not None]
+
+    def _thread_ended(self, record: HostRecord, outcome: Outcome) -> None:
+        actor = record.actor
+        if record.cancelled_by is not None:  # stopped early because a neighbour failed
+            actor._finish(error=record.cancelled_by, cancelled=True)
+        elif outcome.status == "ok":
+            actor._finish(result=outcome.value)
+        else:
+            error = from_exception(actor.name, outcome.value, outcome.record)
             self._account(actor, error, in_message=False)
             actor._finish(error=error)
             self._fail_component(actor)
@@ -61,12 +174,13 @@ class ActorHosting:
         """Wait on every actor process: read its report, notice its death within ~1 ms."""
         while True:
             with self._lock:
-                watched: dict[Any, tuple[Actor, str]] = {}
-                for a in self._actors:
-                    if a.mode == "process" and a.state == "running":
-                        if a._status_r is not None and a._outcome is None:
-                            watched[a._status_r] = (a, "report")
-                        watched[a._host.sentinel] = (a, "exit")
+                watched: dict[Any, tuple[HostRecord, str]] = {}
+                for r in self._records.values():
+                    host = r.host
+                    if isinstance(host, ProcessHost) and r.actor.state == "running":
+                        if host.outcome is None and not host.status_r.closed:
+                            watched[host.status_r] = (r, "report")
+                        watched[host.sentinel] = (r, "exit")
                 if not watched:
                     self._supervisor = None
                     return
@@ -76,44 +190,36 @@ class ActorHosting:
                     while self._wake_r.poll():
                         self._wake_r.recv_bytes()
                 elif watched[obj][1] == "report":
-                    self._read_report(watched[obj][0])
+                    record = watched[obj][0]
+                    record.host.read_report(record.actor.name)  # type: ignore[attr-defined]
                 else:
                     self._reap(watched[obj][0])
 
-    def _read_report(self, actor: Actor) -> None:
-        try:
-            data = actor._status_r.recv_bytes()
-        except (EOFError, OSError):
-            actor._outcome = ("none", None)
-            return
-        try:
-            actor._outcome = dill.loads(data)
-        except Exception as exc:
-            actor._outcome = ("error", error_envelope(actor.name, TypeError(f"its report cannot be unpickled: {exc}")))
-
-    def _reap(self, actor: Actor) -> None:
+    def _reap(self, record: HostRecord) -> None:
+        """A process host has ended: conclude its actor from the report (or from how it died)."""
+        actor, host = record.actor, record.host
+        assert isinstance(host, ProcessHost)
         with self._lock:
             if actor.state != "running":
                 return
-            proc = actor._host
-            proc.join(1.0)
-            if actor._outcome is None and actor._status_r.poll(0):
-                self._read_report(actor)
-            actor._status_r.close()
-            status, payload = actor._outcome or ("none", None)
+            host.join(1.0)
+            if host.outcome is None and host.status_r.poll(0):
+                host.read_report(actor.name)
+            host.status_r.close()
+            status, payload = host.outcome or ("none", None)
             if status == "ok":
-                result, (actor._received, actor._emitted) = payload
-            if actor._cancelled_by is not None:  # stopped early because a neighbour failed
-                actor._finish(error=actor._cancelled_by, cancelled=True)
+                result, (actor.counts.received, actor.counts.emitted) = payload
+            if record.cancelled_by is not None:  # stopped early because a neighbour failed
+                actor._finish(error=record.cancelled_by, cancelled=True)
                 return
             if status == "ok":
                 actor._finish(result=result)
                 return
             if status == "error":
-                error = error_from_envelope(payload, proc.exitcode)
+                error = error_from_envelope(payload, host.exitcode)
                 self._account(actor, error, in_message=False)
             else:  # it died without a word: say what that cost
-                error = describe_exit(actor.name, proc.exitcode)
+                error = describe_exit(actor.name, host.exitcode)
                 self._account(actor, error, in_message=True)
             actor._finish(error=error)
         self._fail_component(actor)
@@ -121,17 +227,18 @@ class ActorHosting:
     def _component(self, failed: Actor) -> tuple[list[Actor], set[Channel]]:
         """``failed`` and every actor connected to it through channels (in start order), and their channels."""
         with self._lock:
+            actors = [r.actor for r in self._records.values()]
             channels: set[Channel] = set(failed.channels())
-            members: set[Actor] = {failed}
+            members: set[int] = {id(failed)}
             grew = True
             while grew:
                 grew = False
-                for a in self._actors:
-                    if a not in members and channels.intersection(a.channels()):
-                        members.add(a)
+                for a in actors:
+                    if id(a) not in members and channels.intersection(a.channels()):
+                        members.add(id(a))
                         channels.update(a.channels())
                         grew = True
-            return [a for a in self._actors if a in members], channels
+            return [a for a in actors if id(a) in members], channels
 
     def _account(self, failed: Actor, error: ActorError, in_message: bool) -> None:
         """Tell in ``error`` how far each actor of ``failed``'s component got, and what was lost."""
@@ -152,28 +259,29 @@ class ActorHosting:
             self._cancel([a for a in members if a is not failed], channels, failed.error)
 
     def _cancel(self, actors: Iterable[Actor], channels: Iterable[Channel], reason: ActorError | None) -> None:
-        for a in actors:
-            if a.state == "running":
-                a._cancelled_by = a._cancelled_by or reason
-                a._stop[0] = 1
+        running = [a for a in actors if a.state == "running"]
+        records = self._records_of(running)
+        for r in records:
+            r.cancelled_by = r.cancelled_by or reason
+        for a in running:
+            a.stop()
         for ch in channels:
             ch.abort(reason)
-        for a in actors:
-            if a.state == "running" and a.mode == "process":
-                a._host.terminate()
+        for r in records:
+            if r.actor.state == "running":
+                r.host.cancel(reason)
 
 
 def _host_process(actor: Actor, status_w: Any) -> None:
     """Body of an actor's process (forked; runs nothing of the parent's teardown)."""
     init_child(readers=actor.inputs(), writers=actor.outputs)
     actor.pid = os.getpid()
-    status, payload = actor._host_main()
+    outcome = actor.run_hosted()
     stdlib_before_exit()
-    counts = (actor._received, actor._emitted)
-    if status == "ok":
-        report: tuple[str, Any] = ("ok", (payload, counts))
+    if outcome.status == "ok":
+        report: tuple[str, Any] = ("ok", (outcome.value, (actor.counts.received, actor.counts.emitted)))
     else:
-        report = ("error", error_envelope(actor.name, payload, actor._failed_record))
+        report = ("error", error_envelope(actor.name, outcome.value, outcome.record))
     try:
         data = dill.dumps(report)
     except Exception as exc:

@@ -31,16 +31,16 @@ from multiprocess.connection import Pipe
 
 from ..actors.actor import Actor
 from ..actors.errors import ActorError
+from ..actors.hosting import install_default_runtime
 from ..channels.pipe import LINGER
-from . import counts
 from .child import init_pool_worker
-from .hosts import ActorHosting, _host_process
+from .hosts import ActorHosting, HostRecord, ProcessHost
 from .pools import GuardedProcessPool, PoolTask, call_enveloped, label_of
 from .seed import SeedNames
 from .signals import HANDLED_SIGNALS, SignalHandlers
 from .workers import kill_processes
 
-__all__ = ["MultiProcessing", "Runtime"]
+__all__ = ["Runtime"]
 
 log = logging.getLogger("chronopipe.runtime")
 #: Seconds shutdown() waits for a pool to finish its tasks before abandoning it (hung user code).
@@ -50,7 +50,7 @@ dill.settings["recurse"] = True
 
 
 class Runtime(SeedNames, ActorHosting):
-    """The process-wide runtime (a singleton; ``MultiProcessing`` is the seed's name for it).
+    """The process-wide runtime (a singleton; ``MultiProcessing`` is the seed's name for it, seed.py).
 
     >>> Runtime() is Runtime()
     True
@@ -86,7 +86,7 @@ class Runtime(SeedNames, ActorHosting):
         self._lock = threading.RLock()
         self.processes = os.cpu_count() or 1
         self.threads = os.cpu_count() or 1
-        self._actors: list[Actor] = []
+        self._records: dict[int, HostRecord] = {}  # by id(actor), in start order (hosts.py)
         self._process_pool: Any = None
         self._thread_pool: Any = None
         self._manager: Any = None
@@ -113,30 +113,13 @@ class Runtime(SeedNames, ActorHosting):
                         "use Channel(kind='process') for channels that cross processes"
                     )
         with self._lock:
-            actor._runtime = self
-            actor.state, actor.started_at = "running", time.time()
-            actor._cancelled_by = None
-            self._actors.append(actor)
-            if actor.mode == "thread":
-                actor.pid = self._pid
-                actor._host = threading.Thread(target=self._host_thread, args=(actor,), name=f"chronopipe:{actor.name}",
-                                               daemon=True)
-                actor._host.start()
-                return actor
-            actor._stop = memoryview(_ctx.RawArray("B", 1)).cast("B")  # shared with the child
-            counts.share_counts(actor)  # live counts, final even after a SIGKILL
-            status_r, status_w = Pipe(duplex=False)
-            proc = _ctx.Process(target=_host_process, args=(actor, status_w), name=f"chronopipe:{actor.name}")
-            proc.start()
-            status_w.close()
-            actor._host, actor.pid, actor._status_r, actor._outcome = proc, proc.pid, status_r, None
-            self._ensure_supervisor()
+            self._host(actor)
         return actor
 
     def actors(self) -> list[Actor]:
         """Every actor started since the last shutdown."""
         with self._lock:
-            return list(self._actors)
+            return [r.actor for r in self._records.values()]
 
     def cancel(self, actors: Iterable[Actor], reason: ActorError, wait: float = 1.0) -> None:
         """Stop ``actors`` now, as when a neighbour fails: the running ones are told to stop, every
@@ -151,7 +134,7 @@ class Runtime(SeedNames, ActorHosting):
         deadline = time.monotonic() + wait
         for actor in actors:
             if actor.state != "new":
-                actor._done.wait(max(0.0, deadline - time.monotonic()))
+                actor.wait(max(0.0, deadline - time.monotonic()))
 
     # -- pools -------------------------------------------------------------------------
     def process_pool(self) -> GuardedProcessPool:
@@ -245,21 +228,21 @@ class Runtime(SeedNames, ActorHosting):
             return  # a forked copy: the parent owns these processes
         deadline = time.monotonic() + timeout
         with self._lock:
-            running = [a for a in self._actors if a.state == "running"]
+            running = [r for r in self._records.values() if r.actor.state == "running"]
             reason = ActorError("runtime", "Shutdown", "the runtime shut down (shutdown(), exit, Ctrl-C or SIGTERM)")
-            self._cancel(running, {ch for a in running for ch in a.channels()}, reason)
-        for a in running:
-            a._host.join(max(0.0, deadline - time.monotonic()))
-            if a.mode == "process" and a._host.is_alive():
-                a._host.kill()
-                a._host.join(1.0)
-            if a.mode == "process":
-                self._reap(a)
+            self._cancel([r.actor for r in running], {ch for r in running for ch in r.actor.channels()}, reason)
+        for r in running:
+            r.host.join(max(0.0, deadline - time.monotonic()))
+            if isinstance(r.host, ProcessHost):
+                if r.host.alive():
+                    r.host.cancel(reason, kill=True)
+                    r.host.join(1.0)
+                self._reap(r)
         self._discard_process_pool()
         self._close_pool("_thread_pool", terminate=True)
         with self._lock:
             manager, self._manager = self._manager, None
-            self._actors = []
+            self._records = {}
             supervisor = self._supervisor
         if manager is not None:
             manager.shutdown()
@@ -272,7 +255,7 @@ class Runtime(SeedNames, ActorHosting):
         """Actor statistics by name, and the pools in use."""
         with self._lock:
             return {
-                "actors": {a.name: a.statistics() for a in self._actors},
+                "actors": {r.actor.name: r.actor.statistics() for r in self._records.values()},
                 "process_pool": self._process_pool is not None,
                 "thread_pool": self._thread_pool is not None,
             }
@@ -288,12 +271,12 @@ class Runtime(SeedNames, ActorHosting):
         """
         reason = ActorError("runtime", "Shutdown", "the runtime shut down (Ctrl-C or SIGTERM)")
         procs = []
-        for a in list(self._actors):
-            if a.state == "running":
-                a._cancelled_by = a._cancelled_by or reason
-                a._stop[0] = 1
-                if a.mode == "process":
-                    procs.append(a._host)
+        for r in list(self._records.values()):
+            if r.actor.state == "running":
+                r.cancelled_by = r.cancelled_by or reason
+                r.actor.stop()
+                if isinstance(r.host, ProcessHost):
+                    procs.append(r.host.proc)
         pool = self._process_pool
         workers = pool.workers if pool is not None else None
         if workers is not None:
@@ -307,7 +290,7 @@ class Runtime(SeedNames, ActorHosting):
             workers._wake()
 
 
-MultiProcessing = Runtime
+install_default_runtime(Runtime)  # Actor.start() with no runtime: this one (actors import no runtime)
 
 
 def _shutdown_at_exit() -> None:

@@ -1,4 +1,15 @@
-"""The seed's ``MultiProcessing`` method names, kept so its documented usage works."""
+"""The seed's names for the runtime, in one place, kept so that the seed's documented usage works.
+
+The seed (a Python 2 proof of concept of timeseries data pipelines for network-capture
+validation) had ``src/util/MultiProcessing.py``: a "Singleton class wrapper around
+``pathos.multiprocessing`` allowing for reuse of a global thread/process pool as well as clean
+termination of threads/processes atexit and onKeyboardInterupt". Its users wrote
+``MultiProcessing().GlobalProcessPool()``, ``.GlobalThreadPool()``, ``.onExit()``. Those names
+stay, as aliases of the Runtime's own API and nothing more, because code and notes written
+against the seed use them (tests/test_seed_usages.py): ``MultiProcessing`` is ``Runtime``
+(the same singleton), and the methods below are what ``Runtime`` inherits from ``SeedNames``.
+New code uses ``Runtime``, ``process_pool()``, ``thread_pool()``, ``manager()``, ``shutdown()``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,7 @@ from typing import Any
 
 import multiprocess
 
-__all__ = ["SeedNames"]
+__all__ = ["MultiProcessing", "SeedNames"]  # noqa: F822 (MultiProcessing: module __getattr__)
 
 
 class SeedNames:
@@ -39,3 +50,13 @@ class SeedNames:
         self.shutdown()
 
     onKeyboardInterupt = onExit  # noqa: N815 (the seed's spelling)
+
+
+def __getattr__(name: str) -> Any:
+    """``MultiProcessing``: the seed's name for ``Runtime`` (looked up here on first use:
+    runtime.py builds Runtime on SeedNames, so this module cannot import it at its top)."""
+    if name == "MultiProcessing":
+        from .runtime import Runtime
+
+        return Runtime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
