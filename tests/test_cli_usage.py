@@ -61,6 +61,8 @@ BAD = [
     (CLI, ["merge", "tap.pcap", "--reorder", "-1"], 2, "--reorder"),
     (CLI, ["merge", "--files", "a.csv"], 2, "merge-csv"),
     (CLI, ["merge-csv", "--files", "missing.csv"], 2, "missing.csv: no such file"),
+    (CLI, ["merge-csv", "--files", "a.csv", "b.csv", "./a.csv"], 2, "a.csv: given twice"),
+    (CLI, ["merge", "tap.pcap", "tap.pcap"], 2, "tap.pcap: given twice"),
     (CLI, ["merge-csv", "--files", "a.csv", "b.csv", "--output", "b.csv"], 2, "b.csv: is also an input"),
     (CLI, ["validate", "missing.pcap"], 2, "missing.pcap: no such file"),
     (CLI, ["validate", "folder"], 2, "folder: is a directory"),
@@ -150,6 +152,23 @@ def test_ctrl_c_while_main_py_starts_is_exit_status_130_without_a_traceback(dela
     # -2: the report was out and the interpreter was exiting when the signal came: it died of it
     assert proc.returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+def test_sigterm_during_a_csv_merge_leaves_no_output_and_no_temporary_file(tmp_path):
+    for n in range(2):
+        with (tmp_path / f"big{n}.csv").open("w") as f:
+            f.write("date,value\n")
+            f.writelines(f"{t:012d},{t}\n" for t in range(n, 1_200_000, 2))
+    proc = subprocess.Popen([*CLI, "merge-csv", "--files", "big0.csv", "big1.csv", "--output", "out.csv"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    if proc.returncode == 0:
+        pytest.skip("the merge finished before the signal")
+    assert proc.returncode == 143, stderr
+    assert "out.csv: not written" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big0.csv", "big1.csv"]
 
 
 def test_an_output_that_is_a_device_is_written_in_place_not_replaced():

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, UsageError
 from .scl import add_parser as add_scl_parser
 from .validate import add_parser as add_validate_parser
 
@@ -80,8 +80,40 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, so outputs are discarded, then exit with status 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Turn SIGTERM into Terminated in the main thread. The runtime, started later, chains to this
+    handler after it has ended its child processes; this handler takes no lock and never blocks."""
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (see the module docstring)."""
+    args = None
+    previous = signal.getsignal(signal.SIGTERM)
+    ours = previous in (signal.SIG_DFL, None) and _in_main_thread()
+    if ours:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    except Terminated:
+        print(f"{_prog(args)}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _main(argv: list[str] | None) -> int:
     args = None
     try:
         top = parser()

@@ -66,13 +66,15 @@ def check_inputs(paths: Iterable[Path]) -> None:
     """Every path is a readable regular file.
 
     Raises:
-        UsageError: naming the first path that does not exist, is a directory, or cannot be read.
+        UsageError: naming the first path that does not exist, is a directory, cannot be read, or
+            is given twice (the same resolved path or the same inode): its rows would count twice.
 
     >>> check_inputs([Path("/")])
     Traceback (most recent call last):
     ...
     chronopipe.cli.outputs.UsageError: /: is a directory, not a file
     """
+    seen: list[Path] = []
     for path in paths:
         if path.is_dir():
             raise UsageError(f"{path}: is a directory, not a file")
@@ -82,6 +84,10 @@ def check_inputs(paths: Iterable[Path]) -> None:
             raise UsageError(f"{path}: not a regular file")
         if not os.access(path, os.R_OK):
             raise UsageError(f"{path}: permission denied (cannot read it)")
+        for earlier in seen:
+            if _same_file(path, earlier):
+                raise UsageError(f"{path}: given twice (also as {earlier})")
+        seen.append(path)
 
 
 def check_outputs(outputs: Mapping[str, Path | None], inputs: Iterable[Path]) -> None:
