@@ -172,3 +172,87 @@ def test_a_long_block_whose_end_does_not_match_is_found_out_without_reading_it(t
         tracemalloc.stop()
     assert frames == PACKETS and len(damage) == 1 and "total lengths differ (3000000 and" in damage[0].reason
     assert f"skipped {len(nrb):,} bytes" in damage[0].reason and peak < 2_500_000
+
+
+# -- a file cut short is not a length that lies; resynchronising believes only a believable record ----
+
+def records_1970(count: int, rng, usec: bool = True) -> tuple[bytes, list[int]]:
+    """A pcap of ``count`` records stamped near 1970 (a device with no clock), half of them zeros;
+    and where each record ends."""
+    out, ends = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)], []
+    pos = 24
+    for i in range(count):
+        n = rng.choice([60, 64, 100, 1514, rng.randint(40, 1500)])
+        data = rng.randbytes(n) if rng.random() < 0.5 else bytes(n)
+        out.append(struct.pack("<IIII", 1000 + i, rng.randint(0, 999_999) if usec else 0, n, n) + data)
+        pos += 16 + n
+        ends.append(pos)
+    return b"".join(out), ends
+
+
+def test_a_pcap_cut_short_in_its_last_record_gives_its_whole_records_and_one_report(tmp_path):
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    records = b"".join(struct.pack("<IIII", 1000 + i, 0, 60, 60) + bytes(60) for i in range(10))
+    path = tmp_path / "trunc.pcap"
+    path.write_bytes((header + records)[:-30])
+    frames, damage = read(path)
+    assert [f[0] // 1_000_000_000 for f in frames] == list(range(1000, 1009))
+    assert [str(d) for d in damage] == ["trunc.pcap@708 (frame 10): cut short in a record: 46 of 76 bytes"]
+
+
+@pytest.mark.parametrize("usec", [True, False], ids=["random-usec", "zero-usec"])
+def test_a_pcap_cut_anywhere_never_gives_a_packet_it_does_not_hold(tmp_path, usec):
+    import random
+
+    rng = random.Random(7)
+    path = tmp_path / "cut.pcap"
+    for _ in range(150):
+        data, ends = records_1970(20, rng, usec)
+        cut = rng.randint(24, len(data) - 1)
+        path.write_bytes(data[:cut])
+        frames, damage = read(path)
+        assert len(frames) == sum(end <= cut for end in ends), cut
+        assert len(damage) == (cut not in ends)
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_every_whole_record_is_read_when_every_other_record_lies(tmp_path, every):
+    import random
+
+    rng = random.Random(5)
+    out, good = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)], []
+    for i in range(2000):
+        data = rng.randbytes(rng.randint(60, 600))
+        lie = i % every == 0 and i > 0
+        out.append(struct.pack("<IIII", 1_600_000_000 + i, rng.randint(0, 999_999), 0x7FFFFFFF if lie else len(data),
+                               len(data)) + data)
+        if not lie:
+            good.append(data)
+    path = tmp_path / "lies.pcap"
+    path.write_bytes(b"".join(out))
+    frames, damage = read(path)
+    assert [f[6] for f in frames] == good
+    assert len(damage) == 2000 - len(good) and all("skipped" in d.reason for d in damage)
+    assert max(int(d.reason.split("skipped ")[1].split(" ")[0].replace(",", "")) for d in damage) <= 16 + 600
+
+
+def test_a_lie_within_the_link_types_limit_past_the_end_of_the_file_is_skipped(tmp_path):
+    """A header that cannot be believed (caplen over the original length) claiming more than is
+    left: a length that lies, not a file cut short, and the records after it are read."""
+    records = [(1_700_000_000 + i, 0, bytes([i]) * 100) for i in range(20)]
+    data = bytearray(pcap(records, snaplen=65535))
+    struct.pack_into("<I", data, 24 + 10 * 116 + 8, 60_000)
+    path = tmp_path / "lie.pcap"
+    path.write_bytes(bytes(data))
+    frames, damage = read(path)
+    assert [f[6][0] for f in frames] == [i for i in range(20) if i != 10]
+    assert len(damage) == 1 and "runs past the end of the file; skipped 116 bytes" in damage[0].reason
+
+
+def test_a_garbage_header_before_the_first_packet_still_finds_the_records_after_it(tmp_path):
+    records = [(1_700_000_000 + i, 0, bytes([i]) * 100) for i in range(10)]
+    path = tmp_path / "garbage-first.pcap"
+    data = pcap(records, snaplen=65535)
+    path.write_bytes(data[:24] + struct.pack("<IIII", 0xDEADBEEF, 0xFFFFFFFF, 0x7FFFFFFF, 3) + bytes(7) + data[24:])
+    frames, damage = read(path)
+    assert [f[6][0] for f in frames] == list(range(10)) and len(damage) == 1
