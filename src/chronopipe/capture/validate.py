@@ -135,6 +135,8 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
             inbox.close()  # type: ignore[union-attr]
         for host in hosts:
             bring_home(host.checks, host.join())
+        if rules is not None:
+            events.join()  # the rules' async callbacks still running: their findings are the report's too
     except BaseException as exc:  # a check raised, or Ctrl-C: no reader or host goes on without us
         died = _host_death(exc, hosts)  # before the cancel, which would take its place
         why = ActorError("validate", "Cancelled", f"the validation run stopped before its end ({type(exc).__name__})")

@@ -2,7 +2,12 @@
 
 Exit status: 0 every check passed, 1 a check failed, 2 usage or unreadable input (checked before the
 run: the captures, the rules file, and that --json and --html can be written and are no input),
-3 a reader or check process died, 130 / 143 interrupted.
+3 a reader or check process died, 130 / 143 interrupted. A run that does not finish writes no
+--json or --html (they are written at its end) and says so on stderr: ``r.json not written``.
+
+A rules file that cannot be loaded, or whose ``rules(em)`` raises, is one line and exit status 2;
+a rule that fails (raises anything, or runs past its ``timeout``) fails the ``custom`` check
+(exit status 1) and the run goes on; a real Ctrl-C still ends it (130).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["add_parser", "run_validate"]
 
@@ -39,7 +44,7 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
             option or rules file (exit status 2), all before the run starts.
     """
     from ..capture.report import to_html, to_json, to_text
-    from ..capture.rules import CustomFindings, build_checks, load_rules
+    from ..capture.rules import CustomFindings, RulesFileError, SignalWatch, apply_rules, build_checks, load_rules
     from ..capture.validate import validate
     from .capmerge import parse_offsets
     from .outputs import AtomicOutput, UsageError, check_inputs, check_outputs
@@ -49,30 +54,61 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
         raise UsageError(f"--check-processes is 0 or more, not {args.check_processes}")
     check_inputs(args.captures + ([args.rules] if args.rules else []))
     check_outputs({"--json": args.json, "--html": args.html}, args.captures + ([args.rules] if args.rules else []))
-    try:
-        offsets = parse_offsets(args.offset, args.captures)
-        config, rules = load_rules(args.rules) if args.rules else ({}, None)
-        checks = build_checks(config, files=len(args.captures))
-    except (ValueError, TypeError, OSError, SyntaxError) as exc:
-        raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    custom = None
-    if rules is not None:
-        custom = CustomFindings()
-        checks.append(custom)
-    with progress("packets", err=err) as bar:
-        def show(packets: int, seconds: float) -> None:
-            bar.update(packets - bar.n)
+    with SignalWatch():  # a rule's own KeyboardInterrupt or SystemExit fails the rule; Ctrl-C ends the run
+        try:
+            offsets = parse_offsets(args.offset, args.captures)
+            config, rules = load_rules(args.rules) if args.rules else ({}, None)
+            checks = build_checks(config, files=len(args.captures))
+        except (ValueError, TypeError, OSError, SyntaxError) as exc:
+            raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        custom = None
+        if rules is not None:
+            custom = CustomFindings()
+            checks.append(custom)
+        outputs = {path: render for path, render in ((args.json, lambda report: to_json(report, indent=1)),
+                                                     (args.html, to_html)) if path is not None}
+        written: set[Path] = set()
+        try:
+            with progress("packets", err=err) as bar:
+                def show(packets: int, seconds: float) -> None:
+                    bar.update(packets - bar.n)
 
-        report = validate(args.captures, checks, offsets=offsets, scl_port=args.scl_port, progress=show,
-                          check_processes=args.check_processes,
-                          rules=(lambda em: rules(custom.view(em))) if rules is not None and custom else None)
-    if all(s.packets == 0 and s.damage for s in report.files):
-        names = "; ".join(f"{s.file}: {s.damage[0].reason}" for s in report.files)
-        raise UsageError(f"no packet could be read: {names}")
-    print(to_text(report), file=out)
-    for path, render in ((args.json, lambda: to_json(report, indent=1)), (args.html, lambda: to_html(report))):
-        if path is not None:
-            with AtomicOutput(path) as output:
-                output.path.write_text(render(), encoding="utf-8")
-                output.commit()
+                setup = None
+                if rules is not None and custom is not None:
+                    def setup(em: Any) -> None:
+                        apply_rules(rules, custom.view(em), args.rules)
+
+                report = validate(args.captures, checks, offsets=offsets, scl_port=args.scl_port, progress=show,
+                                  check_processes=args.check_processes, rules=setup)
+            if all(s.packets == 0 and s.damage for s in report.files):
+                names = "; ".join(f"{s.file}: {s.damage[0].reason}" for s in report.files)
+                raise UsageError(f"no packet could be read: {names}")
+            print(to_text(report), file=out)
+            for path, render in outputs.items():
+                with AtomicOutput(path) as output:
+                    output.path.write_text(render(report), encoding="utf-8")
+                    output.commit()
+                written.add(path)
+        except RulesFileError as exc:  # rules(em) raised: before the run started, nothing was to be written
+            raise UsageError(str(exc)) from None
+        except BaseException as exc:
+            for path in outputs:
+                if path not in written:
+                    print(f"chronopipe validate: {path} not written", file=err)
+            _shorten(exc)
+            raise
     return 0 if report.passed else 1
+
+
+def _shorten(exc: BaseException) -> None:
+    """An actor's error with the repr of its record cut to RECORD_REPR characters (a packet's
+    record, payload and all, is kilobytes long: not for a one-line message)."""
+    from ..actors import ActorError
+
+    repr_ = getattr(exc, "record_repr", None) if isinstance(exc, ActorError) else None
+    if isinstance(repr_, str) and len(repr_) > RECORD_REPR:
+        exc.record_repr = repr_[:RECORD_REPR] + "..."  # type: ignore[attr-defined]
+
+
+#: Longest the repr of a record is in an error's message.
+RECORD_REPR = 200
