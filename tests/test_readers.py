@@ -8,6 +8,7 @@ under tmp_path.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import multiprocessing
 import os
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chronopipe as cp
 from chronopipe.readers import CSVReader, FileReader, ReaderError, ReaderSummary, Reject
+from chronopipe.readers.csvlayout import stands_alone
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 OCCUPANCY = {"datatraining.txt": 8143, "datatest.txt": 2665, "datatest2.txt": 9752}
@@ -317,6 +321,77 @@ def test_quoted_newlines_after_a_stray_quote_still_make_one_row(tmp_path):
     assert [(r["id"], r["note"], r["line"]) for r in reader] == [("2", "ok", 3), ("3", "two\nlines", 4),
                                                                  ("4", "ok", 6)]
     assert [j.line for j in reader.rejects] == [2]
+
+
+def test_two_unmatched_quotes_on_consecutive_lines_cost_one_line_each(tmp_path):
+    reader = CSVReader(write(tmp_path / "q4.csv", 'date,v\n1,q1\n2,"q2\n3,"q3\n4,q4\n'), line_key="line")
+    assert [(r["date"], r["line"]) for r in reader] == [("1", 2), ("4", 5)]
+    assert [(j.line, j.end_line, j.text) for j in reader.rejects] == [(3, None, '2,"q2'), (4, None, '3,"q3')]
+
+
+@pytest.mark.parametrize("text", ['date,v\n1,Smith, John\n2,Doe\n3,x\n', 'date,v\n1,a,b\n2,c\n3,d\n'])
+def test_one_extra_field_in_the_first_row_alone_is_a_reject_not_an_index_column(tmp_path, text):
+    reader = CSVReader(write(tmp_path / "comma.csv", text))
+    assert [list(r) for r in reader] == [["date", "v"], ["date", "v"]]
+    assert [(j.line, j.reason) for j in reader.rejects] == [(2, "expected 2 fields, got 3")]
+
+
+def test_the_index_column_is_decided_by_most_of_the_first_rows(tmp_path):
+    text = "date,v\n1,a\n" + "".join(f"{i},{i},x\n" for i in range(2, 8)) + "\n8,y\n"
+    reader = CSVReader(write(tmp_path / "index.csv", text), line_key="line")
+    assert [(r["row"], r["line"]) for r in reader] == [(str(i), i + 1) for i in range(2, 8)]
+    assert [j.line for j in reader.rejects] == [2, 10] and reader.blank == 1
+
+
+def test_a_row_with_an_empty_key_is_a_reject_typed_or_not(tmp_path):
+    path = write(tmp_path / "m3.csv", "date,v\n1,a\n2,b\n,c\n4,d\n")
+    for typed in (False, True):
+        reader = CSVReader(path, key="date", typed=typed)
+        assert [r["v"] for r in reader] == ["a", "b", "d"]
+        assert [(j.line, j.reason) for j in reader.rejects] == [(4, "empty key 'date'")]
+    with pytest.raises(ValueError, match="key='nope' is not a column"):
+        list(CSVReader(path, key="nope"))
+
+
+_PIECES = st.sampled_from(["1", "ab", "x y", ",", ",", "\"", "\"", "\"\"", " ", ";", "1,ab", "1,\"ab", "ab\",1"])
+_LINES = st.lists(st.lists(_PIECES, max_size=6).map("".join), min_size=0, max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(header=st.sampled_from(["k,v", "k,v,w", '"k","v"']), lines=_LINES, crlf=st.booleans())
+def test_every_physical_line_is_in_exactly_one_record_reject_or_blank_row(tmp_path_factory, header, lines, crlf):
+    """Stray quotes, commas and newlines anywhere: a record is the parse of the lines from its
+    first one, a reject holds its lines, every other line is a blank row; none is in two."""
+    end = "\r\n" if crlf else "\n"
+    path = write(tmp_path_factory.mktemp("prop") / "p.csv", "".join(f"{x}{end}" for x in [header, *lines]))
+    physical = [header, *lines]  # physical[n - 1] is line n
+    reader = CSVReader(path, line_key="\0line")
+    records = list(reader)
+    owner: dict[int, str] = {}
+
+    def claim(first: int, last: int, what: str) -> None:
+        for n in range(first, last + 1):
+            assert n not in owner, f"line {n} is in {owner[n]} and in {what}"
+            owner[n] = what
+
+    width = len([c for c in reader.columns or () if c != "\0line"])  # the fields of a row (index included)
+    for j in reader.rejects:
+        last = j.end_line or j.line
+        assert j.text == end.join(physical[j.line - 1:last]).rstrip("\r\n")
+        for n in range(j.line + 1, last + 1):  # a stray quote costs its own line, not a row after it
+            assert not stands_alone(physical[n - 1], (width,), {"strict": True}), f"line {n} lost in {j}"
+        claim(j.line, last, f"reject {j}")
+    for rec in records:
+        first = rec.pop("\0line")
+        consumed = []
+        rows = csv.reader((consumed.append(n) or f"{physical[n - 1]}{end}"  # type: ignore[func-returns-value]
+                           for n in range(first, len(physical) + 1)), strict=True)
+        assert list(rec.values()) == next(rows)  # the index column, if any, is "row": every field is a value
+        claim(first, consumed[-1], f"record {rec}")
+    blank = [n for n in range(2, len(physical) + 1) if n not in owner]
+    assert all(not any(next(csv.reader([physical[n - 1]]), [])) for n in blank), blank
+    assert len(blank) == reader.blank
+    assert (reader.records, reader.lines) == (len(records), len(physical))
 
 
 def test_line_key_gives_each_record_the_physical_line_of_its_first_line(tmp_path):

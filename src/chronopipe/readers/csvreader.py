@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import time
@@ -14,24 +13,9 @@ from typing import Any
 from ..actors.actor import Mode
 from .base import MAX_REJECTS, FileReader, OnError, ReaderError, Reject
 from .convert import Converter, RowTyper, parse_timestamp, to_datetime
+from .csvlayout import LAYOUT_ROWS, count_fields, dict_maker, is_number, layout_of, sniff_delimiter, stands_alone
 
 __all__ = ["CSVReader", "sniff_delimiter"]
-
-DELIMITERS = ",;\t|"
-
-
-def sniff_delimiter(line: str, quotechar: str = '"') -> str:
-    """The most frequent of ``, ; TAB |`` outside quotes in ``line`` (a header); ``,`` if none.
-
-    >>> sniff_delimiter('"date","Temperature","Humidity"'), sniff_delimiter("Date;Time;CO(GT);;")
-    (',', ';')
-    """
-    q = re.escape(quotechar)
-    unquoted = re.sub(f"{q}[^{q}]*{q}", "", line)
-    counts = {d: unquoted.count(d) for d in DELIMITERS}
-    best = max(counts, key=counts.__getitem__)  # ties go to the earlier one: "," first
-    return best if counts[best] else ","
-
 
 class _Blank(Exception):  # noqa: N818 (control flow, never escapes)
     pass
@@ -56,11 +40,12 @@ class CSVReader(FileReader):
 
     What it copes with, and how:
 
-    - **Unnamed leading column.** When the first data row has one field more than the header
-      (pandas' ``to_csv`` layout, as in the UCI occupancy files) or the header's first name is
-      empty, that leading column is the row index: it is kept under the key ``index_name``
-      (default ``"row"``) or dropped with ``index_name=None``. The decision is taken on the first
-      data row; every row must then have that many fields.
+    - **Unnamed leading column.** When most of the first data rows (up to 20 non-blank ones,
+      read ahead and then read again) have one field more than the header (pandas' ``to_csv``
+      layout, as in the UCI occupancy files) or the header's first name is empty, that leading
+      column is the row index: it is kept under the key ``index_name`` (default ``"row"``) or
+      dropped with ``index_name=None``. Every row must then have that many fields: one odd
+      first row (an unquoted comma in a value) is a reject, not the file's layout.
     - **Unnamed trailing columns** (the original UCI air-quality file ends each line with
       ``;;``) are dropped; a value under one makes the row a reject. Other empty names become
       ``column_<n>`` (1-based), repeated names get ``_2``, ``_3``.
@@ -72,8 +57,10 @@ class CSVReader(FileReader):
       number of fields, malformed, the csv module's field size limit reached, or the end of the file
       inside the quotes) and one of the lines it swallowed is a row on its own (balanced quotes,
       the expected number of fields), only its first line is rejected and reading resumes on the
-      next line: one stray quote costs one row, not the thousands after it. A bad row spanning
-      lines that swallowed no such line is one reject (from its first to its last line).
+      next line: one stray quote costs one row, not the thousands after it. A swallowed line
+      that opens a stray quote of its own counts as such a row (it is then rejected alone in
+      turn). A bad row spanning lines that swallowed no such line is one reject (from its first
+      to its last line). Every physical line ends up in exactly one record, reject or blank row.
     - **Encoding.** UTF-8 by default, with or without a BOM; a row with undecodable bytes is a
       reject (its text shows them as ``\\x..`` escapes). An undecodable header is fatal.
     - **Missing values.** ``na_values`` (e.g. ``["-200"]``) become None; the text is compared
@@ -93,6 +80,8 @@ class CSVReader(FileReader):
     - **Line numbers.** ``line_key="source_line"`` adds to each record, under that key, the
       physical line number (header = line 1) of the row's first line; off by default, and then
       it costs nothing. A column of that name is a ValueError.
+    - **Keys.** ``key="date"``: a row whose value there is empty (or None after ``na_values``
+      and typing) is a reject (``empty key 'date'``), as a merge by that column needs.
 
     Everything else (queue, modes, rejects, ``on_error``) is as for :class:`FileReader`.
     """
@@ -116,6 +105,7 @@ class CSVReader(FileReader):
         fieldnames: Sequence[str] | None = None,
         index_name: str | None = "row",
         line_key: str | None = None,
+        key: str | None = None,
         name: str | None = None,
         mode: Mode | None = None,
         encoding: str = "utf-8",
@@ -141,6 +131,7 @@ class CSVReader(FileReader):
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
         self.index_name = index_name
         self.line_key = line_key
+        self.key = key
         self.columns: list[str] | None = None  #: the record keys, known once the first row was read
         self._width = 0  # fields per row, known with the first data row
         self._replay_at = 0  # number of the last line handed again to the parser (0: reading the file)
@@ -148,33 +139,11 @@ class CSVReader(FileReader):
             self.start()
 
     # -- the file's layout ---------------------------------------------------------------
-    def _layout(self, header: list[str] | None, first: list[str]) -> tuple[list[str], int, int, int]:
-        """(names, fields per row, first used field, end of used fields) from the header and
-        the first data row."""
-        if self.fieldnames is not None:
-            return _dedupe(self.fieldnames), len(self.fieldnames), 0, len(self.fieldnames)
-        if header is None:
-            return [f"column_{i + 1}" for i in range(len(first))], len(first), 0, len(first)
-        names = list(header)
-        width = hi = len(names)
-        while hi > 1 and names[hi - 1] == "":
-            hi -= 1  # trailing unnamed columns
-        names = names[:hi]
-        if len(first) == width + 1:  # one field more than names: an unnamed leading index
-            names.insert(0, "")
-            width, hi = width + 1, hi + 1
-        lo = 0
-        if len(names) > 1 and names[0] == "":
-            if self.index_name is None:
-                lo, names = 1, names[1:]
-            else:
-                names[0] = self.index_name
-        names = [n if n else f"column_{lo + i + 1}" for i, n in enumerate(names)]
-        return _dedupe(names), width, lo, hi
-
-    def _builder(self, header: list[str] | None, first: list[str], decimal: str) -> Callable[[list[str]], Any]:
-        """The function turning one row's fields into its record (raises _Blank or _Bad)."""
-        names, width, lo, hi = self._layout(header, first)
+    def _builder(self, header: list[str] | None, counts: list[int], decimal: str) -> Callable[[list[str]], Any]:
+        """The function turning one row's fields into its record (raises _Blank or _Bad), for the
+        layout that the header and the field counts of the first data rows give."""
+        layout = layout_of(header, counts, self.fieldnames, self.index_name)
+        names, width, lo, hi = layout.names, layout.width, layout.lo, layout.hi
         self._width = width
         self.columns = names + (["timestamp"] if self.timestamp and "timestamp" not in names else [])
         if self.line_key is not None and self.line_key in self.columns:
@@ -184,17 +153,20 @@ class CSVReader(FileReader):
         if missing:
             raise ValueError(f"{self.filename}: timestamp= names columns the file does not have: {missing} "
                              f"(columns: {names})")
+        key = self.key
+        if key is not None and key not in self.columns:
+            raise ValueError(f"{self.filename}: key={key!r} is not a column of the file (columns: {names})")
         typer = None
         if self.typed or self.types:
             typer = RowTyper(names, self.types, typed=self.typed, decimal=decimal, dayfirst=self.dayfirst)
         na_text = self.na_values
-        na_numbers = {float(v.replace(",", ".")) for v in na_text if _is_number(v)} if typer else set()
+        na_numbers = {float(v.replace(",", ".")) for v in na_text if is_number(v)} if typer else set()
         ts_idx = [lo + names.index(c) for c in self.timestamp]
         dayfirst = self.dayfirst
         tail = hi != width
         # Records are dict displays compiled for these names (twice as fast as dict(zip(...))).
-        from_fields = _dict_maker(names, lo)  # positions lo.. of the raw fields
-        from_values = _dict_maker(names, 0) if (na_text or typer) else from_fields
+        from_fields = dict_maker(names, lo)  # positions lo.. of the raw fields
+        from_values = dict_maker(names, 0) if (na_text or typer) else from_fields
 
         def build(fields: list[str]) -> dict[str, Any]:
             if len(fields) != width:
@@ -228,6 +200,8 @@ class CSVReader(FileReader):
                 if ts is None or isinstance(ts, time):
                     raise _Bad(f"timestamp {text!r} does not parse")
                 rec["timestamp"] = to_datetime(ts)
+            if key is not None and (rec[key] is None or rec[key] == ""):
+                raise _Bad(f"empty key {key!r}")
             return rec
 
         return build
@@ -250,6 +224,11 @@ class CSVReader(FileReader):
             if self.header and header is None:
                 return
             build: Callable[[list[str]], Any] | None = None
+            if header is not None and self.fieldnames is None:  # the first rows decide the layout
+                counts = self._read_ahead(decoded, row_lines, bad, pending, options)
+                if counts:
+                    build = self._builder(header, counts, decimal)
+                reader = csv.reader(itertools.chain(self._replay(pending, row_lines, bad), decoded), **options)
             wrap, line_key = self.wrapper, self.line_key
             while True:
                 try:
@@ -269,7 +248,7 @@ class CSVReader(FileReader):
                                 self._reject_row(row_lines, f"expected {self._widths(header)[0]} fields, "
                                                             f"got {len(fields)}")
                                 continue
-                            build = self._builder(header, fields, decimal)
+                            build = self._builder(header, [len(fields)], decimal)
                         try:
                             record = build(fields)
                         except _Blank:
@@ -304,6 +283,22 @@ class CSVReader(FileReader):
                 # a stray quote: parse the lines it swallowed again, then the rest of the file
                 reader = csv.reader(itertools.chain(self._replay(pending, row_lines, bad), decoded), **options)
 
+    def _read_ahead(self, decoded: Iterator[str], row_lines: list[str], bad: list[tuple[int, str]],
+                    pending: deque[tuple[int, str, str | None]], options: dict[str, Any]) -> list[int]:
+        """The field counts of the first non-blank data rows (see csvlayout.count_fields); their
+        lines are queued in ``pending``, to be read again once the layout is known."""
+        read: list[tuple[int, str, str | None]] = []
+
+        def lines() -> Iterator[str]:
+            for text in decoded:
+                read.append((self.lines, text, bad.pop()[1] if bad else None))
+                yield text
+
+        counts = count_fields(lines(), options, LAYOUT_ROWS)
+        row_lines.clear()
+        pending.extend(read)
+        return counts
+
     def _row_span(self, row_lines: list[str]) -> tuple[int, int]:
         """(first, last) physical line of the row just parsed."""
         last = self._replay_at or self.lines
@@ -331,17 +326,7 @@ class CSVReader(FileReader):
         """A bad row spanning lines: if it swallowed a line that is a row on its own, reject only
         its first line (a stray quote), queue the others in ``pending`` to be parsed again and
         return True; else return False (the whole row is the reject)."""
-        q = self.quotechar
-        for text in row_lines[1:]:
-            if text.count(q) % 2:
-                continue  # a line with an odd number of quotes is no row on its own
-            try:
-                alone = next(csv.reader([text], **options), [])
-            except csv.Error:
-                continue
-            if len(alone) in widths:
-                break
-        else:
+        if not any(stands_alone(text, widths, options) for text in row_lines[1:]):
             return False
         first, _ = self._row_span(row_lines)
         reasons = dict(bad)
@@ -379,28 +364,3 @@ class CSVReader(FileReader):
         return header
 
 
-def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
-    return out
-
-
-def _dict_maker(names: list[str], first: int) -> Callable[[list[Any]], dict[str, Any]]:
-    """``lambda f: {names[0]: f[first], names[1]: f[first + 1], ...}``, compiled once.
-
-    >>> _dict_maker(["a", "b"], 1)(["x", 1, 2])
-    {'a': 1, 'b': 2}
-    """
-    items = ", ".join(f"{name!r}: f[{first + i}]" for i, name in enumerate(names))  # repr: always a literal
-    return eval(f"lambda f: {{{items}}}")  # our own text: reprs of strings and ints
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", "."))
-    except ValueError:
-        return False
-    return True
