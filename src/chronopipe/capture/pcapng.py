@@ -15,6 +15,7 @@ the read (tshark and mergecap stop there too).
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -228,14 +229,15 @@ def _resync(stream: Stream, s: _Section, where: tuple[int, int], btype: int, why
     next plausible block."""
     at, size = where
     cut = left if left is not None else len(stream.buf) - stream.pos
-    types = [struct.pack(s.endian + "I", t) for t in _KNOWN] + [struct.pack("<I", SHB)]
-    pattern = re.compile(b"|".join(map(re.escape, types)))
+    pattern, before = _pattern(s.endian)
 
     def plausible(p: int) -> bool:
         if p & 3 or not stream.fill(12):
             return False
         buf, pos = stream.buf, stream.pos
         kind, length = s.head(buf, pos)
+        if kind not in _KNOWN and kind != SHB:
+            return False
         endian = s.endian
         if kind == SHB:
             endian = _BOM.get(buf[pos + 8:pos + 12], "")
@@ -252,7 +254,7 @@ def _resync(stream: Stream, s: _Section, where: tuple[int, int], btype: int, why
             return iface < len(s.interfaces) and caplen <= length - 32
         return True
 
-    found = stream.scan(at + 1, pattern, 0, plausible)
+    found = stream.scan(at + 1, pattern, before, plausible)
     if found is not None:
         s.damage(at, f"block type {btype:#x}: {why}; skipped {found - at:,} bytes to the next plausible block, at "
                      f"byte {found}")
@@ -263,6 +265,24 @@ def _resync(stream: Stream, s: _Section, where: tuple[int, int], btype: int, why
         s.damage(at, f"block type {btype:#x}: {why}, and no plausible block follows: the last "
                      f"{stream.offset - at:,} bytes are not read")
     return None
+
+
+@functools.cache
+def _pattern(endian: str) -> tuple[re.Pattern[bytes], int]:
+    """A regular expression every block a resynchronisation may accept matches, and where in the
+    block its match starts: the low byte of a known type (checked whole by the caller) first, so
+    that ``re`` skips what cannot start one in C, then a length that is a multiple of 4 and at most
+    _RESYNC_BLOCK, or for a section header its byte-order magic. Bytes that only look like a block
+    type (a run of them, or zeros) then cost no Python call each."""
+    low = b"[" + b"".join(b"\\x%02x" % t for t in sorted({t & 0xFF for t in (*_KNOWN, SHB)})) + b"]"
+    fours = b"[" + b"".join(b"\\x%02x" % b for b in range(0, 256, 4)) + b"]"
+    high = b"[\\x00-\\x%02x]" % (_RESYNC_BLOCK >> 16)
+    bom = b"(?:" + b"|".join(map(re.escape, _BOM)) + b")"
+    if endian == ">":  # the match starts at the type's last byte
+        return re.compile(b"(?s)" + low + b"(?:\\x00" + high + b"." + fours + b"|...." + bom + b")"), 3
+    rest = b"[" + b"".join(b"\\x%02x" % (t >> 8 & 0xFF) for t in sorted(set(_KNOWN))) + b"]" + b"\\x00[\\x00\\x40]"
+    shb = b"\\x0d\\x0d\\x0a...." + bom
+    return re.compile(b"(?s)" + low + b"(?:" + rest + fours + b"." + high + b"\\x00|" + shb + b")"), 0
 
 
 def _spb_misfit(s: _Section, buf: bytes, pos: int, size: int) -> str:
