@@ -109,14 +109,17 @@ class CaptureWriter:
         if iface is None:
             iface = self._interface(key, ts, linktype, source, index)
         number, unit = iface
+        if ts < 0:
+            raise UnwritableError(f"timestamp {ts} ns is before 1970: a pcapng timestamp cannot hold it: packet not "
+                                  "written")
         if unit != 1:
-            if ts < 0 or ts % unit:
+            if ts % unit:
                 raise UnwritableError(f"timestamp {ts} ns is not a whole number of the {unit} ns units its interface "
-                                 "was written with: packet not written")
+                                      "was written with: packet not written")
             ts //= unit
-        if not 0 <= ts < _LIMIT:
-            raise UnwritableError(f"timestamp {ts * unit} ns is outside what a 64-bit field of {unit} ns units holds "
-                             "(1970 to 2554 in nanoseconds): packet not written")
+        if ts >= _LIMIT:
+            raise UnwritableError(f"timestamp {ts * unit} ns does not fit: it is past what a 64-bit field of {unit} ns "
+                                  f"units holds (1970 to {_last_year(unit)}): packet not written")
         pad = -caplen % 4
         self._file.write(_EPB.pack(6, 32 + caplen + pad, number, ts >> 32, ts & 0xFFFFFFFF, caplen, wirelen))
         self._file.write(data)
@@ -126,8 +129,10 @@ class CaptureWriter:
     def _interface(self, key: tuple[str, int], ts: int, linktype: int, source: str, index: int) -> tuple[int, int]:
         resolution = _resolution(ts)
         if resolution is None:
-            raise UnwritableError(f"timestamp {ts} ns is before 1970: a pcapng timestamp cannot hold it: packet not "
-                                  "written")
+            why = "is before 1970" if ts < 0 else (
+                "does not fit: it is after 2554, past 64 bits of nanoseconds, and no coarser unit (micro-, "
+                "milliseconds, seconds) holds it exactly")
+            raise UnwritableError(f"timestamp {ts} ns {why}: a pcapng timestamp cannot hold it: packet not written")
         code, unit = resolution
         iface = self._interfaces[key] = (len(self._interfaces), unit)
         name = key[0] if key[1] == 0 else f"{key[0]}:{key[1]}"
@@ -163,6 +168,17 @@ class CaptureWriter:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def _last_year(unit: int) -> str:
+    """The year a 64-bit count of ``unit`` nanoseconds since 1970 ends in.
+
+    >>> _last_year(1), _last_year(1000)
+    ('2554', 'about 586,500')
+    """
+    if unit == 1:
+        return "2554"
+    return f"about {round(1970 + _LIMIT * unit / NS / 31_556_952, -2):,.0f}"
 
 
 def _shb() -> bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,11 +32,14 @@ from .progress import progress
 
 __all__ = ["parse_offsets", "run_capture_merge"]
 
+_MOST = 1 << 64  #: seconds: an offset this large moves every timestamp past what any capture format holds
+
 def parse_offsets(items: list[str], paths: list[Path]) -> dict[Path, str]:
     """``FILE=SECONDS`` options to {path: seconds}; FILE is a path or a file name given.
 
     Raises:
-        ValueError: one line naming the option: FILE is not one of ``paths``, or SECONDS is not a number.
+        ValueError: one line naming the option: FILE is not one of ``paths``, or SECONDS is not a
+            finite number, or one so large (2**64 s or more) that no timestamp it moves fits a capture.
 
     >>> parse_offsets(["b.pcap=-0.250"], [Path("x/a.pcap"), Path("x/b.pcap")])
     {PosixPath('x/b.pcap'): '-0.250'}
@@ -43,6 +47,10 @@ def parse_offsets(items: list[str], paths: list[Path]) -> dict[Path, str]:
     Traceback (most recent call last):
     ...
     ValueError: --offset 'b.pcap=abc': SECONDS is a number of seconds, like -0.250
+    >>> parse_offsets(["b.pcap=inf"], [Path("x/b.pcap")])
+    Traceback (most recent call last):
+    ...
+    ValueError: --offset 'b.pcap=inf': SECONDS is a finite number of seconds, like -0.250
     """
     offsets = {}
     for item in items:
@@ -51,9 +59,15 @@ def parse_offsets(items: list[str], paths: list[Path]) -> dict[Path, str]:
         if not sep or len(matches) != 1:
             raise ValueError(f"--offset {item!r}: expected FILE=SECONDS with FILE one of the captures given")
         try:
-            seconds_to_ns(seconds)
-        except ValueError:
+            value = Decimal(seconds)
+        except InvalidOperation:
             raise ValueError(f"--offset {item!r}: SECONDS is a number of seconds, like -0.250") from None
+        if not value.is_finite():
+            raise ValueError(f"--offset {item!r}: SECONDS is a finite number of seconds, like -0.250")
+        if value.copy_abs() >= _MOST:
+            raise ValueError(f"--offset {item!r}: SECONDS does not fit: no capture timestamp is {_MOST:,} s (2**64 s) "
+                             "or more away from 1970")
+        seconds_to_ns(seconds)
         offsets[matches[0]] = seconds
     return offsets
 
@@ -65,8 +79,9 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
 
     Raises:
         UsageError: an input that cannot be read, ``write`` that is an input or cannot be
-            written, a ``reorder`` that is not a number of seconds >= 0, or packets the output
-            format cannot hold (pcap: a second link type); nothing is written then.
+            written, a ``reorder`` that is not a number of seconds >= 0, packets the output
+            format cannot hold (pcap: a second link type), or no packet in any input, every one
+            of them damaged (empty, not a capture...); nothing is written then.
     """
     if reorder is not None:
         try:
@@ -97,7 +112,8 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
             _write(writer, report.late_records, lost)  # out of order in their file beyond the reorder window
             count -= writer.blocks
             writer.close()
-        if output is not None:
+        unread = all(s.packets == 0 and s.damage for s in summaries)  # every input damaged and none gave a packet
+        if output is not None and not unread:
             output.commit()
     except BaseException as exc:  # a reader failed, the output cannot hold the packets, or Ctrl-C
         Runtime().cancel(readers, ActorError("merge", "Cancelled", f"the merge stopped ({type(exc).__name__})"))
@@ -109,6 +125,11 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
         if isinstance(exc, WriteError):
             raise UsageError(f"-w {write}: {exc}") from None
         raise
+    if unread:
+        if output is not None:
+            output.discard()
+        names = "; ".join(f"{s.name}: {s.damage[0].reason}" for s in summaries)
+        raise UsageError(f"no packet could be read: {names}" + (f" ({write} not written)" if write else ""))
     for damage in lost:
         next((s for s in summaries if s.name == damage.file), summaries[0]).damage.append(damage)
     _print(out, summaries, report, count, time.perf_counter() - started, write)
