@@ -29,11 +29,8 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        # Heavy, optional integrations: imported lazily by the modules that need them.
-        "pandas": ["pandas>=2.0", "pyarrow>=14"],
-        "postgres": ["psycopg[binary]>=3.1"],
-        "ray": ["ray>=2.9"],
-        "web": ["aiohttp>=3.9"],
+        # Optional features, imported lazily by the modules that use them. An extra is declared
+        # with the code that imports it, not before.
         "yaml": ["pyyaml>=6"],  # chronopipe validate --rules rules.yml
         "plot": ["graphviz>=0.20"],  # Pipeline.plot()
     },

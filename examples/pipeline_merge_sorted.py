@@ -1,6 +1,6 @@
 """Split timestamped records into two branches, then merge them back in timestamp order."""
 
-from chronopipe.graph import Node, Pipeline, merge_sorted
+from chronopipe.graph import Node, Pipeline, merge_branches
 
 
 class Reading(Node):
@@ -28,5 +28,5 @@ def by_sensor(record):
 
 source, a, b = Reading("readings"), Calibrate("a", offset=0.5), Calibrate("b", offset=-0.5)
 source | [a, b, by_sensor]
-merge_sorted([a, b], key="timestamp") | Show("show")
+merge_branches([a, b], key="timestamp") | Show("show")
 Pipeline(source, mode="processes").consume(range(8))

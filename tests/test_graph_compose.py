@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chronopipe.graph import MergeSorted, Node, merge_sorted
+from chronopipe.graph import MergeSorted, Node, merge_branches
 from chronopipe.graph.node import RouterNode, top_down_order
 
 
@@ -104,45 +104,45 @@ def test_piping_into_a_fragment_connects_to_its_top_nodes() -> None:
 # -- merge_sorted ----------------------------------------------------------------------------
 def test_merge_sorted_connects_the_branches_to_the_node() -> None:
     b, c, d = Node("b"), Node("c"), Node("d")
-    merge_sorted([b, c], key="timestamp") | d
+    merge_branches([b, c], key="timestamp") | d
     assert upstream(d) == ["b", "c"]
 
 
 def test_merge_sorted_records_the_key_direction_and_branch_order_on_the_node() -> None:
     b, c, d = Node("b"), Node("c"), Node("d")
-    merge_sorted([c, b], key="t", direction="max") | d
+    merge_branches([c, b], key="t", direction="max") | d
     assert (d._merge.key, d._merge.direction, names(d._merge.branches)) == ("t", "max", {"b", "c"})
     assert [n.name for n in d._merge.branches] == ["c", "b"]
 
 
 def test_merge_sorted_returns_the_node_so_the_chain_goes_on() -> None:
     b, c, d, e = Node("b"), Node("c"), Node("d"), Node("e")
-    assert (merge_sorted([b, c]) | d | e) is d
+    assert (merge_branches([b, c]) | d | e) is d
     assert downstream(d) == ["e"]
 
 
 def test_merge_sorted_is_a_spec_until_piped() -> None:
-    assert isinstance(merge_sorted([Node("b")], key="t"), MergeSorted)
+    assert isinstance(merge_branches([Node("b")], key="t"), MergeSorted)
 
 
 def test_merge_sorted_rejects_a_bad_direction() -> None:
     with pytest.raises(ValueError, match="direction"):
-        merge_sorted([Node("b")], direction="up")
+        merge_branches([Node("b")], direction="up")
 
 
 def test_merge_sorted_rejects_a_bad_key() -> None:
     with pytest.raises(TypeError, match="sort_key"):
-        merge_sorted([Node("b")], key=3)
+        merge_branches([Node("b")], key=3)
 
 
 def test_merge_sorted_into_a_list_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="one node"):
-        merge_sorted([Node("b")]) | [Node("c")]
+        merge_branches([Node("b")]) | [Node("c")]
 
 
 def test_merge_sorted_on_the_right_of_or_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="left of"):
-        Node("a") | merge_sorted([Node("b")])
+        Node("a") | merge_branches([Node("b")])
 
 
 # -- what | refuses --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from chronopipe import ActorError
-from chronopipe.graph import GlobalState, GroupByNode, Node, OutOfOrderError, Pipeline, RouteError, merge_sorted
+from chronopipe.graph import GlobalState, GroupByNode, Node, OutOfOrderError, Pipeline, RouteError, merge_branches
 from chronopipe.testing import ListSink, ListSource, MapNode
 
 GONE_WITHIN = 3.0
@@ -165,7 +165,7 @@ def test_a_branch_out_of_key_order_in_merge_sorted_names_the_merging_node(pipeli
     src, b, c, out = MapNode("src", lambda x: x), MapNode("b", lambda x: {"t": x}), MapNode("c", lambda x: {
         "t": 5}), ListSink("out")
     src | [b, c]
-    merge_sorted([b, c], key="t") | out
+    merge_branches([b, c], key="t") | out
     with pytest.raises(OutOfOrderError, match="branch 'b'") as caught:
         run(src, pipeline_mode, items=[1, 2, 0])
     assert caught.value.actor == "out"
@@ -265,7 +265,7 @@ def test_ordered_workers_need_a_single_parent(mode: str) -> None:
 def test_merge_sorted_refuses_an_unordered_branch_with_workers(mode: str) -> None:
     a, b, c = MapNode("a", lambda x: x), MapNode("b", lambda x: x, workers=2), MapNode("c", lambda x: x)
     a | [b, c]
-    merge_sorted([b, c], key=lambda x: x) | ListSink("out")
+    merge_branches([b, c], key=lambda x: x) | ListSink("out")
     with pytest.raises(ValueError, match="ordered=True"):
         run(a, mode)
 

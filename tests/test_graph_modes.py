@@ -9,7 +9,7 @@ from collections import Counter
 import multiprocess
 import pytest
 
-from chronopipe.graph import GlobalState, GroupByNode, Node, Pipeline, merge_sorted
+from chronopipe.graph import GlobalState, GroupByNode, Node, Pipeline, merge_branches
 from chronopipe.testing import FilterNode, ListSink, ListSource, MapNode
 
 
@@ -307,7 +307,7 @@ def test_merge_sorted_merges_the_branches_in_key_order(pipeline_mode: str) -> No
     src, b, c, out = MapNode("src", stamped), FilterNode("b", lambda r: r["timestamp"] % 3 == 0), FilterNode(
         "c", lambda r: r["timestamp"] % 3 != 0), ListSink("out")
     src | [b, c]
-    merge_sorted([b, c], key="timestamp") | out
+    merge_branches([b, c], key="timestamp") | out
     Pipeline(src, mode=pipeline_mode).consume(range(3000))
     assert [r["timestamp"] for r in out.items] == list(range(3000))
 
@@ -315,7 +315,7 @@ def test_merge_sorted_merges_the_branches_in_key_order(pipeline_mode: str) -> No
 def test_merge_sorted_gives_ties_to_the_earlier_branch(pipeline_mode: str) -> None:
     src, b, c, out = MapNode("src", lambda x: x), Tag("b"), Tag("c"), ListSink("out")
     src | [b, c]
-    merge_sorted([c, b], key=lambda pair: pair[1]) | out
+    merge_branches([c, b], key=lambda pair: pair[1]) | out
     Pipeline(src, mode=pipeline_mode).consume(range(3))
     assert out.items == [("c", 0), ("b", 0), ("c", 1), ("b", 1), ("c", 2), ("b", 2)]
 
@@ -324,7 +324,7 @@ def test_merge_sorted_with_direction_max_merges_descending(pipeline_mode: str) -
     src, b, c, out = MapNode("src", stamped), FilterNode("b", lambda r: r["timestamp"] % 2), FilterNode(
         "c", lambda r: r["timestamp"] % 2 == 0), ListSink("out")
     src | [b, c]
-    merge_sorted([b, c], key="timestamp", direction="max") | out
+    merge_branches([b, c], key="timestamp", direction="max") | out
     Pipeline(src, mode=pipeline_mode).consume(range(99, -1, -1))
     assert [r["timestamp"] for r in out.items] == list(range(99, -1, -1))
 
@@ -332,7 +332,7 @@ def test_merge_sorted_with_direction_max_merges_descending(pipeline_mode: str) -
 def test_merge_sorted_does_not_wait_forever_on_a_branch_silent_for_long(pipeline_mode: str) -> None:
     src, early, late, out = MapNode("src", stamped), MapNode("early", dict), MapNode("late", dict), ListSink("out")
     src | [early, late, first_half]
-    merge_sorted([early, late], key="timestamp") | out
+    merge_branches([early, late], key="timestamp") | out
     Pipeline(src, mode=pipeline_mode).consume(range(100_000))
     assert len(out.items) == 100_000
 

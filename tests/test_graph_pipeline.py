@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chronopipe.graph import Clock, GlobalState, Node, Pipeline, merge_sorted
+from chronopipe.graph import Clock, GlobalState, Node, Pipeline, merge_branches
 from chronopipe.testing import ListSink, MapNode
 
 
@@ -71,7 +71,7 @@ def test_replacing_the_top_node_makes_the_replacement_the_top() -> None:
 def test_replacing_a_merge_sorted_node_keeps_the_sorted_merge() -> None:
     src, b, c = MapNode("src", lambda x: x), Tag("b"), Tag("c")
     src | [b, c]
-    merge_sorted([b, c], key=lambda pair: pair[1]) | ListSink("out")
+    merge_branches([b, c], key=lambda pair: pair[1]) | ListSink("out")
     pipeline = Pipeline(src)
     pipeline["out"] = ListSink("out")
     assert pipeline["out"]._merge is not None
@@ -111,7 +111,7 @@ def test_printing_a_threads_pipeline_says_its_mode() -> None:
 def test_printing_notes_workers_modes_and_sorted_merges() -> None:
     a, b, c = Tag("a", workers=2, ordered=True), Tag("b", mode="processes"), Tag("c")
     a | b
-    merge_sorted([b], key="t") | c
+    merge_branches([b], key="t") | c
     assert body(Pipeline(a))[-3:] == ["a: workers=2, ordered", "b: mode=processes",
                                       "c: merge_sorted(key='t', direction='min')"]
 

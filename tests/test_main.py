@@ -143,6 +143,21 @@ def test_late_rows_are_written_beside_the_output_and_make_the_exit_status_1(tmp_
     assert "rows in 3 = merged 2 + rejected 0 + late 1" in done.stdout.splitlines()
 
 
+def test_main_with_typed_keys_rejects_an_empty_key_and_writes_the_rest(tmp_path):
+    (tmp_path / "m3.csv").write_text("date,v\n1,a\n2,b\n,c\n4,d\n")
+    done = run_main("--files", str(tmp_path / "m3.csv"), "--typed", "--output", str(tmp_path / "mx.csv"))
+    assert done.returncode == 1 and done.stderr == "", done.stderr
+    assert (tmp_path / "mx.csv").read_text().splitlines() == ["date,v", "1,a", "2,b", "4,d"]
+    assert re.search(r"^rejected \S*m3\.csv:4: empty key 'date'$", done.stdout, re.MULTILINE)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_main_says_which_output_could_not_be_written_and_why():
+    done = run_main("--output", "/dev/full")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.endswith("chronopipe merge-csv: --output /dev/full: No space left on device; not written\n")
+
+
 def test_a_key_naming_no_column_is_one_line_naming_the_key_the_file_and_its_columns():
     done = run_main("--key", "Date")
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -166,5 +181,23 @@ def test_a_merge_longer_than_two_seconds_writes_no_progress_to_a_pipe(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_chronopipe_console_script_runs_the_same_job():
     script = Path(sys.executable).parent / "chronopipe"
-    done = subprocess.run([str(script), "merge-csv"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run([str(script), "merge-csv", "--files", "examples/data/data*.txt"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0 and "merged              20,560" in done.stdout
+
+
+def test_the_console_script_without_files_is_a_usage_error_saying_to_give_them(tmp_path):
+    # the installed library reads no file of the repository: main.py gives the bundled files
+    script = Path(sys.executable).parent / "chronopipe"
+    done = subprocess.run([str(script), "merge-csv"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("chronopipe merge-csv: give the CSV files to merge: chronopipe merge-csv --files PATH... "
+                           "(main.py in the repository merges its bundled examples/data files)\n")
+
+
+def test_main_py_gives_the_bundled_files_unless_told_which(tmp_path):
+    (tmp_path / "a.csv").write_text("date,value\n2020-01-01 00:00:00,1\n")
+    a = str(tmp_path / "a.csv")
+    for files in (["--files", a], [f"--files={a}"], ["--fi", a]):
+        done = run_main(*files)
+        assert done.returncode == 0 and re.search(r"^merged +1$", done.stdout, re.MULTILINE), (files, done.stderr)

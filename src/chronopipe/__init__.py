@@ -4,9 +4,11 @@ Read many files or streams at once, merge them in chronological order, decode re
 and dispatch them to checks, on all cores, with clean teardown.
 """
 
-# Layers, bottom up: channels -> actors -> runtime -> readers, multiplex, events, scl -> graph,
-# capture -> cli. Names are imported on first use (PEP 562), so ``import chronopipe`` and the
-# command line start fast and a Ctrl-C during start-up is the command's to handle.
+# Layers, bottom up (each imports only those below it; .importlinter, checked by lint-imports):
+# channels, either -> actors -> runtime -> order -> readers, multiplex -> events -> graph -> scl
+# -> capture, testing -> cli. Names are imported on first use (PEP 562), so ``import chronopipe``
+# loads none of them (no PLY, no capture code), the command line starts fast and a Ctrl-C during
+# start-up is the command's to handle.
 import importlib
 import logging
 from typing import TYPE_CHECKING, Any

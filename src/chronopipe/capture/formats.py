@@ -77,11 +77,14 @@ def read_batches(source: str | os.PathLike[str] | IO[bytes], *, name: str | None
     timestamp. ``blocks=True``: copyable pcapng custom blocks too, each in a list of its own.
     Damage as in :func:`read_frames`; a list ends before each report.
 
-    >>> from pathlib import Path
-    >>> path = Path(__file__).parents[3] / "tests" / "data" / "captures" / "taps" / "ssh.pcap"
+    >>> import os, struct, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "two.pcap")
+    >>> header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    >>> records = [struct.pack("<IIII", 1324071333 + s, 493287, 4, 78) + b"abcd" for s in (0, 1)]
+    >>> _ = open(path, "wb").write(header + b"".join(records))
     >>> batches = list(read_batches(path, tag="tap-A"))
     >>> sum(map(len, batches)), batches[0][0][:5], next(read_batches(path))[0][:4]
-    (1797, (1324071333493287000, 'tap-A', 0, 1, 78), (1324071333493287000, 0, 1, 78))
+    (2, (1324071333493287000, 'tap-A', 0, 1, 4), (1324071333493287000, 0, 1, 4))
     """
     label = name or (os.path.basename(source) if isinstance(source, str | os.PathLike) else
                      getattr(source, "name", "capture"))

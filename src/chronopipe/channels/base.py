@@ -5,6 +5,13 @@
 batches. Both keep order, block the producer when full (backpressure), end with END,
 and can be iterated. A channel has one reader; ``writers=N`` lets N producers share it,
 and the reader sees END after all N have closed.
+
+This module knows no implementation. A subclass names the kind it implements in its class
+statement (``class ThreadChannel(Channel, kind="thread")``), which registers it; the factory
+:func:`open_channel` (as trio's ``open_memory_channel``) looks the kind up in that registry, and
+``Channel(kind=...)`` is the same factory spelt as the class, so ``Channel(kind="process")``
+gives a ProcessChannel. The package ``chronopipe.channels`` imports both implementations, so
+they are registered before anything here can be called.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from .end import END, is_end
 
-__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Kind", "kind_of"]
+__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Kind", "channel_class", "kind_of", "open_channel"]
 
 Kind = Literal["thread", "process"]
 
@@ -62,14 +69,29 @@ class Channel:
 
     kind: ClassVar[str]
 
-    def __new__(cls, *args: Any, kind: Kind = "thread", **kwargs: Any) -> Channel:
-        if cls is Channel:
-            from .pipe import ProcessChannel
-            from .thread import ThreadChannel
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        """``class XChannel(Channel, kind="x")`` registers XChannel as what ``Channel(kind="x")`` makes.
 
-            if kind not in ("thread", "process"):
-                raise ValueError(f"Channel kind must be 'thread' or 'process', not {kind!r}")
-            cls = ProcessChannel if kind == "process" else ThreadChannel
+        Raises:
+            ValueError: another class already implements that kind.
+        """
+        super().__init_subclass__(**kwargs)
+        if kind is None:
+            return  # an adapter (QueueInput, QueueOutput) or a helper: not made by kind
+        registered = _KINDS.get(kind)
+        if registered is not None and registered.__qualname__ != cls.__qualname__:
+            raise ValueError(f"channel kind {kind!r} is already implemented by {registered.__qualname__}")
+        cls.kind = kind
+        _KINDS[kind] = cls
+
+    def __new__(cls, *args: Any, kind: Kind = "thread", **kwargs: Any) -> Channel:
+        """``Channel(...)`` is the factory: it makes the class registered for ``kind``.
+
+        Raises:
+            ValueError: no channel class implements ``kind``.
+        """
+        if cls is Channel:
+            cls = channel_class(kind)
         return super().__new__(cls)
 
     def __init__(
@@ -203,6 +225,44 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} maxsize={self.maxsize}>"
+
+
+#: kind -> the Channel subclass that implements it, filled by their class statements.
+_KINDS: dict[str, type[Channel]] = {}
+
+
+def channel_class(kind: str) -> type[Channel]:
+    """The class registered for ``kind``.
+
+    >>> channel_class("thread").__name__, channel_class("process").__name__
+    ('ThreadChannel', 'ProcessChannel')
+
+    Raises:
+        ValueError: no channel class implements ``kind``.
+    """
+    try:
+        return _KINDS[kind]
+    except (KeyError, TypeError):
+        known = " or ".join(repr(k) for k in sorted(_KINDS, key=lambda k: (k != "thread", k)))  # the default first
+        raise ValueError(f"Channel kind must be {known}, not {kind!r}") from None
+
+
+def open_channel(maxsize: int = 10_000, *, kind: Kind = "thread", name: str = "channel", writers: int = 1,
+                 **options: Any) -> Channel:
+    """A new channel of ``kind``: what ``Channel(maxsize, kind=..., name=...)`` gives, as a function.
+
+    ``options`` go to that kind's class (a process channel takes ``batch_size`` and ``linger``).
+
+    >>> ch = open_channel(4, kind="thread", name="numbers")
+    >>> ch.put_many([1, 2]); ch.close(); list(ch)
+    2
+    [1, 2]
+
+    Raises:
+        ValueError: no channel class implements ``kind``; ``maxsize`` or ``writers`` below 1.
+        TypeError: an option that kind does not take.
+    """
+    return channel_class(kind)(maxsize, name=name, kind=kind, writers=writers, **options)
 
 
 def remaining(deadline: float | None, what: str) -> float:

@@ -87,10 +87,8 @@ def live_channels() -> list[ProcessChannel]:
     return list(_live)
 
 
-class ProcessChannel(Channel):
+class ProcessChannel(Channel, kind="process"):
     """Cross-process channel with batching, bounded by a semaphore over batches in flight."""
-
-    kind = "process"
 
     def __init__(
         self,

@@ -15,10 +15,8 @@ from .end import END
 __all__ = ["ThreadChannel"]
 
 
-class ThreadChannel(Channel):
+class ThreadChannel(Channel, kind="thread"):
     """In-process channel: records are handed over by reference, never copied."""
-
-    kind = "thread"
 
     def __init__(
         self, maxsize: int = 10_000, *, name: str = "channel", kind: Kind = "thread", writers: int = 1

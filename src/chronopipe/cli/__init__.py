@@ -1,7 +1,7 @@
 """The ``chronopipe`` command line: one subcommand per job, one table of exit statuses.
 
     chronopipe merge CAPTURE... [-w OUT] [--offset FILE=SECONDS] [--reorder SECONDS]
-    chronopipe merge-csv [--files PATH...] [--key COLUMN] [--direction min|max] [--output CSV]
+    chronopipe merge-csv --files PATH... [--key COLUMN] [--direction min|max] [--output CSV]
     chronopipe validate CAPTURE... [--rules F] [--json F] [--html F]
     chronopipe scl FILE|-
 
@@ -27,10 +27,8 @@ from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_TERMINATED, E
 from .scl import add_parser as add_scl_parser
 from .validate import add_parser as add_validate_parser
 
-__all__ = ["DEFAULT_DATA", "main", "parser"]
+__all__ = ["main", "parser"]
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
-DEFAULT_FILES = ("datatest.txt", "datatraining.txt", "datatest2.txt")
 #: An actor that failed on these could not read its input: exit status 2, not 3.
 INPUT_ERRORS = frozenset({"ReaderError", "FileNotFoundError", "IsADirectoryError", "PermissionError",
                           "UnicodeDecodeError", "NotADirectoryError"})
@@ -64,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
         description="Merge CSV files by a key column, one reader process per file. Every row is accounted "
                     "for: rows in = merged + rejected + late.")
     csv_merge.add_argument("--files", nargs="+", metavar="PATH",
-                           help="CSV files or quoted globs (default: the bundled UCI occupancy files)")
+                           help="CSV files or quoted globs (required; main.py gives the bundled UCI occupancy files)")
     csv_merge.add_argument("--key", default="date", help="the column to merge by (default: date)")
     csv_merge.add_argument("--direction", choices=["min", "max"], default="min",
                            help="min: ascending (default), max: descending")
@@ -206,7 +204,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "merge-csv":
         from .merge import run_merge
 
-        files = expand_files(args.files) if args.files else [DEFAULT_DATA / name for name in DEFAULT_FILES]
+        if not args.files:  # the library ships no data: the repository's main.py gives its own files
+            raise UsageError("give the CSV files to merge: chronopipe merge-csv --files PATH... "
+                             "(main.py in the repository merges its bundled examples/data files)")
+        files = expand_files(args.files)
         return run_merge(files, key=args.key, direction=args.direction, output=args.output, typed=args.typed)
     raise UsageError(f"unknown command {args.command!r}")  # argparse refuses it first
 

@@ -14,7 +14,7 @@ B
 """
 
 from .clock import Clock
-from .compose import MergeSorted, merge_sorted
+from .compose import MergeSorted, merge_branches, merge_sorted
 from .node import GroupByNode, Node, RouteError
 from .pipeline import NodeStatistics, Pipeline, PipelineStatistics
 from .state import GlobalState
@@ -31,5 +31,6 @@ __all__ = [
     "Pipeline",
     "PipelineStatistics",
     "RouteError",
-    "merge_sorted",
+    "merge_branches",
+    "merge_sorted",  # merge_branches' name before 0.2 (deprecated)
 ]

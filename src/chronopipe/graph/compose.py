@@ -5,22 +5,28 @@
 * ``a | [b, c]``: broadcast, ``b`` and ``c`` both get everything ``a`` pushes.
 * ``a | [b, c, router]``: route, each item goes to the node whose name ``router(item)`` returns.
 * ``[b, c] | d``: merge, ``d`` gets what ``b`` and ``c`` push (returns ``d``).
-* ``merge_sorted([b, c], key="timestamp") | d``: ``d`` gets what ``b`` and ``c`` push merged in
+* ``merge_branches([b, c], key="timestamp") | d``: ``d`` gets what ``b`` and ``c`` push merged in
   key order (each branch must already be in key order).
 
 Lists may nest and hold whole branches (``a | [b | c, d]``).
+
+``merge_branches`` was ``chronopipe.graph.merge_sorted`` before 0.2; that name still works (with a
+DeprecationWarning), so it is not mistaken for ``chronopipe.merge_sorted``, which merges iterables.
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..multiplex.keys import SortKey, key_function
+from ..order.keys import SortKey, key_function
+from ..order.window import merge_sorted as merge_iterables
 from .node import Node, RouterNode
 
-__all__ = ["MergeSorted", "MergeSpec", "merge_into", "merge_sorted", "pipe"]
+__all__ = ["MergeSorted", "MergeSpec", "merge_branches", "merge_into", "merge_sorted", "pipe"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,8 @@ class MergeSpec:
 def pipe(left: Node, right: Any) -> Node:
     """``left | right``; returns ``left``."""
     if isinstance(right, MergeSorted):
-        raise TypeError(f"{left} | merge_sorted(...): merge_sorted goes on the left of |, "
-                        "as in merge_sorted([b, c], key='timestamp') | d")
+        raise TypeError(f"{left} | merge_branches(...): merge_branches goes on the left of |, "
+                        "as in merge_branches([b, c], key='timestamp') | d")
     elements, router = _split_router(right)
     _connect(_slots([left], "right"), _slots(elements, "left"), router)
     return left
@@ -53,32 +59,37 @@ def merge_into(left: Any, right: Node) -> Node:
 
 
 class MergeSorted:
-    """``merge_sorted([b, c], key=...)``: put it left of ``|`` to merge the branches by key."""
+    """``merge_branches([b, c], key=...)``: put it left of ``|`` to merge the branches by key.
+
+    Raises:
+        ValueError: a router among the nodes, no node, a bad direction, a bad key.
+        TypeError: a key of the wrong type.
+    """
 
     def __init__(self, nodes: Any, key: SortKey, direction: Literal["min", "max"]) -> None:
         elements, router = _split_router(nodes)
         if router is not None:
-            raise ValueError("merge_sorted([...]) takes nodes (or branches), not a router")
+            raise ValueError("merge_branches([...]) takes nodes (or branches), not a router")
         if not elements:
-            raise ValueError("merge_sorted([...]) needs at least one node")
+            raise ValueError("merge_branches([...]) needs at least one node")
         if direction not in ("min", "max"):
-            raise ValueError(f"merge_sorted: direction must be 'min' or 'max', not {direction!r}")
+            raise ValueError(f"merge_branches: direction must be 'min' or 'max', not {direction!r}")
         key_function(key)  # a bad key fails here, not in the middle of a run
         self.nodes, self.key, self.direction = elements, key, direction
 
     def __or__(self, other: Any) -> Node:
         if not isinstance(other, Node):
-            raise TypeError(f"merge_sorted([...]) | x: x must be one node, not {_show(other)}")
+            raise TypeError(f"merge_branches([...]) | x: x must be one node, not {_show(other)}")
         branches = tuple(_slots(self.nodes, "right"))
         merge_into(list(branches), other)
         other._merge = MergeSpec(self.key, self.direction, branches)
         return other
 
     def __repr__(self) -> str:
-        return f"merge_sorted({_show(self.nodes)}, key={self.key!r}, direction={self.direction!r})"
+        return f"merge_branches({_show(self.nodes)}, key={self.key!r}, direction={self.direction!r})"
 
 
-def merge_sorted(nodes: Any, key: SortKey = "timestamp", direction: Literal["min", "max"] = "min") -> MergeSorted:
+def merge_branches(nodes: Any, key: SortKey = "timestamp", direction: Literal["min", "max"] = "min") -> MergeSorted:
     """Merge branches into the node after ``|`` in order of ``key`` (as SortedQueueMultiplexer does).
 
     Each branch must push its items in key order already; ties go to the earlier branch in the
@@ -96,11 +107,28 @@ def merge_sorted(nodes: Any, key: SortKey = "timestamp", direction: Literal["min
     ...             self.push(item)
     >>> src, a, b, out = Odd("src"), Tag("a"), Tag("b"), ListSink("out")
     >>> _ = src | [a, b]
-    >>> _ = merge_sorted([a, b], key="timestamp") | out
+    >>> _ = merge_branches([a, b], key="timestamp") | out
     >>> Pipeline(src).consume([1, 2, 3])
     >>> [(r["timestamp"], r["branch"]) for r in out.items]
     [(1, 'a'), (1, 'b'), (3, 'a'), (3, 'b')]
+
+    Raises:
+        ValueError: a router among ``nodes``, no node, ``direction`` not "min" or "max", a bad key.
+        TypeError: a key of the wrong type; later, ``| x`` where x is not one node.
     """
+    return MergeSorted(nodes, key, direction)
+
+
+def merge_sorted(nodes: Any, key: SortKey = "timestamp", direction: Literal["min", "max"] = "min") -> MergeSorted:
+    """The name ``merge_branches`` had before 0.2: the same, with a DeprecationWarning.
+
+    ``chronopipe.merge_sorted`` (not this) merges iterables in the calling thread.
+
+    Raises:
+        ValueError, TypeError: as ``merge_branches``.
+    """
+    warnings.warn("chronopipe.graph.merge_sorted is now merge_branches (chronopipe.merge_sorted merges "
+                  "iterables, not pipeline branches)", DeprecationWarning, stacklevel=2)
     return MergeSorted(nodes, key, direction)
 
 
@@ -111,6 +139,9 @@ def _split_router(obj: Any) -> tuple[list[Node], Callable[[Any], Any] | None]:
         return [obj], None
     if isinstance(obj, MergeSorted):
         raise TypeError(f"{obj!r} can only be followed by | and one node")
+    if inspect.isgenerator(obj) and obj.gi_code is _MERGED_CODE:
+        raise TypeError("chronopipe.merge_sorted(...) merges iterables, not pipeline branches: merge branches "
+                        "with chronopipe.graph.merge_branches([b, c], key=...) | d")
     if isinstance(obj, (str, bytes)) or not hasattr(obj, "__iter__"):
         raise ValueError(f"don't know what to do with {obj!r}: | joins nodes, lists of nodes (or branches), "
                          "and one router callable inside a list")
@@ -124,6 +155,10 @@ def _split_router(obj: Any) -> tuple[list[Node], Callable[[Any], Any] | None]:
             continue
         nodes.extend(_flatten(x))
     return nodes, (routers[0] if routers else None)
+
+
+#: The code of the generator ``chronopipe.merge_sorted`` returns, to say what to use instead.
+_MERGED_CODE = merge_iterables([]).gi_code  # type: ignore[attr-defined]
 
 
 def _flatten(obj: Any) -> list[Node]:

@@ -24,8 +24,7 @@ from multiprocess.connection import wait
 from ..actors.actor import Actor, Mode
 from ..channels import END, Channel, ProcessChannel
 from ..channels.base import POLL_INTERVAL, Kind
-from ..readers.output import QueueOutput
-from .inputs import as_input
+from ..channels.queues import QueueOutput, as_input
 
 __all__ = ["QueueMultiplexer", "interleave"]
 

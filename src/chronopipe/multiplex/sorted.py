@@ -24,10 +24,9 @@ from typing import Any, Literal
 from ..actors.actor import Mode
 from ..channels import END, Channel
 from ..channels.base import POLL_INTERVAL, Kind
-from ..readers.output import QueueOutput
+from ..channels.queues import QueueOutput
+from ..order import MergeWindow, SortKey, key_function
 from .fifo import QueueMultiplexer, _Stopped
-from .keys import SortKey, key_function
-from .window import MergeWindow
 
 __all__ = ["MergeReport", "SortedQueueMultiplexer"]
 
@@ -50,6 +49,10 @@ class MergeReport:
 class SortedQueueMultiplexer(QueueMultiplexer):
     """Chronological (or any key) merge of sorted inputs; the seed's usage works as written.
 
+    ``max_size`` is the seed's spelling of the bound, kept as it was (third positional argument
+    too); ``maxsize=`` is the same bound spelt as everywhere else in the package (Channel,
+    QueueMultiplexer), and ``mux.maxsize`` holds it.
+
     >>> mux = SortedQueueMultiplexer(sort_key="timestamp", sort_direction="min", max_size=100, kind="thread")
     >>> a, b, out = mux.input_queue(), mux.input_queue(), mux.output_queue()
     >>> _ = mux.run()
@@ -64,19 +67,27 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         self,
         sort_key: SortKey = "timestamp",
         sort_direction: Literal["min", "max"] = "min",
-        max_size: int = 10_000,
+        max_size: int | None = None,
         *,
+        maxsize: int | None = None,
         idle_timeout: float | None = None,
         max_late: int = 10_000,
         name: str = "sorted-multiplexer",
         kind: Kind = "process",
         mode: Mode = "thread",
     ) -> None:
+        """Raises:
+            ValueError: a bad sort_direction, idle_timeout or sort_key; max_size and maxsize both
+                given, and different.
+            TypeError: a sort_key of the wrong type."""
+        if max_size is not None and maxsize is not None and max_size != maxsize:
+            raise ValueError(f"max_size={max_size} and maxsize={maxsize} are the same bound: give one")
+        bound = 10_000 if max_size is None and maxsize is None else (maxsize if max_size is None else max_size)
         if sort_direction not in ("min", "max"):
             raise ValueError(f"sort_direction must be 'min' or 'max', not {sort_direction!r}")
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be > 0 seconds or None, not {idle_timeout!r}")
-        super().__init__(name, maxsize=max_size, kind=kind, mode=mode)
+        super().__init__(name, maxsize=bound, kind=kind, mode=mode)
         self.sort_key = sort_key
         self.sort_direction = sort_direction
         self.idle_timeout = idle_timeout
@@ -93,6 +104,11 @@ class SortedQueueMultiplexer(QueueMultiplexer):
             return self._late_out
         self._late_out = queue if isinstance(queue, Channel) else QueueOutput(queue, name=f"{self.name}.late")
         return queue
+
+    @property
+    def max_size(self) -> int:
+        """The seed's name of ``maxsize``."""
+        return self.maxsize
 
     @property
     def late_records(self) -> list[Any]:
