@@ -13,9 +13,12 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from chronopipe.cli.merge import merge_csv, run_merge
 from chronopipe.cli.outputs import UsageError
+from chronopipe.readers import CSVReader
 
 
 def write(path: Path, text: str) -> Path:
@@ -132,6 +135,79 @@ def test_an_unmatched_quote_costs_one_row_of_the_merge_not_the_rows_after_it(tmp
     figures, report = merge([a, b])
     assert (figures.merged, figures.rejected, figures.late) == (10_009, 1, 0)
     assert re.search(r"^rejected \S*a\.csv:3002: malformed CSV: unmatched quote", report, re.MULTILINE)
+
+
+def test_one_unquoted_comma_in_the_first_row_rejects_that_row_only(tmp_path):
+    a = write(tmp_path / "comma2.csv", "date,v\n1,Smith, John\n2,Doe\n3,x\n")
+    figures, report = merge([a], output=tmp_path / "m.csv")
+    assert (tmp_path / "m.csv").read_text().splitlines() == ["date,v", "2,Doe", "3,x"]
+    assert (figures.rows_in, figures.merged, figures.rejected, figures.first) == (3, 2, 1, "2")
+    assert re.search(r"^rejected \S*comma2\.csv:2: expected 2 fields, got 3$", report, re.MULTILINE)
+
+
+def test_two_unmatched_quotes_on_consecutive_lines_are_two_rejects_and_the_next_line_merges(tmp_path):
+    a = write(tmp_path / "q4.csv", 'date,v\n1,q1\n2,"q2\n3,"q3\n4,q4\n')
+    _, report = merge([a], output=tmp_path / "m.csv")
+    assert [r["v"] for r in rows_of(tmp_path / "m.csv")] == ["q1", "q4"]
+    assert "rows in 4 = merged 2 + rejected 2 + late 0" in report.splitlines()
+    assert [line.split(":")[1] for line in report.splitlines() if line.startswith("rejected ")] == ["3", "4"]
+
+
+def test_a_bad_row_spanning_lines_is_reported_with_its_lines_and_blank_lines_separately(tmp_path):
+    a = write(tmp_path / "a.csv", 'date,v\n1,a\n\n2,"x\ny",z\n3,b\n')
+    figures, report = merge([a])
+    assert (figures.rows_in, figures.merged, figures.rejected, figures.blank) == (3, 2, 1, 1)
+    assert re.search(r"^rejected \S*a\.csv:4-5: expected 2 fields, got 3$", report, re.MULTILINE)
+    assert "blank lines skipped: 1 (a.csv 1); they are no rows" in report.splitlines()
+
+
+@pytest.mark.parametrize("typed", [False, True])
+def test_a_row_with_an_empty_key_is_rejected_and_the_merge_goes_on(tmp_path, typed):
+    a = write(tmp_path / "m3.csv", "date,v\n1,a\n2,b\n,c\n4,d\n")
+    figures, report = merge([a], typed=typed, output=tmp_path / "mx.csv")
+    assert [r["v"] for r in rows_of(tmp_path / "mx.csv")] == ["a", "b", "d"]
+    assert (figures.rows_in, figures.merged, figures.rejected) == (4, 3, 1)
+    assert re.search(r"^rejected \S*m3\.csv:4: empty key 'date'$", report, re.MULTILINE)
+    assert "object at" not in report
+
+
+def test_a_file_given_twice_has_its_own_name_and_rows_in_sums_every_file(tmp_path):
+    from chronopipe.cli.merge import MergeFigures, _names
+    names = _names([Path("a.csv"), Path("a.csv"), Path("./a.csv")])
+    assert names == ["a.csv", "a.csv (2)", "a.csv (3)"]
+    figures = MergeFigures(files=names, paths=["a.csv"] * 3, rows=dict.fromkeys(names, 2),
+                           rejected_per_file=dict.fromkeys(names, 1), late_per_file=dict.fromkeys(names, 0),
+                           merged=6, columns=["date"])
+    assert (figures.rows_in, figures.merged + figures.rejected + figures.late) == (9, 9)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("rows", [2, 100_000])
+def test_an_output_that_cannot_be_written_is_named_with_the_reason_and_not_written(tmp_path, rows):
+    a = write(tmp_path / "a.csv", "date,v\n" + "".join(f"{i:06d},x\n" for i in range(rows)))
+    with pytest.raises(UsageError, match=r"^--output /dev/full: No space left on device; not written$"):
+        merge([a], output=Path("/dev/full"))
+
+
+_KEYS = st.sampled_from(["1", "2", "3", "", '"', "1,x", '"2'])
+_REST = st.lists(st.sampled_from(["a", ",", ",", '"', "b c", ""]), max_size=4).map("".join)
+_ROWS = st.lists(st.tuples(_KEYS, _REST).map(",".join) | st.sampled_from(["", ",", '"']), max_size=10)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_ROWS, typed=st.booleans())
+def test_rows_in_is_merged_plus_rejected_plus_late_whatever_the_lines(tmp_path, rows, typed):
+    path = write(tmp_path / "p.csv", "date,v\n" + "".join(f"{r}\n" for r in rows))
+    try:
+        figures, report = merge([path], typed=typed, output=tmp_path / "m.csv")
+    except UsageError as exc:  # keys in the wrong direction, or --typed numbers beside text
+        assume("order" not in str(exc) and "cannot be compared" not in str(exc))
+        raise
+    alone = CSVReader(path, typed=typed, key="date")  # the same file, read here
+    n = len(list(alone))
+    assert figures.rows_in == figures.merged + figures.rejected + figures.late == n + alone.rejected
+    assert (figures.blank, len(rows_of(tmp_path / "m.csv"))) == (alone.blank, figures.merged)
+    assert f"rows in {figures.rows_in} = merged {figures.merged} + rejected {figures.rejected}" in report
 
 
 # -- columns -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import itertools
 import operator
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class LateRow:
 class MergeFigures:
     """What a CSV merge did: ``rows_in == merged + rejected + late``, always."""
 
-    files: list[str]  #: the names in the report, in the order given
+    files: list[str]  #: the names in the report, in the order given (distinct, even for a file given twice)
     paths: list[str]  #: the paths, as given (as rejects and late rows name them)
     rows: dict[str, int]  #: per file: rows read and kept (merged or late)
     rejected_per_file: dict[str, int]
@@ -92,6 +93,8 @@ class MergeFigures:
     elapsed_s: float = 0.0
     empty: dict[str, str] = field(default_factory=dict)  #: file: "empty file" or "header only"
     rejects: list[Reject] = field(default_factory=list)  #: the first SHOWN per file
+    rejects_per_file: dict[str, list[Reject]] = field(default_factory=dict)  #: the first SHOWN of each file
+    blank_per_file: dict[str, int] = field(default_factory=dict)  #: blank rows skipped (not rows: not in rows_in)
     late_rows: list[LateRow] = field(default_factory=list)  #: the first SHOWN per file
     output: Path | None = None
     late_output: Path | None = None  #: the late-rows file, when one was written
@@ -105,8 +108,14 @@ class MergeFigures:
         return sum(self.late_per_file.values())
 
     @property
+    def blank(self) -> int:
+        return sum(self.blank_per_file.values())
+
+    @property
     def rows_in(self) -> int:
-        return sum(self.rows.values()) + self.rejected
+        """The rows of the files, each file counted as often as it was given: per file, the rows
+        merged or late plus the rejected ones."""
+        return sum(self.rows.get(n, 0) + self.rejected_per_file.get(n, 0) for n in self.files)
 
     @property
     def exit_status(self) -> int:
@@ -186,11 +195,14 @@ def merge_csv(
             if target.discard() and (n == 0 or figures.late):  # an empty late-rows file is no loss
                 print(f"{target.target}: not written (the run did not finish)", file=err)
         if isinstance(exc, TypeError) and str(exc).startswith("sort keys cannot be compared"):
-            raise UsageError(f"--key {key}: {exc}") from None  # e.g. --typed numbers in one file, dates in another
+            text = re.sub(r"<object object at 0x[0-9a-fA-F]+>", "a key", str(exc))  # never an internal sentinel
+            raise UsageError(f"--key {key}: {text}") from None  # e.g. --typed numbers in one file, dates in another
         raise
     for s, name in zip(summaries, names, strict=True):
         figures.rows[name] = s.records
         figures.rejected_per_file[name] = s.rejected
+        figures.blank_per_file[name] = s.blank
+        figures.rejects_per_file[name] = s.rejects[:SHOWN]
         figures.rejects += s.rejects[:SHOWN]
     if targets:
         targets[0].commit()
@@ -229,7 +241,8 @@ def _probe(path: Path, key: str, direction: str, typed: bool) -> _Probe:
     columns = [c for c in reader.columns if c != "\0line"]
     if key not in columns:
         raise UsageError(f"--key {key}: {path} has no column {key!r} (its columns: {', '.join(columns)})")
-    _check_direction(path, [(r["\0line"], r[key]) for r in rows], key, direction)
+    keyed = [(r["\0line"], r[key]) for r in rows if r[key] is not None and r[key] != ""]  # the merge rejects the others
+    _check_direction(path, keyed, key, direction)
     return _Probe(columns, "" if rows or reader.rejected else "header only")
 
 
@@ -260,9 +273,20 @@ def _check_direction(path: Path, keyed: list[tuple[int, Any]], key: str, directi
 
 
 def _names(files: list[Path]) -> list[str]:
-    """Each file's name in the report: its base name, or the path as given when base names repeat."""
+    """Each file's name in the report: its base name, or the path as given when base names repeat;
+    a path given again is ``name (2)``, ``name (3)``... so that every file has its own figures.
+
+    >>> _names([Path("a/x.csv"), Path("b/x.csv"), Path("y.csv"), Path("./y.csv")])
+    ['a/x.csv', 'b/x.csv', 'y.csv', 'y.csv (2)']
+    """
     bases = [path.name for path in files]
-    return [base if bases.count(base) == 1 else str(path) for base, path in zip(bases, files, strict=True)]
+    names = [base if bases.count(base) == 1 else str(path) for base, path in zip(bases, files, strict=True)]
+    seen: dict[str, int] = {}
+    distinct = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        distinct.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return distinct
 
 
 def _free_name(name: str, taken: list[str]) -> str:
@@ -290,13 +314,16 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
     handles = [target.path.open("w", newline="", encoding="utf-8") for target in targets]
     try:
         writer = late_writer = None
-        if handles:
-            writer = csv.DictWriter(handles[0], fieldnames=figures.columns, restval="", extrasaction="ignore")
-            writer.writeheader()
-        if len(handles) > 1:
-            late_writer = csv.DictWriter(handles[1], fieldnames=[*figures.columns, file_col, line_col], restval="",
-                                         extrasaction="ignore")
-            late_writer.writeheader()  # the file is discarded if no row is late
+        try:
+            if handles:
+                writer = csv.DictWriter(handles[0], fieldnames=figures.columns, restval="", extrasaction="ignore")
+                writer.writeheader()
+            if len(handles) > 1:
+                late_writer = csv.DictWriter(handles[1], fieldnames=[*figures.columns, file_col, line_col],
+                                             restval="", extrasaction="ignore")
+                late_writer.writeheader()  # the file is discarded if no row is late
+        except OSError as exc:
+            raise _write_failed(targets[1 if late_writer else 0], exc, late_writer is not None) from None
         shown: dict[int, int] = {}
 
         def on_late(idx: int, record: Any, frontier: Any) -> None:
@@ -307,14 +334,17 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
                 figures.late_rows.append(LateRow(str(files[idx]), record.get(line_col), key, record.get(key), frontier))
             if late_writer is not None:
                 record[file_col] = str(files[idx])
-                late_writer.writerow(record)
+                try:
+                    late_writer.writerow(record)
+                except OSError as exc:
+                    raise _write_failed(targets[1], exc, late=True) from None
 
         mux = _FileMerge(on_late, sort_key=key, sort_direction=direction, name="merge",  # type: ignore[arg-type]
                          max_late=0)
         readers: list[CSVReader] = []
         for path, name in zip(files, names, strict=True):
             readers.append(CSVReader(path, queue=mux.input_queue(), name=name, typed=typed, line_key=line_col,
-                                     start=True))
+                                     key=key, start=True))
         count, first, last = 0, None, None
         try:
             with progress("rows", err=err) as bar:
@@ -325,7 +355,10 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
                         last = batch[-1].get(key)
                         count += len(batch)
                         if writer is not None:
-                            writer.writerows(batch)
+                            try:
+                                writer.writerows(batch)
+                            except OSError as exc:
+                                raise _write_failed(targets[0], exc) from None
                         bar.update(len(batch))
         except Exception as exc:
             for reader in readers:  # the merge failed: the readers need not go on (Ctrl-C: the runtime ends them)
@@ -334,11 +367,24 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
             raise
         summaries = [reader.join() for reader in readers]
         mux.join()
+        for n, handle in enumerate(handles):
+            try:
+                handle.close()  # flushes: a full disk may say so only now
+            except OSError as exc:
+                raise _write_failed(targets[n], exc, late=n == 1) from None
     finally:
         for handle in handles:
-            handle.close()
+            try:
+                handle.close()  # a no-op for those closed above
+            except OSError:
+                pass  # the run failed already: that error is the one to report
     figures.merged, figures.first, figures.last = count, first, last
     return summaries
+
+
+def _write_failed(target: AtomicOutput, exc: OSError, late: bool = False) -> UsageError:
+    """An output that could not be written (a full disk, ``/dev/full``): one line naming it."""
+    return UsageError(f"{'late rows file' if late else '--output'} {target.target}: {exc.strerror or exc}; not written")
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -355,14 +401,15 @@ def _print_report(out: TextIO, figures: MergeFigures, key: str, readers: int) ->
         print(f"first {key}: {figures.first}\nlast {key}:  {figures.last}", file=out)
     print(f"rows in {figures.rows_in:,} = merged {figures.merged:,} + rejected {figures.rejected:,} "
           f"+ late {late:,}", file=out)
+    if figures.blank:
+        per_file = ", ".join(f"{n} {c:,}" for n, c in figures.blank_per_file.items() if c)
+        print(f"blank lines skipped: {figures.blank:,} ({per_file}); they are no rows", file=out)
     for n, what in figures.empty.items():
         print(f"{n}: no rows ({what})", file=out)
-    by_file: dict[str, list[Reject]] = {}
-    for reject in figures.rejects:
-        by_file.setdefault(reject.file, []).append(reject)
-    for n, path in zip(names, figures.paths, strict=True):
-        for reject in by_file.get(path, []):
-            print(f"rejected {reject}", file=out)
+    for n in names:
+        for reject in figures.rejects_per_file.get(n, []):
+            where = f"{reject.line}-{reject.end_line}" if reject.end_line else f"{reject.line}"
+            print(f"rejected {reject.file}:{where}: {reject.reason}", file=out)
         if figures.rejected_per_file[n] > SHOWN:
             print(f"rejected ... and {figures.rejected_per_file[n] - SHOWN:,} more in {n}", file=out)
     if late:
