@@ -174,10 +174,12 @@ def _warn(message: str) -> None:
         pass
 
 
-def _describe(calls: list[Call]) -> str:
+def _describe(calls: list[Call], shown: int = 3) -> str:
+    """The first ``shown`` calls (label, thread, how long), then how many more: one short line."""
     now = time.monotonic()
-    return "; ".join(f"{c.label} on {c.thread.name if c.thread else '?'}, running for {now - c.started:.1f} s"
-                     for c in calls)
+    text = "; ".join(f"{c.label} on {c.thread.name if c.thread else '?'}, running for {now - c.started:.1f} s"
+                     for c in calls[:shown])
+    return text + (f"; and {len(calls) - shown} more" if len(calls) > shown else "")
 
 
 def _die_of_sigint() -> None:
