@@ -1,7 +1,7 @@
 """SortedQueueMultiplexer: a k-way merge of sorted inputs, by a key, stable, never guessing.
 
 Each input is assumed sorted by the key. The merge takes what its inputs have, emits every
-record that no input can still precede (window.py: a window at a time, sorted in C), and waits
+record that no input can still precede (order/window.py: a window at a time, sorted in C), and waits
 only on an input that holds it back, so the output is in key order; ties go in input-registration
 order, so equal input gives identical output every run. It holds about one batch per input
 beyond the channels' own bounds.
