@@ -34,7 +34,7 @@ setup(
         "yaml": ["pyyaml>=6"],  # chronopipe validate --rules rules.yml
         "plot": ["graphviz>=0.20"],  # Pipeline.plot()
     },
-    entry_points={"console_scripts": ["chronopipe=chronopipe.cli:main"]},
+    entry_points={"console_scripts": ["chronopipe=chronopipe.__main__:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.11",

@@ -141,15 +141,20 @@ def test_help_lists_the_exit_statuses_in_plain_text(command):
     assert "``" not in done.stdout and ":class:" not in done.stdout
 
 
+CONSOLE = [str(Path(sys.executable).parent / "chronopipe"), "merge-csv", "--files",
+           *(str(ROOT / "examples" / "data" / n) for n in ("datatest.txt", "datatraining.txt", "datatest2.txt"))]
+
+
+@pytest.mark.parametrize("command", [MAIN, CONSOLE], ids=["main.py", "chronopipe"])
 @pytest.mark.parametrize("delay", [0.03, 0.06, 0.1, 0.15, 0.2, 0.25])
-def test_ctrl_c_while_main_py_starts_is_exit_status_130_without_a_traceback(delay):
-    proc = subprocess.Popen(MAIN, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_ctrl_c_while_the_command_starts_is_exit_status_130_without_a_traceback(command, delay):
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     if proc.returncode == 0:
         pytest.skip(f"the run finished within {delay} s, before the signal")
-    if "Traceback" in stderr and "chronopipe" not in stderr and "main.py" not in stderr:
+    if "Traceback" in stderr and "chronopipe/" not in stderr and "main.py" not in stderr:
         pytest.skip("the signal came while the interpreter itself started (frozen modules), before main.py ran")
     # -2: the report was out and the interpreter was exiting when the signal came: it died of it
     assert proc.returncode in (130, -signal.SIGINT), stderr
