@@ -156,6 +156,8 @@ class CSVReader(FileReader):
         key = self.key
         if key is not None and key not in self.columns:
             raise ValueError(f"{self.filename}: key={key!r} is not a column of the file (columns: {names})")
+        key_at = lo + names.index(key) if key in names else None  # (the added "timestamp" is never empty)
+        first_at = lo if key_at is None else key_at  # an empty field there: a blank row or an empty key
         typer = None
         if self.typed or self.types:
             typer = RowTyper(names, self.types, typed=self.typed, decimal=decimal, dayfirst=self.dayfirst)
@@ -173,8 +175,11 @@ class CSVReader(FileReader):
                 if not any(fields):
                     raise _Blank
                 raise _Bad(f"expected {width} fields, got {len(fields)}")
-            if not fields[lo] and not any(fields):
-                raise _Blank
+            if not fields[first_at]:
+                if not any(fields):
+                    raise _Blank
+                if key_at is not None:
+                    raise _Bad(f"empty key {key!r}")
             if tail and any(fields[hi:]):
                 raise _Bad(f"a value under an unnamed trailing column: {fields[hi:]!r}")
             if from_values is from_fields:
@@ -190,6 +195,8 @@ class CSVReader(FileReader):
                         raise _Bad(str(exc)) from None
                     if na_numbers:
                         vals = [None if v in na_numbers else v for v in vals]
+                if key_at is not None and vals[key_at - lo] is None:
+                    raise _Bad(f"empty key {key!r}")
                 rec = from_values(vals)
             if ts_idx:
                 text = " ".join([fields[i] for i in ts_idx])
@@ -200,8 +207,6 @@ class CSVReader(FileReader):
                 if ts is None or isinstance(ts, time):
                     raise _Bad(f"timestamp {text!r} does not parse")
                 rec["timestamp"] = to_datetime(ts)
-            if key is not None and (rec[key] is None or rec[key] == ""):
-                raise _Bad(f"empty key {key!r}")
             return rec
 
         return build
