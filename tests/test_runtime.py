@@ -162,3 +162,26 @@ def test_a_task_hung_on_the_thread_pool_does_not_keep_the_interpreter_from_exiti
     started = time.monotonic()
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and time.monotonic() - started < 10, done.stderr
+
+
+def test_a_ctrl_c_swallowed_by_a_weakref_callback_is_delivered_again(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "swallowed.py"
+    script.write_text(
+        "import time, weakref, chronopipe as cp\n"
+        "cp.Runtime()._setup()\n"
+        "class Thing: pass\n"
+        "thing = Thing()\n"
+        "def gone(ref): raise KeyboardInterrupt  # as a SIGINT handler would, inside the callback\n"
+        "ref = weakref.ref(thing, gone)\n"
+        "del thing\n"
+        "time.sleep(10)\n"
+        "print('went on as if nothing happened')\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert time.monotonic() - started < 8, "the signal waited for the sleep to end"
+    assert "went on" not in done.stdout
+    assert done.returncode in (130, 1, -signal.SIGINT), done.stderr
+    assert "Exception ignored" not in done.stderr

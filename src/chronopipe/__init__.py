@@ -9,9 +9,9 @@ and dispatch them to checks, on all cores, with clean teardown.
 # -> capture, testing -> cli. Names are imported on first use (PEP 562), so ``import chronopipe``
 # loads none of them (no PLY, no capture code), the command line starts fast and a Ctrl-C during
 # start-up is the command's to handle.
-import importlib
-import logging
-from typing import TYPE_CHECKING, Any
+import importlib  # already loaded by the interpreter: costs nothing
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 
 if TYPE_CHECKING:
     from . import scl
@@ -95,7 +95,7 @@ __all__ = [
 
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import a public name from its module on first use (``chronopipe.Runtime``, ``from chronopipe import END``)."""
     if name == "scl":
         return importlib.import_module(".scl", __name__)
@@ -110,5 +110,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

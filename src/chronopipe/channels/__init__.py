@@ -3,7 +3,12 @@
 ``Channel(kind=...)`` and ``open_channel(kind=...)`` make the class registered for that kind
 (base.py); importing this package registers both implementations, ``ThreadChannel`` and
 ``ProcessChannel``. ``queues.py`` puts a Channel's face on any foreign queue.
+
+Every package of chronopipe that logs imports this one, so the library's ``NullHandler`` is
+added here (the top-level package imports nothing at start-up).
 """
+
+import logging
 
 from .base import Channel, ChannelBroken, ChannelStatistics, channel_class, open_channel
 from .end import END, is_end
@@ -12,3 +17,5 @@ from .thread import ThreadChannel
 
 __all__ = ["END", "Channel", "ChannelBroken", "ChannelStatistics", "ProcessChannel", "ThreadChannel",
            "channel_class", "is_end", "open_channel"]
+
+logging.getLogger("chronopipe").addHandler(logging.NullHandler())

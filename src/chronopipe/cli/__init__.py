@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import glob
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -82,9 +83,20 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C, so outputs are discarded, then exit with status 143."""
 
 
+_OWNER = [0]  # the pid that installed _on_sigterm
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     """Turn SIGTERM into Terminated in the main thread. The runtime, started later, chains to this
-    handler after it has ended its child processes; this handler takes no lock and never blocks."""
+    handler after it has ended its child processes; this handler takes no lock and never blocks.
+
+    In a process forked from ours that has not yet put its own handlers in place (the signal came
+    during the fork), it does what SIGTERM does by default: that process ends, at once.
+    """
+    if os.getpid() != _OWNER[0]:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated
 
 
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     ours = previous in (signal.SIG_DFL, None) and _in_main_thread()
     if ours:
+        _OWNER[0] = os.getpid()
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _main(argv)
@@ -172,6 +185,10 @@ def _run(args: argparse.Namespace) -> int:
     with _deferred_signals():
         for module in COMMAND_MODULES.get(args.command, ()):
             importlib.import_module(module)
+        if args.command != "scl" and _OWNER[0] == os.getpid():  # the commands that run actors
+            from ..runtime.signals import redeliver_when_swallowed
+
+            redeliver_when_swallowed(Terminated, signal.SIGTERM)
     if args.command == "validate":
         from .validate import run_validate
 
@@ -318,8 +335,6 @@ def _prog(args: argparse.Namespace | None) -> str:
 
 
 def _silence_stdout() -> None:
-    import os
-
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):

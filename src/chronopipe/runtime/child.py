@@ -27,7 +27,8 @@ def init_child(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ())
     """Prepare a freshly forked child of the runtime."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's chained teardown handler
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # pool workers start with it blocked
+    # actor processes start with both held back (ProcessHost.start), pool workers with SIGTERM
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     _stdlib_after_fork()
     keep_only(readers, writers)
     watch_parent()

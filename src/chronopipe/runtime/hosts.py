@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -72,7 +73,15 @@ class ProcessHost:
         self.outcome: tuple[str, Any] | None = None
 
     def start(self) -> None:
-        self.proc.start()
+        # SIGINT/SIGTERM are held back across the fork: a handler that ran inside the fork's
+        # after-fork hooks (logging's _releaseLock, ours) would see its KeyboardInterrupt
+        # "ignored", and the run would go on without its children. The child unblocks them in
+        # init_child, once its own handlers are in place.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self.proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._status_w.close()
         self._status_w = None
         self.pid = self.proc.pid
@@ -85,15 +94,21 @@ class ProcessHost:
     def exitcode(self) -> int | None:
         return self.proc.exitcode
 
+    @property
+    def started(self) -> bool:
+        """Whether the process was forked (a Ctrl-C can land between the record and the fork)."""
+        return self.pid is not None
+
     def alive(self) -> bool:
-        return self.proc.is_alive()
+        return self.started and self.proc.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
-        self.proc.join(timeout)
+        if self.started:
+            self.proc.join(timeout)
 
     def cancel(self, reason: ActorError | None, *, kill: bool = False) -> None:
-        """SIGTERM (SIGKILL with ``kill``) the process, if it still runs."""
-        if self.proc.exitcode is None:
+        """SIGTERM (SIGKILL with ``kill``) the process, if it was started and still runs."""
+        if self.started and self.proc.exitcode is None:
             self.proc.kill() if kill else self.proc.terminate()
 
     def read_report(self, name: str) -> None:
@@ -177,7 +192,7 @@ class ActorHosting:
                 watched: dict[Any, tuple[HostRecord, str]] = {}
                 for r in self._records.values():
                     host = r.host
-                    if isinstance(host, ProcessHost) and r.actor.state == "running":
+                    if isinstance(host, ProcessHost) and host.started and r.actor.state == "running":
                         if host.outcome is None and not host.status_r.closed:
                             watched[host.status_r] = (r, "report")
                         watched[host.sentinel] = (r, "exit")

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..channels.quiet import QUIET_SIGNALS, start_quiet
 
-__all__ = ["HANDLED_SIGNALS", "HANDLER_DEADLINE", "SignalHandlers", "start_quiet"]
+__all__ = ["HANDLED_SIGNALS", "HANDLER_DEADLINE", "SignalHandlers", "redeliver_when_swallowed", "start_quiet"]
 
 log = logging.getLogger("chronopipe.runtime")
 HANDLED_SIGNALS = QUIET_SIGNALS  # the runtime's own threads block them (channels.quiet.start_quiet)
@@ -56,6 +57,7 @@ class SignalHandlers:
                 continue  # the program chose to ignore it (nohup, `cmd &`): so do we
             self.previous[signum] = current
             signal.signal(signum, self)
+        redeliver_when_swallowed(KeyboardInterrupt, signal.SIGINT)
 
     def reset(self) -> None:
         """Put the previous handlers back where ours are installed (e.g. in a forked child)."""
@@ -89,3 +91,37 @@ class SignalHandlers:
             signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
             os.kill(os.getpid(), signum)  # die of the signal: exit status 128 + signum
+
+
+_redelivered: dict[type[BaseException], int] = {}
+#: Seconds after a swallowed signal exception before the signal is delivered again.
+REDELIVER_AFTER = 0.01
+
+
+def redeliver_when_swallowed(kind: type[BaseException], signum: int) -> None:
+    """Deliver ``signum`` again when the exception its handler raised (``kind``) was swallowed.
+
+    A signal handler runs wherever the main thread is, and an exception raised inside a weakref
+    callback, a ``__del__`` or an after-fork hook is only printed ("Exception ignored in ...") and
+    dropped: the Ctrl-C would be lost while the runtime has already ended the children. This
+    ``sys.unraisablehook`` says nothing of such a ``kind`` and sends the signal to the main thread
+    again a moment later (``signal.pthread_kill``, which also wakes a sleep), and the handler
+    raises it again where it can propagate.
+    Other unraisable exceptions go to the hook that was there before. Idempotent per ``kind``.
+    """
+    if kind in _redelivered:
+        return
+    _redelivered[kind] = signum
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        signum = _redelivered.get(unraisable.exc_type) if unraisable.exc_type is not None else None
+        if signum is not None and threading.current_thread() is threading.main_thread():
+            # From another thread, a moment later: raised from here, it would be swallowed again.
+            again = threading.Timer(REDELIVER_AFTER, signal.pthread_kill, (threading.main_thread().ident, signum))
+            again.daemon = True
+            again.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
