@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 import chronopipe as cp
+from processes_helper import running
 
 SCRIPTS = Path(__file__).parent / "scripts"
 #: The fault must become an outcome (an ActorError, or a finished map) within this (goal: ~1 s).
@@ -33,15 +34,6 @@ SIGTERM_TIMEOUT = 3.0
 START_TIMEOUT = 20.0
 
 
-def running(procs: list[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 class Cell:

@@ -33,6 +33,7 @@ from chronopipe.capture.validate import _host_death
 from chronopipe.channels import ChannelBroken, ProcessChannel
 from chronopipe.channels.pipe import LINGER
 from chronopipe.graph.errors import from_actor_error
+from processes_helper import running
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -97,15 +98,6 @@ def command(app: str, csvs: list[Path], captures: list[Path], tmp_path: Path) ->
 
 
 # -- running an application ----------------------------------------------------------------------
-def running(procs: list[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 @dataclass

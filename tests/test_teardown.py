@@ -29,6 +29,7 @@ import psutil
 import pytest
 
 import chronopipe as cp
+from processes_helper import running
 
 SCRIPT = Path(__file__).parent / "scripts" / "teardown_pipeline.py"
 
@@ -48,16 +49,6 @@ POLL = 0.01
 
 
 # -- helpers ---------------------------------------------------------------------------
-def running(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """Those of ``procs`` still running (a zombie or a reused pid does not count)."""
-    alive = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 def wait_until(condition: Callable[[], Any], timeout: float) -> Any:
