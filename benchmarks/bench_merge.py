@@ -29,7 +29,7 @@ the garbage collector never scans a million live records during them):
   merged by ``heapq.merge`` as in (b).
 * **(c) chronopipe merge core, in-memory lists**: ``chronopipe.merge_sorted(*lists,
   key="timestamp")``, the in-process face of the window that SortedQueueMultiplexer merges with
-  (``multiplex/window.py``), consumed exactly like heapq.merge. Target: >= 0.9x the
+  (``order/window.py``), consumed exactly like heapq.merge. Target: >= 0.9x the
   heapq.merge-over-lists rate (``core_vs_heapq_merge``).
 * **(c) SortedQueueMultiplexer on threads** (information): the multiplexer itself on a thread of
   this process, its S thread input channels (``maxsize`` = records per stream) filled with the

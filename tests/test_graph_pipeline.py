@@ -113,7 +113,7 @@ def test_printing_notes_workers_modes_and_sorted_merges() -> None:
     a | b
     merge_branches([b], key="t") | c
     assert body(Pipeline(a))[-3:] == ["a: workers=2, ordered", "b: mode=processes",
-                                      "c: merge_sorted(key='t', direction='min')"]
+                                      "c: merge_branches(key='t', direction='min')"]
 
 
 def test_repr_is_the_printed_form() -> None:

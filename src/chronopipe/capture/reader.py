@@ -121,14 +121,18 @@ class CaptureStatistics(ActorStatistics):
 class CaptureReader(ReaderHosting, Actor):
     """Streams the packets of one pcap / pcapng (/ .gz) file, then END.
 
-    >>> from pathlib import Path
-    >>> path = Path(__file__).parents[3] / "tests" / "data" / "captures" / "taps" / "ssh.pcap"
+    >>> import os, tempfile
+    >>> from chronopipe.capture import CaptureWriter
+    >>> path = os.path.join(tempfile.mkdtemp(), "tap.pcap")
+    >>> with CaptureWriter(path) as out:
+    ...     for i in range(3):
+    ...         out.write((1_324_071_333_493_287_000 + i, "tap", 0, i + 1, 2, 60, 1, b"ab"))
     >>> packets = list(CaptureReader(path))                      # in this thread: no actor
     >>> len(packets), packets[0][:4]
-    (1797, (1324071333493287000, 'ssh.pcap', 0, 1))
+    (3, (1324071333493287000, 'tap.pcap', 0, 1))
     >>> reader = CaptureReader(path, source="tap-A", start=True, mode="thread")
     >>> sum(1 for _ in reader.queue), reader.join().packets      # hosted: packets arrive on .queue
-    (1797, 1797)
+    (3, 3)
 
     ``queue``: where packets go (any object with ``put()``; default: a Channel of the reader's
     kind, ``.queue``). ``source``: the tap's name on every packet (default: the file's name).

@@ -30,7 +30,7 @@ from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.errors import ActorError
 from ..channels import END, ChannelBroken, ProcessChannel
 from ..channels.base import POLL_INTERVAL
-from ..multiplex.window import MergeWindow
+from ..order.window import MergeWindow
 from ..runtime import Runtime
 from .errors import from_actor_error, mark
 from .node import GroupByNode, Node

@@ -43,7 +43,7 @@ def notes(top: Node) -> list[str]:
         if getattr(node, "mode", None):
             said.append(f"mode={node.mode}")
         if node._merge is not None:
-            said.append(f"merge_sorted(key={node._merge.key!r}, direction={node._merge.direction!r})")
+            said.append(f"merge_branches(key={node._merge.key!r}, direction={node._merge.direction!r})")
         if said:
             out.append(f"{node.name}: " + ", ".join(said))
     return out

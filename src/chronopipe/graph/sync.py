@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..multiplex.window import MergeWindow
+from ..order.window import MergeWindow
 from .errors import NO_ITEM, find_origin, mark, node_error
 from .node import GroupByNode, Node, RouterNode
 from .wiring import Target, input_of, make_push, output_of, push_in_begin, route_to
