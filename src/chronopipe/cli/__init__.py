@@ -20,6 +20,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,26 +103,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (see the module docstring)."""
-    args = None
-    previous = signal.getsignal(signal.SIGTERM)
-    ours = previous in (signal.SIG_DFL, None) and _in_main_thread()
-    if ours:
-        _OWNER[0] = os.getpid()
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    previous, ours = signal.SIG_DFL, False
     try:
+        previous = signal.getsignal(signal.SIGTERM)
+        ours = previous in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread()
+        if ours:
+            _OWNER[0] = os.getpid()
+            signal.signal(signal.SIGTERM, _on_sigterm)
         return _main(argv)
+    except KeyboardInterrupt:  # before _main's own handling began, or while it printed
+        print("chronopipe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Terminated:
-        print(f"{_prog(args)}: terminated (SIGTERM)", file=sys.stderr)
+        print("chronopipe: terminated (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
     finally:
         if ours:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _main(argv: list[str] | None) -> int:
