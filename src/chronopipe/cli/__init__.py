@@ -7,8 +7,9 @@
 
 Exit status (see outputs.EXIT_CODES): 0 all good; 1 the run finished but found something; 2 usage
 error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM. A routine mistake
-is one line on stderr, never a traceback. Only argparse and pathlib are imported here: the
-commands import what they need when they run, so Ctrl-C at start-up is still exit status 130.
+is one line on stderr, never a traceback. Only light standard modules are imported here; the
+commands import what they need when they run, with Ctrl-C held back (so a Ctrl-C at start-up is
+still exit status 130), and SIGTERM unwinds like Ctrl-C (outputs discarded, exit status 143).
 """
 
 from __future__ import annotations
