@@ -229,3 +229,26 @@ def test_a_killed_actors_error_says_how_far_each_actor_got_and_how_many_records_
     assert received < 2000 and err.progress["sink"][0] == emitted
     assert err.in_flight == {"a": 2000 - received, "b": 0} and err.lost == 2000 - received
     assert f"work received {received} emitted {emitted}" in str(err)
+
+
+def test_what_a_killed_middle_actor_held_is_counted_as_lost():
+    """source -> scale -> slow total; SIGKILL scale: every record the source emitted is either
+    received by total or counted lost (in flight, or in the dead actor's hands)."""
+    raw = cp.Channel(kind="process", name="raw")
+    scaled = cp.Channel(kind="process", name="scaled")
+
+    class Total(cp.Actor):
+        def on_receive(self, record):
+            time.sleep(0.00001)
+
+    cp.Actor("source", source=lambda: ({"v": i} for i in range(3_000_000)), outputs=raw, mode="process").start()
+    scale = cp.Actor("scale", lambda r: r, inbox=raw, outputs=scaled, mode="process").start()
+    total = Total("total", inbox=scaled, mode="process").start()
+    deadline = time.monotonic() + 10
+    while total.statistics().received < 2_000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(scale.pid, signal.SIGKILL)
+    with pytest.raises(cp.ActorError) as failed:
+        total.join(timeout=DETECT_TIMEOUT)
+    progress = failed.value.progress
+    assert progress["source"][1] - progress["total"][0] == failed.value.lost, (progress, failed.value.in_flight)

@@ -225,8 +225,8 @@ class Actor:
                     raise
                 if r is not None:
                     out.append(r)
-            counts.received += len(batch)
             self._send_out()
+            counts.received += len(batch)  # after the send: a batch is received once handled and passed on
 
     def _inbox_batches(self, inbox: Channel) -> Iterator[list[Any]]:
         """The inbox's batches without the END, until END or stop(): the loop of an actor that

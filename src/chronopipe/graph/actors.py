@@ -129,8 +129,8 @@ class NodeActor(Actor):
             except BaseException:
                 self._failed_record = item
                 raise
-            self._received += len(batch)
             self._flush_ports()
+            self._received += len(batch)  # after the send: a batch is received once handled and passed on
 
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).
