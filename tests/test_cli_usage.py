@@ -31,6 +31,8 @@ def work(tmp_path: Path) -> Path:
     shutil.copy(CAPTURE, tmp_path / "tap.pcap")
     (tmp_path / "folder").mkdir()
     (tmp_path / "broken.py").write_text("def rules(:\n")
+    (tmp_path / "typo.yml").write_text("chekcs:\n  clock: false\n")
+    (tmp_path / "badopt.yml").write_text("checks:\n  hosts: {alow: [10.0.0.1]}\n")
     (tmp_path / "notes.txt").write_text("not a capture at all, just words\n" * 10)
     return tmp_path
 
@@ -59,6 +61,11 @@ BAD = [
     (CLI, ["merge", "tap.pcap", "--offset", "tap.pcap=abc"], 2, "tap.pcap=abc"),
     (CLI, ["merge", "tap.pcap", "--offset", "other.pcap=1"], 2, "other.pcap=1"),
     (CLI, ["merge", "tap.pcap", "--reorder", "-1"], 2, "--reorder"),
+    (CLI, ["merge", "tap.pcap", "--reorder", "inf"], 2, "--reorder"),
+    (CLI, ["merge", "tap.pcap", "-w", "-"], 2, "standard output is not supported"),
+    (CLI, ["validate", "tap.pcap", "--scl-port", "70000"], 2, "--scl-port"),
+    (CLI, ["validate", "tap.pcap", "--rules", "typo.yml"], 2, "rules file typo.yml: unknown key(s) chekcs"),
+    (CLI, ["validate", "tap.pcap", "--rules", "badopt.yml"], 2, "rules file badopt.yml: a check was given an option"),
     (CLI, ["merge", "--files", "a.csv"], 2, "merge-csv"),
     (CLI, ["merge-csv", "--files", "missing.csv"], 2, "missing.csv: no such file"),
     (CLI, ["merge-csv", "--files", "a.csv", "b.csv", "./a.csv"], 2, "a.csv: given twice"),

@@ -30,6 +30,7 @@ run), and a ``rules(em)`` that raises, are a :class:`RulesFileError` (a ValueErr
 
 from __future__ import annotations
 
+import re
 import runpy
 import traceback
 from collections.abc import Callable, Mapping
@@ -77,6 +78,14 @@ def build_checks(config: Mapping[str, Any] | None = None, files: int = 1) -> lis
     unknown = sorted(set(config) - set(KNOWN))
     if unknown:
         raise ValueError(f"rules: unknown check(s) {', '.join(unknown)}; known: {', '.join(KNOWN)}")
+    try:
+        return _checks(config, files)
+    except TypeError as exc:  # an option the check does not take: say which check, not which class
+        detail = re.sub(r"^\w+\.__init__\(\) ", "", str(exc))
+        raise ValueError(f"rules: a check was given an option it does not take: {detail}") from None
+
+
+def _checks(config: dict[str, Any], files: int) -> list[Check]:
     checks: list[Check] = []
     for name in DEFAULT_ON:
         options = config.get(name, {})
@@ -154,6 +163,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         raise RulesFileError(f"rules file {path}: not YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("checks", {}), Mapping):
         raise RulesFileError(f"rules file {path}: expected a mapping with a 'checks' mapping at the top")
+    unknown = sorted(str(k) for k in data if k != "checks")
+    if unknown:
+        raise RulesFileError(f"rules file {path}: unknown key(s) {', '.join(unknown)} at the top (only 'checks')")
     return dict(data.get("checks", {}))
 
 

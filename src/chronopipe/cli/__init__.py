@@ -209,8 +209,10 @@ def _run(args: argparse.Namespace) -> int:
         from .outputs import check_inputs
 
         check_inputs(args.captures)
-        if args.reorder is not None and not args.reorder >= 0:
-            raise UsageError(f"--reorder is 0 or more seconds, not {args.reorder}")
+        if args.reorder is not None and not 0 <= args.reorder < 2**32:  # refuses nan and inf too
+            raise UsageError(f"--reorder is a number of seconds, 0 or more (like 0.01), not {args.reorder}")
+        if args.write is not None and str(args.write) == "-":
+            raise UsageError("-w -: writing the capture to standard output is not supported; give a file name")
         try:
             offsets = parse_offsets(args.offset, args.captures)
         except ValueError as exc:

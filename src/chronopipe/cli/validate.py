@@ -50,6 +50,8 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
     from .outputs import AtomicOutput, UsageError, check_inputs, check_outputs
     from .progress import progress
 
+    if args.scl_port is not None and not 0 <= args.scl_port <= 65535:
+        raise UsageError(f"--scl-port is a port number, 0 to 65535, not {args.scl_port}")
     if args.check_processes is not None and args.check_processes < 0:
         raise UsageError(f"--check-processes is 0 or more, not {args.check_processes}")
     check_inputs(args.captures + ([args.rules] if args.rules else []))
@@ -60,7 +62,10 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
             config, rules = load_rules(args.rules) if args.rules else ({}, None)
             checks = build_checks(config, files=len(args.captures))
         except (ValueError, TypeError, OSError, SyntaxError) as exc:
-            raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if args.rules and text.startswith("rules: "):
+                text = f"rules file {args.rules}: {text.removeprefix('rules: ')}"
+            raise UsageError(text) from None
         custom = None
         if rules is not None:
             custom = CustomFindings()
