@@ -171,6 +171,15 @@ def test_a_row_with_an_empty_key_is_rejected_and_the_merge_goes_on(tmp_path, typ
     assert "object at" not in report
 
 
+@pytest.mark.parametrize("odd", ["abc", "nan", "2015-02-03"])
+def test_with_typed_an_odd_first_key_is_its_rows_reject_not_the_columns_type(tmp_path, odd):
+    a = write(tmp_path / "a.csv", f"date,v\n{odd},a\n1,b\n2,c\n3,d\n")
+    b = write(tmp_path / "b.csv", "date,v\n1,e\n2,f\n3,g\n")
+    figures, report = merge([a, b], typed=True, output=tmp_path / "out.csv")
+    assert (figures.rows_in, figures.merged, figures.rejected, figures.late) == (7, 6, 1, 0), report
+    assert re.search(r"^rejected \S*a\.csv:2: column 'date': .* is not a number$", report, re.MULTILINE)
+
+
 def test_a_file_given_twice_has_its_own_name_and_rows_in_sums_every_file(tmp_path):
     from chronopipe.cli.merge import MergeFigures, _names
     names = _names([Path("a.csv"), Path("a.csv"), Path("./a.csv")])

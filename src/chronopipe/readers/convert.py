@@ -254,6 +254,37 @@ class RowTyper:
             raise ValueError(f"column {name!r}: {text!r} is not {_KIND_TEXT.get(kind, 'text')}") from None
         return out
 
+    def learn_from(self, rows: Iterable[list[Any]]) -> None:
+        """Learn each unpinned column's type from most of ``rows`` (sample rows of the file), not
+        from its first value alone: one odd first value is then that row's reject, not the type
+        of the whole column. Ints and floats in one column count as numbers (learned as int, which
+        widens to float at its first decimal, as without a sample); a tie goes to the kind seen first.
+
+        >>> typer = RowTyper(["n"])
+        >>> typer.learn_from([["abc"], ["1"], ["2"], ["3"]])
+        >>> typer(["4"])
+        [4]
+        >>> typer(["abc"])
+        Traceback (most recent call last):
+        ValueError: column 'n': 'abc' is not a number
+        """
+        seen: list[dict[type, str]] = [{} for _ in self.names]
+        votes: list[dict[type, int]] = [{} for _ in self.names]
+        for row in rows:
+            for i, text in enumerate(row[:len(self.names)]):
+                if self._pinned[i] or self.kinds[i] is not None or not text:
+                    continue
+                kind = type(self._infer(text))
+                votes[i][kind] = votes[i].get(kind, 0) + 1
+                seen[i].setdefault(kind, text)
+        for i, tally in enumerate(votes):
+            if not tally:
+                continue
+            if int in tally and float in tally:  # a number column: int, widening at its first decimal
+                tally[int] += tally.pop(float)
+            kind = max(tally, key=tally.__getitem__)  # dicts keep the order seen: ties go to the first
+            self._learn(i, kind, seen[i][kind])
+
     def _learn(self, i: int, kind: type, text: str) -> None:
         self.kinds[i] = kind
         iso = len(text) >= 10 and text[4] == "-"

@@ -139,7 +139,8 @@ class CSVReader(FileReader):
             self.start()
 
     # -- the file's layout ---------------------------------------------------------------
-    def _builder(self, header: list[str] | None, counts: list[int], decimal: str) -> Callable[[list[str]], Any]:
+    def _builder(self, header: list[str] | None, counts: list[int], decimal: str,
+                 sample: Sequence[list[str]] = ()) -> Callable[[list[str]], Any]:
         """The function turning one row's fields into its record (raises _Blank or _Bad), for the
         layout that the header and the field counts of the first data rows give."""
         layout = layout_of(header, counts, self.fieldnames, self.index_name)
@@ -161,6 +162,8 @@ class CSVReader(FileReader):
         typer = None
         if self.typed or self.types:
             typer = RowTyper(names, self.types, typed=self.typed, decimal=decimal, dayfirst=self.dayfirst)
+            na_sample = self.na_values
+            typer.learn_from([["" if v in na_sample else v for v in row[lo:hi]] for row in sample if len(row) == width])
         na_text = self.na_values
         na_numbers = {float(v.replace(",", ".")) for v in na_text if is_number(v)} if typer else set()
         ts_idx = [lo + names.index(c) for c in self.timestamp]
@@ -232,7 +235,8 @@ class CSVReader(FileReader):
             if header is not None and self.fieldnames is None:  # the first rows decide the layout
                 counts = self._read_ahead(decoded, row_lines, bad, pending, options)
                 if counts:
-                    build = self._builder(header, counts, decimal)
+                    sample = _sample_rows(pending, options) if (self.typed or self.types) else []
+                    build = self._builder(header, counts, decimal, sample)
                 reader = csv.reader(itertools.chain(self._replay(pending, row_lines, bad), decoded), **options)
             wrap, line_key = self.wrapper, self.line_key
             while True:
@@ -369,3 +373,12 @@ class CSVReader(FileReader):
         return header
 
 
+def _sample_rows(pending: Iterable[tuple[int, str, str | None]], options: dict[str, Any]) -> list[list[str]]:
+    """The rows of the lines read ahead (for learning the columns' types); a line that does not
+    parse ends the sample there."""
+    rows: list[list[str]] = []
+    try:
+        rows.extend(csv.reader((text for _, text, _ in pending), **options))
+    except csv.Error:
+        pass
+    return rows
