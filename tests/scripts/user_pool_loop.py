@@ -9,9 +9,14 @@ the runtime's signal handlers (they report theirs), then clear(). Prints ``DONE`
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import signal
 import sys
+import threading
+import time
 
+import psutil
 from pathos.pools import ProcessPool
 
 import chronopipe as cp
@@ -24,6 +29,8 @@ def handlers(_: int) -> tuple[bool, bool]:
 
 
 def main(rounds: int) -> None:
+    # A hang dumps every thread's stack to stderr and exits with status 86 (the test tells it apart).
+    threading.Thread(target=_watchdog, args=(HANG_AFTER,), daemon=True).start()
     rt = cp.Runtime(processes=2)
     assert rt.map(abs, [-1, -2]) == [1, 2]
     ch = cp.Channel(kind="process", name="ticks")
@@ -40,7 +47,20 @@ def main(rounds: int) -> None:
             pool.close()
         pool.join()
         pool.clear()
+        print(f"round {i} done", file=sys.stderr, flush=True)
     print("DONE", flush=True)
+
+
+HANG_AFTER = 40.0  #: seconds; the loop takes about 1 s
+
+
+def _watchdog(seconds: float) -> None:
+    time.sleep(seconds)
+    faulthandler.dump_traceback(all_threads=True)
+    for child in psutil.Process().children(recursive=True):
+        print(f"child {child.pid}: {' '.join(child.cmdline()[:3])} status {child.status()}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(86)
 
 
 if __name__ == "__main__":
