@@ -128,23 +128,6 @@ class Actor:
         outputs were already closed normally, so its neighbours go on.
         """
 
-    # Counts, as the loops of subclasses spell them (one attribute access per batch).
-    @property
-    def _received(self) -> int:
-        return self.counts.received
-
-    @_received.setter
-    def _received(self, value: int) -> None:
-        self.counts.received = value
-
-    @property
-    def _emitted(self) -> int:
-        return self.counts.emitted
-
-    @_emitted.setter
-    def _emitted(self, value: int) -> None:
-        self.counts.emitted = value
-
     # -- what the loop does ------------------------------------------------------------
     def run(self) -> None:
         """The actor's loop: drain the source or the inbox. Override for other loops."""

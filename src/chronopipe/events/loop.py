@@ -43,7 +43,7 @@ class QueueDispatcher(Actor):
                 except BaseException:
                     self._failed_record = item
                     raise
-                self._received += 1
+                self.counts.received += 1
                 if stop[0]:
                     return
 

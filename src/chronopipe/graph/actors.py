@@ -130,7 +130,7 @@ class NodeActor(Actor):
                 self._failed_record = item
                 raise
             self._flush_ports()
-            self._received += len(batch)  # after the send: a batch is received once handled and passed on
+            self.counts.received += len(batch)  # after the send: a batch is received once handled and passed on
 
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).
@@ -159,7 +159,7 @@ class NodeActor(Actor):
                     batch.pop()
                     live.remove(i)
                 if batch:
-                    self._received += len(batch)
+                    self.counts.received += len(batch)
                     window.feed(i, batch)
                 if ended:
                     window.end(i)
@@ -204,13 +204,13 @@ class NodeActor(Actor):
         now = time.monotonic()
         for port in self.unit.ports:
             port.flush_due(now)
-        self._emitted = sum(port.sent for port in self.unit.ports)
+        self.counts.emitted = sum(port.sent for port in self.unit.ports)
 
     def flush(self) -> None:
         """Send everything pushed so far (the actor is about to wait, or to end)."""
         for port in self.unit.ports:
             port.flush()
-        self._emitted = sum(port.sent for port in self.unit.ports)
+        self.counts.emitted = sum(port.sent for port in self.unit.ports)
         super().flush()
 
     # -- end -----------------------------------------------------------------------------

@@ -146,7 +146,7 @@ class QueueMultiplexer(Actor):
         batches, completed = self._batches(), False
         try:
             for batch in batches:
-                self._emitted += len(batch)
+                self.counts.emitted += len(batch)
                 yield batch
             completed = True
         except _Stopped:
@@ -175,7 +175,7 @@ class QueueMultiplexer(Actor):
         if getattr(error, "progress", None) is None:
             return
         progress, flight = dict(error.progress), dict(error.in_flight or {})
-        progress[self.name] = (int(self._received), int(self._emitted))
+        progress[self.name] = (int(self.counts.received), int(self.counts.emitted))
         for producer in producers:
             for ch in producer.outputs:
                 if producer.name in progress and any(ch is i for i in self._inputs):
@@ -237,7 +237,7 @@ class QueueMultiplexer(Actor):
                     taken.append(batch)
             if taken:
                 merged = taken[0] if len(taken) == 1 else interleave(taken)
-                self._received += len(merged)
+                self.counts.received += len(merged)
                 yield merged
             if self._stop[0]:
                 return

@@ -118,7 +118,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         return super().channels() + ([self._late_out] if self._late_out is not None else [])
 
     def on_stop(self) -> MergeReport:
-        self.report.emitted = self._emitted
+        self.report.emitted = self.counts.emitted
         if self._late_out is not None:
             self._late_out.close()
         return self.report
@@ -169,7 +169,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         ended = batch[-1] is END
         if ended:
             batch.pop()
-        self._received += len(batch)
+        self.counts.received += len(batch)
         window.feed(i, batch)
         if ended:
             window.end(i)

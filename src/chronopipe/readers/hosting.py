@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
 from ..actors.actor import EMIT_BATCH
+from ..actors.hosting import Counts
 from ..channels import Channel
 from .output import QueueOutput
 
@@ -33,7 +34,7 @@ class ReaderHosting:
     outputs: list[Channel]
     _queue: Any
     _out: list[Any]
-    _emitted: int
+    counts: Counts
     _output: Channel | None = None
 
     def _stream(self) -> Iterator[Any]:
@@ -95,7 +96,7 @@ class ReaderHosting:
                     for channel in self.outputs:
                         for start in range(0, whole, size):
                             channel.put_many(out[start:start + size])
-                    self._emitted += whole
+                    self.counts.emitted += whole
                     del out[:whole]
                 if self.stopping:  # type: ignore[attr-defined]
                     break
