@@ -34,7 +34,7 @@ from ..channels import ChannelBroken
 from ..events import EventManager
 from ..multiplex import SortedQueueMultiplexer
 from ..runtime import Runtime
-from .checkhost import CheckHost, bring_home, partition
+from .checkhost import CheckHost, partition
 from .checks.base import Check, CheckResult
 from .decode import decode
 from .reader import PACKET_KEY, CaptureReader, CaptureSummary
@@ -134,7 +134,7 @@ def validate(paths: Sequence[str | Path], checks: Sequence[Check], *, offsets: d
         for inbox in inboxes:
             inbox.close()  # type: ignore[union-attr]
         for host in hosts:
-            bring_home(host.checks, host.join())
+            host.join()  # its on_result has put the state of its checks into ours
         if rules is not None:
             events.join()  # the rules' async callbacks still running: their findings are the report's too
     except BaseException as exc:  # a check raised, or Ctrl-C: no reader or host goes on without us
