@@ -49,6 +49,7 @@ from typing import Any, TextIO
 
 from ..multiplex import SortedQueueMultiplexer
 from ..readers import CSVReader, ReaderError, ReaderSummary
+from ..readers.csvlayout import dedupe
 from .csvreport import SHOWN, LateRow, MergeFigures, print_report
 from .outputs import AtomicOutput, UsageError, check_inputs, check_outputs
 from .progress import progress
@@ -217,12 +218,7 @@ def _names(files: list[Path]) -> list[str]:
     """
     bases = [path.name for path in files]
     names = [base if bases.count(base) == 1 else str(path) for base, path in zip(bases, files, strict=True)]
-    seen: dict[str, int] = {}
-    distinct = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        distinct.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return distinct
+    return dedupe(names, again="{name} ({n})")
 
 
 def _free_name(name: str, taken: list[str]) -> str:

@@ -138,17 +138,17 @@ def stands_alone(text: str, widths: tuple[int, ...], options: dict[str, Any]) ->
     return not odd or not any(q in field for field in alone)
 
 
-def dedupe(names: list[str]) -> list[str]:
-    """Repeated names get ``_2``, ``_3``...
+def dedupe(names: list[str], again: str = "{name}_{n}") -> list[str]:
+    """Repeated names get ``_2``, ``_3``... (``again`` spells the n-th one).
 
-    >>> dedupe(["a", "b", "a", "a"])
-    ['a', 'b', 'a_2', 'a_3']
+    >>> dedupe(["a", "b", "a", "a"]), dedupe(["x", "x"], again="{name} ({n})")
+    (['a', 'b', 'a_2', 'a_3'], ['x', 'x (2)'])
     """
     seen: dict[str, int] = {}
     out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else again.format(name=name, n=seen[name]))
     return out
 
 
