@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import psutil
 
 
@@ -15,3 +17,15 @@ def running(procs: list[psutil.Process]) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return alive
+
+
+def kill_all(proc: subprocess.Popen, seen: list[psutil.Process]) -> None:  # type: ignore[type-arg]
+    """End a test's script and every process it was seen to start (a failed test leaves none)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for p in running(seen):
+        try:
+            p.kill()
+        except psutil.Error:
+            pass

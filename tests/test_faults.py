@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 import chronopipe as cp
-from processes_helper import running
+from processes_helper import kill_all, running
 
 SCRIPTS = Path(__file__).parent / "scripts"
 #: The fault must become an outcome (an ActorError, or a finished map) within this (goal: ~1 s).
@@ -85,14 +85,7 @@ class Cell:
         self.proc.stdin.flush()
 
     def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for p in running(list(self.seen.values())):
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        kill_all(self.proc, list(self.seen.values()))
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()  # type: ignore[union-attr]

@@ -33,7 +33,7 @@ from chronopipe.capture.validate import _host_death
 from chronopipe.channels import ChannelBroken, ProcessChannel
 from chronopipe.channels.pipe import LINGER
 from chronopipe.graph.errors import from_actor_error
-from processes_helper import running
+from processes_helper import kill_all, running
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -159,14 +159,7 @@ class App:
         return running(list(self.seen.values()))
 
     def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for p in running(list(self.seen.values())):
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        kill_all(self.proc, list(self.seen.values()))
 
 
 @dataclass
