@@ -297,6 +297,9 @@ def seconds_to_ns(value: float | str) -> int:
     from decimal import Decimal, InvalidOperation
 
     try:
-        return int(Decimal(str(value)) * 1_000_000_000)
+        seconds = Decimal(str(value))
     except InvalidOperation:
-        raise ValueError(f"a clock offset is a number of seconds, like -0.250, not {value!r}") from None
+        seconds = Decimal("nan")
+    if not seconds.is_finite():
+        raise ValueError(f"a clock offset is a finite number of seconds, like -0.250, not {value!r}")
+    return int(seconds * 1_000_000_000)

@@ -88,7 +88,7 @@ def run_capture_merge(paths: list[Path], *, write: Path | None = None, offsets: 
             window = seconds_to_ns(reorder)
         except ValueError:
             window = -1
-        if window < 0:
+        if not 0 <= window < 2**32 * 1_000_000_000:
             raise UsageError(f"--reorder {reorder}: a window in seconds >= 0, like 0.01")
     check_inputs(paths)
     check_outputs({"-w": write}, paths)
