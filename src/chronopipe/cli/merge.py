@@ -228,18 +228,6 @@ def _free_name(name: str, taken: list[str]) -> str:
 
 
 # -- the merge ---------------------------------------------------------------------------------
-class _FileMerge(SortedQueueMultiplexer):
-    """The sorted merge, handing each late row and the index of its input to ``on_late``."""
-
-    def __init__(self, on_late: Callable[[int, Any, Any], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_late_row = on_late
-
-    def _late(self, idx: int, record: Any, frontier: Any) -> None:
-        super()._late(idx, record, frontier)
-        self._on_late_row(idx, record, frontier)
-
-
 def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str, direction: str, typed: bool,
            line_col: str, file_col: str, targets: list[AtomicOutput], err: TextIO) -> list[ReaderSummary]:
     """Run the readers and the merge; write the outputs' temporary files; return the readers' summaries."""
@@ -271,8 +259,8 @@ def _merge(files: list[Path], names: list[str], figures: MergeFigures, key: str,
                 except OSError as exc:
                     raise _write_failed(targets[1], exc, late=True) from None
 
-        mux = _FileMerge(on_late, sort_key=key, sort_direction=direction, name="merge",  # type: ignore[arg-type]
-                         max_late=0)
+        mux = SortedQueueMultiplexer(on_late=on_late, sort_key=key, sort_direction=direction, name="merge",  # type: ignore[arg-type]
+                                     max_late=0)
         readers: list[CSVReader] = []
         for path, name in zip(files, names, strict=True):
             readers.append(CSVReader(path, queue=mux.input_queue(), name=name, typed=typed, line_key=line_col,

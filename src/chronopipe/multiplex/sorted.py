@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,11 +72,15 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         maxsize: int | None = None,
         idle_timeout: float | None = None,
         max_late: int = 10_000,
+        on_late: Callable[[int, Any, Any], None] | None = None,
         name: str = "sorted-multiplexer",
         kind: Kind = "process",
         mode: Mode = "thread",
     ) -> None:
-        """Raises:
+        """``on_late(input_index, record, frontier)`` is told of each late record, after it was
+        counted and kept (in the thread that runs the merge; what it raises ends the merge).
+
+        Raises:
             ValueError: a bad sort_direction, idle_timeout or sort_key; max_size and maxsize both
                 given, and different.
             TypeError: a sort_key of the wrong type."""
@@ -92,6 +96,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         self.sort_direction = sort_direction
         self.idle_timeout = idle_timeout
         self.max_late = max_late
+        self.on_late = on_late
         key_function(sort_key)  # a bad sort_key fails here, not in the merge
         self._late_out: Channel | None = None
         self.report = MergeReport(name)
@@ -209,4 +214,6 @@ class SortedQueueMultiplexer(QueueMultiplexer):
             self._late_out.put(record)
         elif len(report.late_records) < self.max_late:
             report.late_records.append(record)
+        if self.on_late is not None:
+            self.on_late(idx, record, frontier)
 
