@@ -9,10 +9,12 @@ and the main thread gets them.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 
-__all__ = ["QUIET_SIGNALS", "start_quiet"]
+__all__ = ["QUIET_SIGNALS", "die_of_sigint", "start_quiet"]
 
 #: The signals a chronopipe thread leaves to the main thread.
 QUIET_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -30,3 +32,16 @@ def start_quiet(thread: threading.Thread) -> threading.Thread:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return thread
+
+
+def die_of_sigint() -> None:
+    """End this process by SIGINT, as an uncaught KeyboardInterrupt does (status 130), quietly:
+    for a Ctrl-C that arrives where raising it would only print a traceback (at exit)."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)  # the signal is delivered at once; this is not reached
+    except (ValueError, OSError):  # not the main thread, or no signals here: the usual exit then
+        pass
+    os._exit(130)

@@ -19,7 +19,6 @@ import itertools
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..actors.errors import ActorError
+from ..channels.quiet import die_of_sigint
 
 __all__ = ["EXIT_WAIT", "IDLE_EXIT", "Call", "CallbackThreads", "Deadline", "Lend", "callback_threads", "lent_call",
            "timeout_error"]
@@ -150,7 +150,7 @@ class CallbackThreads:
             still = [c for c in self.running() if not c.done()]
             _warn(f"interrupted at exit while waiting for {len(still)} event callback(s): {_describe(still)}; "
                   "abandoned")
-            _die_of_sigint()
+            die_of_sigint()
             return
         still = [c for c in self.running() if not c.done()]
         if still:
@@ -180,18 +180,6 @@ def _describe(calls: list[Call], shown: int = 3) -> str:
     text = "; ".join(f"{c.label} on {c.thread.name if c.thread else '?'}, running for {now - c.started:.1f} s"
                      for c in calls[:shown])
     return text + (f"; and {len(calls) - shown} more" if len(calls) > shown else "")
-
-
-def _die_of_sigint() -> None:
-    """End this process by SIGINT, as an uncaught KeyboardInterrupt does (status 130), quietly."""
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1.0)  # the signal is delivered at once; this is not reached
-    except (ValueError, OSError):  # not the main thread, or no signals here: the usual exit then
-        pass
-    os._exit(130)
 
 
 class Lend:

@@ -33,6 +33,7 @@ from ..actors.actor import Actor
 from ..actors.errors import ActorError
 from ..actors.hosting import install_default_runtime
 from ..channels.pipe import LINGER
+from ..channels.quiet import die_of_sigint
 from .child import init_pool_worker
 from .hosts import ActorHosting, HostRecord, ProcessHost
 from .pools import GuardedProcessPool, PoolTask, call_enveloped, label_of
@@ -299,10 +300,7 @@ def _shutdown_at_exit() -> None:
         try:
             inst.shutdown()
         except KeyboardInterrupt:  # Ctrl-C during the teardown at exit: die of it (130), no traceback
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            os.kill(os.getpid(), signal.SIGINT)
-            os._exit(130)  # not reached: the signal ends the process
+            die_of_sigint()
 
 
 def _forget_in_child() -> None:
