@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from .clock import Clock
+from .consecution import ConsecutionExtras
 
 if TYPE_CHECKING:
     from .compose import MergeSpec
@@ -28,7 +29,7 @@ __all__ = ["GroupByNode", "Node", "RouterNode", "top_down_order"]
 _NO_KEY = object()
 
 
-class Node:
+class Node(ConsecutionExtras):
     """A named processing unit: override ``process``; call ``push`` to send items on.
 
     Keyword arguments become attributes. The name must be unique in its pipeline: it shows in
@@ -149,42 +150,14 @@ class Node:
                     todo.appendleft(other) if how == "breadth_first" else todo.append(other)
         return list(seen) if as_ordered_list else set(seen)
 
-    def depth_first_walk(self, direction: str = "both", as_ordered_list: bool = False) -> list[Node] | set[Node]:
-        """``walk(direction, "depth_first", as_ordered_list)``."""
-        return self.walk(direction, "depth_first", as_ordered_list)
-
-    def breadth_first_walk(self, direction: str = "both", as_ordered_list: bool = False) -> list[Node] | set[Node]:
-        """``walk(direction, "breadth_first", as_ordered_list)``."""
-        return self.walk(direction, "breadth_first", as_ordered_list)
-
-    @property
-    def all_nodes(self) -> set[Node]:
-        """Every node connected to this one, this one included."""
-        return self.walk("both")  # type: ignore[return-value]
-
-    @property
-    def root_nodes(self) -> list[Node]:
-        """The connected nodes that have nothing upstream."""
-        return [n for n in self.walk("both", as_ordered_list=True) if not n._upstream_nodes]
-
     @property
     def top_node(self) -> Node:
         """The single node at the top of the graph (a pipeline has exactly one)."""
-        roots = self.root_nodes
+        roots = [n for n in self.walk("both", as_ordered_list=True) if not n._upstream_nodes]
         if len(roots) != 1:
             raise ValueError(f"a pipeline needs exactly one top node; this graph has {len(roots)}: "
                              f"{sorted(n.name for n in roots)}. Remove the extra input nodes (or merge them)")
         return roots[0]
-
-    @property
-    def initial_node_set(self) -> set[Node]:
-        """The nodes at the top of the graph above this node (its open slots on the left)."""
-        return set(self._initial_nodes())
-
-    @property
-    def terminal_node_set(self) -> set[Node]:
-        """The nodes at the bottom of the graph below this node (its open slots on the right)."""
-        return set(self._terminal_nodes())
 
     def _initial_nodes(self) -> list[Node]:
         return [n for n in self._preorder("up") if not n._upstream_nodes]
@@ -202,37 +175,6 @@ class Node:
                 seen[node] = None
                 stack.extend(reversed(node._upstream_nodes if direction == "up" else node._downstream_nodes))
         return list(seen)
-
-    def top_down_call(self, method_name: str) -> None:
-        """Call ``method_name`` on this node and those below it, each after all its parents."""
-        for node in top_down_order(self):
-            getattr(node, method_name)()
-
-    def top_down_make_repr(self) -> None:
-        """Store the text picture of the pipeline in ``self.pipeline._node_repr`` (consecution)."""
-        if not hasattr(self, "pipeline"):
-            raise ValueError(f"{self}: top_down_make_repr() works only on nodes placed in a Pipeline")
-        from .render import topology_lines
-
-        self.pipeline._node_repr = "".join(line + "\n" for line in topology_lines(self.top_node))
-
-    def plot(self, file_name: str = "pipeline", kind: str = "png") -> None:
-        """Draw the graph this node belongs to into ``file_name.kind`` (needs Graphviz)."""
-        from .render import plot
-
-        plot(self._build_pydot_graph, file_name, kind)
-
-    def _build_pydot_graph(self) -> Any:  # consecution's name: tests patch it
-        from .render import digraph
-
-        return digraph(self.top_node)
-
-    def _get_exposed_slots(self, obj: Any, pointing: str) -> set[Node]:  # consecution's helper
-        from .compose import _slots, _split_router
-
-        if pointing not in ("left", "right"):
-            raise ValueError(f"pointing must be 'left' or 'right', not {pointing!r}")
-        return set(_slots(_split_router(obj)[0], "right" if pointing == "right" else "left"))
 
     # -- identity ------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:

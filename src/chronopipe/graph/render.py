@@ -23,7 +23,7 @@ def topology_lines(top: Node) -> list[str]:
     >>> topology_lines(a)
     [' a | [bb, c]']
     """
-    width = max(len(n.name) for n in top.all_nodes)
+    width = max(len(n.name) for n in top.walk("both"))
     lines = []
     for node in top_down_order(top):
         names = sorted(n.name for n in node._downstream_nodes)
