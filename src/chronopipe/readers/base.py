@@ -181,8 +181,10 @@ class FileReader(ReaderHosting, Actor):
         self._began = time.monotonic()
         self._seconds = 0.0
 
+    @property
     def summary(self) -> ReaderSummary:
-        """The counts so far, with the rejects kept (in this process)."""
+        """The counts so far, with the rejects kept (in this process): an attribute, as
+        ``CaptureReader.summary`` is."""
         seconds = self._seconds or time.monotonic() - self._began
         return ReaderSummary(self.name, self.filename, self.lines, self.records, self.rejected, self.blank,
                              self.complete, seconds, self.rejects)
@@ -291,7 +293,7 @@ class FileReader(ReaderHosting, Actor):
         self._seconds = time.monotonic() - self._began
 
     def on_stop(self) -> ReaderSummary:
-        summary = self.summary()
+        summary = self.summary
         if summary.rejected:
             first = summary.rejects[0] if summary.rejects else "?"
             log.warning("reader %r: %d bad row(s) rejected, first: %s", self.name, summary.rejected, first)
