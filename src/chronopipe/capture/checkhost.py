@@ -9,22 +9,26 @@ receives the merged packets (flat tuples, the cheapest records to send: see
 :func:`~chronopipe.channels.pipe.dumps_batch`), decodes them as the main process does and
 dispatches them to its checks on an EventManager of its own. Every check sees every packet, in
 merge order, in whichever process it runs, so the report is the same as in one process
-(tests/test_validate.py compares them). At the end a host's result is its checks; the host
-brings their state home into the caller's check objects in ``on_result`` (the Actor hook for
-that), so ``join()`` gives the caller's own checks, up to date.
+(tests/test_validate.py compares them). The checks' state comes home the one way a process
+actor's does (:mod:`chronopipe.actors.home`): the host tracks its checks when its process
+starts, its result is what each changed (a patch per check), and its ``on_result`` (the Actor
+hook for that, in the caller's process) applies them to the caller's check objects, so once
+``join()`` returns the caller's own checks are up to date.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..actors.actor import Actor
+from ..actors.home import Patch, Token, apply, changes, track
 from ..channels import Channel
 from ..events import EventManager
 from .checks.base import Check
 
-__all__ = ["MERGE_COST", "CheckHost", "bring_home", "partition"]
+__all__ = ["MERGE_COST", "CheckHost", "partition"]
 
 #: What the main process spends per packet besides its checks (receiving, merging, sending
 #: to each host), in the units of ``Check.cost``: microseconds per packet on the benchmark's taps
@@ -67,9 +71,10 @@ class CheckHost(Actor):
 
     ``decoder`` turns a packet tuple into the record the checks see (the run's decode, with the
     SCL fields when asked for). The inbox is a bounded process channel: a host that falls
-    behind slows the merge down, it does not fill the memory. ``join()`` returns the checks
-    given (the caller's objects), with the state they reached in the host; a check that raises
-    fails the host, and the run with it.
+    behind slows the merge down, it does not fill the memory. Once ``join()`` returns, the
+    checks given (the caller's objects) hold the state they reached in the host (its result is
+    the patches applied, see ``on_stop``); a check that raises fails the host, and the run with
+    it. A value a check keeps that cannot be pickled does not come back (a warning names it).
     """
 
     def __init__(self, name: str, checks: Sequence[Check], decoder: Callable[[tuple[Any, ...]], Any], *,
@@ -77,6 +82,13 @@ class CheckHost(Actor):
         super().__init__(name, inbox=Channel(maxsize, kind="process", name=f"{name}.in"), mode="process")
         self.checks = list(checks)
         self._decoder = decoder
+        self._home = os.getpid()  # the process of the caller's checks
+        self._tokens: list[Token] | None = None
+
+    def on_start(self) -> None:
+        """In the host's process: track the checks (copies of the caller's), before they run."""
+        if os.getpid() != self._home:  # hosted in the caller's process, they are the caller's own
+            self._tokens = [track(check, f"check {check.name!r}") for check in self.checks]
 
     def run(self) -> None:
         events = EventManager(name=self.name, on_error="raise")
@@ -90,19 +102,15 @@ class CheckHost(Actor):
             yield from map(self._decoder, batch)
             self.counts.received += len(batch)
 
-    def on_stop(self) -> list[Check]:
-        return self.checks
+    def on_stop(self) -> list[Patch] | None:
+        """In the host's process: what each check changed since on_start, in the checks' order
+        (None when the host ran in the caller's process: nothing to bring home)."""
+        if self._tokens is None:
+            return None
+        return [changes(token, check) for token, check in zip(self._tokens, self.checks, strict=True)]
 
-    def on_result(self, result: list[Check]) -> None:
-        """In the parent: copy the state of the checks the host ran (``result``, copies made in
-        its process) into the caller's check objects, which then take their place in ``result``."""
-        bring_home(self.checks, result)
-        result[:] = self.checks
-
-
-def bring_home(checks: Sequence[Check], returned: Sequence[Check]) -> None:
-    """Copy the state of the checks a host ran (and returned) into the caller's objects; a check
-    that is its own copy (brought home already, or run in this process) is left alone."""
-    for check, state in zip(checks, returned, strict=True):
-        if check is not state:
-            check.__dict__.update(state.__dict__)
+    def on_result(self, result: list[Patch] | None) -> None:
+        """In the caller's process: apply the patches on_stop made to the caller's checks."""
+        if result is not None:
+            for check, patch in zip(self.checks, result, strict=True):
+                apply(check, patch)

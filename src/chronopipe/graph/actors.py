@@ -28,6 +28,7 @@ from multiprocess.connection import wait
 from ..actors.actor import Actor
 from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.errors import ActorError
+from ..actors.home import Token, apply, changes, track
 from ..channels import END, ChannelBroken, ProcessChannel
 from ..channels.base import POLL_INTERVAL
 from ..order.window import MergeWindow
@@ -35,7 +36,7 @@ from ..runtime import Runtime
 from .errors import from_actor_error, mark
 from .node import GroupByNode, Node
 from .plan import Plan, Unit, build_plan
-from .state import apply_patch, diff_state, node_attributes, snapshot, state_view
+from .state import node_attribute
 from .sync import out_of_order
 from .wiring import LIMIT, push_in_begin, stdout_write
 
@@ -74,7 +75,7 @@ class NodeActor(Actor):
         self._flags = flags
         self._global_state = global_state
         self._track = unit.mode == "process" and unit.node is not None
-        self._snapshots: tuple[dict[str, bytes], dict[str, bytes]] | None = None
+        self._tokens: tuple[Token, Token] | None = None  # (global_state, node) in its process
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
@@ -84,10 +85,9 @@ class NodeActor(Actor):
         unit, node = self.unit, self.unit.node  # (a process actor's inherited heap is frozen: runtime/child.py)
         if node is None:
             return
-        if self._track:
-            view = state_view(self._global_state) or {}
-            self._snapshots = (snapshot(view, f"node {node.name!r} global_state"),
-                               snapshot(node_attributes(node), f"node {node.name!r}"))
+        if self._track:  # what the node process changes comes home (state.py, actors/home.py)
+            self._tokens = (track(self._global_state, f"node {node.name!r} global_state"),
+                            track(node, f"node {node.name!r}", only=node_attribute))
         if isinstance(node, GroupByNode):
             node._reset_batch()
         node.push = push_in_begin(node)  # type: ignore[method-assign]
@@ -224,15 +224,10 @@ class NodeActor(Actor):
                 unit.current[0] = math.inf  # what end() pushes comes after everything else
             node.end()
         self.flush()
-        if not self._track or self._snapshots is None:
+        if not self._track or self._tokens is None:
             return None
-        assert node is not None
-        state_before, attrs_before = self._snapshots
-        view = state_view(self._global_state)
-        return {
-            "state": diff_state(state_before, view, f"node {node.name!r} global_state") if view is not None else {},
-            "attrs": diff_state(attrs_before, node_attributes(node), f"node {node.name!r}"),
-        }
+        state, attrs = self._tokens
+        return {"state": changes(state, self._global_state), "attrs": changes(attrs, node)}
 
 
 class ActorRun:
@@ -338,10 +333,8 @@ class ActorRun:
                 result = by_unit[id(unit)].result
                 if not result:
                     continue
-                if result["state"] and state_view(self.global_state) is not None:
-                    apply_patch(self.global_state, result["state"])
-                if result["attrs"]:
-                    apply_patch(node, result["attrs"])
+                apply(self.global_state, result["state"])
+                apply(node, result["attrs"])
 
     # -- failure -------------------------------------------------------------------------
     def _fail(self, exc: BaseException | None) -> BaseException:
