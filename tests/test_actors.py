@@ -223,3 +223,70 @@ def test_stop_is_noticed_within_about_a_record_of_a_slow_source(mode, channel):
     source.stop()
     source.join(timeout=5)
     assert time.monotonic() - asked < 1.0
+
+
+def batches_until_end(ch):
+    """Every batch ``ch`` delivers, END left out, until END."""
+    batches = []
+    while True:
+        batch = ch.get_batch(timeout=10)
+        ended = batch[-1] is cp.END
+        if ended:
+            batch = batch[:-1]
+        if batch:
+            batches.append(batch)
+        if ended:
+            return batches
+
+
+class Fan(cp.Actor):
+    """Emits ``range(item)`` for each item."""
+
+    def on_receive(self, item):
+        for n in range(item):
+            self.emit(n)
+
+
+def test_an_actor_sends_no_batch_larger_than_its_outputs_batch_size(mode):
+    inbox, out = cp.Channel(kind=mode), cp.Channel(10, kind="process")  # batch_size 10
+    Fan("fan", inbox=inbox, outputs=out, mode=mode).start()
+    inbox.put(35)
+    inbox.close()
+    batches = batches_until_end(out)
+    assert [n for batch in batches for n in batch] == list(range(35))
+    assert max(len(batch) for batch in batches) <= 10
+
+
+def test_emitted_counts_each_record_once_however_many_outputs(mode, channel):
+    inbox, a, b = channel(), channel(), channel()
+    actor = cp.Actor("copy", lambda x: x, inbox=inbox, outputs=[a, b], mode=mode).start()
+    inbox.put_many(range(7))
+    inbox.close()
+    assert list(a) == list(b) == list(range(7))
+    actor.join(timeout=10)
+    assert actor.statistics().emitted == 7
+
+
+def test_emitted_counts_whole_batches_as_they_leave_while_the_actor_runs(mode, channel):
+    class Burst(cp.Actor):
+        def on_receive(self, item):
+            for n in range(item):
+                self.emit(n)
+            while not self.stopping:  # holds the rest (a partial batch) until stopped
+                time.sleep(0.01)
+
+    inbox, out = channel(), channel()
+    actor = Burst("burst", inbox=inbox, outputs=out, mode=mode).start()
+    inbox.put(2500)
+    inbox.flush()
+    got = []
+    while len(got) < 2000:
+        got += out.get_batch(timeout=10)
+    deadline = time.monotonic() + 5
+    while actor.counts.emitted < 2000 and time.monotonic() < deadline:  # counted just after the send
+        time.sleep(0.01)
+    assert got == list(range(2000)) and actor.counts.emitted == 2000  # the last 500 wait in the outbox
+    actor.stop()
+    assert got + list(out) == list(range(2500))  # the partial batch left when the actor ended
+    actor.join(timeout=10)
+    assert (actor.statistics().received, actor.statistics().emitted) == (1, 2500)

@@ -154,3 +154,19 @@ def test_statistics_count_records_and_are_frozen(kind):
     assert (stats.name, stats.kind, stats.items_put, stats.items_got, stats.ended) == ("counted", kind, 3, 3, True)
     with pytest.raises(AttributeError):
         stats.items_put = 0
+
+
+def test_a_process_channel_sends_no_batch_larger_than_its_batch_size():
+    ch = cp.Channel(kind="process", batch_size=4)
+    ch.put_many(list(range(10)))  # two whole batches leave as they are; 8, 9 wait for the linger
+    ch.close()
+    sizes = []
+    while (batch := ch.get_batch(timeout=5))[-1] is not cp.END:
+        sizes.append(len(batch))
+    assert sizes == [4, 4, 2]
+
+
+def test_a_process_channel_with_no_linger_sends_a_lone_record_at_once():
+    ch = cp.Channel(kind="process", linger=0.0)
+    ch.put("now")  # due at once: the linger thread sends it without waiting
+    assert ch.get(timeout=1.0) == "now"

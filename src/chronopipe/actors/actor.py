@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..channels import END, Channel, ChannelBroken
+from ..channels.outbox import BATCH, Outbox, batch_limit
 from .errors import NO_RECORD, ActorError, from_exception
 from .hosting import Counts, HostingRuntime, Outcome, default_runtime
 
@@ -30,7 +31,7 @@ __all__ = ["Actor", "ActorStatistics", "Mode"]
 log = logging.getLogger("chronopipe.actor")
 
 Mode = Literal["thread", "process"]
-EMIT_BATCH = 1000
+EMIT_BATCH = BATCH  # records per batch an actor sends at most (fewer if an output's batch_size says so)
 SLOW_CHUNK = 0.02  # seconds: a source chunk slower than this shrinks back to one record
 
 
@@ -84,7 +85,11 @@ class Actor:
         self.outputs: list[Channel] = [outputs] if isinstance(outputs, Channel) else list(outputs)
         self._handler = on_receive
         self._source = source
-        self._out: list[Any] = []
+        #: what emit() and the loops send: each batch to every output (channels/outbox.py)
+        self._outbox = Outbox(self._deliver, limit=EMIT_BATCH)
+        self._out = self._outbox.pending  # the loops append to it (multiplex/fifo.py too)
+        if type(self).emit is Actor.emit:  # emit() is the outbox's put: one call a record, not two
+            self.emit = self._outbox.put  # type: ignore[method-assign,assignment]
         self._failed_record: Any = NO_RECORD
         #: received / emitted so far; a host may replace it (hosting.Counts)
         self.counts: Counts = Counts()
@@ -144,14 +149,14 @@ class Actor:
         self.run()
 
     def emit(self, item: Any) -> None:
-        """Send one record to every output (buffered; sent in order with the loop's own)."""
-        self._out.append(item)
-        if len(self._out) >= EMIT_BATCH:
-            self._send_out()
+        """Send one record to every output (it waits in the actor's outbox with the loop's own
+        records, in order, until a whole batch is there or the loop's batch is handled)."""
+        self._outbox.put(item)
 
     def flush(self) -> None:
-        """Send everything emitted so far now (for custom loops that go idle)."""
-        self._send_out()
+        """Send everything emitted so far now, and have the outputs send their partial batches
+        too (for custom loops that go idle)."""
+        self._outbox.flush()
         for ch in self.outputs:
             ch.flush()
 
@@ -161,18 +166,23 @@ class Actor:
         return bool(self._stop[0])
 
     def _send_out(self) -> None:
-        out = self._out  # kept and cleared in place: loops hold on to it (channels copy)
-        if out:
-            for ch in self.outputs:
-                ch.put_many(out)
-            self.counts.emitted += len(out)
-            out.clear()
+        """Hand what the loop put in the outbox to the outputs (a process channel may hold a
+        partial batch a while longer, for its linger: see flush)."""
+        self._outbox.flush()
+
+    def _deliver(self, batch: list[Any], timeout: float | None) -> None:
+        """The outbox's sender: one batch to every output, counted as emitted once all took it."""
+        for ch in self.outputs:
+            ch.put_many(batch, timeout)
+        self.counts.emitted += len(batch)
 
     def _run_source(self) -> None:
         # Chunks grow from 1 to EMIT_BATCH records while the source is fast and fall back to 1
         # when a chunk takes long, so stop() is noticed within about one record of a slow
         # source and costs nothing per record of a fast one. Inside a chunk the channel takes
-        # records as they come, so none waits in our hands for the next.
+        # records as they come, so none waits in our hands for the next: the one loop that skips
+        # the actor's outbox, since only the channel's own outbox has a thread to send what came
+        # while the source pauses (its linger thread).
         src = self._source
         it = iter(src() if callable(src) else src)  # type: ignore[operator]
         stop, size, counts = self._stop, 1, self.counts
@@ -198,7 +208,7 @@ class Actor:
         assert inbox is not None
         overridden = type(self).on_receive is not Actor.on_receive
         handle = self._handler if self._handler is not None and not overridden else self.on_receive
-        out, counts = self._out, self.counts
+        out, counts = self._outbox.pending, self.counts
         for batch in self._inbox_batches(inbox):
             for item in batch:
                 try:
@@ -312,6 +322,7 @@ class Actor:
         from any of them (after on_failure ran) is returned as ``Outcome("error", exc, record)``.
         """
         try:
+            self._outbox.limit = batch_limit(self.outputs, EMIT_BATCH)  # the outputs are known by now
             self.on_start()
             self._main()
             self._send_out()

@@ -25,7 +25,6 @@ import queue
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from multiprocess.connection import Pipe
 
 from .base import Channel, ChannelBroken, Kind, remaining
 from .end import END
+from .outbox import Outbox
 from .quiet import start_quiet
 
 __all__ = ["ProcessChannel", "dumps_batch", "keep_only", "live_channels"]
@@ -117,8 +117,9 @@ class ProcessChannel(Channel, kind="process"):
 
     def _reset_local_state(self) -> None:
         """Per-process state: a forked child must not resend its parent's partial batch."""
-        self._wlock = threading.Lock()  # serialises flushes, never taken per record
-        self._wq: deque[Any] = deque()  # append/popleft are atomic: put needs no lock
+        self._wlock = threading.RLock()  # serialises sends (close() flushes under it), never taken per record
+        self._outbox = Outbox(self._send_batch, limit=self.batch_size, linger=self.linger, lock=self._wlock,
+                              on_wait=self._wait_until)
         self._closed_here = False
         self._rbatch, self._ridx = [], 0
 
@@ -129,90 +130,64 @@ class ProcessChannel(Channel, kind="process"):
         )
 
     # -- writer side -------------------------------------------------------------------
-    # put() appends to a deque without a lock (a lock per record costs more than the rest of
-    # put). Flushes, by the writer or by the linger thread, run one at a time under _wlock
-    # and take whole runs from the left, so records leave in order and none is lost.
+    # The write buffer is an Outbox (outbox.py) whose sender is _send_batch: put() appends to
+    # it without a lock (a lock per record costs more than the rest of put); sends, by the
+    # writer or by the linger thread (flush_due once a partial batch's linger has passed), run
+    # one at a time under _wlock and take whole runs from the left, so records leave in order
+    # and none is lost. A failed send leaves its records first in line.
     def put(self, item: Any, timeout: float | None = None) -> None:
         if item is END or item is queue.Empty:
             self.close()
             return
         if self._closed_here:
             raise ValueError(f"channel {self.name!r}: put after close")
-        q = self._wq
-        q.append(item)
-        n = len(q)
-        if n >= self.batch_size:
-            self._flush(timeout)
-        elif n == 1:
-            LINGER.watch(self, time.monotonic() + self.linger)
+        self._outbox.put(item, timeout)
 
     def put_many(self, items: Iterable[Any], timeout: float | None = None) -> int:
         if self._closed_here:
             raise ValueError(f"channel {self.name!r}: put after close")
-        q = self._wq
         if not isinstance(items, (list, tuple)):
             return self._stream(iter(items), timeout)
-        if not q and len(items) >= self.batch_size:  # a whole batch already: send it as it is
-            with self._wlock:
-                if not q:
-                    self._send_batch(items, timeout)
-                    return len(items)
-        before = len(q)
-        q.extend(items)
-        n = len(q)
-        if n >= self.batch_size:
-            self._flush(timeout)
-        elif n and not before:
-            LINGER.watch(self, time.monotonic() + self.linger)
+        self._outbox.put_many(items, timeout)  # whole batches go as they are, no copy
         return len(items)
 
     def _stream(self, it: Iterator[Any], timeout: float | None) -> int:
-        # Records go straight from the iterator into the deque (in C), so while the iterator
+        # Records go straight from the iterator into the outbox (in C), so while the iterator
         # pauses (a live source waiting for data) the linger thread, which polls us meanwhile,
         # can send what has arrived: no record waits for the next one.
-        q, size, taken = self._wq, self.batch_size, 0
+        box, taken = self._outbox, 0
+        pending, size = box.pending, box.limit
         LINGER.poll(self)
         try:
             while True:
                 pulled = itertools.count()
-                q.extend(map(_first, zip(itertools.islice(it, max(1, size - len(q))), pulled, strict=False)))
+                chunk = itertools.islice(it, max(1, size - len(pending)))
+                pending.extend(map(_first, zip(chunk, pulled, strict=False)))
                 n = next(pulled)
                 if not n:
                     return taken
                 taken += n
-                if len(q) >= size:
-                    self._flush(timeout)
+                if len(pending) >= size:
+                    box.flush(timeout)
         finally:
             LINGER.unpoll(self)
+            if pending:  # the rest is due one linger from now, like a put's
+                box.wait_from(time.monotonic())
 
     def flush(self) -> None:
-        self._flush(None)
+        self._outbox.flush()
 
     def close(self) -> None:
         with self._wlock:
             if self._closed_here:
                 return
-            self._flush_locked(None)
+            self._outbox.flush()
             self._send(_END_FRAME, None)
             self._closed_here = True
 
-    def _flush(self, timeout: float | None) -> None:
-        with self._wlock:
-            self._flush_locked(timeout)
-
-    def _flush_locked(self, timeout: float | None) -> None:
-        q = self._wq
-        n = len(q)
-        if not n:
-            return
-        batch = [q.popleft() for _ in range(n)]
-        try:
-            self._send_batch(batch, timeout)
-        except BaseException:
-            q.extendleft(reversed(batch))  # nothing sent: the records stay, in order
-            raise
-        if q:  # records that arrived during the flush must not wait for the next put
-            LINGER.watch(self, time.monotonic() + self.linger)
+    def _wait_until(self, due: float) -> None:
+        """The outbox's on_wait: a partial batch waits; the linger thread sends it at ``due``."""
+        LINGER.watch(self, due)
 
     def _send_batch(self, batch: list[Any] | tuple[Any, ...], timeout: float | None) -> None:
         """Pickle and send one batch (under _wlock); raises, having sent nothing, if it cannot."""
@@ -245,11 +220,15 @@ class ProcessChannel(Channel, kind="process"):
             if lock is not None:
                 lock.release()
 
-    def _linger_flush(self) -> None:
-        """Called by the linger thread once a partial batch has waited ``linger`` seconds."""
+    def _linger_flush(self, polled: bool = False) -> None:
+        """Called by the linger thread once a partial batch may have waited ``linger`` seconds
+        (``polled``: every ``linger`` seconds while put_many streams an iterator in)."""
         with self._wlock:
             if not self._closed_here:
-                self._flush_locked(None)
+                if polled:
+                    self._outbox.flush()
+                else:
+                    self._outbox.flush_due(time.monotonic())
 
     # -- reader side -------------------------------------------------------------------
     def _receive(self, timeout: float) -> list[Any] | None:
@@ -269,7 +248,7 @@ class ProcessChannel(Channel, kind="process"):
         return pickle.loads(data)
 
     def qsize(self) -> int:
-        return len(self._wq) + super().qsize()
+        return len(self._outbox) + super().qsize()
 
     # -- cancellation and fork hygiene -------------------------------------------------
     def abort(self, reason: BaseException | None = None) -> None:
@@ -336,18 +315,18 @@ class _Linger:
             with self._cond:
                 while not self._stopping:
                     now = time.monotonic()
-                    ready = [c for c, t in self._due.items() if t <= now]
+                    ready = [(c, c in self._polled) for c, t in self._due.items() if t <= now]
                     if ready:
-                        for c in ready:
+                        for c, _ in ready:
                             del self._due[c]
                         break
                     self._cond.wait(min(self._due.values()) - now if self._due else None)
                 else:
                     return
-            for ch in ready:
-                _quiet_flush(ch._linger_flush)
+            for ch, polled in ready:
+                _quiet_flush(ch._linger_flush, polled)
             with self._cond:
-                for ch in ready:
+                for ch, _ in ready:
                     if ch in self._polled and ch not in self._due:
                         self._due[ch] = time.monotonic() + ch.linger
 
@@ -369,10 +348,10 @@ class _Linger:
         self._due, self._polled, self._thread, self._stopping = {}, set(), None, False
 
 
-def _quiet_flush(flush: Any) -> None:
+def _quiet_flush(flush: Any, polled: bool) -> None:
     """A flush on behalf of someone else; the owner sees any error on its own next call."""
     try:
-        flush()
+        flush(polled)
     except Exception:  # broken, closed, unpicklable, aborted by an ActorError: all theirs to see
         log.debug("linger flush failed; the channel's owner sees it on its next call", exc_info=True)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..channels import Channel
+from ..channels.outbox import BATCH, Outbox, batch_limit
 from .node import GroupByNode, Node, RouterNode, bad_route
 
 __all__ = ["LIMIT", "Port", "Target", "input_of", "logged", "make_push", "push_in_begin", "route_to", "stdout_write",
@@ -20,7 +21,7 @@ __all__ = ["LIMIT", "Port", "Target", "input_of", "logged", "make_push", "push_i
 Target = Callable[[Any], Any]
 #: An actor sends what it pushed at the latest once this many items wait for one channel
 #: (a process channel's batch size: such a batch is pickled and sent as it is).
-LIMIT = 1000
+LIMIT = BATCH
 #: Seconds a partial batch for a process channel may wait while its actor keeps busy.
 LINGER = 0.005
 
@@ -103,74 +104,46 @@ def push_in_begin(node: Node) -> Target:
     return push
 
 
-class Port:
-    """An actor's buffered way to one downstream node: batches go round robin over its inboxes
-    (one per worker), or into the one channel meant for this branch.
+class Port(Outbox):
+    """An actor's way to one downstream node: an outbox dealing batches round robin over that
+    node's inboxes (one per worker), or sending them into the one channel meant for this branch.
 
-    Into thread channels a batch goes as soon as the actor has handled its input batch. Into
-    process channels whole batches of ``LIMIT`` go as they fill (the channel pickles and sends
-    them as they are), and a partial one once it is ``LINGER`` seconds old, or when the actor
-    goes idle or ends: so nothing waits long, and nothing is re-buffered item by item.
+    Whole batches go as they fill (``limit``: the channels' batch size, at most ``LIMIT``; a
+    process channel pickles and sends such a batch as it is). After each input batch the actor
+    calls ``flush_due``: into thread channels the partial batch goes at once; into process
+    channels once it is ``LINGER`` seconds old (the channel then sends it on at once), or when
+    the actor goes idle or ends (``flush``). So nothing waits long, and nothing is re-buffered
+    item by item. ``sent`` is what the actor counts as emitted.
     """
 
-    __slots__ = ("buf", "channels", "eager", "rr", "sent", "since")
+    __slots__ = ()
 
     def __init__(self, channels: Sequence[Channel]) -> None:
-        self.channels = list(channels)
-        self.eager = all(ch.kind == "thread" for ch in self.channels)
-        self.buf: list[Any] = []
-        self.rr = 0
-        self.sent = 0
-        self.since: float | None = None  # when a partial batch started waiting
+        eager = all(ch.kind == "thread" for ch in channels)
+        super().__init__(channels, limit=batch_limit(channels, LIMIT), linger=0.0 if eager else LINGER, deal=True)
 
-    def flush(self) -> None:
-        buf = self.buf
-        self.since = None
-        if buf:
-            channels = self.channels
-            if len(channels) == 1:
-                channels[0].put_many(buf)
-            else:
-                channel = channels[self.rr]
-                self.rr = (self.rr + 1) % len(channels)
-                channel.put_many(buf)
-            self.sent += len(buf)
-            buf.clear()  # channels copy what they are given
-
-    def flush_due(self, now: float) -> None:
-        """After an input batch: send what waits, as the kind of channel wants (see above)."""
-        if self.buf:
-            if self.eager or (self.since is not None and now - self.since >= LINGER):
-                self.flush()
-            elif self.since is None:
-                self.since = now
+    @property
+    def buf(self) -> list[Any]:
+        """``pending``, by its older name (an ordered worker appends its PROGRESS marker to it)."""
+        return self.pending
 
 
 def to_port(port: Port, tag: str | None = None, current: list[Any] | None = None) -> Target:
     """A target appending to ``port``: the item as it is, or tagged ``(seq, item)`` with a new
     sequence number (``tag="new"``) or the sequence number in ``current[0]`` (``tag="current"``)."""
-    buf, flush = port.buf, port.flush
+    put = port.put
     if tag is None:
-
-        def put(item: Any) -> None:
-            buf.append(item)
-            if len(buf) >= LIMIT:
-                flush()
-
-    elif tag == "new":
+        return put
+    if tag == "new":
         numbers = itertools.count()
 
-        def put(item: Any) -> None:
-            buf.append((next(numbers), item))
-            if len(buf) >= LIMIT:
-                flush()
+        def put_new(item: Any) -> None:
+            put((next(numbers), item))
 
-    else:
-        assert current is not None
+        return put_new
+    assert current is not None
 
-        def put(item: Any) -> None:
-            buf.append((current[0], item))
-            if len(buf) >= LIMIT:
-                flush()
+    def put_current(item: Any) -> None:
+        put((current[0], item))
 
-    return put
+    return put_current

@@ -14,12 +14,12 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
-from ..actors.actor import EMIT_BATCH
 from ..actors.hosting import Counts
 from ..channels import Channel
 from .output import QueueOutput
 
 if TYPE_CHECKING:
+    from ..channels.outbox import Outbox
     from ..runtime import Runtime
 
 __all__ = ["ReaderHosting"]
@@ -33,7 +33,7 @@ class ReaderHosting:
     maxsize: int
     outputs: list[Channel]
     _queue: Any
-    _out: list[Any]
+    _outbox: Outbox
     counts: Counts
     _output: Channel | None = None
 
@@ -83,21 +83,13 @@ class ReaderHosting:
 
     def _run_batches(self, batches: Iterator[list[Any]]) -> None:
         """``run()`` for records made a list at a time: stop() is noticed between lists, and
-        records leave in whole EMIT_BATCH lists (what a process channel sends as it is, with no
-        copy into its own buffer); the rest waits in the actor's buffer for the next list or
-        the end, as emit()'s would."""
-        out = self._out
-        size = min(getattr(channel, "batch_size", EMIT_BATCH) for channel in self.outputs)
+        each list goes to the actor's outbox whole, whose whole batches (the output's
+        batch_size: what a process channel sends as it is) leave at once; the rest waits there
+        for the next list or the end, as emit()'s would."""
+        put_many = self._outbox.put_many
         try:
             for batch in batches:
-                out += batch
-                if len(out) >= size:
-                    whole = len(out) - len(out) % size
-                    for channel in self.outputs:
-                        for start in range(0, whole, size):
-                            channel.put_many(out[start:start + size])
-                    self.counts.emitted += whole
-                    del out[:whole]
+                put_many(batch)
                 if self.stopping:  # type: ignore[attr-defined]
                     break
         finally:
