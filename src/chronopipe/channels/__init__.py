@@ -2,7 +2,8 @@
 
 ``Channel(kind=...)`` and ``open_channel(kind=...)`` make the class registered for that kind
 (base.py); importing this package registers both implementations, ``ThreadChannel`` and
-``ProcessChannel``. ``queues.py`` puts a Channel's face on any foreign queue.
+``ProcessChannel``. ``queues.py`` puts a Channel's face on any foreign queue; ``wait_any``
+(wait.py) waits on several channels at once, of any kinds.
 
 Every package of chronopipe that logs imports this one, so the library's ``NullHandler`` is
 added here (the top-level package imports nothing at start-up).
@@ -14,8 +15,9 @@ from .base import Channel, ChannelBroken, ChannelStatistics, channel_class, open
 from .end import END, is_end
 from .pipe import ProcessChannel
 from .thread import ThreadChannel
+from .wait import wait_any
 
 __all__ = ["END", "Channel", "ChannelBroken", "ChannelStatistics", "ProcessChannel", "ThreadChannel",
-           "channel_class", "is_end", "open_channel"]
+           "channel_class", "is_end", "open_channel", "wait_any"]
 
 logging.getLogger("chronopipe").addHandler(logging.NullHandler())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -154,7 +154,7 @@ class Channel:
         Blocks until something is available; raises TimeoutError after ``timeout``.
         """
         if self._ridx < len(self._rbatch):
-            rest = self._rbatch[self._ridx :]
+            rest = self._rbatch[self._ridx :] if self._ridx else self._rbatch  # ready() put back a whole batch
             self._rbatch, self._ridx = [], 0
             return rest
         if self._ended:
@@ -185,6 +185,53 @@ class Channel:
                 yield from batch[:-1]
                 return
             yield from batch
+
+    # -- waiting on several channels: the hooks of wait.py's wait_any --------------------
+    def ready(self) -> bool:
+        """Whether ``get_batch(0)`` would return now: records, END, or the error it would raise.
+
+        It takes nothing: a batch it had to receive to find out (a pipe's, a foreign queue's)
+        is kept for the next ``get``/``get_batch``. Subclasses that can tell without receiving
+        (ThreadChannel) override it.
+
+        >>> ch = Channel(kind="thread")
+        >>> ch.ready()
+        False
+        >>> ch.put("a"); ch.ready(), ch.get_batch(0)
+        (True, ['a'])
+        """
+        if self._ridx < len(self._rbatch) or self._ended or self._broken is not None:
+            return True
+        try:
+            batch = self.get_batch(0)
+        except TimeoutError:
+            return False
+        except ChannelBroken:
+            return True  # get_batch raises it again: that is the caller's to see
+        self._rbatch, self._ridx = batch, 0
+        return True
+
+    def wait_handle(self) -> int | None:
+        """For implementors: a file descriptor that becomes readable whenever this channel may
+        have something to get, which ``wait_any`` passes to the OS with the others; None (the
+        default) when there is none.
+
+        It may be readable with nothing to get yet (``wait_any`` checks ``ready()`` after each
+        wake-up), never unreadable while something is there, except what ``ready()`` sees itself.
+        """
+        return None
+
+    def watch(self, wake: Callable[[], object]) -> Callable[[], object] | None:
+        """For implementors: call ``wake()`` when records or END next arrive or the channel is
+        aborted; returns the function that ends the watch, or None (the default): this channel
+        cannot be watched.
+
+        ``wake`` is called at least once, and may then be dropped (``wait_any`` watches again if
+        it has to wait on), in the writer's thread, maybe with the channel's lock held: it must
+        return at once and must not use the channel. A channel with neither ``wait_handle()``
+        nor ``watch()`` (a foreign queue read through ``as_input``) is polled by ``wait_any``.
+        """
+        return None
 
     # -- cancellation ------------------------------------------------------------------
     def abort(self, reason: BaseException | None = None) -> None:

@@ -250,6 +250,10 @@ class ProcessChannel(Channel, kind="process"):
     def qsize(self) -> int:
         return len(self._outbox) + super().qsize()
 
+    def wait_handle(self) -> int | None:
+        """The pipe's read end, for wait_any (None once this process closed it: ready() tells why)."""
+        return None if self._reader.closed else self._reader.fileno()
+
     # -- cancellation and fork hygiene -------------------------------------------------
     def abort(self, reason: BaseException | None = None) -> None:
         """Break the channel here; closing our ends wakes a thread blocked in the pipe."""

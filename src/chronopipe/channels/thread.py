@@ -1,4 +1,10 @@
-"""ThreadChannel: a bounded deque guarded by one lock, for actors in one process."""
+"""ThreadChannel: a bounded deque guarded by one lock, for actors in one process.
+
+Whoever waits for records registers a wake-up in ``_wakers``: the reader blocked in ``get``
+(its condition's ``notify``) and ``wait_any`` (through ``watch``). A put checks that list once,
+so it costs nothing more when nobody waits; a wake-up is called once and dropped, so the puts
+that follow it, while the woken thread waits for its turn to run, cost nothing more either.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .base import Channel, Kind, remaining
@@ -27,6 +33,8 @@ class ThreadChannel(Channel, kind="thread"):
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._closed_writers = 0
+        self._wakers: list[Callable[[], object]] = []  # called once (under _lock) when records or END arrive
+        self._wake_reader = self._not_empty.notify_all
 
     def put(self, item: Any, timeout: float | None = None) -> None:
         if item is END or item is queue.Empty:
@@ -37,8 +45,8 @@ class ThreadChannel(Channel, kind="thread"):
                 self._buf.append(item)
                 self._items_put += 1
                 self._batches_sent += 1
-                if self._not_empty._waiters:  # type: ignore[attr-defined]  (skip notify's cost when idle)
-                    self._not_empty.notify()
+                if self._wakers:  # somebody waits (one check: nothing more to pay when nobody does)
+                    self._wake()
                 return
         self.put_many((item,), timeout)
 
@@ -63,7 +71,8 @@ class ThreadChannel(Channel, kind="thread"):
                     continue
                 self._buf.extend(items[done : done + room] if done or room < n else items)
                 done = min(n, done + room)
-                self._not_empty.notify()
+                if self._wakers:
+                    self._wake()
             self._items_put += n
             self._batches_sent += 1
         return n
@@ -73,14 +82,28 @@ class ThreadChannel(Channel, kind="thread"):
             if self._closed_writers < self.writers:
                 self._closed_writers += 1
                 self._ends_seen = self._closed_writers
-            self._not_empty.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake whoever waits for records, once (under _lock)."""
+        wakers = self._wakers
+        if wakers:
+            self._wakers = []
+            for wake in wakers:
+                wake()
 
     def _receive(self, timeout: float) -> list[Any] | None:
         with self._lock:
             if not self._buf:
                 if self._closed_writers >= self.writers:
                     return [END]
-                self._not_empty.wait(timeout)
+                if timeout <= 0:
+                    return None
+                self._wakers.append(self._wake_reader)
+                try:
+                    self._not_empty.wait(timeout)
+                finally:
+                    self._forget(self._wake_reader)
                 if not self._buf:
                     return [END] if self._closed_writers >= self.writers else None
             batch = list(self._buf)
@@ -88,10 +111,27 @@ class ThreadChannel(Channel, kind="thread"):
             self._not_full.notify_all()
             return batch
 
+    # -- wait_any's hooks (base.py) --------------------------------------------------------
+    def ready(self) -> bool:
+        return (bool(self._buf) or self._closed_writers >= self.writers or self._broken is not None
+                or self._ridx < len(self._rbatch))
+
+    def watch(self, wake: Callable[[], object]) -> Callable[[], object]:
+        with self._lock:
+            self._wakers.append(wake)
+        return lambda: self._forget(wake)
+
+    def _forget(self, wake: Callable[[], object]) -> None:
+        with self._lock:
+            try:
+                self._wakers.remove(wake)
+            except ValueError:  # it was woken: that dropped it
+                pass
+
     def abort(self, reason: BaseException | None = None) -> None:
         super().abort(reason)
         with self._lock:
-            self._not_empty.notify_all()
+            self._wake()
             self._not_full.notify_all()
 
     def qsize(self) -> int:
