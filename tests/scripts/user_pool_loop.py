@@ -1,10 +1,13 @@
 """A user's own pathos pool, made after the runtime started, 50 times: each must exit cleanly.
 
-Usage: python user_pool_loop.py [ROUNDS]
+Usage: python user_pool_loop.py [ROUNDS] [--terminate-at-once]
 
 Starts the runtime (its pool, an actor process), then ROUNDS times: a pathos
 ``ProcessPool`` (alternately ended by close/join and by terminate), whose workers must not run
-the runtime's signal handlers (they report theirs), then clear(). Prints ``DONE`` and exits 0.
+the runtime's signal handlers (they report theirs), then clear(). With ``--terminate-at-once``,
+ROUNDS times a multiprocess ``Pool(4)`` terminated as soon as it was made, while its workers are
+still in their after-fork hooks (a SIGTERM then must not be lost). Prints ``DONE`` and exits 0;
+a hang dumps the stacks of this process and its children to stderr and exits 86.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import threading
 import time
 
+import multiprocess
 import psutil
 from pathos.pools import ProcessPool
 
@@ -31,11 +35,19 @@ def handlers(_: int) -> tuple[bool, bool]:
 def main(rounds: int) -> None:
     # A hang dumps every thread's stack to stderr and exits with status 86 (the test tells it apart).
     threading.Thread(target=_watchdog, args=(HANG_AFTER,), daemon=True).start()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # inherited: the watchdog asks children for stacks
     rt = cp.Runtime(processes=2)
     assert rt.map(abs, [-1, -2]) == [1, 2]
     ch = cp.Channel(kind="process", name="ticks")
     cp.Actor("ticker", source=range(10), outputs=ch, mode="process").start()
     assert list(ch) == list(range(10))
+    if "--terminate-at-once" in sys.argv:
+        for _ in range(rounds):
+            raw = multiprocess.get_context("fork").Pool(4)
+            raw.terminate()
+            raw.join()
+        print("DONE", flush=True)
+        return
     for i in range(rounds):
         pool = ProcessPool(nodes=2, id=f"user-{i}")
         seen = pool.map(handlers, range(4))
@@ -58,10 +70,18 @@ def _watchdog(seconds: float) -> None:
     time.sleep(seconds)
     faulthandler.dump_traceback(all_threads=True)
     for child in psutil.Process().children(recursive=True):
-        print(f"child {child.pid}: {' '.join(child.cmdline()[:3])} status {child.status()}", file=sys.stderr)
+        try:  # a zombie or a child gone meanwhile has nothing to tell
+            print(f"child {child.pid}: {' '.join(child.cmdline()[:3])} status {child.status()}", file=sys.stderr)
+            with open(f"/proc/{child.pid}/status") as status:
+                print("".join(line for line in status if line.startswith(("Sig", "Shd"))), file=sys.stderr)
+            sys.stderr.flush()
+            os.kill(child.pid, signal.SIGUSR1)
+            time.sleep(0.5)
+        except (psutil.Error, OSError):
+            continue
     sys.stderr.flush()
     os._exit(86)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 50)

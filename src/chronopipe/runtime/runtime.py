@@ -303,12 +303,25 @@ def _shutdown_at_exit() -> None:
             die_of_sigint()
 
 
+def _hold_signals_for_fork() -> None:
+    inst = Runtime._instance
+    if inst is not None:
+        inst._signals.hold_for_fork()
+
+
+def _release_signals_in_parent() -> None:
+    inst = Runtime._instance
+    if inst is not None:
+        inst._signals.release_in_parent()
+
+
 def _forget_in_child() -> None:
     inst = Runtime._instance
     if inst is not None:
-        inst._signals.reset()  # the parent's handlers are not this process's
+        inst._signals.release_in_child()  # the parent's handlers are not this process's
     Runtime._instance = None  # a forked child gets its own runtime if it asks for one
     Runtime._class_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
+os.register_at_fork(before=_hold_signals_for_fork, after_in_parent=_release_signals_in_parent,
+                    after_in_child=_forget_in_child)

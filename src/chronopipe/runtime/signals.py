@@ -10,7 +10,12 @@ SIGINT: status 130), SIGTERM ends the process by SIGTERM (status 143). The order
 
 A process forked by someone else (a user's own pool, a Manager's server) inherits the
 handlers: there they are reset right after the fork (``os.register_at_fork``), and should one
-still run there, it restores the previous handler and re-delivers the signal, untouched.
+still run there, it restores the previous handler and re-delivers the signal, untouched. Every
+fork of the process holds the signals back (``hold_for_fork``) until the child has reset them:
+a SIGTERM sent to a child that has not yet run its after-fork hooks would otherwise only trip
+the inherited Python handler, and CPython drops a tripped signal whose handler was meanwhile
+reset to SIG_DFL ("ignored due to race condition"): a user's ``pool.terminate()`` right after
+starting its pool then waited forever on a worker that never got its SIGTERM.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class SignalHandlers:
         self.pid = pid
         self._teardown = teardown
         self.previous: dict[int, Any] = {}
+        self._held: dict[int, Any] = {}  # thread id -> its signal mask before a fork held ours back
 
     def install(self) -> None:
         """Install the handlers (main thread only; a signal ignored by the program stays ignored)."""
@@ -67,6 +73,27 @@ class SignalHandlers:
                     signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
             except (ValueError, OSError):  # not the main thread: __call__ still checks the pid
                 pass
+
+    # -- around every fork of this process (os.register_at_fork) --------------------------
+    def hold_for_fork(self) -> None:
+        """Before a fork, in the forking thread: block our signals (a child gets them once reset)."""
+        if self.previous and os.getpid() == self.pid:
+            self._held[threading.get_ident()] = signal.pthread_sigmask(signal.SIG_BLOCK, set(self.previous))
+
+    def release_in_parent(self) -> None:
+        """After a fork, in the parent's forking thread: the mask as it was (pending signals arrive)."""
+        mask = self._held.pop(threading.get_ident(), None)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def release_in_child(self) -> None:
+        """After a fork, in the child: the previous handlers back, then the mask as it was, so a
+        signal sent meanwhile (held pending by the kernel) meets the handler the child should have."""
+        self.reset()
+        mask = self._held.pop(threading.get_ident(), None)
+        self._held.clear()
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def __call__(self, signum: int, frame: Any) -> None:
         """The handler. Runs in the main thread of the process that received the signal."""
