@@ -581,3 +581,16 @@ def test_dispatch_submits_async_callbacks_to_their_pool_and_join_waits_for_them(
     assert manager.dispatch({"n": n} for n in range(3)) == 3
     stats = manager.join(TIMEOUT)
     assert sorted(done) == [0, 1, 2] and (stats.callbacks, stats.pending, stats.errors) == (3, 0, 0)
+
+
+def test_start_dispatches_the_queue_and_the_seeds_run_after_it_does_nothing_more():
+    seen: list[int] = []
+    manager = EventManager(cp.Channel(name="events"))
+    manager.register(seen.append, condition={"n": exists()})
+    assert not manager.started
+    assert manager.start() is manager and manager.started
+    assert manager.run() is manager  # the seed's spelling: already started, so nothing more
+    manager.queue.put_many([{"n": 1}, {"n": 2}])
+    manager.queue.put(cp.END)
+    manager.join(timeout=10)
+    assert [e["n"] for e in seen] == [1, 2]

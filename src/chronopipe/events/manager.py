@@ -43,6 +43,7 @@ from ..actors.errors import ActorError, from_exception
 from ..channels import Channel
 from ..either import Either, Left, Pending, Right
 from ..multiplex.inputs import as_input
+from ..runtime.seed import SeedStart
 from .callbacks import Outstanding, callback_key, pool_mode, submit_task
 from .condition import Condition
 from .index import ConditionIndex, drop_one, put_one
@@ -56,7 +57,7 @@ log = logging.getLogger("chronopipe.events")
 RIGHT_NONE: Right[Any] = Right(None)  # what most callbacks give: one Right for all of them
 
 
-class EventManager:
+class EventManager(SeedStart):
     """Indexed dispatch of events (records) to the callbacks registered for them.
 
     >>> manager = EventManager()
@@ -336,10 +337,16 @@ class EventManager:
         return pending
 
     # -- running on a queue ----------------------------------------------------------------
-    def run(self) -> Self:
+    @property
+    def started(self) -> bool:
+        """True once ``start()`` (the seed's ``run()``) began dispatching ``queue``."""
+        return self._actor is not None
+
+    def start(self) -> Self:
         """Dispatch every record of ``queue`` on a runtime thread until END; returns self.
 
         Calling it again does nothing. ``join()`` waits for the END; ``stop()`` stops early.
+        ``run()`` is the seed's name for it (runtime/seed.py).
         """
         with self._lock:
             if self._actor is None:
@@ -357,12 +364,12 @@ class EventManager:
         return QueueDispatcher(self, name, as_input(inbox, f"{name}.inbox"))
 
     def stop(self) -> None:
-        """Ask ``run()``'s loop to stop after the record it is handling."""
+        """Ask ``start()``'s loop to stop after the record it is handling."""
         if self._actor is not None:
             self._actor.stop()
 
     def join(self, timeout: float | None = None) -> EventStatistics:
-        """Wait for ``run()``'s loop to reach END (if it was started), then for every async
+        """Wait for ``start()``'s loop to reach END (if it was started), then for every async
         callback to finish; the statistics. Raises the loop's ActorError, or TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._actor is not None:

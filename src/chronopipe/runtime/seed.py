@@ -9,15 +9,21 @@ stay, as aliases of the Runtime's own API and nothing more, because code and not
 against the seed use them (tests/test_seed_usages.py): ``MultiProcessing`` is ``Runtime``
 (the same singleton), and the methods below are what ``Runtime`` inherits from ``SeedNames``.
 New code uses ``Runtime``, ``process_pool()``, ``thread_pool()``, ``manager()``, ``shutdown()``.
+
+The seed's other names live where their objects do, each pointing here: ``END == queue.Empty``
+(the seed ended a queue by putting the ``queue.Empty`` class: channels/end.py accepts it and
+compares equal), and ``run()`` that starts and returns self (``QueueMultiplexer().run()``,
+``EventManager(queue).run()``), which is ``SeedStart`` below: the package's word for that is
+``start()``, and an Actor's ``run()`` is its loop, as a Thread's is.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import multiprocess
 
-__all__ = ["MultiProcessing", "SeedNames"]  # noqa: F822 (MultiProcessing: module __getattr__)
+__all__ = ["MultiProcessing", "SeedNames", "SeedStart"]  # noqa: F822 (MultiProcessing: module __getattr__)
 
 
 class SeedNames:
@@ -50,6 +56,24 @@ class SeedNames:
         self.shutdown()
 
     onKeyboardInterupt = onExit  # noqa: N815 (the seed's spelling)
+
+
+class SeedStart:
+    """The seed's ``run()``: start (once; later calls do nothing) and return self, so it chains.
+
+    For classes whose own word is ``start()`` and that say whether they were ``started``.
+    """
+
+    if TYPE_CHECKING:  # provided by the class (a stub here would shadow Actor.start)
+        started: bool
+
+        def start(self) -> Any: ...
+
+    def run(self) -> Self:
+        """The seed's name for ``start()``: starts once, returns self (``X().run()`` chains)."""
+        if not self.started:
+            self.start()
+        return self
 
 
 def __getattr__(name: str) -> Any:
