@@ -89,8 +89,10 @@ class Outbox:
         ChannelBroken, TimeoutError, TypeError: what a send raises (a channel was aborted; it
             stayed full past ``timeout``; a process channel cannot pickle a record). Batches
             sent before it are gone from ``pending`` and counted; the batch that failed stays
-            first in ``pending``, nothing of it lost or reordered (a channel that took it before
-            another one failed would get it again from a retry).
+            first in ``pending``, nothing of it lost or reordered. A retry (the next put or
+            flush) sends it again whole: right for a sender that takes nothing when it raises,
+            as a process channel's pipe; a channel that took it before another one failed, or
+            a thread channel that took what fitted before its ``timeout``, gets part of it twice.
     """
 
     __slots__ = ("_send", "_turn", "batches", "channels", "limit", "linger", "lock", "on_wait", "pending", "sent",

@@ -88,7 +88,17 @@ def live_channels() -> list[ProcessChannel]:
 
 
 class ProcessChannel(Channel, kind="process"):
-    """Cross-process channel with batching, bounded by a semaphore over batches in flight."""
+    """Cross-process channel with batching, bounded by a semaphore over batches in flight.
+
+    Its write buffer is an :class:`~chronopipe.channels.outbox.Outbox`, the mechanism every
+    writer batches with: ``limit`` is ``batch_size``, the sender pickles one batch into the
+    pipe, and the process's linger thread is its timer (the outbox's ``on_wait`` tells it when
+    a partial batch falls due; it then calls ``flush_due``). Two things are the channel's own:
+    the outbox is shared with that thread (``lock``: sends run one at a time, ``put`` appends
+    without a lock), and ``put_many`` of an iterator streams it into the outbox's list while
+    the linger thread sends what came every ``linger`` seconds (a live source's records never
+    wait for the next one).
+    """
 
     def __init__(
         self,
