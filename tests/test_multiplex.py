@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import chronopipe as cp
+from chronopipe.channels.base import POLL_INTERVAL
 
 
 def drain(channel) -> list:
@@ -62,6 +63,53 @@ def test_fifo_keeps_each_inputs_order_and_ends_once(kind):
     for n in range(3):
         assert [i for src, i in got if src == n] == list(range(2000))
     assert out.get(timeout=1) is cp.END
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_fifo_interleaves_records_waiting_on_several_inputs_one_at_a_time(kind):
+    mux = cp.QueueMultiplexer(kind=kind)
+    a, b = mux.input_queue(), mux.input_queue()
+    a.put_many(["a1", "a2"])
+    b.put_many(["b1", "b2", "b3"])
+    a.close()
+    b.close()
+    time.sleep(0.05)  # everything waits in the inputs before the merge starts
+    assert list(mux) == ["a1", "b1", "a2", "b2", "b3"]
+
+
+@pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_lone_record_is_handed_on_within_milliseconds(mux_class, kind):
+    mux = mux_class(kind=kind, **({"sort_key": lambda r: r} if mux_class is cp.SortedQueueMultiplexer else {}))
+    a = mux.input_queue()
+    out = mux.output_queue(cp.Channel(kind="thread"))
+    mux.run()
+    delays = []
+    for i in range(5):
+        time.sleep(0.02)  # the merge is waiting
+        sent = time.monotonic()
+        a.put(i)
+        a.flush()
+        assert out.get(timeout=5) == i
+        delays.append(time.monotonic() - sent)
+    a.close()
+    assert out.get(timeout=5) is cp.END
+    assert sorted(delays)[2] < 0.005, delays
+
+
+@pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_multiplexer_stopped_while_it_waits_ends_within_the_poll_interval(mux_class, kind):
+    mux = mux_class(kind=kind)
+    mux.input_queue()
+    mux.input_queue()
+    mux.output_queue()
+    mux.run()
+    time.sleep(0.1)  # both inputs silent: the merge waits
+    asked = time.monotonic()
+    mux.stop()
+    assert mux.wait(5) and time.monotonic() - asked < POLL_INTERVAL + 0.1
+    assert mux.state == "stopped"
 
 
 @pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])

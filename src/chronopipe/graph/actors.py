@@ -23,14 +23,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import multiprocess
-from multiprocess.connection import wait
 
 from ..actors.actor import Actor
 from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.errors import ActorError
 from ..actors.home import Token, apply, changes, track
-from ..channels import END, ChannelBroken, ProcessChannel
-from ..channels.base import POLL_INTERVAL
+from ..channels import ChannelBroken
+from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from ..runtime import Runtime
 from .errors import from_actor_error, mark
@@ -135,52 +134,25 @@ class NodeActor(Actor):
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).
 
-        Every input is drained as soon as it has something, so a branch that is silent for a
-        while never blocks the others (what they send waits in the window meanwhile)."""
-        unit, stop = self.unit, self._stop
+        The loop is merge_channels' (multiplex/merge.py) with ``drain=True``: every input is
+        drained as soon as it has something, so a branch that is silent for a while never blocks
+        the others (what they send waits in the window meanwhile). An empty batch means it took
+        records but the window waits on a branch: what we hold may still be due (_flush_ports)."""
+        unit = self.unit
         assert unit.merge is not None
-        inputs = unit.inputs
         window = MergeWindow(unit.merge[0], unit.merge[1], self._late)  # type: ignore[arg-type]
-        for _ in inputs:
-            window.add()
         deliver = self._collected if unit.node is None else unit.entry
         assert deliver is not None
-        live, idle = list(range(len(inputs))), 0.0005
         record: Any = _NO_RECORD
-        while not stop[0]:
-            got = False
-            for i in tuple(live):
-                try:
-                    batch = inputs[i].get_batch(0)
-                except TimeoutError:
-                    continue
-                got, ended = True, batch[-1] is END
-                if ended:
-                    batch.pop()
-                    live.remove(i)
-                if batch:
-                    self.counts.received += len(batch)
-                    window.feed(i, batch)
-                if ended:
-                    window.end(i)
-            records = window.take()
-            if records:
-                try:
-                    for record in records:
-                        deliver(record)
-                except BaseException:
-                    self._failed_record = record
-                    raise
-                self._flush_ports()
-                idle = 0.0005
-            elif window.done:
-                return
-            elif got:  # the window waits on a branch: what we hold may still be due
-                self._flush_ports()
-                idle = 0.0005
-            else:
-                self.flush()
-                idle = self._idle(inputs, live, idle)
+        for records in merge_channels(unit.inputs, window, drain=True, stopped=lambda: self.stopping,
+                                      before_wait=self.flush, counts=self.counts):
+            try:
+                for record in records:
+                    deliver(record)
+            except BaseException:
+                self._failed_record = record
+                raise
+            self._flush_ports()
 
     def _collected(self, record: tuple[Any, Any]) -> None:
         if record[1] is not PROGRESS:
@@ -189,15 +161,6 @@ class NodeActor(Actor):
     def _late(self, i: int, record: Any, floor: Any) -> None:
         branch = self.unit.inputs[i].name.split("->")[0]
         raise mark(out_of_order(self.unit.owner.name, branch, record, floor), self.unit.owner.name, record)
-
-    @staticmethod
-    def _idle(inputs: list[Any], live: list[int], delay: float) -> float:
-        waiting = [inputs[i] for i in live]
-        if waiting and all(isinstance(ch, ProcessChannel) for ch in waiting):
-            wait([ch._reader for ch in waiting], POLL_INTERVAL)
-            return delay
-        time.sleep(delay)  # thread channels offer nothing to wait on together
-        return min(delay * 2, 0.01)
 
     def _flush_ports(self) -> None:
         """After an input batch: send what is due (wiring.Port)."""

@@ -5,9 +5,9 @@ each output ends with a single END once every input has ended. Inputs that have 
 waiting at the same time are interleaved one record at a time, in registration order (the
 seed's "non-blocking round-robin FIFO"): ``a1 a2`` on one input and ``b1 b2 b3`` on another
 come out ``a1 b1 a2 b2 b3``. The interleaving is done a batch at a time with slice
-assignments (``interleave``), not record by record. It runs as an actor (on a
-thread by default), or in the calling thread when iterated (``for record in mux``), which
-saves the hand-over to an output queue. Register queues before putting END on any input:
+assignments (``interleave``), not record by record, by the loop every merge shares (merge.py).
+It runs as an actor (on a thread by default), or in the calling thread when iterated
+(``for record in mux``), which saves the hand-over to an output queue. Register queues before putting END on any input:
 inputs registered after ``run()`` are picked up, but a merge that saw all its inputs end has
 finished.
 """
@@ -19,46 +19,13 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
-from multiprocess.connection import wait
-
 from ..actors.actor import Actor, Mode
-from ..channels import END, Channel, ProcessChannel
+from ..channels import Channel
 from ..channels.base import POLL_INTERVAL, Kind
 from ..channels.queues import QueueOutput, as_input
+from .merge import interleave, merge_channels
 
 __all__ = ["QueueMultiplexer", "interleave"]
-
-ROUND = 1000  # records taken from one input per round, beyond its first batch
-
-
-def interleave(batches: list[list[Any]]) -> list[Any]:
-    """One record of each batch in turn (round robin), each batch's order kept.
-
-    Built with one extended-slice assignment per batch and per length step, so it costs
-    C-speed copies, not Python code per record.
-
-    >>> interleave([[1, 2], ["a", "b", "c"], [], [True]])
-    [1, 'a', True, 2, 'b', 'c']
-    """
-    batches = [b for b in batches if b]
-    if len(batches) <= 1:
-        return batches[0] if batches else []
-    out: list[Any] = [None] * sum(map(len, batches))
-    at = start = 0  # records placed; records taken from each batch still in play
-    while len(batches) > 1:
-        stop, k = min(map(len, batches)), len(batches)
-        end = at + k * (stop - start)
-        for j, batch in enumerate(batches):
-            out[at + j:end:k] = batch if start == 0 and stop == len(batch) else batch[start:stop]
-        at, start = end, stop
-        batches = [b for b in batches if len(b) > stop]
-    if batches:
-        out[at:] = batches[0][start:]
-    return out
-
-
-class _Stopped(Exception):  # noqa: N818 (control flow, never escapes)
-    """stop() was asked for while the merge waited."""
 
 
 def _records(batches: Iterator[list[Any]]) -> Iterator[Any]:
@@ -72,6 +39,7 @@ def _records(batches: Iterator[list[Any]]) -> Iterator[Any]:
 class QueueMultiplexer(Actor):
     """Many-to-many FIFO multiplexer (the seed's API: ``input_queue``, ``output_queue``, ``run``).
 
+    >>> from chronopipe.channels import END
     >>> mux = QueueMultiplexer(kind="thread")
     >>> a, b, out = mux.input_queue(), mux.input_queue(), mux.output_queue()
     >>> _ = mux.run()
@@ -125,7 +93,7 @@ class QueueMultiplexer(Actor):
 
         >>> mux = QueueMultiplexer(kind="thread")
         >>> a = mux.input_queue()
-        >>> a.put_many([1, 2]); a.put(END)
+        >>> a.put_many([1, 2]); a.close()
         2
         >>> list(mux)
         [1, 2]
@@ -149,8 +117,6 @@ class QueueMultiplexer(Actor):
                 self.counts.emitted += len(batch)
                 yield batch
             completed = True
-        except _Stopped:
-            pass
         except Exception as exc:
             self._finish(error=exc)  # type: ignore[arg-type]
             raise
@@ -194,16 +160,15 @@ class QueueMultiplexer(Actor):
 
     # -- the actor's loop ------------------------------------------------------------------
     def _main(self) -> None:
-        try:
-            self._await_registration()
+        if self._await_registration():
             self._merge()
-        except _Stopped:
-            pass
 
-    def _await_registration(self) -> None:
+    def _await_registration(self) -> bool:
+        """Wait until an input and an output exist; False if stop() came first."""
         while not self._registered.wait(POLL_INTERVAL):
-            if self._stop[0]:
-                raise _Stopped
+            if self.stopping:
+                return False
+        return True
 
     def _merge(self) -> None:
         """Send every batch the merge gives to the outputs."""
@@ -212,55 +177,6 @@ class QueueMultiplexer(Actor):
             self._send_out()
 
     def _batches(self) -> Iterator[list[Any]]:
-        """Round robin over the inputs: take what each has, interleave it, wait when none has."""
-        live: list[Channel] = []
-        seen = 0
-        idle_wait = 0.0005
-        while True:
-            if len(self._inputs) > seen:
-                new = self._inputs[seen:]
-                live.extend(new)
-                seen += len(new)
-            if not live:
-                return
-            taken: list[list[Any]] = []
-            progressed = False
-            for ch in list(live):
-                batch = _available(ch)
-                if batch is None:
-                    continue
-                progressed = True
-                if batch[-1] is END:
-                    batch.pop()
-                    live.remove(ch)
-                if batch:
-                    taken.append(batch)
-            if taken:
-                merged = taken[0] if len(taken) == 1 else interleave(taken)
-                self.counts.received += len(merged)
-                yield merged
-            if self._stop[0]:
-                return
-            if progressed:
-                idle_wait = 0.0005
-                continue
-            self.flush()  # about to wait: hand over everything we hold
-            if all(isinstance(ch, ProcessChannel) for ch in live):
-                wait([ch._reader for ch in live], POLL_INTERVAL)
-            else:  # foreign queues and thread channels offer nothing to wait on together
-                time.sleep(idle_wait)
-                idle_wait = min(idle_wait * 2, 0.01)
-
-
-def _available(ch: Channel) -> list[Any] | None:
-    """Every batch ``ch`` has now (up to about ROUND records; END last if it ended), or None."""
-    try:
-        batch = ch.get_batch(0)
-    except TimeoutError:
-        return None
-    while batch[-1] is not END and len(batch) < ROUND:
-        try:
-            batch += ch.get_batch(0)
-        except TimeoutError:
-            break
-    return batch
+        """The merged batches (merge.py), first come first out; the sorted multiplexer merges by key."""
+        return merge_channels(self._inputs, stopped=lambda: self.stopping, before_wait=self.flush,
+                              counts=self.counts)

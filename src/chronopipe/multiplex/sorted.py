@@ -2,9 +2,9 @@
 
 Each input is assumed sorted by the key. The merge takes what its inputs have, emits every
 record that no input can still precede (order/window.py: a window at a time, sorted in C), and waits
-only on an input that holds it back, so the output is in key order; ties go in input-registration
-order, so equal input gives identical output every run. It holds about one batch per input
-beyond the channels' own bounds.
+only on an input that holds it back (merge.py: the loop every merge shares), so the output is in
+key order; ties go in input-registration order, so equal input gives identical output every run.
+It holds about one batch per input beyond the channels' own bounds.
 
 A record smaller than one already emitted cannot be placed in order: an input that steps back
 (out of order), or one that ``idle_timeout`` let the merge move on without and that speaks up
@@ -16,17 +16,17 @@ and sent to ``late_queue()`` when one is registered, else kept in ``late_records
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..actors.actor import Mode
-from ..channels import END, Channel
-from ..channels.base import POLL_INTERVAL, Kind
+from ..channels import Channel
+from ..channels.base import Kind
 from ..channels.queues import QueueOutput
 from ..order import MergeWindow, SortKey, key_function
-from .fifo import QueueMultiplexer, _Stopped
+from .fifo import QueueMultiplexer
+from .merge import merge_channels
 
 __all__ = ["MergeReport", "SortedQueueMultiplexer"]
 
@@ -53,6 +53,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
     too); ``maxsize=`` is the same bound spelt as everywhere else in the package (Channel,
     QueueMultiplexer), and ``mux.maxsize`` holds it.
 
+    >>> from chronopipe.channels import END
     >>> mux = SortedQueueMultiplexer(sort_key="timestamp", sort_direction="min", max_size=100, kind="thread")
     >>> a, b, out = mux.input_queue(), mux.input_queue(), mux.output_queue()
     >>> _ = mux.run()
@@ -136,70 +137,14 @@ class SortedQueueMultiplexer(QueueMultiplexer):
     # -- the merge -------------------------------------------------------------------------
     def _batches(self) -> Iterator[list[Any]]:
         # Take what the inputs have without waiting, emit what the window says is safe, and
-        # only when nothing is, wait on an input that holds the merge back (see window.py).
+        # only when nothing is, wait on an input that holds the merge back (merge.py, window.py).
         window = MergeWindow(self.sort_key, self.sort_direction, self._late)
-        inputs, report, stop = self._inputs, self.report, self._stop
-        while True:
-            if stop[0]:
-                raise _Stopped
-            while len(window.state) < len(inputs):  # inputs registered after run() take part from now on
-                window.add()
-            for i in window.wants():
-                self._poll(window, i, 0)
-            records = window.take()
-            if records:
-                yield records
-                continue
-            if window.done:
-                return
-            held_by = window.waiting_on()
-            if not held_by:
-                self._pause()  # every live input is idle: poll them gently
-            elif not self._poll(window, held_by[0], None):
-                window.set_idle(held_by[0])
-                report.idle_moves += 1
+        return merge_channels(self._inputs, window, stopped=lambda: self.stopping, before_wait=self.flush,
+                              counts=self.counts, idle_timeout=self.idle_timeout, on_idle=self._moved_on)
 
-    def _poll(self, window: MergeWindow, i: int, timeout: float | None) -> bool:
-        """Feed the window what input ``i`` has; ``timeout=None``: wait for it (False after idle_timeout)."""
-        ch = self._inputs[i]
-        try:
-            batch = ch.get_batch(0)
-        except TimeoutError:
-            if timeout == 0:
-                return False
-            self.flush()  # about to wait on this input: hand over what we hold
-            batch = self._wait(ch)
-            if batch is None:
-                return False
-        ended = batch[-1] is END
-        if ended:
-            batch.pop()
-        self.counts.received += len(batch)
-        window.feed(i, batch)
-        if ended:
-            window.end(i)
-        return True
-
-    def _wait(self, ch: Channel) -> list[Any] | None:
-        """Block on ``ch`` until it has records (None after idle_timeout), noticing stop()."""
-        deadline = None if self.idle_timeout is None else time.monotonic() + self.idle_timeout
-        while True:
-            if self._stop[0]:
-                raise _Stopped
-            step = POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - time.monotonic())
-            if step <= 0:
-                return None
-            try:
-                return ch.get_batch(step)
-            except TimeoutError:
-                continue
-
-    def _pause(self) -> None:
-        """Every live input is silent: hand over what we hold, then poll them gently."""
-        if self._stop[0]:
-            raise _Stopped
-        self.flush()
-        time.sleep(0.001)
+    def _moved_on(self, idx: int) -> None:
+        """idle_timeout let the merge move on without input ``idx``."""
+        self.report.idle_moves += 1
 
     def _late(self, idx: int, record: Any, frontier: Any) -> None:
         report = self.report
