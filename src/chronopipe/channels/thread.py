@@ -123,10 +123,8 @@ class ThreadChannel(Channel, kind="thread"):
 
     def _forget(self, wake: Callable[[], object]) -> None:
         with self._lock:
-            try:
+            if wake in self._wakers:  # else it was woken, which dropped it
                 self._wakers.remove(wake)
-            except ValueError:  # it was woken: that dropped it
-                pass
 
     def abort(self, reason: BaseException | None = None) -> None:
         super().abort(reason)

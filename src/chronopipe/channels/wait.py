@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import threading
+import queue
 import time
 from collections.abc import Callable, Iterable
 
@@ -79,14 +79,18 @@ def wait_any(channels: Iterable[Channel], timeout: float) -> list[Channel]:
         polled = len(stops) < len(no_handle)
         look, step = channels, FIRST_POLL
         while True:
-            if waker is not None and waker.clear() and stops:  # woken, and waiting on: watch again
-                for stop in stops:
-                    stop()
-                stops = _watch(no_handle, waker)
+            woken = waker is not None and waker.clear()  # before looking: a wake-up after the look is not lost
             ready = [ch for ch in look if ch.ready()]
             left = deadline - time.monotonic()
             if ready or left <= 0:
                 return ready
+            if woken and stops:  # a watch may end once it woke us (base.py): watch again, and look again
+                assert waker is not None
+                for stop in stops:
+                    stop()
+                stops = _watch(no_handle, waker)
+                look = no_handle
+                continue
             wait = min(left, step) if polled else left
             if waker is None:
                 fired = set(wait_for_handles(handles, wait))
@@ -116,41 +120,48 @@ def _watch(channels: list[Channel], waker: _Waker) -> list[Callable[[], object]]
 
 
 class _Waker:
-    """What watched channels wake: an Event, or an eventfd when pipes are waited on with it."""
+    """What watched channels wake: a SimpleQueue (in C, cheap to make), or an eventfd when pipes
+    are waited on with it. wake() may be called from any thread; the rest from the waiting one."""
 
     def __init__(self, with_handle: bool) -> None:
-        self._event: threading.Event | None = None
+        self._queue: queue.SimpleQueue[None] | None = None
         self._fd = -1
+        self._took = False  # wait() took a wake-up that clear() has not reported yet
         if with_handle:
             self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self.handle = self._fd
         else:
-            self._event = threading.Event()
+            self._queue = queue.SimpleQueue()
 
     def wake(self) -> None:
-        if self._event is not None:
-            self._event.set()
+        if self._queue is not None:
+            self._queue.put(None)
             return
         try:
             os.eventfd_write(self._fd, 1)
-        except OSError:  # already woken as far as it counts (or closed: nobody waits any more)
+        except OSError:  # closed: nobody waits any more
             pass
 
     def clear(self) -> bool:
         """Forget the wake-ups so far; whether there was one."""
-        if self._event is not None:
-            woken = self._event.is_set()
-            if woken:
-                self._event.clear()
+        woken, self._took = self._took, False
+        if self._queue is not None:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                woken = True
             return woken
         try:
-            return os.eventfd_read(self._fd) > 0
+            return os.eventfd_read(self._fd) > 0 or woken
         except BlockingIOError:  # not woken since the last clear
-            return False
+            return woken
 
     def wait(self, timeout: float) -> None:
-        assert self._event is not None
-        self._event.wait(timeout)
+        assert self._queue is not None
+        try:
+            self._queue.get(timeout=timeout)
+            self._took = True
+        except queue.Empty:
+            pass
 
     def close(self) -> None:
         if self._fd >= 0:

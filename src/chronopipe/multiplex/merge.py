@@ -136,16 +136,26 @@ def _fifo(inputs: Sequence[Channel], stopped: Callable[[], object], before_wait:
 
 def _round(ch: Channel) -> list[Any] | None:
     """Every batch ``ch`` has now (up to about ROUND records; END last if it ended), or None."""
-    try:
-        batch = ch.get_batch(0)
-    except TimeoutError:
+    batch = _batch_now(ch)
+    if batch is None:
         return None
     while batch[-1] is not END and len(batch) < ROUND:
-        try:
-            batch += ch.get_batch(0)
-        except TimeoutError:
+        more = _batch_now(ch)
+        if more is None:
             break
+        batch += more
     return batch
+
+
+def _batch_now(ch: Channel) -> list[Any] | None:
+    """``ch``'s next batch if it has one now, else None (asking ready() first spares the raise
+    and catch of a TimeoutError: a thread channel answers from its buffer)."""
+    if not ch.ready():
+        return None
+    try:
+        return ch.get_batch(0)
+    except TimeoutError:
+        return None
 
 
 def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[], object],
@@ -162,9 +172,8 @@ def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[]
             window.add()
         got = False
         for i in [i for i, s in enumerate(state) if s != ENDED] if drain else window.wants():
-            try:
-                batch = inputs[i].get_batch(0)
-            except TimeoutError:
+            batch = _batch_now(inputs[i])
+            if batch is None:
                 continue
             got = True
             if i == held:
