@@ -87,7 +87,6 @@ class Actor:
         self._source = source
         #: what emit() and the loops send: each batch to every output (channels/outbox.py)
         self._outbox = Outbox(self._deliver, limit=EMIT_BATCH)
-        self._out = self._outbox.pending  # the loops append to it (multiplex/fifo.py too)
         if type(self).emit is Actor.emit:  # emit() is the outbox's put: one call a record, not two
             self.emit = self._outbox.put  # type: ignore[method-assign,assignment]
         self._failed_record: Any = NO_RECORD
@@ -165,11 +164,6 @@ class Actor:
         """True once stop() was asked for; custom loops should return soon after."""
         return bool(self._stop[0])
 
-    def _send_out(self) -> None:
-        """Hand what the loop put in the outbox to the outputs (a process channel may hold a
-        partial batch a while longer, for its linger: see flush)."""
-        self._outbox.flush()
-
     def _deliver(self, batch: list[Any], timeout: float | None) -> None:
         """The outbox's sender: one batch to every output, counted as emitted once all took it."""
         for ch in self.outputs:
@@ -218,7 +212,7 @@ class Actor:
                     raise
                 if r is not None:
                     out.append(r)
-            self._send_out()
+            self._outbox.flush()
             counts.received += len(batch)  # after the send: a batch is received once handled and passed on
 
     def _inbox_batches(self, inbox: Channel) -> Iterator[list[Any]]:
@@ -325,7 +319,7 @@ class Actor:
             self._outbox.limit = batch_limit(self.outputs, EMIT_BATCH)  # the outputs are known by now
             self.on_start()
             self._main()
-            self._send_out()
+            self._outbox.flush()
             result = self.on_stop()
             for ch in self.outputs:
                 ch.close()

@@ -124,7 +124,7 @@ class NodeActor(Actor):
                     for current[0], item in batch:
                         entry(item)
                     if batch:
-                        ports[0].buf.append((current[0], PROGRESS))
+                        ports[0].pending.append((current[0], PROGRESS))
             except BaseException:
                 self._failed_record = item
                 raise

@@ -122,11 +122,6 @@ class Port(Outbox):
         eager = all(ch.kind == "thread" for ch in channels)
         super().__init__(channels, limit=batch_limit(channels, LIMIT), linger=0.0 if eager else LINGER, deal=True)
 
-    @property
-    def buf(self) -> list[Any]:
-        """``pending``, by its older name (an ordered worker appends its PROGRESS marker to it)."""
-        return self.pending
-
 
 def to_port(port: Port, tag: str | None = None, current: list[Any] | None = None) -> Target:
     """A target appending to ``port``: the item as it is, or tagged ``(seq, item)`` with a new

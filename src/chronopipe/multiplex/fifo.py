@@ -173,8 +173,8 @@ class QueueMultiplexer(Actor):
     def _merge(self) -> None:
         """Send every batch the merge gives to the outputs."""
         for batch in self._batches():
-            self._out += batch
-            self._send_out()
+            self._outbox.put_many(batch)
+            self._outbox.flush()
 
     def _batches(self) -> Iterator[list[Any]]:
         """The merged batches (merge.py), first come first out; the sorted multiplexer merges by key."""
