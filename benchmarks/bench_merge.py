@@ -17,9 +17,9 @@ Merge contenders (each run ``--repeat`` times, default 5, round robin within its
 kept, since a shared 2-core machine is noisy; (a) and (b) run before the lists of (c) exist, so
 the garbage collector never scans a million live records during them):
 
-* **(a) chronopipe, S producer processes**: ``SortedQueueMultiplexer(kind="process")``; each
+* **(a) chronopipe, S producer processes**: ``SortedQueueMultiplexer(channel_mode="process")``; each
   input channel is fed by its own source ``Actor(mode="process")`` that generates its stream
-  lazily; the merge runs on a thread of this process and writes to a ``Channel(kind="thread")``
+  lazily; the merge runs on a thread of this process and writes to a ``Channel(mode="thread")``
   that this process drains with ``get_batch()``. The wall time includes starting and joining
   the producer processes.
 * **(b) heapq.merge, generators, 1 process**: the same S lazy generators merged by
@@ -166,10 +166,10 @@ def run_chronopipe_processes(streams: int, per_stream: int, *, output_thread: bo
     try:
         t0 = time.perf_counter()
         mux = cp.SortedQueueMultiplexer(sort_key="timestamp", sort_direction="min", max_size=CHANNEL_MAXSIZE,
-                                        kind="process", name="bench-merge")
+                                        channel_mode="process", name="bench-merge")
         inputs = [mux.input_queue() for _ in range(streams)]
         if output_thread:
-            out = mux.output_queue(cp.Channel(kind="thread", maxsize=CHANNEL_MAXSIZE, name="bench-merge-out"))
+            out = mux.output_queue(cp.Channel(mode="thread", maxsize=CHANNEL_MAXSIZE, name="bench-merge-out"))
         producers = [
             cp.Actor(f"producer-{s}", source=lambda s=s: make_stream(s, streams, per_stream), outputs=ch,
                      mode="process").start()
@@ -235,14 +235,14 @@ def run_chronopipe_mux_threads(lists: list[list[dict[str, Any]]], *, profiled: b
     """The multiplexer on pre-filled, closed thread channels: timed from run() to the drained output."""
     n = sum(map(len, lists))
     cls = _ProfiledMerge if profiled else cp.SortedQueueMultiplexer
-    mux = cls(sort_key="timestamp", sort_direction="min", max_size=max(map(len, lists)), kind="thread",
+    mux = cls(sort_key="timestamp", sort_direction="min", max_size=max(map(len, lists)), channel_mode="thread",
               name="bench-mux")
     try:
         for records in lists:
             ch = mux.input_queue()
             ch.put_many(records, timeout=10)
             ch.close()
-        out = mux.output_queue(cp.Channel(kind="thread", maxsize=CHANNEL_MAXSIZE, name="bench-mux-out"))
+        out = mux.output_queue(cp.Channel(mode="thread", maxsize=CHANNEL_MAXSIZE, name="bench-mux-out"))
         t0 = time.perf_counter()
         mux.run()
         count = consume_channel(out, "chronopipe mux, threads")

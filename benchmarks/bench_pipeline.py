@@ -13,7 +13,7 @@ Throughput contenders (each run ``--repeat`` times, round robin, best run kept, 
 2-core machine is noisy; every run's wall time includes starting and joining its processes):
 
 * **chronopipe**: source actor -> map actor -> sink actor (counts in ``on_receive``), each in its
-  own process, connected by two ``Channel(kind="process")`` (batches of 1,000, linger 5 ms).
+  own process, connected by two ``Channel(mode="process")`` (batches of 1,000, linger 5 ms).
 * **single loop**: the same work in one plain loop in this process.
 * **mp.Queue, 1 put/record**: stdlib ``multiprocessing`` (fork), the same 3 processes, one
   ``Queue.put`` per record. It is very slow (well under 150k records/s), so it runs on
@@ -155,7 +155,7 @@ class TreeRss:
 
 # -- contender: chronopipe ---------------------------------------------------------------
 def process_channel(name: str) -> cp.Channel:
-    return cp.Channel(maxsize=CHANNEL_MAXSIZE, kind="process", name=name, batch_size=BATCH, linger=LINGER)
+    return cp.Channel(maxsize=CHANNEL_MAXSIZE, mode="process", name=name, batch_size=BATCH, linger=LINGER)
 
 
 def run_chronopipe(n: int) -> Run:

@@ -8,8 +8,8 @@ def parse(line):
     return {"timestamp": int(timestamp), "value": float(value)}
 
 
-lines = cp.Channel(kind="process", name="lines")
-records = cp.Channel(kind="process", name="records")
+lines = cp.Channel(mode="process", name="lines")
+records = cp.Channel(mode="process", name="records")
 cp.Actor("read", source=["1,0.5", "2,1.5", "3;2.5", "4,3.5"], outputs=lines, mode="process").start()
 cp.Actor("parse", parse, inbox=lines, outputs=records, mode="process").start()
 

@@ -16,8 +16,8 @@ class Total(cp.Actor):
         return self.total
 
 
-raw = cp.Channel(kind="process", name="raw")
-scaled = cp.Channel(kind="process", name="scaled")
+raw = cp.Channel(mode="process", name="raw")
+scaled = cp.Channel(mode="process", name="scaled")
 
 cp.Actor("source", source=lambda: ({"timestamp": i, "value": i * 0.5} for i in range(100_000)),
          outputs=raw, mode="process").start()

@@ -57,6 +57,6 @@ def channel(mode):
     """A channel factory of the kind that fits the hosting under test."""
 
     def make(maxsize: int = 10_000, **kwargs) -> cp.Channel:
-        return cp.Channel(maxsize, kind=mode, **kwargs)
+        return cp.Channel(maxsize, mode=mode, **kwargs)
 
     return make

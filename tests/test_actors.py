@@ -132,7 +132,7 @@ def raise_unpicklable(record):
 
 
 def test_an_exception_that_cannot_be_unpickled_still_arrives_as_text():
-    inbox = cp.Channel(kind="process")
+    inbox = cp.Channel(mode="process")
     actor = cp.Actor("odd", raise_unpicklable, inbox=inbox, mode="process").start()
     inbox.put("x")
     inbox.close()
@@ -143,7 +143,7 @@ def test_an_exception_that_cannot_be_unpickled_still_arrives_as_text():
 
 
 def test_a_process_actor_killed_by_sigkill_is_reported_naming_the_signal():
-    inbox = cp.Channel(kind="process")
+    inbox = cp.Channel(mode="process")
     victim = cp.Actor("victim", lambda x: x, inbox=inbox, mode="process").start()
     os.kill(victim.pid, signal.SIGKILL)
     with pytest.raises(cp.ActorError, match="SIGKILL") as caught:
@@ -152,7 +152,7 @@ def test_a_process_actor_killed_by_sigkill_is_reported_naming_the_signal():
 
 
 def test_an_actor_that_calls_os_exit_is_reported_with_its_exit_code():
-    inbox = cp.Channel(kind="process")
+    inbox = cp.Channel(mode="process")
     quitter = cp.Actor("quitter", lambda x: os._exit(3), inbox=inbox, mode="process").start()
     inbox.put(1)
     with pytest.raises(cp.ActorError, match="exited with code 3"):
@@ -190,7 +190,7 @@ def test_join_before_start_says_to_start_first():
 
 
 def test_a_process_actor_refuses_a_thread_channel_and_says_which():
-    with pytest.raises(ValueError, match="'local'.*kind='process'"):
+    with pytest.raises(ValueError, match="'local'.*mode='process'"):
         cp.Actor("p", source=[1], outputs=cp.Channel(name="local"), mode="process").start()
 
 
@@ -248,7 +248,7 @@ class Fan(cp.Actor):
 
 
 def test_an_actor_sends_no_batch_larger_than_its_outputs_batch_size(mode):
-    inbox, out = cp.Channel(kind=mode), cp.Channel(10, kind="process")  # batch_size 10
+    inbox, out = cp.Channel(mode=mode), cp.Channel(10, mode="process")  # batch_size 10
     Fan("fan", inbox=inbox, outputs=out, mode=mode).start()
     inbox.put(35)
     inbox.close()

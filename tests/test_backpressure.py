@@ -23,7 +23,7 @@ def tree_rss_mb() -> float:
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_memory_stays_flat_while_a_producer_streams_5m_records(kind):
-    records = cp.Channel(10_000, kind=kind, name="stream")
+    records = cp.Channel(10_000, mode=kind, name="stream")
     producer = cp.Actor("producer", source=lambda: ({"n": i} for i in range(5_000_000)), outputs=records,
                         mode=kind).start()
     samples, count, batches = [], 0, 0
@@ -54,7 +54,7 @@ class Endless(cp.Actor):
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_a_full_channel_blocks_an_emitting_actor_at_the_channels_bound(kind):
-    out = cp.Channel(2000, kind=kind, name="full")  # a process channel: 2 batches of 1,000 in flight
+    out = cp.Channel(2000, mode=kind, name="full")  # a process channel: 2 batches of 1,000 in flight
     actor = Endless("endless", outputs=out, mode=kind).start()
     deadline = time.monotonic() + 10
     while actor.counts.emitted < 2000 and time.monotonic() < deadline:

@@ -91,10 +91,10 @@ def test_an_offset_that_is_not_a_number_is_refused():
 
 def test_merging_the_two_half_duplex_taps_gives_the_full_capture_in_its_order():
     """taps/SOURCES.md: mergecap of the two halves gives 1,670 packets, every one of them in ssh.pcap."""
-    mux = cp.SortedQueueMultiplexer(sort_key=PACKET_KEY, kind="process")
+    mux = cp.SortedQueueMultiplexer(sort_key=PACKET_KEY, channel_mode="process")
     readers = [CaptureReader(TAPS / f"ssh.{side}-side-half-duplex.pcap", queue=mux.input_queue(), source=side,
                              start=True) for side in ("client", "server")]
-    out = mux.output_queue(cp.Channel(kind="thread"))
+    out = mux.output_queue(cp.Channel(mode="thread"))
     mux.run()
     merged = [(p[0], p[7]) for p in out]
     for reader in readers:

@@ -461,7 +461,7 @@ def test_a_callback_raising_with_on_error_raise_ends_the_loop_with_its_error():
 
 
 def test_the_manager_as_the_actor_at_the_end_of_a_pipeline():
-    channel = cp.Channel(kind="process", name="records")
+    channel = cp.Channel(mode="process", name="records")
     manager, seen = EventManager(), []
     manager.register(lambda e: seen.append(e["n"]), {"n": lt(50)})
     cp.Actor("source", source=lambda: ({"n": i} for i in range(100)), outputs=channel, mode="process").start()

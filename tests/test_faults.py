@@ -179,7 +179,7 @@ def test_a_process_not_forked_by_the_runtime_gets_the_default_signal_handlers() 
 
 
 def test_process_actor_counts_are_live_while_it_runs_and_final_after_it_is_killed() -> None:
-    out = cp.Channel(kind="process", name="out", maxsize=100_000)
+    out = cp.Channel(mode="process", name="out", maxsize=100_000)
 
     def slow_source():
         yield from range(5000)
@@ -202,8 +202,8 @@ def test_process_actor_counts_are_live_while_it_runs_and_final_after_it_is_kille
 
 
 def test_a_killed_actors_error_says_how_far_each_actor_got_and_how_many_records_were_lost() -> None:
-    a = cp.Channel(kind="process", name="a", maxsize=100_000)
-    b = cp.Channel(kind="process", name="b", maxsize=100_000)
+    a = cp.Channel(mode="process", name="a", maxsize=100_000)
+    b = cp.Channel(mode="process", name="b", maxsize=100_000)
 
     def stuck_on_500(x: int) -> int:
         if x == 500:
@@ -232,8 +232,8 @@ def test_a_killed_actors_error_says_how_far_each_actor_got_and_how_many_records_
 def test_what_a_killed_middle_actor_held_is_counted_as_lost():
     """source -> scale -> slow total; SIGKILL scale: every record the source emitted is either
     received by total or counted lost (in flight, or in the dead actor's hands)."""
-    raw = cp.Channel(kind="process", name="raw")
-    scaled = cp.Channel(kind="process", name="scaled")
+    raw = cp.Channel(mode="process", name="raw")
+    scaled = cp.Channel(mode="process", name="scaled")
 
     class Total(cp.Actor):
         def on_receive(self, record):

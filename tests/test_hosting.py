@@ -78,7 +78,7 @@ def test_the_default_runtime_is_installed_not_imported():
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_the_runtime_keeps_the_host_state_not_the_actor(mode):
     kind = "process" if mode == "process" else "thread"
-    inbox, out = cp.Channel(kind=kind, name="in"), cp.Channel(kind=kind, name="out")
+    inbox, out = cp.Channel(mode=kind, name="in"), cp.Channel(mode=kind, name="out")
     actor = cp.Actor("double", lambda x: 2 * x, inbox=inbox, outputs=out, mode=mode).start()
     record = cp.Runtime()._records[id(actor)]
     assert isinstance(record, HostRecord) and record.actor is actor
@@ -96,7 +96,7 @@ def test_the_runtime_keeps_the_host_state_not_the_actor(mode):
 
 class Adopting(cp.Actor):
     def __init__(self, mode, fail=False):
-        super().__init__("adopting", source=[1, 2, 3], outputs=cp.Channel(kind=mode, name="o"), mode=mode)
+        super().__init__("adopting", source=[1, 2, 3], outputs=cp.Channel(mode=mode, name="o"), mode=mode)
         self.total, self.fail, self.seen = 0, fail, []
 
     def on_receive(self, item):
@@ -135,7 +135,7 @@ def test_an_on_result_that_raises_fails_the_actor(mode):
 
 
 def test_a_cancelled_actor_adopts_nothing():
-    inbox = cp.Channel(kind="process", name="in")
+    inbox = cp.Channel(mode="process", name="in")
     actor = Adopting("process")
     actor._source, actor.inbox = None, inbox
     actor.start()

@@ -1,4 +1,4 @@
-"""The layering: channels registered by kind, the merge of iterables apart from the merge of
+"""The layering: channels registered by mode, the merge of iterables apart from the merge of
 branches, the pure order package, and what ``import chronopipe`` loads."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from chronopipe.multiplex import SortedQueueMultiplexer
 from chronopipe.testing import ListSink
 
 
-# -- channels: the base class looks kinds up, the subclasses register them -----------------
-def test_channel_kind_still_makes_the_registered_class():
-    ch = Channel(kind="process", name="p")
+# -- channels: the base class looks modes up, the subclasses register them -----------------
+def test_channel_mode_makes_the_registered_class():
+    ch = Channel(mode="process", name="p")
     try:
         assert type(ch) is ProcessChannel and ch.name == "p"
     finally:
@@ -30,33 +30,39 @@ def test_channel_kind_still_makes_the_registered_class():
     assert channel_class("thread") is ThreadChannel and channel_class("process") is ProcessChannel
 
 
-def test_open_channel_is_the_factory_and_passes_a_kinds_options():
-    ch = open_channel(8, kind="process", name="o", batch_size=2)
+def test_open_channel_is_the_factory_and_passes_a_modes_options():
+    ch = open_channel(8, mode="process", name="o", batch_size=2)
     try:
         assert type(ch) is ProcessChannel and ch.maxsize == 8 and ch.batch_size == 2
     finally:
         ch.close()
     with pytest.raises(TypeError):
-        open_channel(8, kind="thread", batch_size=2)
+        open_channel(8, mode="thread", batch_size=2)
 
 
-def test_an_unknown_kind_names_the_registered_ones():
+def test_an_unknown_mode_names_the_registered_ones():
     with pytest.raises(ValueError, match=r"must be 'thread' or 'process', not 'pigeon'"):
-        open_channel(kind="pigeon")  # type: ignore[arg-type]
+        open_channel(mode="pigeon")  # type: ignore[arg-type]
 
 
-def test_a_subclass_registers_its_kind_and_a_second_class_for_it_is_refused():
-    class LoopChannel(ThreadChannel, kind="loop"):
+def test_a_subclass_registers_its_mode_and_a_second_class_for_it_is_refused():
+    class LoopChannel(ThreadChannel, mode="loop"):
         pass
 
     try:
-        assert type(Channel(kind="loop")) is LoopChannel and LoopChannel.kind == "loop"  # type: ignore[arg-type]
+        assert type(Channel(mode="loop")) is LoopChannel and LoopChannel.mode == "loop"  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="already implemented by"):
 
-            class OtherLoop(ThreadChannel, kind="loop"):
+            class OtherLoop(ThreadChannel, mode="loop"):
                 pass
     finally:
-        channel_base._KINDS.pop("loop", None)
+        channel_base._MODES.pop("loop", None)
+
+
+def test_kind_the_older_name_of_mode_still_makes_that_channel_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="kind= is deprecated: a Channel takes mode="):
+        ch = Channel(kind="process", name="old")
+    assert ch.mode == "process"
 
 
 def test_the_base_module_imports_no_implementation():  # .importlinter forbids it too
@@ -103,12 +109,12 @@ def test_the_old_homes_of_keys_and_the_window_re_export_the_order_package():
 
 # -- one word per idea: maxsize, and the seed's max_size ------------------------------------
 def test_sorted_multiplexer_takes_the_seeds_max_size_and_maxsize():
-    assert SortedQueueMultiplexer("t", "min", 100, kind="thread").maxsize == 100
-    assert SortedQueueMultiplexer(max_size=7, kind="thread").max_size == 7
-    assert SortedQueueMultiplexer(maxsize=5, kind="thread").maxsize == 5
-    assert SortedQueueMultiplexer(kind="thread").maxsize == 10_000
+    assert SortedQueueMultiplexer("t", "min", 100, channel_mode="thread").maxsize == 100
+    assert SortedQueueMultiplexer(max_size=7, channel_mode="thread").max_size == 7
+    assert SortedQueueMultiplexer(maxsize=5, channel_mode="thread").maxsize == 5
+    assert SortedQueueMultiplexer(channel_mode="thread").maxsize == 10_000
     with pytest.raises(ValueError, match="same bound"):
-        SortedQueueMultiplexer(max_size=5, maxsize=6, kind="thread")
+        SortedQueueMultiplexer(max_size=5, maxsize=6, channel_mode="thread")
 
 
 # -- what an import loads ------------------------------------------------------------------

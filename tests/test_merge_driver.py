@@ -15,15 +15,15 @@ from chronopipe.order import MergeWindow
 
 
 @pytest.fixture(params=["thread", "process"])
-def kind(request) -> str:
+def mode(request) -> str:
     return request.param
 
 
-def channels(kind: str, *contents: list, close: bool = True) -> list[cp.Channel]:
+def channels(mode: str, *contents: list, close: bool = True) -> list[cp.Channel]:
     """One channel per list, holding it (and its END), flushed so the merge sees it at once."""
     made = []
     for records in contents:
-        ch = cp.Channel(kind=kind)
+        ch = cp.Channel(mode=mode)
         if records:
             ch.put_many(records)
         if close:
@@ -31,7 +31,7 @@ def channels(kind: str, *contents: list, close: bool = True) -> list[cp.Channel]
         else:
             ch.flush()
         made.append(ch)
-    if kind == "process":
+    if mode == "process":
         time.sleep(0.02)  # the batches reach the other end of the pipes
     return made
 
@@ -60,13 +60,13 @@ def by_value() -> MergeWindow:
 
 
 # -- first come, first out ---------------------------------------------------------------------
-def test_records_waiting_on_several_inputs_are_interleaved_one_at_a_time_in_registration_order(kind):
-    a, b = channels(kind, ["a1", "a2"], ["b1", "b2", "b3"])
+def test_records_waiting_on_several_inputs_are_interleaved_one_at_a_time_in_registration_order(mode):
+    a, b = channels(mode, ["a1", "a2"], ["b1", "b2", "b3"])
     assert list(merge_channels([a, b])) == [["a1", "b1", "a2", "b2", "b3"]]
 
 
-def test_an_input_appended_while_the_merge_runs_takes_part(kind):
-    first, later = channels(kind, [1], [2], close=False)
+def test_an_input_appended_while_the_merge_runs_takes_part(mode):
+    first, later = channels(mode, [1], [2], close=False)
     inputs = [first]
     merging = Merging(inputs)
     time.sleep(0.1)
@@ -77,14 +77,14 @@ def test_an_input_appended_while_the_merge_runs_takes_part(kind):
     assert not merging.is_alive() and sorted(records(merging.batches)) == [1, 2]
 
 
-def test_the_merge_counts_every_record_it_takes_and_not_the_ends(kind):
+def test_the_merge_counts_every_record_it_takes_and_not_the_ends(mode):
     counts = Counts()
-    merged = records(merge_channels(channels(kind, list(range(10)), list(range(5))), counts=counts))
+    merged = records(merge_channels(channels(mode, list(range(10)), list(range(5))), counts=counts))
     assert len(merged) == counts.received == 15
 
 
-def test_a_record_arriving_on_a_silent_input_is_merged_within_milliseconds(kind):
-    a, b = channels(kind, [], [], close=False)
+def test_a_record_arriving_on_a_silent_input_is_merged_within_milliseconds(mode):
+    a, b = channels(mode, [], [], close=False)
     merging = Merging([a, b])
     time.sleep(0.05)
     sent = time.monotonic()
@@ -99,21 +99,21 @@ def test_a_record_arriving_on_a_silent_input_is_merged_within_milliseconds(kind)
 
 
 # -- by key ----------------------------------------------------------------------------------
-def test_ties_come_out_in_input_registration_order(kind):
-    b, a = channels(kind, [(2, "b"), (2, "b"), (3, "b")], [(1, "a"), (2, "a"), (2, "a"), (3, "a")])
+def test_ties_come_out_in_input_registration_order(mode):
+    b, a = channels(mode, [(2, "b"), (2, "b"), (3, "b")], [(1, "a"), (2, "a"), (2, "a"), (3, "a")])
     assert records(merge_channels([b, a], by_value())) == [
         (1, "a"), (2, "b"), (2, "b"), (2, "a"), (2, "a"), (3, "b"), (3, "a")]
 
 
-def test_a_record_that_steps_back_goes_to_the_windows_late_callback(kind):
+def test_a_record_that_steps_back_goes_to_the_windows_late_callback(mode):
     late = []
     window = MergeWindow(lambda r: r, on_late=lambda i, record, frontier: late.append((i, record, frontier)))
-    assert records(merge_channels(channels(kind, [1, 5, 3, 6]), window)) == [1, 5, 6]
+    assert records(merge_channels(channels(mode, [1, 5, 3, 6]), window)) == [1, 5, 6]
     assert late == [(0, 3, 5)]
 
 
-def test_by_default_an_input_is_read_only_when_the_window_wants_it(kind):
-    ahead, behind = channels(kind, [(10,)], [], close=False)
+def test_by_default_an_input_is_read_only_when_the_window_wants_it(mode):
+    ahead, behind = channels(mode, [(10,)], [], close=False)
     merging = Merging([ahead, behind], by_value())
     time.sleep(0.1)  # the merge took ahead's first batch, and waits for behind
     ahead.put_many([(11,), (12,)])
@@ -127,8 +127,8 @@ def test_by_default_an_input_is_read_only_when_the_window_wants_it(kind):
     assert records(merging.batches) == [(1,), (10,), (11,), (12,), (20,)]
 
 
-def test_drain_takes_every_input_as_soon_as_it_has_something(kind):
-    ahead, behind = channels(kind, [(10,)], [], close=False)
+def test_drain_takes_every_input_as_soon_as_it_has_something(mode):
+    ahead, behind = channels(mode, [(10,)], [], close=False)
     counts = Counts()
     merging = Merging([ahead, behind], by_value(), drain=True, counts=counts)
     ahead.put_many([(11,), (12,)])
@@ -145,8 +145,8 @@ def test_drain_takes_every_input_as_soon_as_it_has_something(kind):
     assert records(merging.batches) == [(1,), (10,), (11,), (12,)]
 
 
-def test_idle_timeout_moves_on_without_the_silent_input_that_holds_the_merge_back(kind):
-    live, silent = channels(kind, [(1,), (2,)], [(0,)], close=False)
+def test_idle_timeout_moves_on_without_the_silent_input_that_holds_the_merge_back(mode):
+    live, silent = channels(mode, [(1,), (2,)], [(0,)], close=False)
     moved_on = []
     started = time.monotonic()
     merging = Merging([live, silent], by_value(), idle_timeout=0.2, on_idle=moved_on.append)
@@ -161,8 +161,8 @@ def test_idle_timeout_moves_on_without_the_silent_input_that_holds_the_merge_bac
 
 # -- waiting and stopping --------------------------------------------------------------------
 @pytest.mark.parametrize("window", [None, "bounded", "drain"])
-def test_a_merge_stopped_while_it_waits_ends_within_the_poll_interval(kind, window):
-    inputs = channels(kind, [], [], close=False)
+def test_a_merge_stopped_while_it_waits_ends_within_the_poll_interval(mode, window):
+    inputs = channels(mode, [], [], close=False)
     options = {} if window is None else {"window": by_value(), "drain": window == "drain"}
     merging = Merging(inputs, **options)
     time.sleep(0.1)
@@ -173,8 +173,8 @@ def test_a_merge_stopped_while_it_waits_ends_within_the_poll_interval(kind, wind
 
 
 @pytest.mark.parametrize("window", [None, "bounded", "drain"])
-def test_what_the_caller_holds_is_handed_over_before_every_wait(kind, window):
-    a, b = channels(kind, [(1,)], [], close=False)
+def test_what_the_caller_holds_is_handed_over_before_every_wait(mode, window):
+    a, b = channels(mode, [(1,)], [], close=False)
     handed_over = threading.Event()
     options = {} if window is None else {"window": by_value(), "drain": window == "drain"}
     merging = Merging([a, b], before_wait=handed_over.set, **options)
@@ -191,4 +191,4 @@ def test_what_the_caller_holds_is_handed_over_before_every_wait(kind, window):
 ])
 def test_options_that_do_not_fit_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
-        merge_channels([cp.Channel(kind="thread")], **options)
+        merge_channels([cp.Channel(mode="thread")], **options)

@@ -52,7 +52,7 @@ def test_the_seeds_sorted_usage_gives_the_seeds_order():
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_fifo_keeps_each_inputs_order_and_ends_once(kind):
-    mux = cp.QueueMultiplexer(kind=kind)
+    mux = cp.QueueMultiplexer(channel_mode=kind)
     inputs = [mux.input_queue() for _ in range(3)]
     out = mux.output_queue()
     mux.run()
@@ -67,7 +67,7 @@ def test_fifo_keeps_each_inputs_order_and_ends_once(kind):
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_fifo_interleaves_records_waiting_on_several_inputs_one_at_a_time(kind):
-    mux = cp.QueueMultiplexer(kind=kind)
+    mux = cp.QueueMultiplexer(channel_mode=kind)
     a, b = mux.input_queue(), mux.input_queue()
     a.put_many(["a1", "a2"])
     b.put_many(["b1", "b2", "b3"])
@@ -80,9 +80,9 @@ def test_fifo_interleaves_records_waiting_on_several_inputs_one_at_a_time(kind):
 @pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_a_lone_record_is_handed_on_within_milliseconds(mux_class, kind):
-    mux = mux_class(kind=kind, **({"sort_key": lambda r: r} if mux_class is cp.SortedQueueMultiplexer else {}))
+    mux = mux_class(channel_mode=kind, **({"sort_key": lambda r: r} if mux_class is cp.SortedQueueMultiplexer else {}))
     a = mux.input_queue()
-    out = mux.output_queue(cp.Channel(kind="thread"))
+    out = mux.output_queue(cp.Channel(mode="thread"))
     mux.run()
     delays = []
     for i in range(5):
@@ -100,7 +100,7 @@ def test_a_lone_record_is_handed_on_within_milliseconds(mux_class, kind):
 @pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_a_multiplexer_stopped_while_it_waits_ends_within_the_poll_interval(mux_class, kind):
-    mux = mux_class(kind=kind)
+    mux = mux_class(channel_mode=kind)
     mux.input_queue()
     mux.input_queue()
     mux.output_queue()
@@ -114,7 +114,7 @@ def test_a_multiplexer_stopped_while_it_waits_ends_within_the_poll_interval(mux_
 
 @pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
 def test_every_output_gets_every_record_exactly_once(mux_class):
-    mux = mux_class(kind="thread")
+    mux = mux_class(channel_mode="thread")
     a, b = mux.input_queue(), mux.input_queue()
     outs = [mux.output_queue() for _ in range(3)]
     mux.run()
@@ -128,7 +128,7 @@ def test_every_output_gets_every_record_exactly_once(mux_class):
 
 def merge(streams, **options):
     """Run a sorted merge of in-memory streams; the output records and the multiplexer."""
-    mux = cp.SortedQueueMultiplexer(kind="thread", **options)
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread", **options)
     inputs = [mux.input_queue() for _ in streams]
     out = mux.output_queue()
     mux.run()
@@ -195,7 +195,7 @@ def test_an_input_that_steps_back_is_reported_and_never_emitted_out_of_order():
 
 
 def test_late_records_go_to_the_late_queue_when_there_is_one():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     a, out, late = mux.input_queue(), mux.output_queue(), mux.late_queue()
     mux.run()
     a.put_many([{"timestamp": t} for t in (1, 5, 3, 6)])
@@ -205,7 +205,7 @@ def test_late_records_go_to_the_late_queue_when_there_is_one():
 
 
 def test_idle_timeout_moves_on_without_a_silent_input_and_marks_its_old_records_late():
-    mux = cp.SortedQueueMultiplexer(kind="thread", idle_timeout=0.2)
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread", idle_timeout=0.2)
     live, silent = mux.input_queue(), mux.input_queue()
     out = mux.output_queue()
     mux.run()
@@ -225,7 +225,7 @@ def test_idle_timeout_moves_on_without_a_silent_input_and_marks_its_old_records_
 
 def test_inputs_fed_by_reader_actors_in_other_processes():
     mux = cp.SortedQueueMultiplexer(sort_key="timestamp")
-    out = mux.output_queue(cp.Channel(kind="thread"))
+    out = mux.output_queue(cp.Channel(mode="thread"))
     for offset in range(4):
         cp.Actor(f"producer-{offset}", source=[{"timestamp": t} for t in range(offset, 4000, 4)],
                  outputs=mux.input_queue(), mode="process").start()
@@ -247,7 +247,7 @@ def test_a_process_hosted_merge_returns_its_report():
 
 
 def test_a_record_without_the_sort_key_fails_the_merge_clearly():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     a, out = mux.input_queue(), mux.output_queue()
     mux.run()
     a.put_many([{"timestamp": 1}, {"time": 2}])
@@ -266,7 +266,7 @@ def test_registering_a_queue_on_a_running_process_merge_is_refused():
 
 
 def test_an_input_registered_while_the_merge_waits_for_the_first_is_merged_too():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     first, out = mux.input_queue(), mux.output_queue()
     mux.run()  # starts waiting on `first`, which has nothing yet
     time.sleep(0.2)
@@ -291,7 +291,7 @@ def test_iterating_a_sorted_multiplexer_merges_in_the_calling_thread():
 
 @pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
 def test_iterating_a_multiplexer_yields_every_record_of_every_input(mux_class):
-    mux = mux_class(kind="thread")
+    mux = mux_class(channel_mode="thread")
     a, b = mux.input_queue(), mux.input_queue(cp.Runtime().manager().Queue())
     a.put_many([{"timestamp": t} for t in (1, 3)])
     a.put(cp.END)
@@ -302,7 +302,7 @@ def test_iterating_a_multiplexer_yields_every_record_of_every_input(mux_class):
 
 
 def test_iterating_a_sorted_multiplexer_reports_late_records_too():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     a = mux.input_queue()
     a.put_many([{"timestamp": t} for t in (1, 3, 2)])
     a.close()
@@ -311,7 +311,7 @@ def test_iterating_a_sorted_multiplexer_reports_late_records_too():
 
 
 def test_breaking_out_of_the_iteration_stops_the_merge():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     a = mux.input_queue()
     a.put_many([{"timestamp": t} for t in range(10)])
     merged = iter(mux)
@@ -321,7 +321,7 @@ def test_breaking_out_of_the_iteration_stops_the_merge():
 
 
 def test_a_multiplexer_with_output_queues_cannot_be_iterated():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     mux.input_queue()
     mux.output_queue()
     with pytest.raises(RuntimeError, match="has output queues"):
@@ -329,7 +329,7 @@ def test_a_multiplexer_with_output_queues_cannot_be_iterated():
 
 
 def test_a_running_multiplexer_cannot_also_be_iterated():
-    mux = cp.QueueMultiplexer(kind="thread")
+    mux = cp.QueueMultiplexer(channel_mode="thread")
     a, _ = mux.input_queue(), mux.output_queue()
     mux.run()
     with pytest.raises(RuntimeError, match="read its output queues"):
@@ -339,10 +339,29 @@ def test_a_running_multiplexer_cannot_also_be_iterated():
 
 
 def test_a_record_without_the_sort_key_fails_the_iteration_clearly():
-    mux = cp.SortedQueueMultiplexer(kind="thread")
+    mux = cp.SortedQueueMultiplexer(channel_mode="thread")
     a = mux.input_queue()
     a.put_many([{"timestamp": 1}, {"time": 2}])
     a.close()
     with pytest.raises(KeyError, match="no field 'timestamp'"):
         list(mux)
     assert mux.state == "failed"
+
+
+@pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
+def test_start_returns_the_multiplexer_and_the_seeds_run_after_it_does_nothing_more(mux_class):
+    mux = mux_class(channel_mode="thread")
+    a, out = mux.input_queue(), mux.output_queue()
+    assert not mux.started
+    assert mux.start() is mux and mux.started
+    assert mux.run() is mux
+    a.put_many([{"timestamp": 1}, {"timestamp": 2}])
+    a.close()
+    assert [r["timestamp"] for r in out] == [1, 2]
+
+
+@pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
+def test_kind_the_older_name_of_channel_mode_still_works_with_a_deprecation_warning(mux_class):
+    with pytest.warns(DeprecationWarning, match="a multiplexer channel_mode="):
+        mux = mux_class(kind="thread")
+    assert mux.channel_mode == "thread" and mux.input_queue().mode == "thread"

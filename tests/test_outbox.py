@@ -1,5 +1,5 @@
 """Outbox (channels/outbox.py): the one batching mechanism of actors, pipeline ports, readers and
-the process channel's write buffer. Real channels of both kinds; no mocks."""
+the process channel's write buffer. Real channels of both modes; no mocks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from chronopipe.channels.outbox import BATCH, Outbox, batch_limit
 
 
 @pytest.fixture(params=["thread", "process"])
-def kind(request) -> str:
+def mode(request) -> str:
     return request.param
 
 
@@ -26,8 +26,8 @@ def drain(ch: cp.Channel, count: int) -> list:
 
 
 # -- size: whole batches leave, a partial one waits ----------------------------------------
-def test_whole_batches_leave_as_they_fill_and_the_rest_waits(kind):
-    ch = cp.Channel(kind=kind)
+def test_whole_batches_leave_as_they_fill_and_the_rest_waits(mode):
+    ch = cp.Channel(mode=mode)
     box = Outbox(ch, limit=3)
     assert [box.put(n) for n in range(7)] == [0, 0, 3, 0, 0, 3, 0]
     assert drain(ch, 6) == [0, 1, 2, 3, 4, 5]
@@ -36,23 +36,23 @@ def test_whole_batches_leave_as_they_fill_and_the_rest_waits(kind):
         ch.get_batch(timeout=0.1)
 
 
-def test_put_many_sends_the_whole_batches_of_a_list_and_keeps_the_rest(kind):
-    ch = cp.Channel(kind=kind)
+def test_put_many_sends_the_whole_batches_of_a_list_and_keeps_the_rest(mode):
+    ch = cp.Channel(mode=mode)
     box = Outbox(ch, limit=3)
     assert box.put_many(list(range(8))) == 6
     assert box.pending == [6, 7] and box.batches == 2
     assert drain(ch, 6) == list(range(6))
 
 
-def test_put_many_takes_any_iterable(kind):
-    ch = cp.Channel(kind=kind)
+def test_put_many_takes_any_iterable(mode):
+    ch = cp.Channel(mode=mode)
     box = Outbox(ch, limit=4)
     assert box.put_many(n for n in range(5)) == 4
     assert box.pending == [4]
 
 
-def test_flush_sends_the_partial_batch(kind):
-    ch = cp.Channel(kind=kind)
+def test_flush_sends_the_partial_batch(mode):
+    ch = cp.Channel(mode=mode)
     box = Outbox(ch, limit=100)
     box.put_many(["a", "b"])
     assert box.flush() == 2 and box.pending == [] and box.since is None
@@ -61,7 +61,7 @@ def test_flush_sends_the_partial_batch(kind):
 
 
 def test_no_batch_is_larger_than_the_limit():
-    ch = cp.Channel(kind="process", batch_size=4)
+    ch = cp.Channel(mode="process", batch_size=4)
     box = Outbox(ch)
     box.pending.extend(range(10))  # a hot loop's appends, unchecked until its flush
     box.flush()
@@ -72,8 +72,8 @@ def test_no_batch_is_larger_than_the_limit():
     assert sizes == [4, 4, 2]
 
 
-def test_records_leave_in_the_order_they_were_put(kind):
-    ch = cp.Channel(kind=kind)
+def test_records_leave_in_the_order_they_were_put(mode):
+    ch = cp.Channel(mode=mode)
     box = Outbox(ch, limit=7)
     box.put("first")
     box.put_many(range(20))
@@ -86,7 +86,7 @@ def test_records_leave_in_the_order_they_were_put(kind):
 
 
 def test_the_limit_is_the_smallest_batch_size_of_the_channels():
-    thread, small = cp.Channel(kind="thread"), cp.Channel(8, kind="process")
+    thread, small = cp.Channel(mode="thread"), cp.Channel(8, mode="process")
     assert Outbox([thread, small]).limit == 8 == batch_limit([thread, small])
     assert Outbox(thread).limit == BATCH
     assert Outbox(thread, limit=5).limit == 5
@@ -95,12 +95,12 @@ def test_the_limit_is_the_smallest_batch_size_of_the_channels():
 @pytest.mark.parametrize("options", [{"limit": 0}, {"linger": -1.0}])
 def test_a_limit_below_one_or_a_negative_linger_is_refused(options):
     with pytest.raises(ValueError, match="limit >= 1 and linger >= 0"):
-        Outbox(cp.Channel(kind="thread"), **options)
+        Outbox(cp.Channel(mode="thread"), **options)
 
 
 # -- time: a partial batch is due once it has lingered ---------------------------------------
-def test_a_partial_batch_is_due_linger_seconds_after_it_began_waiting(kind):
-    ch = cp.Channel(kind=kind)
+def test_a_partial_batch_is_due_linger_seconds_after_it_began_waiting(mode):
+    ch = cp.Channel(mode=mode)
     box = Outbox(ch, limit=100, linger=0.5)
     box.put("x")
     began = box.since
@@ -110,14 +110,14 @@ def test_a_partial_batch_is_due_linger_seconds_after_it_began_waiting(kind):
     assert ch.get(timeout=5) == "x"
 
 
-def test_with_no_linger_a_partial_batch_is_due_at_once(kind):
-    box = Outbox(cp.Channel(kind=kind), limit=100)
+def test_with_no_linger_a_partial_batch_is_due_at_once(mode):
+    box = Outbox(cp.Channel(mode=mode), limit=100)
     box.put("x")
     assert box.flush_due(time.monotonic()) == 1
 
 
 def test_records_appended_directly_wait_from_the_first_check_that_sees_them():
-    box = Outbox(cp.Channel(kind="thread"), limit=100, linger=0.5)
+    box = Outbox(cp.Channel(mode="thread"), limit=100, linger=0.5)
     box.pending.append("x")
     assert box.flush_due(10.0) == 0 and box.since == 10.0
     assert box.flush_due(10.5) == 1
@@ -125,7 +125,7 @@ def test_records_appended_directly_wait_from_the_first_check_that_sees_them():
 
 def test_on_wait_is_told_when_a_partial_batch_falls_due():
     deadlines: list[float] = []
-    box = Outbox(cp.Channel(kind="thread"), limit=3, linger=0.5, on_wait=deadlines.append)
+    box = Outbox(cp.Channel(mode="thread"), limit=3, linger=0.5, on_wait=deadlines.append)
     box.put(1)
     box.put(2)
     assert box.since is not None and deadlines == [box.since + 0.5]
@@ -134,7 +134,7 @@ def test_on_wait_is_told_when_a_partial_batch_falls_due():
 
 
 def test_a_due_partial_batch_also_leaves_a_process_channels_own_buffer():
-    ch = cp.Channel(kind="process", linger=60.0)  # its own linger would hold the record a minute
+    ch = cp.Channel(mode="process", linger=60.0)  # its own linger would hold the record a minute
     box = Outbox(ch, limit=100)
     box.put("x")
     box.flush_due(time.monotonic())
@@ -142,7 +142,7 @@ def test_a_due_partial_batch_also_leaves_a_process_channels_own_buffer():
 
 
 def test_flush_hands_a_partial_batch_over_and_the_process_channel_may_still_hold_it():
-    ch = cp.Channel(kind="process", linger=60.0)
+    ch = cp.Channel(mode="process", linger=60.0)
     box = Outbox(ch, limit=100)
     box.put("x")
     box.flush()  # an actor's flush after each input batch: the channel may coalesce it with more
@@ -153,8 +153,8 @@ def test_flush_hands_a_partial_batch_over_and_the_process_channel_may_still_hold
 
 
 # -- where batches go --------------------------------------------------------------------------
-def test_every_channel_gets_every_batch(kind):
-    a, b = cp.Channel(kind=kind), cp.Channel(kind=kind)
+def test_every_channel_gets_every_batch(mode):
+    a, b = cp.Channel(mode=mode), cp.Channel(mode=mode)
     box = Outbox([a, b], limit=2)
     box.put_many(range(5))
     box.flush()
@@ -164,8 +164,8 @@ def test_every_channel_gets_every_batch(kind):
     assert box.sent == 5  # records, not copies
 
 
-def test_deal_sends_each_batch_to_the_next_channel_in_turn(kind):
-    a, b = cp.Channel(kind=kind), cp.Channel(kind=kind)
+def test_deal_sends_each_batch_to_the_next_channel_in_turn(mode):
+    a, b = cp.Channel(mode=mode), cp.Channel(mode=mode)
     box = Outbox([a, b], limit=2, deal=True)
     box.put_many(range(7))
     box.flush()
@@ -183,8 +183,8 @@ def test_a_sender_function_gets_the_batches():
 
 
 # -- failure and backpressure ------------------------------------------------------------------
-def test_a_send_that_raises_leaves_its_batch_first_in_line(kind):
-    ch = cp.Channel(kind=kind, name="shut")
+def test_a_send_that_raises_leaves_its_batch_first_in_line(mode):
+    ch = cp.Channel(mode=mode, name="shut")
     ch.close()
     box = Outbox(ch, limit=2)
     box.put(1)
@@ -196,8 +196,8 @@ def test_a_send_that_raises_leaves_its_batch_first_in_line(kind):
     assert box.pending == [1, 2, 3, 4]
 
 
-def test_a_whole_list_that_fails_to_leave_waits_first_in_line(kind):
-    ch = cp.Channel(kind=kind, name="shut")
+def test_a_whole_list_that_fails_to_leave_waits_first_in_line(mode):
+    ch = cp.Channel(mode=mode, name="shut")
     ch.close()
     box = Outbox(ch, limit=2)
     with pytest.raises(ValueError, match="put after close"):
@@ -205,8 +205,8 @@ def test_a_whole_list_that_fails_to_leave_waits_first_in_line(kind):
     assert box.pending == [1, 2, 3] and box.sent == 0
 
 
-def test_a_full_bounded_channel_blocks_the_put_until_the_reader_takes(kind):
-    ch = cp.Channel(4, kind=kind, **({"batch_size": 2} if kind == "process" else {}))
+def test_a_full_bounded_channel_blocks_the_put_until_the_reader_takes(mode):
+    ch = cp.Channel(4, mode=mode, **({"batch_size": 2} if mode == "process" else {}))
     box = Outbox(ch, limit=2)
     writer = threading.Thread(target=box.put_many, args=(list(range(20)),), daemon=True)
     writer.start()
@@ -219,7 +219,7 @@ def test_a_full_bounded_channel_blocks_the_put_until_the_reader_takes(kind):
 
 # -- shared with a timer thread: the process channel's write buffer ----------------------------
 def test_records_put_while_the_linger_thread_sends_are_neither_lost_nor_repeated():
-    ch = cp.Channel(kind="process", linger=0.0002, name="busy")
+    ch = cp.Channel(mode="process", linger=0.0002, name="busy")
     got: list[int] = []
     reader = threading.Thread(target=lambda: got.extend(ch), daemon=True)
     reader.start()

@@ -453,7 +453,7 @@ def test_start_true_returns_at_once_and_records_arrive_on_the_queue(mode):
 def test_start_later_returns_the_reader_hosted_in_its_mode(mode):
     reader = CSVReader(DATA / "datatest.txt", mode=mode)
     assert reader.start() is reader
-    assert reader.queue is reader.channel and reader.queue.kind == mode
+    assert reader.queue is reader.channel and reader.queue.mode == mode
     assert len(list(reader.queue)) == OCCUPANCY["datatest.txt"]
     reader.join(timeout=60)
     assert (reader.pid != os.getpid()) == (mode == "process")
@@ -490,7 +490,7 @@ def test_a_failing_reader_still_ends_a_foreign_queue_so_its_consumer_stops(mode,
 
 
 def test_one_reader_per_file_into_one_channel_gives_every_row(mode):
-    out = cp.Channel(kind=mode, writers=len(OCCUPANCY), name="occupancy")
+    out = cp.Channel(mode=mode, writers=len(OCCUPANCY), name="occupancy")
     readers = [CSVReader(DATA / name, out, start=True, mode=mode) for name in OCCUPANCY]
     assert sum(1 for _ in out) == sum(OCCUPANCY.values())
     assert [r.join(timeout=60).records for r in readers] == list(OCCUPANCY.values())

@@ -95,7 +95,7 @@ def test_statistics_list_the_actors_by_name():
 def test_forking_actors_while_another_thread_holds_channel_locks_does_not_deadlock():
     """fork is the start method: locks a parent thread held at fork time are re-made in the child."""
     children = 20
-    shared = cp.Channel(kind="process", name="shared", writers=children + 1, batch_size=7)
+    shared = cp.Channel(mode="process", name="shared", writers=children + 1, batch_size=7)
     stop = threading.Event()
 
     def hammer():
@@ -144,7 +144,7 @@ def test_the_seeds_lock_is_one_shared_lock():
 
 
 def test_cancel_ends_a_producer_blocked_on_a_full_channel_with_the_reason_given(mode):
-    full = cp.Channel(10, kind=mode, name="full")
+    full = cp.Channel(10, mode=mode, name="full")
     producer = cp.Actor("endless", source=iter(int, 1), outputs=full, mode=mode).start()  # never ends by itself
     reason = cp.ActorError("owner", "Cancelled", "the owner gave up")
     cp.Runtime().cancel([producer], reason, wait=5.0)

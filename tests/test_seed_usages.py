@@ -26,7 +26,7 @@ TIMEOUT = 60.0
 
 # -- sort keys: a list is a path, a tuple is a compound key ------------------------------
 def sorted_merge(streams: list[list[dict]], sort_key: object) -> list[dict]:
-    mux = cp.SortedQueueMultiplexer(sort_key=sort_key, kind="thread")  # type: ignore[arg-type]
+    mux = cp.SortedQueueMultiplexer(sort_key=sort_key, channel_mode="thread")  # type: ignore[arg-type]
     queues = [mux.input_queue() for _ in streams]
     for q, stream in zip(queues, streams, strict=True):
         q.put_many(stream)
@@ -98,7 +98,7 @@ INPUTS = {
 @pytest.mark.parametrize("kind", ["thread", "process"])
 @pytest.mark.parametrize("second", list(INPUTS))
 def test_records_waiting_on_two_inputs_come_out_round_robin_on_every_output(kind, second):
-    multiplexer = cp.QueueMultiplexer(kind=kind)
+    multiplexer = cp.QueueMultiplexer(channel_mode=kind)
     input_queue_1, input_queue_2 = multiplexer.input_queue(), INPUTS[second](multiplexer)
     outputs = [multiplexer.output_queue(), multiplexer.output_queue()]
     for value in ("value_1_1", "value_1_2"):
@@ -112,7 +112,7 @@ def test_records_waiting_on_two_inputs_come_out_round_robin_on_every_output(kind
 
 
 def test_three_inputs_of_different_lengths_interleave_until_each_runs_out():
-    mux = cp.QueueMultiplexer(kind="thread")
+    mux = cp.QueueMultiplexer(channel_mode="thread")
     for name, n in (("a", 4), ("b", 1), ("c", 3)):
         ch = mux.input_queue()
         ch.put_many([f"{name}{i}" for i in range(n)])
@@ -121,7 +121,7 @@ def test_three_inputs_of_different_lengths_interleave_until_each_runs_out():
 
 
 def test_large_waiting_inputs_interleave_record_by_record_and_keep_their_order():
-    mux = cp.QueueMultiplexer(kind="thread", maxsize=100_000)
+    mux = cp.QueueMultiplexer(channel_mode="thread", maxsize=100_000)
     for n in range(3):
         ch = mux.input_queue()
         ch.put_many([(n, i) for i in range(20_000)])

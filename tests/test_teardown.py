@@ -426,8 +426,8 @@ def start_everything(runtime: cp.Runtime, hosting: str) -> list[cp.Actor]:
     """
     arrived = multiprocess.Event()
     kind = "thread" if hosting == "thread" else "process"
-    a = cp.Channel(maxsize=1000, kind=kind, name="a")
-    b = cp.Channel(maxsize=1000, kind=kind, name="b")
+    a = cp.Channel(maxsize=1000, mode=kind, name="a")
+    b = cp.Channel(maxsize=1000, mode=kind, name="b")
     edge = "thread" if hosting in ("thread", "mixed") else "process"
     middle = "thread" if hosting == "thread" else "process"
 
@@ -506,7 +506,7 @@ def test_shutdown_with_a_thread_actor_blocked_on_a_full_process_channel_kills_no
             made[0] += 1
             yield made[0]
 
-    full = cp.Channel(maxsize=100, kind="process", name="full")
+    full = cp.Channel(maxsize=100, mode="process", name="full")
     cp.Actor("source", source=numbers, outputs=full, mode="thread").start()
     cp.Actor("slow-sink", lambda r: time.sleep(60), inbox=full, mode="process").start()
     # The channel is full once the source stops making records (the sink takes one batch, then sleeps).

@@ -1,4 +1,4 @@
-"""wait_any: one wait over channels of any kinds, woken by what arrives, never longer than asked."""
+"""wait_any: one wait over channels of any modes, woken by what arrives, never longer than asked."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _fork = multiprocess.get_context("fork")
 
 
 @pytest.fixture(params=["thread", "process"])
-def kind(request) -> str:
+def mode(request) -> str:
     return request.param
 
 
@@ -35,7 +35,7 @@ def write_later(ch: cp.Channel, delay: float, *, close: bool = False) -> object:
             ch.put(time.monotonic())
             ch.flush()
 
-    writer = threading.Thread(target=write) if ch.kind == "thread" else _fork.Process(target=write)
+    writer = threading.Thread(target=write) if ch.mode == "thread" else _fork.Process(target=write)
     writer.start()
     return writer
 
@@ -55,8 +55,8 @@ def wake_delays(make_channels, arrives_on: int, rounds: int = 5) -> list[float]:
 
 
 # -- what it returns ---------------------------------------------------------------------------
-def test_it_returns_at_once_the_channels_that_have_something_in_the_order_given(kind):
-    a, b, c = (cp.Channel(kind=kind, name=n) for n in "abc")
+def test_it_returns_at_once_the_channels_that_have_something_in_the_order_given(mode):
+    a, b, c = (cp.Channel(mode=mode, name=n) for n in "abc")
     c.put(1)
     a.put(2)
     c.flush()
@@ -67,8 +67,8 @@ def test_it_returns_at_once_the_channels_that_have_something_in_the_order_given(
     assert time.monotonic() - started < 0.5
 
 
-def test_it_takes_nothing_from_the_channels(kind):
-    ch = cp.Channel(kind=kind)
+def test_it_takes_nothing_from_the_channels(mode):
+    ch = cp.Channel(mode=mode)
     ch.put_many([1, 2, 3])
     ch.flush()
     assert wait_any([ch], timeout=5) == [ch]
@@ -76,15 +76,15 @@ def test_it_takes_nothing_from_the_channels(kind):
     assert ch.get_batch(0) == [1, 2, 3]
 
 
-def test_it_returns_nothing_once_the_timeout_passed(kind):
-    silent = [cp.Channel(kind=kind), cp.Channel(kind=kind)]
+def test_it_returns_nothing_once_the_timeout_passed(mode):
+    silent = [cp.Channel(mode=mode), cp.Channel(mode=mode)]
     started = time.monotonic()
     assert wait_any(silent, timeout=0.1) == []
     assert 0.1 <= time.monotonic() - started < 0.6
 
 
-def test_a_zero_timeout_only_looks(kind):
-    ch = cp.Channel(kind=kind)
+def test_a_zero_timeout_only_looks(mode):
+    ch = cp.Channel(mode=mode)
     started = time.monotonic()
     assert wait_any([ch], timeout=0) == []
     assert time.monotonic() - started < 0.1
@@ -92,20 +92,20 @@ def test_a_zero_timeout_only_looks(kind):
 
 # -- what wakes it -----------------------------------------------------------------------------
 @pytest.mark.parametrize("arrives_on", [0, 2])
-def test_a_record_on_any_of_several_channels_wakes_it_within_milliseconds(kind, arrives_on):
-    delays = wake_delays(lambda: [cp.Channel(kind=kind) for _ in range(3)], arrives_on)
+def test_a_record_on_any_of_several_channels_wakes_it_within_milliseconds(mode, arrives_on):
+    delays = wake_delays(lambda: [cp.Channel(mode=mode) for _ in range(3)], arrives_on)
     assert statistics.median(delays) < 0.005, delays
 
 
 @pytest.mark.parametrize("arrives_on", ["thread", "process"])
 def test_a_record_wakes_it_when_thread_and_process_channels_are_mixed(arrives_on):
-    kinds = ["thread", "process", "thread", "process"]
-    delays = wake_delays(lambda: [cp.Channel(kind=k) for k in kinds], kinds.index(arrives_on))
+    modes = ["thread", "process", "thread", "process"]
+    delays = wake_delays(lambda: [cp.Channel(mode=k) for k in modes], modes.index(arrives_on))
     assert statistics.median(delays) < 0.005, delays
 
 
-def test_a_channel_closed_while_it_waits_wakes_it_with_its_end(kind):
-    quiet, closing = cp.Channel(kind=kind), cp.Channel(kind=kind)
+def test_a_channel_closed_while_it_waits_wakes_it_with_its_end(mode):
+    quiet, closing = cp.Channel(mode=mode), cp.Channel(mode=mode)
     writer = write_later(closing, 0.03, close=True)
     started = time.monotonic()
     assert wait_any([quiet, closing], timeout=5) == [closing]
@@ -114,15 +114,15 @@ def test_a_channel_closed_while_it_waits_wakes_it_with_its_end(kind):
     assert closing.get_batch(0) == [cp.END]
 
 
-def test_a_channel_that_ended_stays_ready(kind):
-    ch = cp.Channel(kind=kind)
+def test_a_channel_that_ended_stays_ready(mode):
+    ch = cp.Channel(mode=mode)
     ch.close()
     assert ch.get_batch(5) == [cp.END]
     assert wait_any([ch], timeout=5) == [ch]
 
 
-def test_an_aborted_channel_is_returned_and_its_get_raises(kind):
-    quiet, broken = cp.Channel(kind=kind), cp.Channel(kind=kind)
+def test_an_aborted_channel_is_returned_and_its_get_raises(mode):
+    quiet, broken = cp.Channel(mode=mode), cp.Channel(mode=mode)
     timer = threading.Timer(0.03, broken.abort)
     timer.start()
     assert wait_any([quiet, broken], timeout=5) == [broken]
@@ -132,7 +132,7 @@ def test_an_aborted_channel_is_returned_and_its_get_raises(kind):
 
 
 def test_a_process_channel_is_not_ready_until_its_last_writer_ended():
-    ch = cp.Channel(kind="process", writers=2)
+    ch = cp.Channel(mode="process", writers=2)
     ch.close()  # one writer's END of two: nothing to get yet
     assert wait_any([ch], timeout=0.1) == []
     write_later(ch, 0, close=True).join()  # the other writer, in its process
@@ -143,7 +143,7 @@ def test_a_foreign_queue_is_polled_and_seen_within_a_few_milliseconds():
     foreign = queue.Queue()
     source = as_input(foreign, "foreign")
     threading.Timer(0.05, lambda: foreign.put(time.monotonic())).start()
-    assert wait_any([source, cp.Channel(kind="thread")], timeout=5) == [source]
+    assert wait_any([source, cp.Channel(mode="thread")], timeout=5) == [source]
     assert time.monotonic() - source.get_batch(0)[0] < 0.05
 
 
@@ -156,4 +156,4 @@ def test_it_refuses_to_wait_on_no_channel():
 @pytest.mark.parametrize("timeout", [-1, float("inf"), float("nan")])
 def test_every_wait_has_a_finite_timeout(timeout):
     with pytest.raises(ValueError, match="timeout must be"):
-        wait_any([cp.Channel(kind="thread")], timeout=timeout)
+        wait_any([cp.Channel(mode="thread")], timeout=timeout)

@@ -85,8 +85,8 @@ def feed():
 
 
 def run_actors() -> None:
-    a = cp.Channel(kind="process", name="a")
-    b = cp.Channel(kind="process", name="b")
+    a = cp.Channel(mode="process", name="a")
+    b = cp.Channel(mode="process", name="b")
     cp.Actor("work", fault if FAULT != "kill-idle" else abs, inbox=a, outputs=b, mode="process").start()
     sink = cp.Actor("sink", lambda r: None, inbox=b, mode="process").start()
     cp.Actor("source", source=feed, outputs=a, mode="thread").start()

@@ -56,8 +56,8 @@ def numbers(counter=None, record_size: int = 0):
 def flowing_pipeline() -> dict[str, cp.Actor]:
     """source (process) -> map (process) -> sink (thread, here); READY once records arrive here."""
     arrived = multiprocess.Event()
-    a = cp.Channel(maxsize=10_000, kind="process", name="a")
-    b = cp.Channel(maxsize=10_000, kind="process", name="b")
+    a = cp.Channel(maxsize=10_000, mode="process", name="a")
+    b = cp.Channel(maxsize=10_000, mode="process", name="b")
 
     def sink(record):
         arrived.set()
@@ -76,13 +76,13 @@ def blocked_producer(kind: str) -> dict[str, cp.Actor]:
     """One producer writing to a channel nobody reads; READY once it has filled it and is stuck."""
     counter = multiprocess.Value("q", 0, lock=False)
     if kind == "thread":
-        ch, at_least = cp.Channel(maxsize=10, kind="thread", name="unread"), 10
+        ch, at_least = cp.Channel(maxsize=10, mode="thread", name="unread"), 10
         src = numbers(counter)
     elif kind == "process":
-        ch, at_least = cp.Channel(maxsize=1000, kind="process", name="unread"), 1000
+        ch, at_least = cp.Channel(maxsize=1000, mode="process", name="unread"), 1000
         src = numbers(counter)
     else:  # 4 KiB records: the OS pipe (at most 1 MiB) fills long before the channel's 10_000 records
-        ch, at_least = cp.Channel(maxsize=10_000, kind="process", name="unread"), 256
+        ch, at_least = cp.Channel(maxsize=10_000, mode="process", name="unread"), 256
         src = numbers(counter, record_size=4096)
     producer = cp.Actor("producer", source=src, outputs=ch, mode="thread" if kind == "thread" else "process").start()
     deadline = time.monotonic() + READY_TIMEOUT

@@ -38,7 +38,7 @@ def main(rounds: int) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # inherited: the watchdog asks children for stacks
     rt = cp.Runtime(processes=2)
     assert rt.map(abs, [-1, -2]) == [1, 2]
-    ch = cp.Channel(kind="process", name="ticks")
+    ch = cp.Channel(mode="process", name="ticks")
     cp.Actor("ticker", source=range(10), outputs=ch, mode="process").start()
     assert list(ch) == list(range(10))
     if "--terminate-at-once" in sys.argv:

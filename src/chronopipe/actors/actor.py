@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from ..channels import END, Channel, ChannelBroken
+from ..channels import END, Channel, ChannelBroken, Mode
 from ..channels.outbox import BATCH, Outbox, batch_limit
 from .errors import NO_RECORD, ActorError, from_exception
 from .hosting import Counts, HostingRuntime, Outcome, default_runtime
@@ -30,7 +30,6 @@ __all__ = ["Actor", "ActorStatistics", "Mode"]
 
 log = logging.getLogger("chronopipe.actor")
 
-Mode = Literal["thread", "process"]
 EMIT_BATCH = BATCH  # records per batch an actor sends at most (fewer if an output's batch_size says so)
 SLOW_CHUNK = 0.02  # seconds: a source chunk slower than this shrinks back to one record
 

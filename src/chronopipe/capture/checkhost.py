@@ -79,7 +79,7 @@ class CheckHost(Actor):
 
     def __init__(self, name: str, checks: Sequence[Check], decoder: Callable[[tuple[Any, ...]], Any], *,
                  maxsize: int = 20_000) -> None:
-        super().__init__(name, inbox=Channel(maxsize, kind="process", name=f"{name}.in"), mode="process")
+        super().__init__(name, inbox=Channel(maxsize, mode="process", name=f"{name}.in"), mode="process")
         self.checks = list(checks)
         self._decoder = decoder
         self._home = os.getpid()  # the process of the caller's checks

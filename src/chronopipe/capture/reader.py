@@ -37,7 +37,7 @@ from typing import Any
 
 from ..actors.actor import Actor, ActorStatistics, Mode
 from ..readers.hosting import ReaderHosting
-from ..readers.output import kind_of
+from ..readers.output import mode_of
 from .decode import decode as decode_frame
 from .formats import CustomBlock, Damage, read_batches
 from .stream import Stepped
@@ -135,7 +135,7 @@ class CaptureReader(ReaderHosting, Actor):
     (3, 3)
 
     ``queue``: where packets go (any object with ``put()``; default: a Channel of the reader's
-    kind, ``.queue``). ``source``: the tap's name on every packet (default: the file's name).
+    mode, ``.queue``). ``source``: the tap's name on every packet (default: the file's name).
     ``offset``: seconds added to every timestamp (a tap's known clock offset; exact to the
     nanosecond). ``reorder``: a window in seconds (default 0.01, 0 to keep the file's order): a
     packet stamped before ones the file holds ahead of it is put back in place when it is at
@@ -155,7 +155,7 @@ class CaptureReader(ReaderHosting, Actor):
                  mode: Mode | None = None, maxsize: int = 10_000) -> None:
         self.filename = os.fspath(filename)
         if mode is None:
-            mode = "thread" if queue is not None and kind_of(queue) == "thread" else "process"
+            mode = "thread" if queue is not None and mode_of(queue) == "thread" else "process"
         self.source = source or os.path.basename(self.filename)
         super().__init__(name or self.source, mode=mode)
         self.offset_ns = seconds_to_ns(offset)

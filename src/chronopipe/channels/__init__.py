@@ -1,6 +1,6 @@
 """Channels: bounded, ordered, closable streams of records between actors.
 
-``Channel(kind=...)`` and ``open_channel(kind=...)`` make the class registered for that kind
+``Channel(mode=...)`` and ``open_channel(mode=...)`` make the class registered for that mode
 (base.py); importing this package registers both implementations, ``ThreadChannel`` and
 ``ProcessChannel``. ``queues.py`` puts a Channel's face on any foreign queue; ``wait_any``
 (wait.py) waits on several channels at once, of any kinds.
@@ -11,13 +11,13 @@ added here (the top-level package imports nothing at start-up).
 
 import logging
 
-from .base import Channel, ChannelBroken, ChannelStatistics, channel_class, open_channel
+from .base import Channel, ChannelBroken, ChannelStatistics, Mode, channel_class, open_channel
 from .end import END, is_end
 from .pipe import ProcessChannel
 from .thread import ThreadChannel
 from .wait import wait_any
 
-__all__ = ["END", "Channel", "ChannelBroken", "ChannelStatistics", "ProcessChannel", "ThreadChannel",
+__all__ = ["END", "Channel", "ChannelBroken", "ChannelStatistics", "Mode", "ProcessChannel", "ThreadChannel",
            "channel_class", "is_end", "open_channel", "wait_any"]
 
 logging.getLogger("chronopipe").addHandler(logging.NullHandler())

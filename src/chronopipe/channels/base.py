@@ -1,15 +1,15 @@
 """Channel: a bounded, ordered, closable stream of records between actors.
 
-``Channel(kind="thread")`` connects actors that live in one process;
-``Channel(kind="process")`` crosses process boundaries through a pipe carrying pickled
+``Channel(mode="thread")`` connects actors that live in one process;
+``Channel(mode="process")`` crosses process boundaries through a pipe carrying pickled
 batches. Both keep order, block the producer when full (backpressure), end with END,
 and can be iterated. A channel has one reader; ``writers=N`` lets N producers share it,
 and the reader sees END after all N have closed.
 
-This module knows no implementation. A subclass names the kind it implements in its class
-statement (``class ThreadChannel(Channel, kind="thread")``), which registers it; the factory
-:func:`open_channel` (as trio's ``open_memory_channel``) looks the kind up in that registry, and
-``Channel(kind=...)`` is the same factory spelt as the class, so ``Channel(kind="process")``
+This module knows no implementation. A subclass names the mode it implements in its class
+statement (``class ThreadChannel(Channel, mode="thread")``), which registers it; the factory
+:func:`open_channel` (as trio's ``open_memory_channel``) looks the mode up in that registry, and
+``Channel(mode=...)`` is the same factory spelt as the class, so ``Channel(mode="process")``
 gives a ProcessChannel. The package ``chronopipe.channels`` imports both implementations, so
 they are registered before anything here can be called.
 """
@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import queue
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .end import END, is_end
 
-__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Kind", "channel_class", "kind_of", "open_channel"]
+__all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Mode", "channel_class", "mode_of", "open_channel"]
 
-Kind = Literal["thread", "process"]
+#: Where the ends of a channel (or an actor) live: one process's threads, or several processes.
+Mode = Literal["thread", "process"]
 
 #: How often a blocked put/get wakes to check for cancellation (seconds).
 POLL_INTERVAL = 0.05
@@ -41,7 +43,7 @@ class ChannelStatistics:
     """A snapshot of one channel as seen from the calling process."""
 
     name: str
-    kind: str
+    mode: str
     maxsize: int
     buffered: int
     items_put: int
@@ -67,35 +69,38 @@ class Channel:
     END
     """
 
-    kind: ClassVar[str]
+    mode: ClassVar[str]
 
-    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
-        """``class XChannel(Channel, kind="x")`` registers XChannel as what ``Channel(kind="x")`` makes.
+    def __init_subclass__(cls, mode: str | None = None, **kwargs: Any) -> None:
+        """``class XChannel(Channel, mode="x")`` registers XChannel as what ``Channel(mode="x")`` makes.
 
         Raises:
-            ValueError: another class already implements that kind.
+            ValueError: another class already implements that mode.
         """
         super().__init_subclass__(**kwargs)
-        if kind is None:
-            return  # an adapter (QueueInput, QueueOutput) or a helper: not made by kind
-        registered = _KINDS.get(kind)
+        if mode is None:
+            return  # an adapter (QueueInput, QueueOutput) or a helper: not made by mode
+        registered = _MODES.get(mode)
         if registered is not None and registered.__qualname__ != cls.__qualname__:
-            raise ValueError(f"channel kind {kind!r} is already implemented by {registered.__qualname__}")
-        cls.kind = kind
-        _KINDS[kind] = cls
+            raise ValueError(f"channel mode {mode!r} is already implemented by {registered.__qualname__}")
+        cls.mode = mode
+        _MODES[mode] = cls
 
-    def __new__(cls, *args: Any, kind: Kind = "thread", **kwargs: Any) -> Channel:
-        """``Channel(...)`` is the factory: it makes the class registered for ``kind``.
+    def __new__(cls, *args: Any, mode: Mode = "thread", kind: Mode | None = None, **kwargs: Any) -> Channel:
+        """``Channel(...)`` is the factory: it makes the class registered for ``mode``.
+
+        ``kind=`` is the older name of ``mode=`` (deprecated: a DeprecationWarning says so).
 
         Raises:
-            ValueError: no channel class implements ``kind``.
+            ValueError: no channel class implements ``mode``.
         """
         if cls is Channel:
-            cls = channel_class(kind)
+            cls = channel_class(renamed_mode(mode, kind, warn=True))
         return super().__new__(cls)
 
     def __init__(
-        self, maxsize: int = 10_000, *, name: str = "channel", kind: Kind = "thread", writers: int = 1
+        self, maxsize: int = 10_000, *, name: str = "channel", mode: Mode = "thread", kind: Mode | None = None,
+        writers: int = 1,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"channel {name!r}: maxsize must be >= 1 (channels are bounded), got {maxsize}")
@@ -194,7 +199,7 @@ class Channel:
         is kept for the next ``get``/``get_batch``. Subclasses that can tell without receiving
         (ThreadChannel) override it.
 
-        >>> ch = Channel(kind="thread")
+        >>> ch = Channel(mode="thread")
         >>> ch.ready()
         False
         >>> ch.put("a"); ch.ready(), ch.get_batch(0)
@@ -257,7 +262,7 @@ class Channel:
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
             name=self.name,
-            kind=self.kind,
+            mode=self.mode,
             maxsize=self.maxsize,
             buffered=self.qsize(),
             items_put=self._items_put,
@@ -274,42 +279,52 @@ class Channel:
         return f"<{type(self).__name__} {self.name!r} maxsize={self.maxsize}>"
 
 
-#: kind -> the Channel subclass that implements it, filled by their class statements.
-_KINDS: dict[str, type[Channel]] = {}
+#: mode -> the Channel subclass that implements it, filled by their class statements.
+_MODES: dict[str, type[Channel]] = {}
 
 
-def channel_class(kind: str) -> type[Channel]:
-    """The class registered for ``kind``.
+def channel_class(mode: str) -> type[Channel]:
+    """The class registered for ``mode``.
 
     >>> channel_class("thread").__name__, channel_class("process").__name__
     ('ThreadChannel', 'ProcessChannel')
 
     Raises:
-        ValueError: no channel class implements ``kind``.
+        ValueError: no channel class implements ``mode``.
     """
     try:
-        return _KINDS[kind]
+        return _MODES[mode]
     except (KeyError, TypeError):
-        known = " or ".join(repr(k) for k in sorted(_KINDS, key=lambda k: (k != "thread", k)))  # the default first
-        raise ValueError(f"Channel kind must be {known}, not {kind!r}") from None
+        known = " or ".join(repr(k) for k in sorted(_MODES, key=lambda k: (k != "thread", k)))  # the default first
+        raise ValueError(f"Channel mode must be {known}, not {mode!r}") from None
 
 
-def open_channel(maxsize: int = 10_000, *, kind: Kind = "thread", name: str = "channel", writers: int = 1,
+def renamed_mode(mode: Any, kind: Any, *, warn: bool = False) -> Any:
+    """``mode``, or ``kind`` (the older name of the same argument) when that was given."""
+    if kind is None:
+        return mode
+    if warn:
+        warnings.warn("kind= is deprecated: a Channel takes mode=, a multiplexer channel_mode= (the package's "
+                      "one word for thread or process)", DeprecationWarning, stacklevel=3)
+    return kind
+
+
+def open_channel(maxsize: int = 10_000, *, mode: Mode = "thread", name: str = "channel", writers: int = 1,
                  **options: Any) -> Channel:
-    """A new channel of ``kind``: what ``Channel(maxsize, kind=..., name=...)`` gives, as a function.
+    """A new channel of ``mode``: what ``Channel(maxsize, mode=..., name=...)`` gives, as a function.
 
-    ``options`` go to that kind's class (a process channel takes ``batch_size`` and ``linger``).
+    ``options`` go to that mode's class (a process channel takes ``batch_size`` and ``linger``).
 
-    >>> ch = open_channel(4, kind="thread", name="numbers")
+    >>> ch = open_channel(4, mode="thread", name="numbers")
     >>> ch.put_many([1, 2]); ch.close(); list(ch)
     2
     [1, 2]
 
     Raises:
-        ValueError: no channel class implements ``kind``; ``maxsize`` or ``writers`` below 1.
-        TypeError: an option that kind does not take.
+        ValueError: no channel class implements ``mode``; ``maxsize`` or ``writers`` below 1.
+        TypeError: an option that mode does not take.
     """
-    return channel_class(kind)(maxsize, name=name, kind=kind, writers=writers, **options)
+    return channel_class(mode)(maxsize, name=name, mode=mode, writers=writers, **options)
 
 
 def remaining(deadline: float | None, what: str) -> float:
@@ -322,15 +337,15 @@ def remaining(deadline: float | None, what: str) -> float:
     return min(left, POLL_INTERVAL)
 
 
-def kind_of(target: Any) -> Kind:
+def mode_of(target: Any) -> Mode:
     """Which actors can write to ``target``: "thread" for in-process queues, else "process".
 
     >>> import queue
-    >>> kind_of(queue.Queue()), kind_of(Channel(kind="thread"))
+    >>> mode_of(queue.Queue()), mode_of(Channel(mode="thread"))
     ('thread', 'thread')
     """
     if isinstance(target, Channel):
-        return target.kind  # type: ignore[return-value]
+        return target.mode  # type: ignore[return-value]
     if isinstance(target, (queue.Queue, queue.SimpleQueue)):
         return "thread"
     return "process"

@@ -42,7 +42,7 @@ def batch_limit(channels: Iterable[Channel], default: int = BATCH) -> int:
     its own buffer, one slot of its bound); a thread channel has no batch size.
 
     >>> from chronopipe.channels import Channel
-    >>> batch_limit([Channel(kind="thread")]), batch_limit([]), batch_limit([Channel(8, kind="process")])
+    >>> batch_limit([Channel(mode="thread")]), batch_limit([]), batch_limit([Channel(8, mode="process")])
     (1000, 1000, 8)
     """
     return min([default, *(getattr(channel, "batch_size", default) for channel in channels)])

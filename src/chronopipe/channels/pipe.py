@@ -31,7 +31,7 @@ from typing import Any
 import multiprocess
 from multiprocess.connection import Pipe
 
-from .base import Channel, ChannelBroken, Kind, remaining
+from .base import Channel, ChannelBroken, Mode, remaining
 from .end import END
 from .outbox import Outbox
 from .quiet import start_quiet
@@ -87,7 +87,7 @@ def live_channels() -> list[ProcessChannel]:
     return list(_live)
 
 
-class ProcessChannel(Channel, kind="process"):
+class ProcessChannel(Channel, mode="process"):
     """Cross-process channel with batching, bounded by a semaphore over batches in flight.
 
     Its write buffer is an :class:`~chronopipe.channels.outbox.Outbox`, the mechanism every
@@ -105,12 +105,13 @@ class ProcessChannel(Channel, kind="process"):
         maxsize: int = 10_000,
         *,
         name: str = "channel",
-        kind: Kind = "process",
+        mode: Mode = "process",
+        kind: Mode | None = None,
         writers: int = 1,
         batch_size: int = 1000,
         linger: float = 0.005,
     ) -> None:
-        super().__init__(maxsize, name=name, kind=kind, writers=writers)
+        super().__init__(maxsize, name=name, mode=mode, kind=kind, writers=writers)
         if batch_size < 1 or linger < 0:
             raise ValueError(f"channel {name!r}: batch_size must be >= 1 and linger >= 0")
         self.batch_size = min(batch_size, maxsize)

@@ -9,7 +9,7 @@ the actor's ``join()`` tells whether the stream was complete.
 ``QueueInput`` is the read side: it reads any queue with ``get()`` as if it were a Channel
 (``get_batch``, END); END (or the seed's ``queue.Empty`` class) ends it.
 
-Neither registers a kind (see base.py): they are made around a queue, never by ``Channel(kind=...)``.
+Neither registers a mode (see base.py): they are made around a queue, never by ``Channel(mode=...)``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import queue
 from collections.abc import Iterable
 from typing import Any
 
-from .base import Channel, ChannelBroken, Kind, kind_of
+from .base import Channel, ChannelBroken, Mode, mode_of
 from .end import END, is_end
 
-__all__ = ["QueueInput", "QueueOutput", "as_input", "kind_of"]
+__all__ = ["QueueInput", "QueueOutput", "as_input", "mode_of"]
 
 log = logging.getLogger("chronopipe.readers")  # the name its messages always had
 
@@ -33,12 +33,12 @@ DRAIN = 1000  # records taken at once from a queue that has them ready
 class QueueOutput(Channel):
     """Write-only Channel adapter around ``target.put`` (END goes through ``put`` too)."""
 
-    def __init__(self, target: Any, *, name: str = "queue", kind: Kind | None = None) -> None:
+    def __init__(self, target: Any, *, name: str = "queue", mode: Mode | None = None) -> None:
         if not callable(getattr(target, "put", None)):
             raise TypeError(f"queue= needs an object with put(), got {type(target).__name__}")
-        resolved = kind or kind_of(target)
-        super().__init__(1, name=name, kind=resolved)
-        self.kind = resolved  # type: ignore[misc]  (per instance: it depends on the target)
+        resolved = mode or mode_of(target)
+        super().__init__(1, name=name, mode=resolved)
+        self.mode = resolved  # type: ignore[misc]  (per instance: it depends on the target)
         self.target = target
         self._owner_pid = os.getpid()
         self._closed = False
@@ -94,7 +94,7 @@ class QueueInput(Channel):
         if not callable(getattr(source, "get", None)):
             raise TypeError(f"an input queue needs get(), got {type(source).__name__}")
         super().__init__(1, name=name)
-        self.kind = kind_of(source)  # type: ignore[misc]  (per instance: it depends on the source)
+        self.mode = mode_of(source)  # type: ignore[misc]  (per instance: it depends on the source)
         self.source = source
         self._nowait = getattr(source, "get_nowait", None)
 

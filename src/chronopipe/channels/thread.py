@@ -15,19 +15,20 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .base import Channel, Kind, remaining
+from .base import Channel, Mode, remaining
 from .end import END
 
 __all__ = ["ThreadChannel"]
 
 
-class ThreadChannel(Channel, kind="thread"):
+class ThreadChannel(Channel, mode="thread"):
     """In-process channel: records are handed over by reference, never copied."""
 
     def __init__(
-        self, maxsize: int = 10_000, *, name: str = "channel", kind: Kind = "thread", writers: int = 1
+        self, maxsize: int = 10_000, *, name: str = "channel", mode: Mode = "thread", kind: Mode | None = None,
+        writers: int = 1,
     ) -> None:
-        super().__init__(maxsize, name=name, kind=kind, writers=writers)
+        super().__init__(maxsize, name=name, mode=mode, kind=kind, writers=writers)
         self._buf: deque[Any] = deque()
         self._lock = threading.RLock()  # re-entrant: a signal handler may abort mid-put
         self._not_empty = threading.Condition(self._lock)

@@ -44,7 +44,7 @@ def wait_any(channels: Iterable[Channel], timeout: float) -> list[Channel]:
     docstring) is polled in steps of 0.5 to 10 ms, which is then the delay it may add.
 
     >>> from chronopipe.channels import Channel
-    >>> a, b = Channel(kind="thread", name="a"), Channel(kind="thread", name="b")
+    >>> a, b = Channel(mode="thread", name="a"), Channel(mode="thread", name="b")
     >>> wait_any([a, b], timeout=0.01)
     []
     >>> b.put("x")

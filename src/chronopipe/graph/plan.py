@@ -122,8 +122,8 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
     for n in nodes:
         workers, ordered, mode = conf[n]
         writers = [e for p in parents[n] for e in emitters(p)]
-        kinds = {u.mode for u in writers} | {u.mode for u in units[n]}
-        kind = "process" if "process" in kinds else "thread"
+        modes = {u.mode for u in writers} | {u.mode for u in units[n]}
+        channel_mode = "process" if "process" in modes else "thread"
         if n._merge is not None:
             if workers > 1:
                 raise ValueError(f"node {n.name!r} merges its branches with merge_sorted, so it cannot have workers")
@@ -132,7 +132,7 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
                     raise ValueError(f"merge_sorted into {n.name!r}: branch {p.name!r} has workers={conf[p][0]} "
                                      "without ordered=True, so it pushes in no defined order; set ordered=True")
             ranks = {b.name: i for i, b in enumerate(n._merge.branches)}
-            inbox[n] = {p: Channel(maxsize, kind=kind, name=f"{p.name}->{n.name}")
+            inbox[n] = {p: Channel(maxsize, mode=channel_mode, name=f"{p.name}->{n.name}")
                         for p in sorted(parents[n], key=lambda p: ranks.get(p.name, len(ranks)))}
             units[n][0].inputs = list(inbox[n].values())
             units[n][0].merge = (n._merge.key, n._merge.direction)
@@ -141,12 +141,12 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
         if ordered and count != 1:
             raise ValueError(f"node {n.name!r} has ordered=True, so its items must come from one node in one order; "
                              f"it gets them from {sorted(p.name for p in parents[n])}: put one node before it")
-        inbox[n] = [Channel(maxsize, kind=kind, name=u.name, writers=count) for u in units[n]]
+        inbox[n] = [Channel(maxsize, mode=channel_mode, name=u.name, writers=count) for u in units[n]]
         for u, ch in zip(units[n], inbox[n], strict=True):
             u.inputs, u.tagged_in = [ch], ordered
         if ordered:
             col = collectors[n]
-            col.inputs = [Channel(maxsize, kind=kind, name=f"{u.name}->{col.name}") for u in units[n]]
+            col.inputs = [Channel(maxsize, mode=channel_mode, name=f"{u.name}->{col.name}") for u in units[n]]
 
     # -- flags and logs --------------------------------------------------------------------
     node_units = [u for n in nodes for u in units[n]]
@@ -156,7 +156,7 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
         for u in units[n]:
             u.after = [p.flag for parent in parents[n] for p in units[parent]]
     logging_procs = [u for u in node_units if u.owner._logging and u.mode == "process"]
-    log = Channel(maxsize, kind="process", name="node-log", writers=len(logging_procs)) if logging_procs else None
+    log = Channel(maxsize, mode="process", name="node-log", writers=len(logging_procs)) if logging_procs else None
     for u in logging_procs:
         u.log = log
     flags = make_flags(len(node_units), any_process)

@@ -119,7 +119,7 @@ class Port(Outbox):
     __slots__ = ()
 
     def __init__(self, channels: Sequence[Channel]) -> None:
-        eager = all(ch.kind == "thread" for ch in channels)
+        eager = all(ch.mode == "thread" for ch in channels)
         super().__init__(channels, limit=batch_limit(channels, LIMIT), linger=0.0 if eager else LINGER, deal=True)
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Self
+from typing import Any
 
-from ..actors.actor import Actor, Mode
-from ..channels import Channel
-from ..channels.base import POLL_INTERVAL, Kind
+from ..actors.actor import Actor
+from ..channels import Channel, Mode
+from ..channels.base import POLL_INTERVAL, renamed_mode
 from ..channels.queues import QueueOutput, as_input
+from ..runtime.seed import SeedStart
 from .merge import interleave, merge_channels
 
 __all__ = ["QueueMultiplexer", "interleave"]
@@ -36,11 +37,11 @@ def _records(batches: Iterator[list[Any]]) -> Iterator[Any]:
         batches.close()  # type: ignore[attr-defined]
 
 
-class QueueMultiplexer(Actor):
+class QueueMultiplexer(SeedStart, Actor):
     """Many-to-many FIFO multiplexer (the seed's API: ``input_queue``, ``output_queue``, ``run``).
 
     >>> from chronopipe.channels import END
-    >>> mux = QueueMultiplexer(kind="thread")
+    >>> mux = QueueMultiplexer(channel_mode="thread")
     >>> a, b, out = mux.input_queue(), mux.input_queue(), mux.output_queue()
     >>> _ = mux.run()
     >>> a.put(1); b.put(2); a.put(END); b.put(END)
@@ -49,11 +50,15 @@ class QueueMultiplexer(Actor):
     """
 
     def __init__(
-        self, name: str = "multiplexer", *, maxsize: int = 10_000, kind: Kind = "process", mode: Mode = "thread"
+        self, name: str = "multiplexer", *, maxsize: int = 10_000, channel_mode: Mode = "process",
+        mode: Mode = "thread", kind: Mode | None = None,
     ) -> None:
+        """``mode``: where the merge runs (an actor's mode); ``channel_mode``: the mode of the
+        channels ``input_queue()`` and ``output_queue()`` make (``kind=``, its older name, is
+        deprecated)."""
         super().__init__(name, mode=mode)
         self.maxsize = maxsize
-        self.kind: Kind = kind
+        self.channel_mode: Mode = renamed_mode(channel_mode, kind, warn=kind is not None)
         self._inputs: list[Channel] = []
         self._registered = threading.Event()  # set once an input and an output exist
 
@@ -62,7 +67,7 @@ class QueueMultiplexer(Actor):
         """A new input channel, or register ``queue`` (a Channel or any queue with get())."""
         self._check_open("input_queue")
         name = f"{self.name}.in{len(self._inputs)}"
-        channel = Channel(self.maxsize, kind=self.kind, name=name) if queue is None else as_input(queue, name)
+        channel = Channel(self.maxsize, mode=self.channel_mode, name=name) if queue is None else as_input(queue, name)
         self._inputs.append(channel)
         self._note_registration()
         return channel if queue is None else queue
@@ -72,18 +77,17 @@ class QueueMultiplexer(Actor):
         self._check_open("output_queue")
         name = f"{self.name}.out{len(self.outputs)}"
         if queue is None:
-            channel: Channel = Channel(self.maxsize, kind=self.kind, name=name)
+            channel: Channel = Channel(self.maxsize, mode=self.channel_mode, name=name)
         else:
             channel = queue if isinstance(queue, Channel) else QueueOutput(queue, name=name)
         self.outputs.append(channel)
         self._note_registration()
         return channel if queue is None else queue
 
-    def run(self) -> Self:  # type: ignore[override]
-        """Start merging (once; later calls do nothing) and return self, so it chains."""
-        if self.state == "new":
-            self.start()
-        return self
+    @property
+    def started(self) -> bool:
+        """True once ``start()`` (the seed's ``run()``: runtime/seed.py) began the merge."""
+        return self.state != "new"
 
     def __iter__(self) -> Iterator[Any]:
         """Merge here, in the calling thread, yielding every record (no actor, no output queue).
@@ -91,7 +95,7 @@ class QueueMultiplexer(Actor):
         The inputs' writers must run elsewhere (actors, threads, other processes). Breaking
         out of the loop stops the merge; ``join()`` then gives what ``run()`` would have.
 
-        >>> mux = QueueMultiplexer(kind="thread")
+        >>> mux = QueueMultiplexer(channel_mode="thread")
         >>> a = mux.input_queue()
         >>> a.put_many([1, 2]); a.close()
         2

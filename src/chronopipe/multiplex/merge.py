@@ -70,13 +70,13 @@ def merge_channels(
     but could emit none, it yields an empty list, so the caller may send on what is due.
 
     >>> from chronopipe.channels import Channel
-    >>> a, b = Channel(kind="thread"), Channel(kind="thread")
+    >>> a, b = Channel(mode="thread"), Channel(mode="thread")
     >>> a.put_many([1, 2]); b.put_many(["x", "y", "z"]); a.close(); b.close()
     2
     3
     >>> list(merge_channels([a, b]))
     [[1, 'x', 2, 'y', 'z']]
-    >>> a, b = Channel(kind="thread"), Channel(kind="thread")
+    >>> a, b = Channel(mode="thread"), Channel(mode="thread")
     >>> a.put_many([1, 4]); b.put_many([2, 3]); a.close(); b.close()
     2
     2

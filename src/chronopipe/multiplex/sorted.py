@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..actors.actor import Mode
-from ..channels import Channel
-from ..channels.base import Kind
+from ..channels import Channel, Mode
+from ..channels.base import renamed_mode
 from ..channels.queues import QueueOutput
 from ..order import MergeWindow, SortKey, key_function
 from .fifo import QueueMultiplexer
@@ -54,7 +53,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
     QueueMultiplexer), and ``mux.maxsize`` holds it.
 
     >>> from chronopipe.channels import END
-    >>> mux = SortedQueueMultiplexer(sort_key="timestamp", sort_direction="min", max_size=100, kind="thread")
+    >>> mux = SortedQueueMultiplexer(sort_key="timestamp", sort_direction="min", max_size=100, channel_mode="thread")
     >>> a, b, out = mux.input_queue(), mux.input_queue(), mux.output_queue()
     >>> _ = mux.run()
     >>> for t in (1010, 1020, 1030): a.put({"timestamp": t})
@@ -75,8 +74,9 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         max_late: int = 10_000,
         on_late: Callable[[int, Any, Any], None] | None = None,
         name: str = "sorted-multiplexer",
-        kind: Kind = "process",
+        channel_mode: Mode = "process",
         mode: Mode = "thread",
+        kind: Mode | None = None,
     ) -> None:
         """``on_late(input_index, record, frontier)`` is told of each late record, after it was
         counted and kept (in the thread that runs the merge; what it raises ends the merge).
@@ -92,7 +92,8 @@ class SortedQueueMultiplexer(QueueMultiplexer):
             raise ValueError(f"sort_direction must be 'min' or 'max', not {sort_direction!r}")
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be > 0 seconds or None, not {idle_timeout!r}")
-        super().__init__(name, maxsize=bound, kind=kind, mode=mode)
+        channel_mode = renamed_mode(channel_mode, kind, warn=kind is not None)
+        super().__init__(name, maxsize=bound, channel_mode=channel_mode, mode=mode)
         self.sort_key = sort_key
         self.sort_direction = sort_direction
         self.idle_timeout = idle_timeout
@@ -106,7 +107,7 @@ class SortedQueueMultiplexer(QueueMultiplexer):
         """Where late records go (a new channel, or ``queue``), instead of ``late_records``."""
         self._check_open("late_queue")
         if queue is None:
-            self._late_out = Channel(self.maxsize, kind=self.kind, name=f"{self.name}.late")
+            self._late_out = Channel(self.maxsize, mode=self.channel_mode, name=f"{self.name}.late")
             return self._late_out
         self._late_out = queue if isinstance(queue, Channel) else QueueOutput(queue, name=f"{self.name}.late")
         return queue

@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Self
 
 from ..actors.actor import Actor, ActorStatistics, Mode
 from .hosting import ReaderHosting
-from .output import kind_of
+from .output import mode_of
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -128,7 +128,7 @@ class FileReader(ReaderHosting, Actor):
 
     ``queue``: where records go: any object with ``put()`` (a Channel, a ``queue.Queue``, a
     multiprocess(ing) Queue, a ``Manager().Queue()``). When None the reader makes a Channel of
-    its mode's kind (``maxsize`` records), available as ``.queue`` / ``.channel``.
+    of its mode (``maxsize`` records), available as ``.queue`` / ``.channel``.
     ``wrapper``: applied to each record before it is sent (an exception in it is fatal: it is
     your code, not the data); ``mode``: ``"process"`` (default) or ``"thread"`` (default for a
     thread-only queue); ``name``: defaults to the file's base name; ``encoding``: any
@@ -158,7 +158,7 @@ class FileReader(ReaderHosting, Actor):
         if on_error not in ("collect", "raise"):
             raise ValueError(f"on_error must be 'collect' or 'raise', not {on_error!r}")
         if mode is None:
-            mode = "thread" if queue is not None and kind_of(queue) == "thread" else "process"
+            mode = "thread" if queue is not None and mode_of(queue) == "thread" else "process"
         super().__init__(name or os.path.basename(self.filename), mode=mode)
         self.encoding = _checked_encoding(encoding)
         self.wrapper = wrapper

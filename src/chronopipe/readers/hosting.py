@@ -3,7 +3,7 @@
 A reader class mixes this in before Actor and defines ``_stream()``, the generator of its
 records. Then ``for record in reader`` reads the file in the calling thread, and ``start()``
 hosts it (one actor per file) writing to ``queue``: the queue it was given, or a Channel of its
-mode's kind made on first use (``maxsize`` records). A reader that makes its records a list at
+mode made on first use (``maxsize`` records). A reader that makes its records a list at
 a time overrides ``run()`` to hand those lists to ``_run_batches()``: hosted, it then runs no
 Python code per record.
 """
@@ -45,7 +45,7 @@ class ReaderHosting:
     def queue(self) -> Any:
         """The queue given, or the Channel this reader made (created on first use)."""
         if self._queue is None:
-            self._queue = Channel(self.maxsize, kind=self.mode, name=self.name)  # type: ignore[arg-type]
+            self._queue = Channel(self.maxsize, mode=self.mode, name=self.name)  # type: ignore[arg-type]
         return self._queue
 
     channel = queue

@@ -4,6 +4,6 @@ It lives in :mod:`chronopipe.channels.queues` (a channel adapter, below the mult
 use it too); this name stays for the code that imports it from here.
 """
 
-from ..channels.queues import QueueOutput, kind_of
+from ..channels.queues import QueueOutput, mode_of
 
-__all__ = ["QueueOutput", "kind_of"]
+__all__ = ["QueueOutput", "mode_of"]

@@ -108,10 +108,10 @@ class Runtime(SeedNames, ActorHosting):
             raise RuntimeError(f"actor {actor.name!r} was already started (state: {actor.state}); make a new one")
         if actor.mode == "process":
             for ch in actor.channels():
-                if ch.kind == "thread":
+                if ch.mode == "thread":
                     raise ValueError(
                         f"actor {actor.name!r} runs in a process but channel {ch.name!r} is a thread channel: "
-                        "use Channel(kind='process') for channels that cross processes"
+                        "use Channel(mode='process') for channels that cross processes"
                     )
         with self._lock:
             self._host(actor)
