@@ -9,24 +9,28 @@ with Recipe A of the shared captures' RECIPES.md (tcprewrite, editcap and mergec
 real capture; about 10 s), in a temporary directory that is deleted at the end (never
 committed). Needs Debian's ``tshark tcpreplay`` and, for the dpkt row, ``pip install dpkt``.
 
-Contenders, in the same run (best of ``--repeat``, default 2, round robin; peak RSS of the
-whole process tree sampled every 20 ms):
+Contenders, in the same run, ``--repeat`` rounds (default 2), round robin in the order below, so
+the two sides of each ratio run back to back in every round (peak RSS of the whole process tree
+sampled every 20 ms). No figure is a best run: each ratio (packets/s or peak RSS) is the median
+over rounds of that round's ratio, each round's printed too; the seconds and packets/s shown are
+medians of the runs; a row's peak RSS is the largest of its runs:
 
 * read + merge: ``chronopipe merge TAPS`` (no output file) vs ``mergecap -w /dev/null TAPS``
   (target: chronopipe >= 0.35x mergecap's packets/s);
 * validate: ``chronopipe validate TAPS`` with the default checks vs ``tshark -q -Y
   tcp.analysis.flags`` on the mergecap output (the same packets) vs a single-process dpkt loop
-  decoding Ethernet/IP/TCP fields (targets: >= 1.5x tshark's packets/s, peak RSS <= 0.25x
-  tshark's);
+  decoding Ethernet/IP/TCP fields, run last in each round (targets: >= 1.5x tshark's packets/s,
+  peak RSS <= 0.25x tshark's);
 * memory as input grows: chronopipe validate's peak RSS on the taps vs on the same taps cut to a
-  quarter of their packets (1M vs 4M packets by default; target: flat);
+  quarter of their packets (1M vs 4M packets by default; target: flat), run right after it;
 * a hostile file: reading a 40 MB pcap whose snaplen and one record's caplen are both 0xFFFFFFF0
   (a length that lies, halfway through), in one process (targets: well under a second, peak RSS
   under 60 MB; reading was quadratic in such a file and its memory followed the file).
 
 The last line printed is one JSON object:
 ``{"merge_vs_mergecap", "validate_vs_tshark", "rss_vs_tshark", "rss_4m_vs_1m", "hostile_40mb_s",
-"hostile_40mb_rss_mb"}``.
+"hostile_40mb_rss_mb"}`` (the four ratios medians of same-round ratios, ``hostile_40mb_s`` the
+median of its runs, ``hostile_40mb_rss_mb`` the largest peak of its runs).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from _common import paired_ratio, rounds_text
 
 HOSTILE_MB = 40
 
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=1_000_000, help="packets per tap (default 1,000,000)")
     parser.add_argument("--taps", type=int, default=4, help="taps (default 4)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per contender, best kept (default 2)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of the contenders, medians kept (default 2)")
     parser.add_argument("--keep", type=Path, help="build the taps in this directory and keep them")
     args = parser.parse_args(argv)
     need("tshark", "mergecap", "editcap", "tcprewrite", "zcat")
@@ -194,30 +201,42 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"round {r + 1}/{args.repeat}: {name}...")
                 seconds, rss, _ = measure(cmd)
                 runs[name].append((seconds, rss))
-    best = {k: min(v) for k, v in runs.items()}
-    peak = {k: max(rss for _, rss in v) for k, v in runs.items()}
     hostile = f"chronopipe read, hostile {HOSTILE_MB} MB"
     packets = {k: (n // 4 if k.endswith("1/4 of it") else HOSTILE_MB * 1_000_000 // 1016 if k == hostile else n)
                for k in runs}
-    print(f"chronopipe capture benchmark: {len(taps)} taps x {args.packets:,} packets, best of {args.repeat}, "
+    seconds = {k: statistics.median(s for s, _ in v) for k, v in runs.items()}
+    peak = {k: max(rss for _, rss in v) for k, v in runs.items()}
+    print(f"chronopipe capture benchmark: {len(taps)} taps x {args.packets:,} packets, {args.repeat} rounds; "
+          f"seconds and rates are medians of the runs, peak RSS the largest, ratios medians of same-round ratios; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-    print(f"{'contender':<30} {'packets':>10} {'best s':>8} {'packets/s':>11} {'peak RSS MB':>12}")
-    for k, (seconds, _) in best.items():
-        print(f"{k:<30} {packets[k]:>10,} {seconds:>8.2f} {packets[k] / seconds:>11,.0f} {peak[k]:>12.0f}")
+    print(f"{'contender':<30} {'packets':>10} {'median s':>8} {'packets/s':>11} {'peak RSS MB':>12}")
+    for k in runs:
+        print(f"{k:<30} {packets[k]:>10,} {seconds[k]:>8.2f} {packets[k] / seconds[k]:>11,.0f} {peak[k]:>12.0f}")
+        print(f"{'':<30} runs: {', '.join(f'{s:.2f} s' for s, _ in runs[k])}")
 
-    def rate(k: str) -> float:
-        return packets[k] / best[k][0]
+    def rates(k: str) -> list[float]:  # packets/s of each round's run
+        return [packets[k] / s for s, _ in runs[k]]
 
+    def peaks(k: str) -> list[float]:  # peak RSS of each round's run
+        return [rss for _, rss in runs[k]]
+
+    ratios = {  # figure -> (median, per round): run i of both sides came from round i
+        "merge_vs_mergecap": paired_ratio(rates("chronopipe merge"), rates("mergecap")),
+        "validate_vs_tshark": paired_ratio(rates("chronopipe validate"), rates("tshark tcp.analysis")),
+        "rss_vs_tshark": paired_ratio(peaks("chronopipe validate"), peaks("tshark tcp.analysis")),
+        "rss_4m_vs_1m": paired_ratio(peaks("chronopipe validate"), peaks("chronopipe validate, 1/4 of it")),
+    }
+    if "dpkt decode loop, 1 proc" in runs:
+        ratios["validate / dpkt decode loop"] = paired_ratio(rates("chronopipe validate"),
+                                                             rates("dpkt decode loop, 1 proc"))
     summary = {
-        "merge_vs_mergecap": round(rate("chronopipe merge") / rate("mergecap"), 3),
-        "validate_vs_tshark": round(rate("chronopipe validate") / rate("tshark tcp.analysis"), 3),
-        "rss_vs_tshark": round(peak["chronopipe validate"] / peak["tshark tcp.analysis"], 3),
-        "rss_4m_vs_1m": round(peak["chronopipe validate"] / peak["chronopipe validate, 1/4 of it"], 3),
-        "hostile_40mb_s": round(best[hostile][0], 3),
+        **{key: round(ratios[key][0], 3) for key in ("merge_vs_mergecap", "validate_vs_tshark", "rss_vs_tshark",
+                                                     "rss_4m_vs_1m")},
+        "hostile_40mb_s": round(seconds[hostile], 3),
         "hostile_40mb_rss_mb": round(peak[hostile], 1),
     }
-    if "dpkt decode loop, 1 proc" in best:
-        print(f"validate / dpkt decode loop = {rate('chronopipe validate') / rate('dpkt decode loop, 1 proc'):.2f}x")
+    for key, (median, per_round) in ratios.items():
+        print(f"{key:<30} per round: {rounds_text(per_round, 3)} (median {median:.3f})")
     targets = {"merge_vs_mergecap": ">= 0.35", "validate_vs_tshark": ">= 1.5", "rss_vs_tshark": "<= 0.25",
                "rss_4m_vs_1m": "flat (about 1)", "hostile_40mb_s": "< 1", "hostile_40mb_rss_mb": "< 60"}
     for key, target in targets.items():

@@ -1,6 +1,6 @@
 """Hand-run benchmark of EventManager's indexed dispatch against a linear scan of the rules.
 
-Run it (about a minute on 2 cores; it is not a pytest test)::
+Run it (1 to 2 minutes on 2 cores; it is not a pytest test)::
 
     venv/bin/python benchmarks/bench_events.py [--repeat N] [--events N] [--seed N] [--check]
 
@@ -24,12 +24,17 @@ traffic, and the ``matches/event`` column shows how many callbacks each event ru
   s.condition.matches(event): s.callback(event)`` over the same subscriptions and events, in
   the same run. Both must run the same callbacks on the same events, or the run fails.
 
-Each rate is the best of ``--repeat`` runs (default 5; the linear scan, 1 to 3 runs and at
-most ~1 s each at 10k+ rules), since a shared 2-core machine is noisy. On the first 50 events
-of each size, ``EventManager.matching`` must name exactly the subscriptions the linear scan
-finds, in the same order. The cost at 100k rules relative to 100 rules is then measured again
-in ``--repeat`` paired rounds, both rule sets timed back to back in each (their median ratio is
-the figure; best / best is printed too). An informational row repeats the 10k case with broad
+Each size runs ``--repeat`` rounds (default 5), each timing trigger over the events and then
+the linear scan back to back (the scan on as many events as fit in about a second, so at most
+~1 s a run at 1k+ rules). A shared 2-core machine is noisy, so no figure is a best run: the
+``speedup`` is the median over rounds of trigger's events/s / the scan's events/s in the same
+round (paired on rates, the two timing different numbers of events), each round's printed
+under the row; the rates and the register time shown are medians of the runs. On the first 50
+events of each size, ``EventManager.matching`` must name exactly the subscriptions the linear
+scan finds, in the same order. The cost at 100k rules relative to 100 rules is then measured
+again in ``--repeat`` paired rounds, both rule sets timed back to back in each (their median
+ratio is the figure; the ``cost vs 100`` column only divides the rows' median rates, measured
+apart, for information). An informational row repeats the 10k case with broad
 rules: 1 to 3 clauses on any of the 6 fields, so many rules match each event and the
 callbacks' own cost dominates.
 
@@ -46,7 +51,7 @@ round's ratio, never best over best. ``trigger`` collects results (a list of Rig
 
 Targets: at 10k rules trigger >= 50x the linear scan (``speedup_10k``); trigger's cost per
 event at 100k rules <= 3x its cost at 100 rules (``cost_100k_vs_100``, the paired median);
-registering 100k rules < 2 s (``register_100k_s``, best of 3); at most 1 µs per fired callback
+registering 100k rules < 2 s (``register_100k_s``, the median of 3 runs); at most 1 µs per fired callback
 in the fan-out row (``us_per_fired_callback``). The last line printed is one JSON object with
 those and the fan-out row's other figures. ``--quick`` runs the fan-out row alone (~10 s).
 """
@@ -64,7 +69,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import target_verdict
+from _common import Run, median_rate, paired_ratio, rounds_text, target_verdict
 from chronopipe.events import EventManager
 
 SIZES = [10, 100, 1_000, 10_000, 100_000]
@@ -135,13 +140,13 @@ def measure(rules: list[dict[str, Any]], events: list[dict[str, Any]], repeat: i
             manager.register(callback, rule)
         return len(rules)
 
-    best_register = float("inf")
+    registers = []
     for _ in range(repeat if len(rules) <= 10_000 else min(repeat, 3)):
         manager = None
         gc.collect()  # the previous run's 100k subscriptions are garbage: not this run's to collect
         manager = EventManager(name="bench")
         seconds, _ = timed(lambda: fill(manager))  # noqa: B023
-        best_register = min(best_register, seconds)
+        registers.append(seconds)
     subs = manager.subscriptions()
     trigger = manager.trigger
 
@@ -159,39 +164,42 @@ def measure(rules: list[dict[str, Any]], events: list[dict[str, Any]], repeat: i
                     sub.callback(event)
         return hits[0]
 
-    best_indexed, matched = min(timed(indexed) for _ in range(repeat))
     # The linear scan is slow at 10k+ rules: time it on as many events as fit in about a second.
     probe, _ = timed(lambda: linear(events[:5]))
     per_event = max(probe / 5, 1e-9)
     sample = events[: int(min(len(events), max(5, 1.0 / per_event)))]
-    linear_runs = 1 if per_event * len(sample) > 0.5 else min(repeat, 3)
-    best_linear, linear_matched = min(timed(lambda: linear(sample)) for _ in range(linear_runs))
+    indexed_runs, linear_runs = [], []
+    for _ in range(repeat):  # each round: trigger, then the linear scan, back to back
+        seconds, matched = timed(indexed)
+        indexed_runs.append(Run(len(events), seconds))
+        seconds, linear_matched = timed(lambda: linear(sample))
+        linear_runs.append(Run(len(sample), seconds))
     for event in sample[:50]:  # the same subscriptions, in the same order, or the run is void
         if manager.matching(event) != [sub for sub in subs if sub.condition.matches(event)]:
             raise RuntimeError(f"{len(rules)} rules: the index and the linear scan disagree on {event}")
     if sum(len(trigger(event)) for event in sample) != linear_matched:
         raise RuntimeError(f"{len(rules)} rules: trigger and the linear scan ran different numbers of callbacks")
+    speedup, speedups = paired_ratio(indexed_runs, linear_runs)  # rates: the two time different event counts
     return {
-        "rules": len(rules), "register_s": best_register,
-        "trigger_rate": len(events) / best_indexed, "linear_rate": len(sample) / best_linear,
+        "rules": len(rules), "register_s": statistics.median(registers),
+        "trigger_rate": median_rate(indexed_runs), "linear_rate": median_rate(linear_runs),
+        "speedup": speedup, "speedups": speedups,
         "matches": matched / len(events), "linear_events": len(sample), "manager": manager, "events": events,
     }
 
 
-def paired_cost(small: dict[str, Any], large: dict[str, Any], rounds: int) -> list[float]:
+def paired_cost(small: dict[str, Any], large: dict[str, Any], rounds: int) -> tuple[float, list[float]]:
     """Per round, trigger's cost per event with the large rule set over its cost with the small
-    one, timed back to back (neighbours in time see about the same machine)."""
-    ratios = []
+    one, timed back to back (neighbours in time see about the same machine): (median, per round)."""
+    runs: dict[str, list[Run]] = {"small": [], "large": []}
     for _ in range(rounds):
-        seconds = []
-        for row in (small, large):
+        for name, row in (("small", small), ("large", large)):
             trigger, events = row["manager"].trigger, row["events"]
             start = time.perf_counter()
             for event in events:
                 trigger(event)
-            seconds.append((time.perf_counter() - start) / len(events))
-        ratios.append(seconds[1] / seconds[0])
-    return ratios
+            runs[name].append(Run(len(events), time.perf_counter() - start))
+    return paired_ratio(runs["small"], runs["large"])  # cost large / cost small = rate small / rate large
 
 
 def fanout(seed: int, events_count: int, rounds: int) -> dict[str, float]:
@@ -266,8 +274,7 @@ def fanout(seed: int, events_count: int, rounds: int) -> dict[str, float]:
                 raise RuntimeError(f"fan-out: {name} ran {hits[0]} listener calls ({counted} counted), not {calls}")
             costs[name].append(seconds / calls * 1e6)
     median = {name: statistics.median(c) for name, c in costs.items()}
-    ratio = {other: statistics.median(a / b for a, b in zip(costs["eventmanager"], costs[other], strict=True))
-             for other in ("pyee", "blinker", "bare")}
+    ratio = {other: paired_ratio(costs["eventmanager"], costs[other])[0] for other in ("pyee", "blinker", "bare")}
     print(f"fan-out: {FANOUT_RULES:,} rules, {calls / len(events):.1f} callbacks per event, µs per fired callback "
           f"(median of {rounds} paired rounds): EventManager.trigger {median['eventmanager']:.3f}, "
           f"pyee {median['pyee']:.3f}, blinker {median['blinker']:.3f}, bare loop {median['bare']:.3f}; "
@@ -297,7 +304,7 @@ def verdicts(figures: dict[str, Any]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure, best kept (default 5)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per figure, medians kept (default 5)")
     parser.add_argument("--events", type=int, default=20_000, help="events per trigger run (default 20,000)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--check", action="store_true", help="exit status 1 if a target is missed")
@@ -311,7 +318,9 @@ def main() -> int:
 
     load = os.getloadavg()
     print(f"EventManager.trigger vs linear scan; {os.cpu_count()} CPUs, load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; best of {args.repeat}; {args.events:,} events per run")
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.repeat} rounds; {args.events:,} events per run")
+    print("register s and ev/s: medians of the runs; speedup: median of same-round ratios (each round's under "
+          "the row); cost vs 100: the rows' median rates divided (measured apart, information)")
     print(f"{'rules':>8} {'register s':>11} {'trigger ev/s':>13} {'linear ev/s':>12} {'speedup':>9} "
           f"{'matches/event':>14} {'cost vs 100':>12}")
     rows: dict[int, dict[str, Any]] = {}
@@ -326,25 +335,26 @@ def main() -> int:
             del row["manager"], row["events"]
         cost = f"{rows[100]['trigger_rate'] / row['trigger_rate']:.2f}x" if 100 in rows else "-"
         print(f"{size:>8,} {row['register_s']:>11.3f} {row['trigger_rate']:>13,.0f} {row['linear_rate']:>12,.0f} "
-              f"{row['trigger_rate'] / row['linear_rate']:>8.1f}x {row['matches']:>14.2f} {cost:>12}", flush=True)
-    ratios = paired_cost(rows[100], rows[100_000], args.repeat)
-    print(f"cost per event, 100k rules / 100 rules, timed back to back: median {statistics.median(ratios):.2f}x "
-          f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}; best / best: "
-          f"{rows[100]['trigger_rate'] / rows[100_000]['trigger_rate']:.2f}x)")
+              f"{row['speedup']:>8.1f}x {row['matches']:>14.2f} {cost:>12}", flush=True)
+        print(f"{'':>8} speedup per round: {rounds_text(row['speedups'], 1)}", flush=True)
+    cost_median, cost_rounds = paired_cost(rows[100], rows[100_000], args.repeat)
+    print(f"cost per event, 100k rules / 100 rules, timed back to back: median {cost_median:.2f}x "
+          f"(rounds: {rounds_text(cost_rounds)})")
     broad_rules = make_rules(random.Random(args.seed + 1), 10_000, selective=False)
     broad = measure(broad_rules, make_events(random.Random(args.seed + 2), args.events // 4, broad_rules),
                     max(1, args.repeat // 2))
     print(f"{'broad 10k':>8} {broad['register_s']:>11.3f} {broad['trigger_rate']:>13,.0f} "
-          f"{broad['linear_rate']:>12,.0f} {broad['trigger_rate'] / broad['linear_rate']:>8.1f}x "
+          f"{broad['linear_rate']:>12,.0f} {broad['speedup']:>8.1f}x "
           f"{broad['matches']:>14.2f}   (information)")
-    speedup_10k = rows[10_000]["trigger_rate"] / rows[10_000]["linear_rate"]
+    print(f"{'':>8} speedup per round: {rounds_text(broad['speedups'], 1)}")
+    speedup_10k = rows[10_000]["speedup"]
     register_100k = rows[100_000]["register_s"]
 
     del rows, broad
     gc.collect()
     figures = {
         "speedup_10k": round(speedup_10k, 1),
-        "cost_100k_vs_100": round(statistics.median(ratios), 2),
+        "cost_100k_vs_100": round(cost_median, 2),
         "register_100k_s": round(register_100k, 3),
         **fanout(args.seed, args.events // 4, max(args.repeat, 5)),
     }

@@ -28,8 +28,9 @@ Light pipeline, ``--items`` (default 1,000,000) items:
 * **pypeln processes**: ``pl.process.map/filter`` stages, one worker each (parse, filter,
   enrich, route-and-branch in one stage since pypeln has no router), counted here. pypeln 0.4.9
   reads a multiprocessing Manager namespace on every ``get()``, which caps it near 1-2 thousand
-  items/s, so it runs on ``--pypeln-items`` (default 20,000) and its rate is compared:
-  ``vs_pypeln`` = chronopipe processes / pypeln processes (process pipelines on both sides).
+  items/s, so it runs on ``--pypeln-items`` (default 20,000) and rates are compared, paired per
+  round (pypeln runs right after chronopipe processes): ``vs_pypeln`` = chronopipe processes /
+  pypeln processes (process pipelines on both sides).
 
 Heavy pipeline, ``--heavy-items`` (default 200,000) items: ``enrich`` also runs a pure-Python
 loop calibrated at start-up to take ``--heavy-us`` (default 20) microseconds per item:
@@ -42,13 +43,16 @@ loop calibrated at start-up to take ``--heavy-us`` (default 20) microseconds per
   this process, so only enrich's items cross processes.
 
 Every contender runs ``--repeat`` times (default 3), round robin (a noisy moment then hits every
-contender rather than one), and its best run is kept. Under the two target rows, the ratio of
-each round's pair of runs is printed too (neighbours in time see about the same machine).
+contender rather than one), in the order listed above, so the two sides of each ratio in the JSON
+run back to back in every round. No figure is a best run: a rate is the median of a contender's
+runs, and a ratio the median over rounds of the ratio of that round's two runs (neighbours in
+time see about the same machine), each round's ratio printed under it.
 
 Output (progress goes to stderr): a table headed by the load average and by how many cores the
 machine gave right then (two processes spinning in parallel against one: 2.0x on 2 free cores,
 near 1.0x when other work holds a core, and then no parallel speed-up can show), then, as the very last
-line, one JSON object: ``{"sync_vs_consecution", "processes_vs_sync_heavy", "vs_pypeln"}``.
+line, one JSON object: ``{"sync_vs_consecution", "processes_vs_sync_heavy", "vs_pypeln"}``
+(each the median of same-round ratios).
 ``--check`` exits with status 1 when a target is missed.
 """
 
@@ -68,7 +72,7 @@ import psutil
 
 import chronopipe as cp
 import chronopipe.graph as cg
-from _common import Run, best, check_count, finish, target_verdict
+from _common import Run, check_count, finish, median_rate, paired_ratio, rounds_text, target_verdict
 
 TARGETS = {"sync_vs_consecution": (1.0, "min"), "processes_vs_sync_heavy": (1.6, "min")}
 verdict = functools.partial(target_verdict, TARGETS)
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heavy-items", type=int, default=200_000, help="items of the heavy runs (default 200,000)")
     parser.add_argument("--pypeln-items", type=int, default=20_000, help="items of the pypeln runs (default 20,000)")
     parser.add_argument("--heavy-us", type=float, default=20.0, help="heavy work per item, microseconds (default 20)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender, best kept (default 3)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the contenders, medians kept (default 3)")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
     if min(args.items, args.heavy_items, args.pypeln_items, args.repeat) < 1 or args.heavy_us <= 0:
@@ -247,43 +251,40 @@ def main(argv: list[str] | None = None) -> int:
             runs[key].append(run())
             cp.Runtime().shutdown()
 
-    rate = {key: best(r).rate for key, r in runs.items()}
-    summary = {
-        "sync_vs_consecution": round(rate["sync"] / rate["consecution"], 2),
-        "processes_vs_sync_heavy": round(rate["processes_heavy"] / rate["sync_heavy"], 2),
-        "vs_pypeln": round(rate["processes"] / rate["pypeln"], 2),
-    }
-    paired = {
-        "sync_vs_consecution": ("sync", "consecution"),
-        "processes_vs_sync_heavy": ("processes_heavy", "sync_heavy"),
-    }
     baseline = {"consecution": "sync", "sync": "consecution", "threads": "consecution", "processes": "pypeln",
                 "pypeln": "pypeln", "sync_heavy": "sync_heavy", "processes_heavy": "sync_heavy",
                 "mixed_heavy": "sync_heavy"}
+    rate = {key: median_rate(r) for key, r in runs.items()}
+    # each row's rate / its baseline's, per round (run i of both came from round i), and their median
+    ratios = {key: paired_ratio(runs[key], runs[base]) for key, base in baseline.items()}
+    summary = {
+        "sync_vs_consecution": round(ratios["sync"][0], 2),
+        "processes_vs_sync_heavy": round(ratios["processes_heavy"][0], 2),
+        "vs_pypeln": round(ratios["processes"][0], 2),
+    }
+    targets = {"sync": "sync_vs_consecution", "processes_heavy": "processes_vs_sync_heavy"}  # row -> target
 
     print(f"chronopipe {cp.__version__} graph benchmark: {n:,} items light, {nh:,} heavy "
           f"({args.heavy_us:g} us of pure-Python work per item in enrich: {turns} loop turns), "
-          f"{args.pypeln_items:,} for pypeln; best of {args.repeat}; {psutil.cpu_count()} CPUs, "
+          f"{args.pypeln_items:,} for pypeln; {args.repeat} rounds, rates are medians of the runs, ratios "
+          f"medians of same-round ratios; {psutil.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}, consecution {consecution.__version__}, "
           f"pypeln {getattr(pypeln, '__version__', '?')}")
     print(f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; two spinning processes ran "
           f"{capacity_before:.2f}x / {parallel_capacity():.2f}x as fast as one, before / after "
           "(other work on the machine makes the rates noisy)")
     print()
-    print(f"{'contender':<40} {'items':>9} {'best s':>8} {'items/s':>10} {'ratio':>7}  {'vs':<18} target")
+    print(f"{'contender':<40} {'items':>9} {'median s':>8} {'items/s':>10} {'ratio':>7}  {'vs':<18} target")
     print("-" * 110)
     for key, (label, _) in contenders.items():
-        run, base = best(runs[key]), baseline[key]
-        ratio = rate[key] / rate[base]
-        target = next((verdict(t, summary[t]) for t, (a, _) in paired.items() if a == key), "")
-        print(f"{label:<40} {run.records:>9,} {run.seconds:>8.3f} {run.rate:>10,.0f} {ratio:>6.2f}x  "
+        records, base = runs[key][0].records, baseline[key]
+        ratio, per_round = ratios[key]
+        target = verdict(targets[key], summary[targets[key]]) if key in targets else ""
+        print(f"{label:<40} {records:>9,} {records / rate[key]:>8.3f} {rate[key]:>10,.0f} {ratio:>6.2f}x  "
               f"{contenders[base][0]:<18} {target}".rstrip())
         print(f"{'':<40} runs: {', '.join(f'{r.rate:,.0f}' for r in runs[key])} items/s")
-        for a, b in paired.values():
-            if a == key:
-                pairs = [x.rate / y.rate for x, y in zip(runs[a], runs[b], strict=True)]
-                print(f"{'':<40} same-round ratios: {', '.join(f'{p:.2f}' for p in pairs)} "
-                      f"(median {statistics.median(pairs):.2f})")
+        if base != key:
+            print(f"{'':<40} same-round ratios: {rounds_text(per_round)} (median {ratio:.2f})")
     print("-" * 110)
     return finish(TARGETS, summary, args.check)
 

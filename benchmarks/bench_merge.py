@@ -13,9 +13,12 @@ interleaves all of them: the merged output is exactly ``t = 0, 1, 2, ...``. Ever
 the same work per record (it checks that ``t`` is the next expected value and counts it), so a
 wrong merge fails the run instead of looking fast.
 
-Merge contenders (each run ``--repeat`` times, default 5, round robin within its group, best run
-kept, since a shared 2-core machine is noisy; (a) and (b) run before the lists of (c) exist, so
-the garbage collector never scans a million live records during them):
+Merge contenders (each run ``--repeat`` times, default 5, round robin within its group, each
+round running a ratio's two contenders back to back: (a) with output channel, (a), (b), then
+the threaded multiplexer, heapq.merge over lists, merge_sorted; (a) and (b) run before the lists
+of (c) exist, so the garbage collector never scans a million live records during them). A shared
+2-core machine is noisy, so no figure is a best run: a ratio is the median over rounds of the
+two contenders' same-round rate ratio, a rate the median of a contender's runs:
 
 * **(a) chronopipe, S producer processes**: ``SortedQueueMultiplexer(channel_mode="process")``; each
   input channel is fed by its own source ``Actor(mode="process")`` that generates its stream
@@ -40,7 +43,8 @@ CSV merge (information, no target): ``--csv-files`` files (default 3) of ``--csv
 (default 1,000,000; header ``date,Temperature,Humidity,Light,CO2,HumidityRatio,Occupancy``, sorted
 ``date`` values like ``2015-02-04 17:51:00`` interleaved between the files) are generated under a
 temporary directory (deleted at the end; ``--tmpdir`` picks its parent), then timed
-``--csv-repeat`` times each (default 2, round robin, best kept):
+``--csv-repeat`` times each (default 2, round robin, the baseline then main.py in each round;
+medians reported):
 
 * **main.py --files**: ``<this python> main.py --files '<tmpdir>/*.csv' --output /dev/null`` as a
   subprocess (interpreter start-up included). A preflight on 3 small files first checks that
@@ -55,13 +59,13 @@ temporary directory (deleted at the end; ``--tmpdir`` picks its parent), then ti
 only) and prints where its time goes, above the verdict.
 
 Output (progress goes to stderr): a table headed by the load average, since other work on the
-machine moves the rates a lot, with every run's rate and the median under each row, and, under
-the two target rows, the ratio of each round's pair of runs (neighbours in time see about the
-same machine; on a noisy VM their median is steadier than best / best), then, as the very last
-line, one JSON object with the keys
-``records_per_s`` ((a)'s rate), ``vs_single_process`` ((a) / (b)), ``core_vs_heapq_merge``
-(chronopipe core / heapq.merge over lists), ``csv_rows_per_s`` (main.py, or null) and
-``csv_baseline_rows_per_s`` (or null with ``--no-csv``). ``--check`` exits with status 1 when a
+machine moves the rates a lot: each row's median rate, every run's rate under it, and under each
+ratio the ratio of each round's pair of runs (neighbours in time see about the same machine; on
+a noisy VM their median is steadier than best / best, and it is the ratio shown), then, as the
+very last line, one JSON object with the keys ``records_per_s`` ((a)'s median rate),
+``vs_single_process`` ((a) / (b)), ``core_vs_heapq_merge`` (chronopipe core / heapq.merge over
+lists), both medians of same-round ratios, ``csv_rows_per_s`` (main.py's median rate, or null)
+and ``csv_baseline_rows_per_s`` (its median rate, or null with ``--no-csv``). ``--check`` exits with status 1 when a
 target is missed.
 """
 
@@ -77,7 +81,6 @@ import operator
 import os
 import pstats
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,7 +91,7 @@ from pathlib import Path
 from typing import Any
 
 import chronopipe as cp
-from _common import Run, best, check_count, finish, target_verdict
+from _common import Run, check_count, finish, median_rate, paired_ratio, rounds_text, target_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
@@ -108,11 +111,14 @@ TARGETS = {  # name: (bound, "min" or "max")
 verdict = functools.partial(target_verdict, TARGETS)
 
 
-# rows followed by a line of same-round ratios: row -> (numerator row, denominator row, label)
+# rows with a ratio (the median of same-round ratios, each round's printed under it):
+# row -> (numerator row, denominator row, label, target key or None)
 PAIRED = {
-    "generators": ("processes", "generators", "(a)/(b)"),
-    "core": ("core", "heapq_lists", "core/heapq"),
-    "mux_threads": ("mux_threads", "heapq_lists", "mux/heapq"),
+    "generators": ("processes", "generators", "(a)/(b)", "vs_single_process"),
+    "processes_out": ("processes_out", "generators", "vs (b)", None),
+    "core": ("core", "heapq_lists", "core/heapq", "core_vs_heapq_merge"),
+    "mux_threads": ("mux_threads", "heapq_lists", "mux/heapq", None),
+    "main_py": ("main_py", "csv_baseline", "main.py/stdlib", None),
 }
 
 
@@ -365,7 +371,8 @@ def run_main_py(directory: Path, expected: int) -> Run:
 
 
 def round_robin(contenders: dict[str, tuple[str, Callable[[], Run]]], repeat: int) -> dict[str, list[Run]]:
-    """Every contender ``repeat`` times, in turns, so a noisy moment does not hit one only."""
+    """Every contender ``repeat`` times, in turns (in the dict's order), so a noisy moment does not
+    hit one only; run i of every contender comes from round i, for ``paired_ratio``."""
     runs: dict[str, list[Run]] = {key: [] for key in contenders}
     for rep in range(repeat):
         for key, (label, run) in contenders.items():
@@ -390,10 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=8, help="sorted input streams (default 8)")
     parser.add_argument("--per-stream", type=int, default=125_000, help="records per stream (default 125,000)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per merge contender, best kept (default 5)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of merge contenders, medians kept (default 5)")
     parser.add_argument("--csv-files", type=int, default=3, help="CSV files to merge (default 3)")
     parser.add_argument("--csv-rows", type=int, default=1_000_000, help="rows per CSV file (default 1,000,000)")
-    parser.add_argument("--csv-repeat", type=int, default=2, help="runs per CSV contender, best kept (default 2)")
+    parser.add_argument("--csv-repeat", type=int, default=2, help="rounds of CSV contenders (default 2)")
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV part (csv_* are null)")
     parser.add_argument("--tmpdir", type=Path, default=None, help="parent of the temporary CSV directory")
     parser.add_argument("--profile", action="store_true", help="also profile one threaded multiplexer run (stderr)")
@@ -417,11 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         "csv_baseline": "DictReader+heapq.merge+DictWriter",
     }
 
-    runs = round_robin(
+    runs = round_robin(  # in each round (a) and (b) back to back, as core and heapq.merge below
         {
-            "processes": (labels["processes"], lambda: run_chronopipe_processes(streams, per_stream)),
             "processes_out": (labels["processes_out"],
                               lambda: run_chronopipe_processes(streams, per_stream, output_thread=True)),
+            "processes": (labels["processes"], lambda: run_chronopipe_processes(streams, per_stream)),
             "generators": (labels["generators"], lambda: run_heapq_generators(streams, per_stream)),
         },
         args.repeat,
@@ -430,9 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     lists = [list(make_stream(s, streams, per_stream)) for s in range(streams)]
     runs |= round_robin(
         {
+            "mux_threads": (labels["mux_threads"], lambda: run_chronopipe_mux_threads(lists)[0]),
             "heapq_lists": (labels["heapq_lists"], lambda: run_heapq_lists(lists)),
             "core": (labels["core"], lambda: run_chronopipe_core(lists)),
-            "mux_threads": (labels["mux_threads"], lambda: run_chronopipe_mux_threads(lists)[0]),
         },
         args.repeat,
     )
@@ -468,58 +475,47 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"CSV part failed: {exc}")
                 csv_note += f"; FAILED: {exc}"
 
-    a, a_out, b = best(runs["processes"]), best(runs["processes_out"]), best(runs["generators"])
-    heap_lists, core, mux = best(runs["heapq_lists"]), best(runs["core"]), best(runs["mux_threads"])
-    main_py = best(runs["main_py"]) if runs.get("main_py") else None
-    csv_base = best(runs["csv_baseline"]) if runs.get("csv_baseline") else None
+    rate = {key: median_rate(r) for key, r in runs.items() if r}
+    paired = {row: paired_ratio(runs[num], runs[den]) for row, (num, den, _, _) in PAIRED.items()
+              if runs.get(num) and runs.get(den)}
     summary = {
-        "records_per_s": round(a.rate),
-        "vs_single_process": round(a.rate / b.rate, 2),
-        "core_vs_heapq_merge": round(core.rate / heap_lists.rate, 2),
-        "csv_rows_per_s": round(main_py.rate) if main_py else None,
-        "csv_baseline_rows_per_s": round(csv_base.rate) if csv_base else None,
+        "records_per_s": round(rate["processes"]),
+        "vs_single_process": round(paired["generators"][0], 2),
+        "core_vs_heapq_merge": round(paired["core"][0], 2),
+        "csv_rows_per_s": round(rate["main_py"]) if "main_py" in rate else None,
+        "csv_baseline_rows_per_s": round(rate["csv_baseline"]) if "csv_baseline" in rate else None,
     }
 
     print(
         f"chronopipe {cp.__version__} merge benchmark: {streams} sorted streams x {per_stream:,} records "
-        f"= {n:,}, best of {args.repeat}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+        f"= {n:,}, {args.repeat} rounds ({csv_repeat} for CSV); rates are medians of the runs, ratios medians "
+        f"of same-round ratios; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(
         f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
         "(other work on the machine makes the rates noisy)"
     )
     print()
-    print(f"{'contender':<38} {'records':>10} {'best s':>8} {'records/s':>11} {'ratio':>26}  target")
+    print(f"{'contender':<38} {'records':>10} {'median s':>8} {'records/s':>11} {'ratio (median)':>26}  target")
     print("-" * 110)
-    rows: list[tuple[str, Run | None, str, str]] = [
-        ("processes", a, "", ""),
-        ("generators", b, f"(a)/(b) = {a.rate / b.rate:.2f}x", verdict("vs_single_process", a.rate / b.rate)),
-        ("processes_out", a_out, f"vs (b) = {a_out.rate / b.rate:.2f}x", "(info)"),
-        ("heapq_lists", heap_lists, "", ""),
-        ("core", core, f"core/heapq = {core.rate / heap_lists.rate:.2f}x",
-         verdict("core_vs_heapq_merge", core.rate / heap_lists.rate)),
-        ("mux_threads", mux, f"mux/heapq = {mux.rate / heap_lists.rate:.2f}x", "(info)"),
-    ]
+    keys = ["processes", "generators", "processes_out", "heapq_lists", "core", "mux_threads"]
     if not args.no_csv:
-        rows += [
-            ("csv_baseline", csv_base, "", ""),
-            ("main_py", main_py, f"main.py/stdlib = {main_py.rate / csv_base.rate:.2f}x" if main_py and csv_base
-             else "", "(info)" if main_py else ""),
-        ]
-    for key, run, ratio, target in rows:
-        if run is None:
+        keys += ["csv_baseline", "main_py"]
+    for key in keys:
+        if key not in rate:
             print(f"{labels[key]:<38} {'-':>10} {'-':>8} {'-':>11} {'':>26}  skipped")
             continue
-        all_rates = ", ".join(f"{r.rate:,.0f}" for r in runs[key])
-        median = statistics.median(r.rate for r in runs[key])
-        print(f"{labels[key]:<38} {run.records:>10,} {run.seconds:>8.3f} {run.rate:>11,.0f} {ratio:>26}  {target}"
-              .rstrip())
-        print(f"{'':<38} runs: {all_rates} /s (median {median:,.0f})")
-        if key in PAIRED:  # same-round ratios: both runs saw about the same machine
-            num, den, label = PAIRED[key]
-            paired = [x.rate / y.rate for x, y in zip(runs[num], runs[den], strict=True)]
-            print(f"{'':<38} {label} per round: {', '.join(f'{r:.2f}' for r in paired)} "
-                  f"(median {statistics.median(paired):.2f})")
+        records = runs[key][0].records
+        ratio = target = ""
+        if key in paired:  # same-round ratios: both runs saw about the same machine
+            label, target_key = PAIRED[key][2:]
+            ratio = f"{label} = {paired[key][0]:.2f}x"
+            target = verdict(target_key, summary[target_key]) if target_key else "(info)"
+        print(f"{labels[key]:<38} {records:>10,} {records / rate[key]:>8.3f} {rate[key]:>11,.0f} {ratio:>26}  "
+              f"{target}".rstrip())
+        print(f"{'':<38} runs: {', '.join(f'{r.rate:,.0f}' for r in runs[key])} /s")
+        if key in paired:
+            print(f"{'':<38} {label} per round: {rounds_text(paired[key][1])} (median {paired[key][0]:.2f})")
     print("-" * 110)
     print(f"CSV: {csv_note}")
     print()

@@ -9,15 +9,20 @@ What is measured
 The work is the same everywhere: generate ``{"timestamp": i, "value": i * 0.5, "name": "s1"}``
 for ``i < N``, add a field (``{**r, "extra": 1}``), count the records at the end.
 
-Throughput contenders (each run ``--repeat`` times, round robin, best run kept, since a shared
-2-core machine is noisy; every run's wall time includes starting and joining its processes):
+Throughput contenders (each run ``--repeat`` times, round robin: every round runs the single
+loop, chronopipe, the hand-batched queue and the per-record queue back to back, so chronopipe
+sits next to its two closest rivals; every run's wall time includes starting and joining its
+processes). A shared 2-core machine is noisy, so no figure is a best run: each ratio is the
+median over rounds of chronopipe's rate / that contender's rate in the same round, and each
+absolute rate the median of its runs:
 
 * **chronopipe**: source actor -> map actor -> sink actor (counts in ``on_receive``), each in its
   own process, connected by two ``Channel(mode="process")`` (batches of 1,000, linger 5 ms).
 * **single loop**: the same work in one plain loop in this process.
 * **mp.Queue, 1 put/record**: stdlib ``multiprocessing`` (fork), the same 3 processes, one
   ``Queue.put`` per record. It is very slow (well under 150k records/s), so it runs on
-  ``--queue-records`` records (default N / 10) and its rate is compared.
+  ``--queue-records`` records (default N / 10); its ratio pairs the two runs' rates (records/s)
+  per round, the records counts being different.
 * **mp.Queue, hand-batched**: the same 3 processes, lists of 1,000 records per ``put``: the best
   a user can do by hand. Its sink still looks at every record, as the other sinks do.
 
@@ -38,9 +43,11 @@ Other numbers:
   are shown for information.
 
 Output (progress goes to stderr): a table headed by the load average, since other work on
-the machine moves the rates a lot, then, as the very last line, one JSON object with the keys ``records_per_s``,
-``vs_mp_queue``, ``vs_hand_batched``, ``vs_single_loop`` (chronopipe's rate / that rate),
-``peak_rss_mb``, ``latency_ms`` and ``startup_s``. ``--check`` exits with status 1 when a target
+the machine moves the rates a lot, with every run's rate and every round's ratio under each row,
+then, as the very last line, one JSON object with the keys ``records_per_s`` (chronopipe's median
+rate), ``vs_mp_queue``, ``vs_hand_batched``, ``vs_single_loop`` (the median over rounds of
+chronopipe's rate / that contender's rate in the same round), ``peak_rss_mb`` (the largest peak
+of all chronopipe runs), ``latency_ms`` and ``startup_s``. ``--check`` exits with status 1 when a target
 is missed.
 """
 
@@ -62,7 +69,7 @@ from typing import Any
 import psutil
 
 import chronopipe as cp
-from _common import Run, best, check_count, finish, target_verdict
+from _common import Run, check_count, finish, median_rate, paired_ratio, rounds_text, target_verdict
 
 BATCH = 1000  # records per channel batch and per hand-batched put
 CHANNEL_MAXSIZE = 10_000
@@ -71,6 +78,8 @@ TIMEOUT = 300.0  # a run that takes longer than this is a hang: fail loudly inst
 RSS_INTERVAL = 0.01
 MB = 1024 * 1024
 WARM_STARTS = 5  # start-up measurements after the cold one, for information
+# The order of each round: chronopipe back to back with both the loop and the hand-batched queue.
+ROUND_ORDER = ("single_loop", "chronopipe", "hand_batched", "mp_queue")
 
 TARGETS = {  # name: (bound, "min" or "max")
     "vs_mp_queue": (15.0, "min"),
@@ -329,7 +338,8 @@ def measure_startup() -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="records per run (default 1,000,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per throughput contender, best kept (default 3)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the throughput contenders, medians kept (default 3)")
     parser.add_argument(
         "--queue-records",
         type=int,
@@ -362,20 +372,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     runs: dict[str, list[Run]] = {key: [] for key in contenders}
     for rep in range(args.repeat):  # round robin, so a noisy moment does not hit one contender only
-        for key, (label, run) in contenders.items():
+        for key in ROUND_ORDER:  # chronopipe between its two closest rivals: each pair back to back
+            label, run = contenders[key]
             progress(f"round {rep + 1}/{args.repeat}: {label}...")
             runs[key].append(run())
 
     progress(f"latency ({args.latency_samples} lone records, twice)...")
     lat_put, lat_flush = measure_latency(args.latency_samples)
 
-    cp_best = best(runs["chronopipe"])
+    # chronopipe's rate / each contender's, per round (run i of both came from round i), and their median
+    paired = {key: paired_ratio(runs["chronopipe"], runs[key]) for key in contenders if key != "chronopipe"}
     peak_rss_mb = max(r.peak_rss for r in runs["chronopipe"]) / MB
     summary = {
-        "records_per_s": round(cp_best.rate),
-        "vs_mp_queue": round(cp_best.rate / best(runs["mp_queue"]).rate, 2),
-        "vs_hand_batched": round(cp_best.rate / best(runs["hand_batched"]).rate, 2),
-        "vs_single_loop": round(cp_best.rate / best(runs["single_loop"]).rate, 2),
+        "records_per_s": round(median_rate(runs["chronopipe"])),
+        "vs_mp_queue": round(paired["mp_queue"][0], 2),
+        "vs_hand_batched": round(paired["hand_batched"][0], 2),
+        "vs_single_loop": round(paired["single_loop"][0], 2),
         "peak_rss_mb": round(peak_rss_mb, 1),
         "latency_ms": round(statistics.median(lat_put) * 1000, 2),
         "startup_s": round(cold_startup, 4),
@@ -383,23 +395,27 @@ def main(argv: list[str] | None = None) -> int:
     ratio_key = {"mp_queue": "vs_mp_queue", "hand_batched": "vs_hand_batched", "single_loop": "vs_single_loop"}
 
     print(
-        f"chronopipe {cp.__version__} pipeline benchmark: {n:,} records, best of {args.repeat}, "
-        f"{psutil.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+        f"chronopipe {cp.__version__} pipeline benchmark: {n:,} records, {args.repeat} rounds; rates are medians "
+        f"of the runs, ratios medians of same-round ratios; {psutil.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(
         f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
         "(other work on the machine makes the rates noisy)"
     )
     print()
-    print(f"{'contender':<34} {'records':>10} {'best s':>8} {'records/s':>11} {'chronopipe/this':>16}  target")
+    print(f"{'contender':<34} {'records':>10} {'median s':>8} {'records/s':>11} {'chronopipe/this':>16}  target")
     print("-" * 100)
     for key, (label, _) in contenders.items():
-        run = best(runs[key])
+        records = runs[key][0].records
+        rate = median_rate(runs[key])
         all_rates = ", ".join(f"{r.rate:,.0f}" for r in runs[key])
-        ratio = cp_best.rate / run.rate
+        ratio = f"{paired[key][0]:>15.2f}x" if key in paired else f"{'':>16}"
         target = verdict(ratio_key[key], summary[ratio_key[key]]) if key in ratio_key else ""
-        print(f"{label:<34} {run.records:>10,} {run.seconds:>8.3f} {run.rate:>11,.0f} {ratio:>15.2f}x  {target}")
+        print(f"{label:<34} {records:>10,} {records / rate:>8.3f} {rate:>11,.0f} {ratio}  {target}".rstrip())
         print(f"{'':<34} runs: {all_rates} records/s")
+        if key in paired:
+            print(f"{'':<34} chronopipe/this per round: {rounds_text(paired[key][1])} "
+                  f"(median {paired[key][0]:.2f})")
     print("-" * 100)
     rows = [
         ("peak RSS, whole process tree", f"{peak_rss_mb:.1f} MB", verdict("peak_rss_mb", summary["peak_rss_mb"])),
