@@ -365,3 +365,9 @@ def test_kind_the_older_name_of_channel_mode_still_works_with_a_deprecation_warn
     with pytest.warns(DeprecationWarning, match="a multiplexer channel_mode="):
         mux = mux_class(kind="thread")
     assert mux.channel_mode == "thread" and mux.input_queue().mode == "thread"
+
+
+@pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
+def test_an_unknown_channel_mode_is_refused_when_the_multiplexer_is_made(mux_class):
+    with pytest.raises(ValueError, match="Channel mode must be 'thread' or 'process', not 'bogus'"):
+        mux_class(channel_mode="bogus")

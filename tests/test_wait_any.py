@@ -157,3 +157,15 @@ def test_it_refuses_to_wait_on_no_channel():
 def test_every_wait_has_a_finite_timeout(timeout):
     with pytest.raises(ValueError, match="timeout must be"):
         wait_any([cp.Channel(mode="thread")], timeout=timeout)
+
+
+@pytest.mark.parametrize("foreign", [queue.Queue(), [1, 2]], ids=["queue", "list"])
+def test_something_that_is_not_a_channel_is_refused_with_a_type_error_naming_it(foreign):
+    with pytest.raises(TypeError, match=f"waits on Channels, not {type(foreign).__name__}: read a queue through"):
+        wait_any([cp.Channel(mode="thread"), foreign], timeout=0.1)
+
+
+@pytest.mark.parametrize("timeout", [None, "1"])
+def test_a_timeout_that_is_not_a_number_is_refused_with_a_type_error(timeout):
+    with pytest.raises(TypeError, match="timeout must be a number of seconds"):
+        wait_any([cp.Channel(mode="thread")], timeout=timeout)

@@ -58,12 +58,21 @@ def wait_any(channels: Iterable[Channel], timeout: float) -> list[Channel]:
     Raises:
         ValueError: no channels; ``timeout`` negative or not finite (every wait has a way out:
             a caller that waits longer loops, and checks what should end it in between).
+        TypeError: something that is not a Channel (a foreign queue: read it through
+            ``chronopipe.channels.queues.as_input(queue, name)``, a Channel around it); a timeout that is
+            not a number.
         Exception: what receiving a batch raised, other than ChannelBroken (a pipe's batch that
             cannot be unpickled): ``ready()`` receives a pipe's next batch to know.
     """
     channels = list(channels)
     if not channels:
         raise ValueError("wait_any needs at least one channel to wait on")
+    for ch in channels:
+        if not isinstance(ch, Channel):
+            raise TypeError(f"wait_any waits on Channels, not {type(ch).__name__}: read a queue through "
+                            "chronopipe.channels.queues.as_input(queue, name), a Channel around it")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"wait_any: timeout must be a number of seconds, not {timeout!r}")
     if not (timeout >= 0 and math.isfinite(timeout)):
         raise ValueError(f"wait_any: timeout must be >= 0 seconds and finite, not {timeout!r}")
     if timeout == 0:

@@ -5,8 +5,10 @@ run depth first on one thread). Code written for it calls more of a node than a 
 needs: ``depth_first_walk``, ``breadth_first_walk``, ``all_nodes``, ``root_nodes``,
 ``initial_node_set``, ``terminal_node_set``, ``top_down_call``, ``top_down_make_repr``,
 ``plot`` and the helpers its tests patch (``_build_pydot_graph``, ``_get_exposed_slots``).
-They stay, with consecution's names and behaviour (tests/test_graph_consecution.py), in this
-one mixin that ``Node`` inherits; chronopipe's own code uses none of them but ``plot``
+They stay, with consecution's names and signatures (tests/test_graph_consecution.py), in this
+one mixin that ``Node`` inherits. Two differences: the walks visit the same nodes, but a node
+with several parents may come in another order in ``as_ordered_list=True``; ``plot`` also
+writes pdf and svg, where consecution drew png only. chronopipe's own code uses none of them but ``plot``
 (``Pipeline.plot`` draws through its top node, so a patched ``_build_pydot_graph`` is used).
 New code walks with ``Node.walk`` and draws with ``Pipeline.plot``.
 """

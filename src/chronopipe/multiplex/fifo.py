@@ -21,7 +21,7 @@ from typing import Any
 
 from ..actors.actor import Actor
 from ..channels import Channel, Mode
-from ..channels.base import POLL_INTERVAL, renamed_mode
+from ..channels.base import POLL_INTERVAL, channel_class, renamed_mode
 from ..channels.queues import QueueOutput, as_input
 from ..runtime.seed import SeedStart
 from .merge import interleave, merge_channels
@@ -59,6 +59,7 @@ class QueueMultiplexer(SeedStart, Actor):
         super().__init__(name, mode=mode)
         self.maxsize = maxsize
         self.channel_mode: Mode = renamed_mode(channel_mode, kind, warn=kind is not None)
+        channel_class(self.channel_mode)  # an unknown mode fails here, not at the first input_queue()
         self._inputs: list[Channel] = []
         self._registered = threading.Event()  # set once an input and an output exist
 
