@@ -4,6 +4,7 @@
     chronopipe merge-csv --files PATH... [--key COLUMN] [--direction min|max] [--output CSV]
     chronopipe validate CAPTURE... [--rules F] [--json F] [--html F]
     chronopipe scl FILE|-
+    chronopipe dead-letters FILE [--verbose]
 
 Exit status (see outputs.EXIT_CODES): 0 all good; 1 the run finished but found something; 2 usage
 error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM. A routine mistake
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .deadletters import add_parser as add_dead_letters_parser
 from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, UsageError
 from .scl import add_parser as add_scl_parser
 from .validate import add_parser as add_validate_parser
@@ -75,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
     add_scl_parser(sub)
     add_validate_parser(sub)
+    add_dead_letters_parser(sub)
     for command in sub.choices.values():  # every --help ends with the exit status table, as written
         command.formatter_class = argparse.RawDescriptionHelpFormatter
         command.epilog = EXIT_CODES
@@ -135,7 +138,8 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command is None:
             top.print_usage(sys.stderr)
-            print("chronopipe: error: give a command (merge, merge-csv, validate, scl) or --help", file=sys.stderr)
+            print("chronopipe: error: give a command (merge, merge-csv, validate, scl, dead-letters) or --help",
+                  file=sys.stderr)
             return EXIT_USAGE
         return _run(args)
     except KeyboardInterrupt:
@@ -153,6 +157,7 @@ def _main(argv: list[str] | None) -> int:
 
 #: What each command imports, loaded with Ctrl-C held back (see _deferred_signals).
 COMMAND_MODULES = {
+    "dead-letters": ("chronopipe.delivery",),
     "merge": ("chronopipe.cli.capmerge",),
     "merge-csv": ("chronopipe.cli.merge",),
     "validate": ("chronopipe.capture.validate", "chronopipe.capture.report", "chronopipe.capture.rules"),
@@ -184,10 +189,14 @@ def _run(args: argparse.Namespace) -> int:
     with _deferred_signals():
         for module in COMMAND_MODULES.get(args.command, ()):
             importlib.import_module(module)
-        if args.command != "scl" and _OWNER[0] == os.getpid():  # the commands that run actors
+        if args.command not in ("scl", "dead-letters") and _OWNER[0] == os.getpid():  # the commands that run actors
             from ..runtime.signals import redeliver_when_swallowed
 
             redeliver_when_swallowed(Terminated, signal.SIGTERM)
+    if args.command == "dead-letters":
+        from .deadletters import run_dead_letters
+
+        return run_dead_letters(args)
     if args.command == "validate":
         from .validate import run_validate
 

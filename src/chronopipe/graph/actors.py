@@ -11,6 +11,8 @@ Order of events, as in the sync mode:
 
 When a node raises, the Runtime stops every actor of the pipeline (and wakes whoever waits on
 their channels) and the caller gets an ActorError naming the node, with its traceback and item.
+Under ``guarantee="replay"`` it retries instead (delivery's ``retrying`` wraps its input where it
+runs) and sends its dead letters to a thread of the caller that writes the sink (plan.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.errors import ActorError
 from ..actors.home import Token, apply, changes, track
 from ..channels import ChannelBroken
+from ..delivery import SINK_ACTOR, Delivery, SharedTally, Tally, retrying, to_channel
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from ..runtime import Runtime
@@ -66,7 +69,7 @@ PROGRESS = _Progress()
 class NodeActor(Actor):
     """Runs one node (or one worker copy, or an ordered node's collector) as an actor."""
 
-    def __init__(self, unit: Unit, flags: Any, global_state: Any) -> None:
+    def __init__(self, unit: Unit, flags: Any, global_state: Any, delivery: Delivery | None = None) -> None:
         super().__init__(unit.name, mode=unit.mode)
         self.unit = unit
         self.inbox = unit.inputs[0] if len(unit.inputs) == 1 and unit.merge is None else None
@@ -75,6 +78,12 @@ class NodeActor(Actor):
         self._global_state = global_state
         self._track = unit.mode == "process" and unit.node is not None
         self._tokens: tuple[Token, Token] | None = None  # (global_state, node) in its process
+        self._pipeline = delivery.pipeline if delivery is not None else ""
+        self.policy = delivery.policy(unit.owner.name) if delivery is not None and unit.node is not None else None
+        #: retries and dead letters under "replay" (shared memory for a process: made before the fork)
+        self.tally = (SharedTally() if unit.mode == "process" else Tally()) if self.policy is not None else None
+        self._release: Any = None
+        self._each: Any = None  # the retrying input, a batch at a time
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
@@ -93,6 +102,11 @@ class NodeActor(Actor):
         self._wait_for_parents()
         node.begin()
         node.push = unit.push  # type: ignore[method-assign,assignment]
+        if self.policy is not None:  # its pushes wait until process() returns (delivery/retry.py)
+            assert unit.entry is not None
+            unit.entry, self._each, hold, self._release = retrying(
+                node, unit.entry, self.policy, to_channel(unit.dead_letters), self.tally, self._pipeline)
+            hold(unit.push)
         self._flags[unit.flag] = 1
 
     def _wait_for_parents(self) -> None:
@@ -105,6 +119,8 @@ class NodeActor(Actor):
 
     # -- items ---------------------------------------------------------------------------
     def run(self) -> None:
+        if self.unit.replayed:
+            self._run_replayed()
         if self.unit.merge is not None:
             self._run_merged()
         else:
@@ -113,11 +129,13 @@ class NodeActor(Actor):
     def _run_single(self) -> None:
         inbox, unit = self.inbox, self.unit
         assert inbox is not None and unit.entry is not None
-        entry, ports, current = unit.entry, unit.ports, unit.current
+        entry, ports, current, each = unit.entry, unit.ports, unit.current, self._each
         item: Any = _NO_RECORD
         for batch in self._inbox_batches(inbox):
             try:
-                if current is None:
+                if current is None and each is not None:  # retrying (delivery): a batch per call
+                    each(batch)
+                elif current is None:
                     for item in batch:
                         entry(item)
                 else:  # an ordered worker: items come numbered, what it pushes carries the number
@@ -130,6 +148,26 @@ class NodeActor(Actor):
                 raise
             self._flush_ports()
             self.counts.received += len(batch)  # after the send: a batch is received once handled and passed on
+
+    def _run_replayed(self) -> None:
+        """The records re-injected at this node, before its inbox. They are numbered below 0 in
+        file order, so an ordered node's collector sends on what they give first, in that order."""
+        unit, records = self.unit, self.unit.replayed
+        assert unit.entry is not None
+        entry, current = unit.entry, unit.current
+        item: Any = _NO_RECORD
+        try:
+            for number, item in records:
+                if current is not None:
+                    current[0] = number
+                entry(item)
+        except BaseException:
+            self._failed_record = item
+            raise
+        if current is not None:
+            unit.ports[0].pending.append((current[0], PROGRESS))
+        self._flush_ports()
+        self.counts.received += len(records)
 
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).
@@ -185,6 +223,8 @@ class NodeActor(Actor):
         if node is not None:
             if unit.current is not None:
                 unit.current[0] = math.inf  # what end() pushes comes after everything else
+            if self._release is not None:
+                self._release()  # what end() pushes goes straight on
             node.end()
         self.flush()
         if not self._track or self._tokens is None:
@@ -196,21 +236,26 @@ class NodeActor(Actor):
 class ActorRun:
     """One run of a pipeline's nodes as actors."""
 
-    def __init__(self, order: list[Node], mode: str, global_state: Any) -> None:
+    def __init__(self, order: list[Node], mode: str, global_state: Any, delivery: Delivery | None = None) -> None:
         self.order = order
         self.mode = mode
         self.global_state = global_state
+        self.delivery = delivery
         self.actors: list[Actor] = []
         self.plan: Plan | None = None
         self._node_of: dict[str, str] = {}
 
     # -- begin ---------------------------------------------------------------------------
     def begin(self) -> None:
-        self.plan = plan = build_plan(self.order, self.mode, _flags)
+        delivery = self.delivery
+        self.plan = plan = build_plan(self.order, self.mode, _flags, delivery=delivery)
         self._node_of = {u.name: u.owner.name for u in plan.units}
-        self.actors = [NodeActor(u, plan.flags, self.global_state) for u in plan.units]
+        self.actors = [NodeActor(u, plan.flags, self.global_state, delivery) for u in plan.units]
         if plan.log is not None:  # what node processes log is written here, to this stdout
             self.actors.append(Actor("node-log", stdout_write, inbox=plan.log, mode="thread"))
+        if plan.dead_letters is not None:  # every node's dead letters reach the sink on this thread
+            assert delivery is not None
+            self.actors.append(Actor(SINK_ACTOR, delivery.sink.write, inbox=plan.dead_letters, mode="thread"))
         runtime = Runtime()
         log.info("pipeline %s: starting %d actors (%s)", self.order[0].name, len(self.actors),
                  ", ".join(f"{a.name}:{a.mode}" for a in self.actors))
@@ -330,10 +375,13 @@ class ActorRun:
                 continue
             unit, stats = actor.unit, actor.statistics()
             c = out.setdefault(unit.owner.name, {"mode": _PIPELINE_MODE[unit.mode], "workers": 0, "received": 0,
-                                                 "sent": 0, "state": stats.state})
+                                                 "sent": 0, "state": stats.state, "retried": 0, "dead_lettered": 0})
             if unit.node is not None:
                 c["workers"] += 1
                 c["received"] += stats.received
+            if actor.tally is not None:
+                c["retried"] += int(actor.tally.retried)
+                c["dead_lettered"] += int(actor.tally.dead_lettered)
             if unit.current is None:  # an ordered worker sends to its collector, which sends on
                 c["sent"] += stats.emitted
             if stats.state != "finished":

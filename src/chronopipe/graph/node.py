@@ -8,7 +8,8 @@ the ``end()`` of every node upstream). Nodes are wired with ``|`` (see compose.p
 Three class attributes (or keyword arguments) are chronopipe's own and matter only in the
 ``threads`` and ``processes`` modes: ``workers`` (copies of a stateless node), ``ordered``
 (keep the input order after those copies) and ``mode`` (host this node on ``"threads"`` or
-``"processes"`` whatever the pipeline's mode).
+``"processes"`` whatever the pipeline's mode). Two more, in every mode, override the
+pipeline's delivery settings for this node: ``guarantee`` and ``max_retries`` (chronopipe.delivery).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class Node(ConsecutionExtras):
     ordered: bool = False
     #: chronopipe: "threads" or "processes" to host this node so whatever the pipeline's mode.
     mode: str | None = None
+    #: chronopipe: "none" or "replay" for this node (None: the pipeline's); see docs/delivery.md.
+    guarantee: str | None = None
+    #: chronopipe: under "replay", attempts after the first before a dead letter (None: the pipeline's).
+    max_retries: int | None = None
 
     def __init__(self, name: str, **kwargs: Any) -> None:
         for key, value in kwargs.items():

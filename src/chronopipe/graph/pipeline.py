@@ -9,18 +9,25 @@ each node, in the same order along a chain (and after ``ordered=True`` workers a
 ``merge_sorted``); what nodes leave in ``global_state`` and in their own attributes (see
 state.py for how that comes back from processes). Across a broadcast or a plain merge, how the
 items of different branches interleave is up to the threads and processes.
+
+``guarantee="replay"`` (per pipeline or per node) retries a record whose ``process()`` raises and
+then dead-letters it instead of failing the run; ``replay(path)`` gives a dead-letter file's
+records back to the nodes that failed them (chronopipe.delivery, docs/delivery.md).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..delivery import DEFAULT_MAX_RETRIES, Policy, Sink, open_sink
 from .node import Node, RouterNode, top_down_order
 from .render import digraph, text
+from .replays import SAME, Deliveries
 from .state import GlobalState
 from .sync import SyncRun
 from .wiring import stdout_write
@@ -30,6 +37,7 @@ __all__ = ["MODES", "NodeStatistics", "Pipeline", "PipelineStatistics"]
 Mode = Literal["sync", "threads", "processes"]
 MODES = ("sync", "threads", "processes")
 LOG_HEADER = "node_log,what,node_name,item\n"
+log = logging.getLogger("chronopipe.graph")
 
 
 @dataclass(frozen=True)
@@ -42,19 +50,42 @@ class NodeStatistics:
     received: int | None
     sent: int | None
     state: str
+    retried: int = 0  # attempts after the first, under guarantee="replay"
+    dead_lettered: int = 0  # records given up on and sent to the dead-letter sink
 
 
 @dataclass(frozen=True)
 class PipelineStatistics:
-    """The last run of a pipeline: its mode, how long it ran, and its nodes in top-down order."""
+    """The last run of a pipeline: its mode, how long it ran, and its nodes in top-down order;
+    the retries and dead letters of all nodes, and where the letters went (None: no sink)."""
 
     mode: str
     state: str
     seconds: float | None
     nodes: tuple[NodeStatistics, ...]
+    retried: int = 0
+    dead_lettered: int = 0
+    dead_letters: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line: per node whose records were counted, ``in = handled + dead-lettered``
+        (nothing is lost silently), then how many letters went where.
+
+        >>> node = NodeStatistics("parse", "threads", 1, 10, 9, "finished", retried=3, dead_lettered=1)
+        >>> PipelineStatistics("threads", "finished", 0.5, (node,), 3, 1, "dl.jsonl").summary
+        'finished: parse 10 in = 9 handled + 1 dead-lettered (3 retries); 1 dead letter in dl.jsonl'
+        """
+        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered:,} handled + {n.dead_lettered:,} "
+                 "dead-lettered" + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
+                 for n in self.nodes if n.received is not None]
+        if self.dead_letters is not None:
+            plural = "" if self.dead_lettered == 1 else "s"
+            parts.append(f"{self.dead_lettered:,} dead letter{plural} in {self.dead_letters}")
+        return f"{self.state}: " + "; ".join(parts or ["no counts in this mode"])
 
 
-class Pipeline:
+class Pipeline(Deliveries):
     """The nodes connected to ``node``, ready to consume items.
 
     ``global_state`` (a GlobalState by default) is shared by every node as ``.global_state``.
@@ -79,11 +110,30 @@ class Pipeline:
     <BLANKLINE>
     """
 
-    def __init__(self, node: Node, global_state: Any = None, *, mode: Mode = "sync") -> None:
+    def __init__(self, node: Node, global_state: Any = None, *, mode: Mode = "sync", name: str | None = None,
+                 guarantee: str = "none", max_retries: int = DEFAULT_MAX_RETRIES, dead_letter: Any = None) -> None:
+        """``guarantee``, ``max_retries`` and ``dead_letter`` (a file path, default
+        ``<name>.dead-letters.jsonl``, or a callable taking a DeadLetter) say what happens to a
+        record whose ``process()`` raises (docs/delivery.md); ``name`` (default: the top node's)
+        names the pipeline in dead letters.
+
+        Raises:
+            TypeError: ``node`` is not a Node, or ``dead_letter`` is neither a path nor a callable.
+            ValueError: an unknown mode or guarantee, a bad max_retries or an empty name.
+        """
         if not isinstance(node, Node):
             raise TypeError(f"Pipeline(node): give it a Node (any node of a connected graph), not {node!r}")
         if mode not in MODES:
             raise ValueError(f"Pipeline mode must be one of {MODES}, not {mode!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Pipeline name must be a non-empty string (or None), not {name!r}")
+        self.policy = Policy(guarantee, max_retries)
+        open_sink(dead_letter, "check")  # a TypeError now rather than when the first record fails
+        self.dead_letter = dead_letter
+        self._name = name
+        self._sink: Sink | None = None
+        self._replaying: dict[str, list[Any]] = {}
+        self._replay_sink: Any = SAME
         self.top_node = node.top_node
         self.global_state = GlobalState() if global_state is None else global_state
         self.mode: Mode = mode
@@ -102,6 +152,15 @@ class Pipeline:
             hook = cls.__dict__.get(name)
             if hook is not None and not getattr(hook, "_wrapped", False):
                 setattr(cls, name, wrap(hook))
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name: given to the constructor (or set), else its top node's."""
+        return self._name or self.top_node.name
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._name = value
 
     # -- the graph ---------------------------------------------------------------------
     def initialize(self) -> None:
@@ -161,7 +220,12 @@ class Pipeline:
 
         A node's exception stops the run (in every mode) and raises an ActorError naming the node,
         with its traceback and the item; its class also derives from the original exception's.
+        Under ``guarantee="replay"`` such a record is retried, then dead-lettered, and the run goes on.
+
+        Raises:
+            ValueError: the dead-letter file is ``iterable`` itself (an open file of that path).
         """
+        self._check_not_input(iterable)
         self.begin()
         try:
             self._run.feed(iterable)
@@ -187,14 +251,16 @@ class Pipeline:
             return
         self.initialize()
         order = top_down_order(self.top_node)
+        self._sink = None
+        delivery = self._delivery(order)
         if any(n._logging for n in order):
             stdout_write(LOG_HEADER)
         if self.mode == "sync":
-            self._run = SyncRun(order, stdout_write)
+            self._run = SyncRun(order, stdout_write, delivery)
         else:
             from .actors import ActorRun
 
-            self._run = ActorRun(order, self.mode, self.global_state)
+            self._run = ActorRun(order, self.mode, self.global_state, delivery)
         self._started, self._stats = time.perf_counter(), None
         self._run.begin()
         self._is_running = True
@@ -205,6 +271,8 @@ class Pipeline:
         self._is_running = False
         try:
             self._run.end()
+            if self._sink is not None:
+                self._sink.close()  # the letters are durable before end() returns
         except BaseException:
             self._finish_stats("failed")
             raise
@@ -223,7 +291,14 @@ class Pipeline:
         return self._make_stats("running" if self._is_running else "new")
 
     def _finish_stats(self, state: str) -> None:
-        self._stats = self._make_stats(state)
+        self._stats = stats = self._make_stats(state)
+        if state == "failed" and self._sink is not None:
+            try:  # keep what was written; the run's own error is the one to raise
+                self._sink.close()
+            except Exception as exc:
+                log.error("pipeline %r: closing the dead-letter sink failed too: %s", self.name, exc)
+        if stats.dead_lettered:
+            log.warning("pipeline %r: %s", self.name, stats.summary)
 
     def _make_stats(self, state: str) -> PipelineStatistics:
         seconds = time.perf_counter() - self._started if self._started else None
@@ -236,8 +311,12 @@ class Pipeline:
             nodes.append(NodeStatistics(
                 name=node.name, mode=c["mode"] if c else "sync", workers=c["workers"] if c else 1,
                 received=c["received"] if c else None, sent=c["sent"] if c else None,
-                state=c["state"] if c else state))
-        return PipelineStatistics(mode=self.mode, state=state, seconds=seconds, nodes=tuple(nodes))
+                state=c.get("state", state) if c else state, retried=c.get("retried", 0) if c else 0,
+                dead_lettered=c.get("dead_lettered", 0) if c else 0))
+        return PipelineStatistics(mode=self.mode, state=state, seconds=seconds, nodes=tuple(nodes),
+                                  retried=sum(n.retried for n in nodes),
+                                  dead_lettered=sum(n.dead_lettered for n in nodes),
+                                  dead_letters=self._sink.name if self._sink is not None else None)
 
     def plot(self, file_name: str = "pipeline", kind: str = "png") -> Pipeline:
         """Draw the pipeline into ``file_name.kind`` (png, pdf or svg) with Graphviz; returns self."""

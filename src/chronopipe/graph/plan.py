@@ -11,6 +11,10 @@
 * ``merge_sorted([b, c]) | d``: ``d`` gets one channel per branch and merges them by key with
   the same merge window, in its own actor.
 * A channel is a process channel when an actor at either end runs in a process.
+* Nodes under ``guarantee="replay"`` (``delivery.policies``) send their dead letters into one
+  more channel, ``dead-letters``, which a thread of the caller's process reads into the sink;
+  records ``Pipeline.replay`` re-injects at a node are dealt over its actors (``Unit.replayed``,
+  numbered below 0 in file order), which handle them before their inbox.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..channels import Channel
+from ..delivery import Delivery
 from .node import Node, RouterNode
 from .wiring import Port, Target, input_of, make_push, output_of, route_to, stdout_write, to_port
 
@@ -51,11 +56,14 @@ class Unit:
     flag: int = -1  # its "begun" flag
     after: list[int] = field(default_factory=list)  # flags of the node actors upstream
     log: Channel | None = None
+    dead_letters: Channel | None = None  # where its dead letters go (guarantee="replay")
+    replayed: list[tuple[int, Any]] = field(default_factory=list)  # (number, record) to handle first
 
     def outputs(self) -> list[Channel]:
         seen = {id(ch): ch for port in self.ports for ch in port.channels}
-        if self.log is not None:
-            seen[id(self.log)] = self.log
+        for extra in (self.log, self.dead_letters):
+            if extra is not None:
+                seen[id(extra)] = extra
         return list(seen.values())
 
 
@@ -68,6 +76,7 @@ class Plan:
     log: Channel | None
     by_node: dict[str, list[Unit]]
     flags: Any  # one "begun" byte per node actor, shared with processes
+    dead_letters: Channel | None = None  # read by the caller's dead-letter thread
 
 
 def settings_of(node: Node, pipeline_mode: str) -> tuple[int, bool, ActorMode]:
@@ -99,7 +108,7 @@ def real_parents(node: Node) -> list[Node]:
 
 
 def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int, bool], Any],
-               maxsize: int = 10_000) -> Plan:
+               maxsize: int = 10_000, delivery: Delivery | None = None) -> Plan:
     nodes = [n for n in order if not isinstance(n, RouterNode)]
     top = nodes[0]
     conf = {n: settings_of(n, pipeline_mode) for n in nodes}
@@ -159,6 +168,17 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
     log = Channel(maxsize, mode="process", name="node-log", writers=len(logging_procs)) if logging_procs else None
     for u in logging_procs:
         u.log = log
+    replaying = [u for u in node_units if delivery is not None and u.owner.name in delivery.policies]
+    dead_letters = None
+    if replaying:
+        dl_mode = "process" if any(u.mode == "process" for u in replaying) else "thread"
+        dead_letters = Channel(maxsize, mode=dl_mode, name="dead-letters", writers=len(replaying))
+        for u in replaying:
+            u.dead_letters = dead_letters
+    for n in nodes:  # records to replay: round robin over the node's actors
+        records = delivery.replayed.get(n.name, []) if delivery is not None else []
+        for i, record in enumerate(records):
+            units[n][i % len(units[n])].replayed.append((i - len(records), record))
     flags = make_flags(len(node_units), any_process)
 
     # -- pushes ----------------------------------------------------------------------------
@@ -197,4 +217,4 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
     single = inbox[top] if isinstance(inbox[top], list) and len(inbox[top]) == 1 and not conf[top][1] else None
     all_units = [u for n in nodes for u in [*units[n], *([collectors[n]] if n in collectors else [])]]
     return Plan(all_units, feed, list(feed_ports.values()), single[0] if single else None, log,
-                {n.name: units[n] + ([collectors[n]] if n in collectors else []) for n in nodes}, flags)
+                {n.name: units[n] + ([collectors[n]] if n in collectors else []) for n in nodes}, flags, dead_letters)

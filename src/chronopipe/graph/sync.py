@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..delivery import SINK_ACTOR, DeadLetterSinkError, Delivery, Retrying, Tally, retrying
 from ..order.window import MergeWindow
 from .errors import NO_ITEM, find_origin, mark, node_error
 from .node import GroupByNode, Node, RouterNode
@@ -33,7 +34,7 @@ class SyncRun:
 
     mode = "sync"
 
-    def __init__(self, order: list[Node], write: Callable[[str], Any]) -> None:
+    def __init__(self, order: list[Node], write: Callable[[str], Any], delivery: Delivery | None = None) -> None:
         self.order = order
         self.nodes = [n for n in order if not isinstance(n, RouterNode)]
         self._by_id = {id(n): n for n in self.nodes}
@@ -41,6 +42,9 @@ class SyncRun:
         self._merges: dict[Node, SortedInput] = {}
         self._ends_after: dict[Node, list[tuple[SortedInput, int]]] = {}
         self.entry: Target = self._not_begun
+        self.delivery = delivery  # nodes under guarantee="replay" (chronopipe.delivery), or None
+        self._retries: dict[Node, Retrying] = {}
+        self._tallies: dict[str, Tally] = {}
 
     def _not_begun(self, item: Any) -> None:
         raise RuntimeError("the pipeline has not begun")
@@ -59,8 +63,23 @@ class SyncRun:
                 raise node_error(node.name, exc) from None
         for node, push in pushes.items():
             node.push = push  # type: ignore[method-assign]
-            node._process = input_of(node, self._write)  # type: ignore[attr-defined]
+            node._process = self._input(node)  # type: ignore[attr-defined]
+            if node in self._retries:  # its pushes wait until process() returns (delivery/retry.py)
+                self._retries[node].hold(push)
         self.entry = self.nodes[0]._process  # type: ignore[attr-defined]
+
+    def _input(self, node: Node) -> Target:
+        """What receives the items sent to ``node``: input_of, retrying under "replay" (one per node)."""
+        policy = self.delivery.policy(node.name) if self.delivery is not None else None
+        if policy is None:
+            return input_of(node, self._write)
+        retry = self._retries.get(node)
+        if retry is None:
+            assert self.delivery is not None
+            tally = self._tallies[node.name] = Tally()
+            retry = self._retries[node] = retrying(node, input_of(node, self._write), policy,
+                                                   self.delivery.sink.write, tally, self.delivery.pipeline, count=True)
+        return retry.entry
 
     def _push_of(self, node: Node) -> Target:
         return output_of(node, make_push([self._edge(node, d) for d in node._downstream_nodes]), self._write)
@@ -72,9 +91,9 @@ class SyncRun:
         if node._merge is not None:
             merge = self._merges.get(node)
             if merge is None:
-                merge = self._merges[node] = SortedInput(node, input_of(node, self._write))
+                merge = self._merges[node] = SortedInput(node, self._input(node))
             return merge.port(source, self._ends_after)
-        return input_of(node, self._write)
+        return self._input(node)
 
     # -- items -------------------------------------------------------------------------
     def feed(self, iterable: Iterable[Any]) -> None:
@@ -89,10 +108,29 @@ class SyncRun:
         except Exception as exc:
             raise self.error(exc) from None
 
+    def replay(self) -> None:
+        """Give each node the records Pipeline.replay re-injects at it (after begin, before any item)."""
+        if self.delivery is None:
+            return
+        try:
+            for node in self.nodes:
+                records = self.delivery.replayed.get(node.name, ())
+                if records:
+                    deque(map(node._process, records), maxlen=0)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise self.error(exc) from None
+
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """Per node under "replay": records received, pushes sent on, retries, dead letters."""
+        return {name: {"mode": "sync", "workers": 1, "received": t.received, "sent": t.sent, "retried": t.retried,
+                       "dead_lettered": t.dead_lettered} for name, t in self._tallies.items()}
+
     # -- end ---------------------------------------------------------------------------
     def end(self) -> None:
         for node in self.order:  # each node after all of its parents
             try:
+                if node in self._retries:
+                    self._retries[node].release()  # what end() pushes goes straight on
                 if not isinstance(node, RouterNode):
                     node.end()
                 for merge, i in self._ends_after.get(node, ()):
@@ -102,6 +140,8 @@ class SyncRun:
 
     def error(self, exc: Exception, default: Node | None = None) -> BaseException:
         """``exc`` as raised by the node whose code raised it (the caller's own errors unchanged)."""
+        if isinstance(exc, DeadLetterSinkError):  # reported as the actor modes do
+            return node_error(SINK_ACTOR, exc)
         origin = find_origin(exc, self._by_id)
         if origin is None or origin[0] is None:
             if default is None:

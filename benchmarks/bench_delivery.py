@@ -1,0 +1,177 @@
+"""Hand-run benchmark of the delivery guarantees (issue 17): what ``guarantee="replay"`` costs.
+
+Run it (about a minute on 2 cores; it is not a pytest test)::
+
+    venv/bin/python benchmarks/bench_delivery.py [--records N] [--repeat N] [--check]
+
+What is measured
+----------------
+The 3-process pipeline of ``bench_pipeline.py`` as a Pipeline in ``mode="processes"``: this
+process generates ``{"timestamp": i, "value": i * 0.5, "name": "s1"}`` for ``i < N`` (the
+source), a ``map`` node process adds a field, a ``sink`` node process counts the records (the
+count comes home in its attribute and is checked: a run that lost or invented records fails).
+The work, the records and the helpers are bench_pipeline's. Each run's time includes starting
+the node processes and joining them.
+
+Contenders, every round running each of them back to back (in turns, so neither always goes
+first):
+
+* **none**: ``guarantee="none"`` (the default): a failing record fails the run;
+* **replay**: ``guarantee="replay"``, ``max_retries=3``, a dead-letter file: both nodes' input
+  goes through the retry wrapper, which holds back what an attempt pushes until it returns;
+* **replay, 0.1% flaky** (information): the same, with one record in 1,000 failing its first
+  attempt in ``map`` (a retry each; nothing is dead-lettered).
+
+``replay_vs_none`` is the median over rounds of replay's rate / none's rate in the same round
+(``_common.paired_ratio``). Target: >= 0.8. Beside it, for information and steadier on a busy
+machine, ``replay_cpu_vs_none``: the same paired median of the CPU seconds the run cost (this
+process and its node processes, from ``getrusage``); above 1 is more CPU than ``none``.
+
+Output (progress goes to stderr): a table headed by the load average, then, as the very last
+line, one JSON object with ``replay_vs_none`` and the keys later slices of issue 17 fill in
+(``track_vs_none``, ``restart_ms``, ``chaos_lost``, ``chaos_duplicates``, ``chaos_runs``: null
+for now). ``--check`` exits with status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import chronopipe as cp
+from _common import Run, check_count, finish, median_rate, paired_ratio, rounds_text, target_verdict
+from bench_pipeline import add_field, make_records
+from chronopipe.graph import Node, Pipeline
+
+TARGETS = {"replay_vs_none": (0.8, "min")}
+LATER = ("track_vs_none", "restart_ms", "chaos_lost", "chaos_duplicates", "chaos_runs")  # later slices
+FLAKY_EVERY = 1000
+verdict = functools.partial(target_verdict, TARGETS)
+
+
+class Map(Node):
+    """bench_pipeline's map stage: push the record with one more field. With ``flaky``, every
+    FLAKY_EVERY-th record fails its first attempt (a retry under replay)."""
+
+    flaky = False
+
+    def begin(self) -> None:
+        self.failed: set[int] = set()
+
+    def process(self, record: dict[str, Any]) -> None:
+        if self.flaky and record["timestamp"] % FLAKY_EVERY == 0 and record["timestamp"] not in self.failed:
+            self.failed.add(record["timestamp"])
+            raise ConnectionError("flaky")
+        self.push(add_field(record))
+
+
+class Sink(Node):
+    """Counts the records; the count comes home from its process in ``n``."""
+
+    def begin(self) -> None:
+        self.n = 0
+
+    def process(self, record: dict[str, Any]) -> None:
+        self.n += 1
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that ended (node processes are reaped)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+CPU: dict[int, float] = {}  # id(Run) -> CPU seconds of that run
+
+
+def run_pipeline(n: int, guarantee: str, folder: Path, flaky: bool = False) -> Run:
+    dead_letters = folder / f"{guarantee}.dead-letters.jsonl"
+    sink = Sink("sink")
+    pipeline = Pipeline(Map("map", flaky=flaky) | sink, mode="processes", guarantee=guarantee, max_retries=3,
+                        dead_letter=dead_letters)
+    try:
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        pipeline.consume(make_records(n))
+        elapsed = time.perf_counter() - t0
+    finally:
+        cp.Runtime().shutdown()
+    cpu = cpu_seconds() - c0
+    check_count(f"pipeline ({guarantee})", sink.n, n)
+    stats = {s.name: s for s in pipeline.statistics().nodes}
+    if stats["map"].dead_lettered or dead_letters.exists():
+        raise RuntimeError(f"pipeline ({guarantee}): dead-lettered {stats['map'].dead_lettered} records")
+    expected_retries = (n + FLAKY_EVERY - 1) // FLAKY_EVERY if flaky else 0
+    if stats["map"].retried != expected_retries:
+        raise RuntimeError(f"pipeline ({guarantee}): {stats['map'].retried} retries, expected {expected_retries}")
+    run = Run(n, elapsed)
+    CPU[id(run)] = cpu
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000, help="records per run (default 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
+    args = parser.parse_args(argv)
+    if args.records < 1 or args.repeat < 1:
+        parser.error("--records and --repeat must be >= 1")
+    n = args.records
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as scratch:
+        folder = Path(scratch)
+        contenders: dict[str, tuple[str, Callable[[], Run]]] = {
+            "none": ('guarantee="none"', lambda: run_pipeline(n, "none", folder)),
+            "replay": ('guarantee="replay"', lambda: run_pipeline(n, "replay", folder)),
+            "flaky": ('"replay", 0.1% retried once (info)', lambda: run_pipeline(n, "replay", folder, flaky=True)),
+        }
+        runs: dict[str, list[Run]] = {key: [] for key in contenders}
+        order = list(contenders)
+        for rep in range(args.repeat):
+            for key in order if rep % 2 == 0 else order[::-1]:  # in turns: nobody always goes first
+                label, run = contenders[key]
+                progress(f"round {rep + 1}/{args.repeat}: {label}...")
+                runs[key].append(run())
+
+    replay_ratio, replay_rounds = paired_ratio(runs["replay"], runs["none"])
+    flaky_ratio, flaky_rounds = paired_ratio(runs["flaky"], runs["none"])
+    cpu_ratio, cpu_rounds = paired_ratio([CPU[id(r)] for r in runs["replay"]], [CPU[id(r)] for r in runs["none"]])
+    summary: dict[str, Any] = {"replay_vs_none": round(replay_ratio, 3), "replay_cpu_vs_none": round(cpu_ratio, 3),
+                               **dict.fromkeys(LATER)}
+
+    print(f"chronopipe {cp.__version__} delivery benchmark: {n:,} records, 3 processes (this one, map, sink), "
+          f"{args.repeat} paired rounds, {psutil.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+          "(other work on the machine makes the rates noisy)")
+    print()
+    print(f"{'contender':<38} {'median records/s':>17} {'vs none':>8}  target")
+    print("-" * 90)
+    print(f"{contenders['none'][0]:<38} {median_rate(runs['none']):>17,.0f}")
+    print(f"{contenders['replay'][0]:<38} {median_rate(runs['replay']):>17,.0f} {replay_ratio:>7.2f}x  "
+          f"{verdict('replay_vs_none', summary['replay_vs_none'])}")
+    print(f"{'':<38} per round: {rounds_text(replay_rounds)}")
+    print(f"{'  its CPU seconds / none (info)':<38} {'':>17} {cpu_ratio:>7.2f}x  per round: {rounds_text(cpu_rounds)}")
+    print(f"{contenders['flaky'][0]:<38} {median_rate(runs['flaky']):>17,.0f} {flaky_ratio:>7.2f}x")
+    print(f"{'':<38} per round: {rounds_text(flaky_rounds)}")
+    print("-" * 90)
+    print("not measured yet (later slices of issue 17): " + ", ".join(LATER))
+    print()
+    return finish(TARGETS, summary, args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Delivery: what one run of a pipeline needs to retry and dead-letter, handed to its executor.
+
+The Pipeline (chronopipe.graph) resolves each node's policy when a run begins and builds one
+Delivery when at least one node replays; the executors (graph/sync.py, graph/actors.py) wrap
+those nodes' input with :func:`~chronopipe.delivery.retry.retrying` and route their letters to
+``sink``. ``replayed`` holds the records ``Pipeline.replay`` re-injects, by node name: each node
+gets its own before any record from upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .policy import Policy
+from .sinks import Sink
+
+__all__ = ["Delivery"]
+
+
+@dataclass
+class Delivery:
+    """One run's retry policies (replaying nodes only, by name), sink and records to replay.
+
+    >>> from chronopipe.delivery import CallableSink
+    >>> d = Delivery("orders", {"parse": Policy("replay", 2)}, CallableSink(print))
+    >>> d.policy("parse").attempts, d.policy("load"), d.replayed
+    (3, None, {})
+    """
+
+    pipeline: str
+    policies: dict[str, Policy]
+    sink: Sink
+    replayed: dict[str, list[Any]] = field(default_factory=dict)
+
+    def policy(self, node: str) -> Policy | None:
+        """The policy of a replaying node; None for a node under ``"none"``."""
+        return self.policies.get(node)
