@@ -63,7 +63,9 @@ def merge_channels(
     ``window`` (with an input added for each channel not yet in it) merges by key; None merges
     first come first out. It returns once ``stopped()`` is true (checked every round, and at least
     every ``POLL_INTERVAL`` while it waits); it calls ``before_wait()`` before every wait;
-    ``counts.received`` grows by each batch taken. With a window, ``idle_timeout`` seconds of
+    ``counts.received`` grows by each batch once the caller has handled it (when the generator
+    resumes after the yield; a late record once the merge ended), as an actor counts a batch
+    received once it handled it and passed it on. With a window, ``idle_timeout`` seconds of
     silence of the input that holds the merge back make it move on without it
     (``window.set_idle(i)``, then ``on_idle(i)``), and ``drain=True`` reads every input as soon
     as it has something (see the module's docstring); then, after a round that took records
@@ -123,9 +125,9 @@ def _fifo(inputs: Sequence[Channel], stopped: Callable[[], object], before_wait:
                 taken.append(batch)
         if taken:
             merged = taken[0] if len(taken) == 1 else interleave(taken)
+            yield merged
             if counts is not None:
                 counts.received += len(merged)
-            yield merged
         if stopped():
             return
         if progressed:
@@ -165,6 +167,7 @@ def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[]
     # when nothing is, wait (see order/window.py).
     held, quiet_since = -1, 0.0  # the input that holds the merge back, and since when, in silence
     state = window.state
+    fed = handed = 0  # records fed to the window; records yielded and handled (late ones: the rest)
     while True:
         if stopped():
             return
@@ -182,8 +185,7 @@ def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[]
             if ended:
                 batch.pop()
             if batch:
-                if counts is not None:
-                    counts.received += len(batch)
+                fed += len(batch)
                 window.feed(i, batch)
             if ended:
                 window.end(i)
@@ -191,8 +193,13 @@ def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[]
         if records:
             held = -1
             yield records
+            handed += len(records)
+            if counts is not None:
+                counts.received += len(records)
             continue
         if window.done:
+            if counts is not None:
+                counts.received += fed - handed  # the late records, handled by the window's on_late
             return
         held_by = window.waiting_on()
         wait = POLL_INTERVAL
