@@ -51,6 +51,17 @@ def test_a_channel_with_two_writers_ends_after_both_closed(mode):
     assert sorted(ch) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("writer_mode", ["thread", "process"])
+def test_a_process_channel_with_two_writers_in_one_process_gets_every_record_and_ends(writer_mode):
+    ch = cp.Channel(mode="process", name="shared", writers=2)
+    writers = [cp.Actor(name, source=range(start, start + 1000), outputs=ch, mode=writer_mode).start()
+               for name, start in (("low", 0), ("high", 1000))]
+    assert sorted(ch) == list(range(2000))  # each writer's close sends its own END
+    for writer in writers:
+        writer.join(5)
+        assert writer.state == "finished"
+
+
 def test_get_raises_timeout_error_when_nothing_arrives(mode):
     ch = cp.Channel(mode=mode, name="quiet")
     with pytest.raises(TimeoutError, match="quiet"):

@@ -131,7 +131,8 @@ class ProcessChannel(Channel, mode="process"):
         self._wlock = threading.RLock()  # serialises sends (close() flushes under it), never taken per record
         self._outbox = Outbox(self._send_batch, limit=self.batch_size, linger=self.linger, lock=self._wlock,
                               on_wait=self._wait_until)
-        self._closed_here = False
+        self._closes_here = 0  # writers of this process that closed it (a thread channel counts them too)
+        self._closed_here = False  # every writer this channel has closed it here: no more puts or sends
         self._rbatch, self._ridx = [], 0
 
     def __reduce__(self) -> Any:
@@ -189,12 +190,18 @@ class ProcessChannel(Channel, mode="process"):
         self._outbox.flush()
 
     def close(self) -> None:
+        """One writer is done: what this process holds is sent, then one END.
+
+        Each writer closes once, and the reader ends after ``writers`` ENDs, whichever processes
+        they came from; several writers in one process (two thread actors) close it once each.
+        Closing it again once ``writers`` closes came from this process does nothing."""
         with self._wlock:
             if self._closed_here:
                 return
             self._outbox.flush()
             self._send(_END_FRAME, None)
-            self._closed_here = True
+            self._closes_here += 1
+            self._closed_here = self._closes_here >= self.writers
 
     def _wait_until(self, due: float) -> None:
         """The outbox's on_wait: a partial batch waits; the linger thread sends it at ``due``."""
