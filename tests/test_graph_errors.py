@@ -315,3 +315,22 @@ def test_ctrl_c_tears_a_running_pipeline_down(pipeline_mode: str, tmp_path: Path
         assert time.monotonic() < gone_by, "actor processes outlived the interrupted script"
         time.sleep(0.01)
     assert (proc.returncode, out.strip()) == (130, "INTERRUPTED")
+
+
+class _FailsOn(Node):
+    def process(self, item):
+        if item == self.bad:
+            raise ValueError(f"fails on {item}")
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_the_records_lost_behind_a_broadcast_are_what_was_sent_and_not_handled(mode):
+    top, kept, failing = MapNode("a", lambda x: x), ListSink("b"), _FailsOn("c", bad=4999)
+    _ = top | [kept, failing]
+    with pytest.raises(ActorError) as caught:
+        Pipeline(top, mode=mode).consume(range(5000))
+    error = caught.value
+    sent = error.progress["a"][1]
+    handled = error.progress["b"][0] + error.progress["c"][0]
+    assert sent == 10_000 and error.in_flight["b+c"] == sent - handled  # each record once, not per branch
+    assert 0 < error.lost <= 5000

@@ -64,6 +64,11 @@ class Actor:
     return value of ``on_stop`` becomes ``join()``'s result, also for process actors.
     """
 
+    #: Every output gets every record the actor emits (False: its records are split among its
+    #: outputs, as a pipeline node routes or deals them; what a failure report counts on, in
+    #: runtime/counts.py).
+    broadcast: bool = True
+
     def __init__(
         self,
         name: str,

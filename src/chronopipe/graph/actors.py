@@ -69,6 +69,8 @@ PROGRESS = _Progress()
 class NodeActor(Actor):
     """Runs one node (or one worker copy, or an ordered node's collector) as an actor."""
 
+    broadcast = False  # its ports route and deal: each record goes to some of its outputs
+
     def __init__(self, unit: Unit, flags: Any, global_state: Any, delivery: Delivery | None = None) -> None:
         super().__init__(unit.name, mode=unit.mode)
         self.unit = unit

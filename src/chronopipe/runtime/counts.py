@@ -11,6 +11,7 @@ SIGKILL.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import multiprocess
 
@@ -64,27 +65,57 @@ def in_flight(actors: Iterable[Actor]) -> dict[str, int]:
     A reader counts a batch as received once it has handled it, so the batch an actor was
     working on when it died is in flight too. Channels whose writer is not one of ``actors``
     (the caller feeds them) count what the caller put; channels nobody here reads are left out.
+
+    Counts are kept per actor, not per channel, so channels whose figures cannot be told apart
+    are reported together, under their names joined by "+": those one reader reads (a merge),
+    and those one writer splits its records among (``Actor.broadcast`` False: a pipeline node
+    routing or dealing to workers). An actor that broadcasts wrote its ``emitted`` into each
+    of its outputs.
     """
     actors = list(actors)
-    out: dict[str, int] = {}
-    seen: set[int] = set()
+    channels: dict[int, Any] = {}
+    readers_of: dict[int, list[Actor]] = {}
     for a in actors:
-        for ch in a.channels():
-            if id(ch) in seen:
-                continue
-            seen.add(id(ch))
-            readers = [r for r in actors if any(c is ch for c in r.inputs())]
-            if not readers:
-                continue
-            writers = [w for w in actors if any(c is ch for c in w.outputs)]
+        for ch in a.inputs():
+            channels[id(ch)] = ch
+            readers_of.setdefault(id(ch), []).append(a)
+    group = {key: key for key in channels}  # union-find over the channels read here
+
+    def root(key: int) -> int:
+        while group[key] != key:
+            group[key] = group[group[key]]
+            key = group[key]
+        return key
+
+    def join(keys: list[int]) -> None:
+        for key in keys[1:]:
+            group[root(key)] = root(keys[0])
+
+    for a in actors:
+        join([id(ch) for ch in a.inputs()])  # one reader's received covers all it reads
+        if not getattr(a, "broadcast", True):
+            join([id(ch) for ch in a.outputs if id(ch) in channels])  # one writer's emitted covers them all
+    members: dict[int, list[int]] = {}
+    for key in channels:
+        members.setdefault(root(key), []).append(key)
+    out: dict[str, int] = {}
+    for keys in members.values():
+        written = 0
+        for key in keys:
+            writers = [w for w in actors if any(c is channels[key] for c in w.outputs)]
             if writers:
-                written = sum(int(w.counts.emitted) for w in writers)
+                written += sum(int(w.counts.emitted) for w in writers if getattr(w, "broadcast", True))
             else:
                 try:
-                    written = ch.statistics().items_put
+                    written += channels[key].statistics().items_put
                 except Exception:
                     continue
-            out[ch.name] = max(0, written - sum(int(r.counts.received) for r in readers))
+        splitters = {id(w): w for w in actors if not getattr(w, "broadcast", True)
+                     and any(id(c) in keys for c in w.outputs)}
+        written += sum(int(w.counts.emitted) for w in splitters.values())
+        readers = {id(r): r for key in keys for r in readers_of[key]}
+        received = sum(int(r.counts.received) for r in readers.values())
+        out["+".join(channels[key].name for key in keys)] = max(0, written - received)
     return out
 
 
