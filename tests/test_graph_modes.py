@@ -433,3 +433,22 @@ def test_every_mode_gives_the_same_multiset_as_sync(pipeline_mode: str) -> None:
     got = Pipeline(etl(), mode=pipeline_mode)
     got.consume(range(2000))
     assert Counter(got["out"].items) == Counter(expected["out"].items)
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_a_record_of_a_pausing_source_reaches_a_node_with_workers_before_the_next_one_comes(mode):
+    arrived = multiprocess.get_context("fork").Event()
+
+    class Note(Node):
+        workers = 2
+
+        def process(self, item):
+            arrived.set()
+
+    def pausing_source():
+        yield 1
+        if not arrived.wait(5):  # a live source: the next record comes only later
+            raise AssertionError("the first record was held back until the next one came")
+        yield 2
+
+    Pipeline(Note("note"), mode=mode).consume(pausing_source())

@@ -22,6 +22,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import multiprocess
@@ -40,7 +41,7 @@ from .node import GroupByNode, Node
 from .plan import Plan, Unit, build_plan
 from .state import node_attribute
 from .sync import out_of_order
-from .wiring import LIMIT, push_in_begin, stdout_write
+from .wiring import LIMIT, lingering, push_in_begin, stdout_write
 
 __all__ = ["PROGRESS", "ActorRun", "NodeActor"]
 
@@ -289,8 +290,10 @@ class ActorRun:
                     channel.put_many(list(iterable[start:start + LIMIT]))
             elif channel is not None:  # stream straight in (a live source's items go as they come)
                 channel.put_many(iter(iterable))
-            else:
-                deque(map(plan.feed, iterable), maxlen=0)
+            else:  # an iterator may pause (a live source): what came meanwhile leaves when due
+                sized = isinstance(iterable, (list, tuple, range))
+                with nullcontext() if sized else lingering(plan.feed_ports):
+                    deque(map(plan.feed, iterable), maxlen=0)
                 for port in plan.feed_ports:
                     port.flush()
         except BaseException as exc:

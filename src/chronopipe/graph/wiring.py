@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ..channels import Channel
 from ..channels.outbox import BATCH, Outbox, batch_limit
+from ..channels.quiet import start_quiet
 from .node import GroupByNode, Node, RouterNode, bad_route
 
-__all__ = ["LIMIT", "Port", "Target", "input_of", "logged", "make_push", "push_in_begin", "route_to", "stdout_write",
-           "to_port"]
+__all__ = ["LIMIT", "Port", "Target", "input_of", "lingering", "logged", "make_push", "push_in_begin", "route_to",
+           "stdout_write", "to_port"]
 
 Target = Callable[[Any], Any]
 #: An actor sends what it pushed at the latest once this many items wait for one channel
@@ -121,6 +125,40 @@ class Port(Outbox):
     def __init__(self, channels: Sequence[Channel]) -> None:
         eager = all(ch.mode == "thread" for ch in channels)
         super().__init__(channels, limit=batch_limit(channels, LIMIT), linger=0.0 if eager else LINGER, deal=True)
+
+
+@contextmanager
+def lingering(ports: Sequence[Port]) -> Iterator[None]:
+    """While the caller feeds ``ports`` from an iterator that may pause (a live source), a
+    timer thread sends what waits in them once it is due (``flush_due`` every ``LINGER``
+    seconds), as a process channel's linger thread does: no record waits for the next one.
+
+    The ports share a lock with that thread meanwhile (their sends take it; appends do not).
+    A send that fails in the timer stops it; the caller meets the same error on its next send.
+    """
+    if not ports:
+        yield
+        return
+    for port in ports:
+        port.lock = threading.RLock()
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(LINGER):
+            try:
+                for port in ports:
+                    port.flush_due(time.monotonic())
+            except BaseException:  # broken or full and aborted: the feeding thread sees it too
+                return
+
+    timer = start_quiet(threading.Thread(target=tick, name="chronopipe-feed-linger", daemon=True))
+    try:
+        yield
+    finally:
+        done.set()
+        timer.join()
+        for port in ports:
+            port.lock = None
 
 
 def to_port(port: Port, tag: str | None = None, current: list[Any] | None = None) -> Target:
