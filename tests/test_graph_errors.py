@@ -332,5 +332,6 @@ def test_the_records_lost_behind_a_broadcast_are_what_was_sent_and_not_handled(m
     error = caught.value
     sent = error.progress["a"][1]
     handled = error.progress["b"][0] + error.progress["c"][0]
-    assert sent == 10_000 and error.in_flight["b+c"] == sent - handled  # each record once, not per branch
-    assert 0 < error.lost <= 5000
+    # each copy sent counted once, not a's whole output charged to each branch (15,000 of 10,000)
+    assert error.in_flight["b+c"] == sent - handled > 0
+    assert error.lost == sum(error.in_flight.values()) <= sent <= 10_000
