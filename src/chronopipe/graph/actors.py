@@ -20,36 +20,25 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import Any
-
-import multiprocess
 
 from ..actors.actor import Actor
 from ..actors.errors import NO_RECORD as _NO_RECORD
-from ..actors.errors import ActorError
-from ..actors.home import Token, apply, changes, track
+from ..actors.home import Token, changes, track
 from ..channels import ChannelBroken
-from ..delivery import SINK_ACTOR, Delivery, SharedTally, Tally, retrying, to_channel
+from ..delivery import Delivery, SharedTally, Tally, retrying, to_channel
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
-from ..runtime import Runtime
-from .errors import from_actor_error, mark
-from .node import GroupByNode, Node
-from .plan import Plan, Unit, build_plan
+from .errors import mark
+from .node import GroupByNode
+from .plan import Unit
 from .state import node_attribute
 from .sync import out_of_order
-from .wiring import LIMIT, lingering, push_in_begin, stdout_write
+from .wiring import push_in_begin
 
-__all__ = ["PROGRESS", "ActorRun", "NodeActor"]
+__all__ = ["PROGRESS", "NodeActor"]
 
 log = logging.getLogger("chronopipe.graph")
-_ctx = multiprocess.get_context("fork")
-#: How long the caller waits for actors to end once the run was cancelled (they take ~1 s at most).
-CANCEL_WAIT = 5.0
-_PIPELINE_MODE = {"thread": "threads", "process": "processes"}
 
 
 class _Progress:
@@ -234,166 +223,3 @@ class NodeActor(Actor):
             return None
         state, attrs = self._tokens
         return {"state": changes(state, self._global_state), "attrs": changes(attrs, node)}
-
-
-class ActorRun:
-    """One run of a pipeline's nodes as actors."""
-
-    def __init__(self, order: list[Node], mode: str, global_state: Any, delivery: Delivery | None = None) -> None:
-        self.order = order
-        self.mode = mode
-        self.global_state = global_state
-        self.delivery = delivery
-        self.actors: list[Actor] = []
-        self.plan: Plan | None = None
-        self._node_of: dict[str, str] = {}
-
-    # -- begin ---------------------------------------------------------------------------
-    def begin(self) -> None:
-        delivery = self.delivery
-        self.plan = plan = build_plan(self.order, self.mode, _flags, delivery=delivery)
-        self._node_of = {u.name: u.owner.name for u in plan.units}
-        self.actors = [NodeActor(u, plan.flags, self.global_state, delivery) for u in plan.units]
-        if plan.log is not None:  # what node processes log is written here, to this stdout
-            self.actors.append(Actor("node-log", stdout_write, inbox=plan.log, mode="thread"))
-        if plan.dead_letters is not None:  # every node's dead letters reach the sink on this thread
-            assert delivery is not None
-            self.actors.append(Actor(SINK_ACTOR, delivery.sink.write, inbox=plan.dead_letters, mode="thread"))
-        runtime = Runtime()
-        log.info("pipeline %s: starting %d actors (%s)", self.order[0].name, len(self.actors),
-                 ", ".join(f"{a.name}:{a.mode}" for a in self.actors))
-        try:  # processes first: fork before this run's threads exist
-            for actor in sorted(self.actors, key=lambda a: a.mode != "process"):
-                runtime.start(actor)
-            self._wait_begun()
-        except BaseException as exc:
-            raise self._fail(exc) from None
-
-    def _wait_begun(self) -> None:
-        assert self.plan is not None
-        flags, delay = self.plan.flags, 0.0005
-        node_units = [u for u in self.plan.units if u.node is not None]
-        while not all(flags[u.flag] for u in node_units):
-            if any(a.state != "running" for a in self.actors):
-                raise ChannelBroken("an actor ended before every node began")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-
-    # -- items ---------------------------------------------------------------------------
-    def feed(self, iterable: Iterable[Any]) -> None:
-        plan = self.plan
-        assert plan is not None
-        try:
-            channel = plan.feed_channel
-            if channel is not None and isinstance(iterable, (list, tuple, range)):
-                for start in range(0, len(iterable), LIMIT):  # whole batches, sent as they are
-                    channel.put_many(list(iterable[start:start + LIMIT]))
-            elif channel is not None:  # stream straight in (a live source's items go as they come)
-                channel.put_many(iter(iterable))
-            else:  # an iterator may pause (a live source): what came meanwhile leaves when due
-                sized = isinstance(iterable, (list, tuple, range))
-                with nullcontext() if sized else lingering(plan.feed_ports):
-                    deque(map(plan.feed, iterable), maxlen=0)
-                for port in plan.feed_ports:
-                    port.flush()
-        except BaseException as exc:
-            raise self._fail(exc) from None
-
-    def push(self, item: Any) -> None:
-        plan = self.plan
-        assert plan is not None
-        try:
-            if plan.feed_channel is not None:
-                plan.feed_channel.put(item)
-            else:
-                plan.feed(item)
-                for port in plan.feed_ports:
-                    port.flush()
-        except BaseException as exc:
-            raise self._fail(exc) from None
-
-    # -- end -----------------------------------------------------------------------------
-    def end(self) -> None:
-        plan = self.plan
-        assert plan is not None
-        try:
-            for port in plan.feed_ports:
-                port.flush()
-            for channel in self._feed_channels():
-                channel.close()
-            for actor in self.actors:
-                while not actor._done.wait(0.1):  # short waits: Ctrl-C is handled meanwhile
-                    pass
-        except BaseException as exc:
-            raise self._fail(exc) from None
-        if any(a.error is not None for a in self.actors):
-            raise self._fail(None)
-        self._apply_changes()
-        log.info("pipeline %s: %d actors finished", self.order[0].name, len(self.actors))
-
-    def _feed_channels(self) -> list[Any]:
-        assert self.plan is not None
-        if self.plan.feed_channel is not None:
-            return [self.plan.feed_channel]
-        return [ch for port in self.plan.feed_ports for ch in port.channels]
-
-    def _apply_changes(self) -> None:
-        """Bring back what node processes changed (state.py), node by node in top-down order."""
-        by_unit = {id(a.unit): a for a in self.actors if isinstance(a, NodeActor)}
-        assert self.plan is not None
-        for node in self.order:
-            for unit in self.plan.by_node.get(node.name, ()):
-                result = by_unit[id(unit)].result
-                if not result:
-                    continue
-                apply(self.global_state, result["state"])
-                apply(node, result["attrs"])
-
-    # -- failure -------------------------------------------------------------------------
-    def _fail(self, exc: BaseException | None) -> BaseException:
-        """Stop every actor of this run; what the caller should get."""
-        reason = ActorError("pipeline", "Cancelled", "the pipeline stopped before its end "
-                            f"({type(exc).__name__ if exc is not None else 'a node failed'})")
-        Runtime().cancel(self.actors, reason, wait=CANCEL_WAIT)
-        root = self._root_error()
-        if exc is None or isinstance(exc, (ActorError, ChannelBroken)):
-            return root or exc or RuntimeError("the pipeline stopped without an error")
-        return exc  # the caller's iterable raised, or Ctrl-C: theirs, as it is
-
-    def _root_error(self) -> ActorError | None:
-        failed = [a for a in self.actors if a.state == "failed" and a.error is not None]
-        if failed:
-            first = min(failed, key=lambda a: a.ended_at or 0.0)
-            assert first.error is not None
-            return from_actor_error(first.error, self._node_of.get(first.error.actor, first.error.actor))
-        for actor in self.actors:
-            if actor.error is not None and actor.error.actor != "pipeline":
-                return from_actor_error(actor.error, self._node_of.get(actor.error.actor, actor.error.actor))
-        return None
-
-    # -- statistics ----------------------------------------------------------------------
-    def counts(self) -> dict[str, dict[str, Any]]:
-        """Per node: how it was hosted, its workers, what they received and what the node sent on."""
-        out: dict[str, dict[str, Any]] = {}
-        for actor in self.actors:
-            if not isinstance(actor, NodeActor):
-                continue
-            unit, stats = actor.unit, actor.statistics()
-            c = out.setdefault(unit.owner.name, {"mode": _PIPELINE_MODE[unit.mode], "workers": 0, "received": 0,
-                                                 "sent": 0, "state": stats.state, "retried": 0, "dead_lettered": 0})
-            if unit.node is not None:
-                c["workers"] += 1
-                c["received"] += stats.received
-            if actor.tally is not None:
-                c["retried"] += int(actor.tally.retried)
-                c["dead_lettered"] += int(actor.tally.dead_lettered)
-            if unit.current is None:  # an ordered worker sends to its collector, which sends on
-                c["sent"] += stats.emitted
-            if stats.state != "finished":
-                c["state"] = stats.state
-        return out
-
-
-def _flags(n: int, shared: bool) -> Any:
-    """``n`` "begun" bytes: shared memory when processes take part (no lock a dying process could hold)."""
-    return memoryview(_ctx.RawArray("B", max(n, 1))).cast("B") if shared else bytearray(max(n, 1))

@@ -258,7 +258,7 @@ class Pipeline(Deliveries):
         if self.mode == "sync":
             self._run = SyncRun(order, stdout_write, delivery)
         else:
-            from .actors import ActorRun
+            from .actor_run import ActorRun
 
             self._run = ActorRun(order, self.mode, self.global_state, delivery)
         self._started, self._stats = time.perf_counter(), None
