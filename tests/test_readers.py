@@ -523,6 +523,14 @@ def test_a_directory_is_named_a_directory_at_start_in_either_mode(tmp_path, mode
 
 
 @pytest.mark.parametrize("cls", [CSVReader, FileReader])
+def test_a_fifo_is_named_not_a_regular_file_at_start_not_missing(tmp_path, cls):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(FileNotFoundError, match="not a regular file"):
+        cls(fifo, start=True, mode="thread")
+
+
+@pytest.mark.parametrize("cls", [CSVReader, FileReader])
 def test_a_directory_is_named_a_directory_when_iterated(tmp_path, cls):
     with pytest.raises(IsADirectoryError, match="is a directory"):
         list(cls(tmp_path))

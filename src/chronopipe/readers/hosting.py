@@ -66,6 +66,8 @@ class ReaderHosting:
     def start(self, runtime: Runtime | None = None) -> Self:
         """Host the reader (one actor per file) and return at once; returns self."""
         if not os.path.isfile(self.filename):
+            if os.path.exists(self.filename):  # a directory, a FIFO, a device: not a file to read to its end
+                raise FileNotFoundError(f"reader {self.name!r}: not a regular file: {self.filename}")
             raise FileNotFoundError(f"reader {self.name!r}: no such file: {self.filename}")
         self.outputs = [self._output_channel()]
         super().start(runtime)  # type: ignore[misc]
