@@ -123,6 +123,17 @@ class Actor:
     def on_failure(self, exc: BaseException) -> None:
         """Runs in the actor when it fails, before the failure is reported."""
 
+    def on_death(self, exitcode: int | None) -> float | None:
+        """Its process died without reporting (SIGKILL, ``os._exit``): seconds to wait before the
+        runtime starts it again in a new process, forked from the parent's copy of the actor (as
+        the first one was: its channels and shared counts are the same), or None to fail as
+        usual. Runs in the parent, on the supervisor thread; ``death_note`` is added to the
+        error when it gives up. The default never restarts."""
+        return None
+
+    #: Said after the error of a process that died and was not restarted (see ``on_death``).
+    death_note = ""
+
     def on_result(self, result: Any) -> None:
         """Adopt what the actor's host brought back: ``result`` is ``on_stop``'s value.
 

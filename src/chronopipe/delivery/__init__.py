@@ -20,6 +20,7 @@ what each guarantee promises, and what is not there yet.
 
 from .letters import FORMAT_VERSION, DeadLetter, DeadLetterFileError, preview, read_dead_letters
 from .policy import DEFAULT_MAX_RETRIES, GUARANTEES, Policy, policy_of
+from .restart import Journal, Resume, WorkerKilledError
 from .retry import Retrying, SharedTally, Tally, retrying
 from .run import Delivery
 from .sinks import (
@@ -44,11 +45,14 @@ __all__ = [
     "DeadLetterFileError",
     "DeadLetterSinkError",
     "Delivery",
+    "Journal",
     "Policy",
+    "Resume",
     "Retrying",
     "SharedTally",
     "Sink",
     "Tally",
+    "WorkerKilledError",
     "default_path",
     "open_sink",
     "policy_of",

@@ -177,13 +177,17 @@ class ActorRun:
                 continue
             unit, stats = actor.unit, actor.statistics()
             c = out.setdefault(unit.owner.name, {"mode": _PIPELINE_MODE[unit.mode], "workers": 0, "received": 0,
-                                                 "sent": 0, "state": stats.state, "retried": 0, "dead_lettered": 0})
+                                                 "sent": 0, "state": stats.state, "retried": 0, "dead_lettered": 0,
+                                                 "restarts": 0, "duplicates_possible": 0})
             if unit.node is not None:
                 c["workers"] += 1
                 c["received"] += stats.received
             if actor.tally is not None:
                 c["retried"] += int(actor.tally.retried)
                 c["dead_lettered"] += int(actor.tally.dead_lettered)
+            if actor.journal is not None:  # restarts of its process (delivery/restart.py)
+                c["restarts"] += actor.journal.restarts
+                c["duplicates_possible"] += actor.journal.duplicates
             if unit.current is None:  # an ordered worker sends to its collector, which sends on
                 c["sent"] += stats.emitted
             if stats.state != "finished":

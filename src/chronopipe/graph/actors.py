@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import time
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..actors.actor import Actor
 from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.home import Token, changes, track
 from ..channels import ChannelBroken
-from ..delivery import Delivery, SharedTally, Tally, retrying, to_channel
+from ..delivery import DeadLetter, Delivery, Journal, Resume, SharedTally, Tally, retrying, to_channel
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from .errors import mark
@@ -76,6 +77,9 @@ class NodeActor(Actor):
         self.tally = (SharedTally() if unit.mode == "process" else Tally()) if self.policy is not None else None
         self._release: Any = None
         self._each: Any = None  # the retrying input, a batch at a time
+        #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
+        restartable = self.policy is not None and unit.mode == "process" and self.inbox is not None
+        self.journal = Journal(self.policy.attempts) if restartable and unit.current is None else None
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
@@ -99,6 +103,8 @@ class NodeActor(Actor):
             unit.entry, self._each, hold, self._release = retrying(
                 node, unit.entry, self.policy, to_channel(unit.dead_letters), self.tally, self._pipeline)
             hold(unit.push)
+        if self.journal is not None:
+            self.inbox.tap = self.journal.took  # type: ignore[union-attr]
         self._flags[unit.flag] = 1
 
     def _wait_for_parents(self) -> None:
@@ -111,9 +117,12 @@ class NodeActor(Actor):
 
     # -- items ---------------------------------------------------------------------------
     def run(self) -> None:
-        if self.unit.replayed:
+        journal = self.journal
+        if self.unit.replayed and not (journal is not None and journal.replayed_done):
             self._run_replayed()
-        if self.unit.merge is not None:
+        if journal is not None:
+            self._run_journaled(journal)
+        elif self.unit.merge is not None:
             self._run_merged()
         else:
             self._run_single()
@@ -158,8 +167,62 @@ class NodeActor(Actor):
             raise
         if current is not None:
             unit.ports[0].pending.append((current[0], PROGRESS))
-        self._flush_ports()
+        if self.journal is not None:  # a restarted worker does not handle them again
+            self.flush()
+            self.journal.replayed()
+        else:
+            self._flush_ports()
         self.counts.received += len(records)
+
+    # -- a restartable worker (delivery/restart.py) ----------------------------------------
+    def _run_journaled(self, journal: Journal) -> None:
+        """The inbox's batches, each journaled before it is handled (the inbox's tap) and
+        acknowledged once its outputs are sent on; a restarted worker first handles the batch
+        its predecessor died in (``journal.resume``, set by on_death in the parent)."""
+        resume = journal.resume
+        if resume is not None:
+            journal.took(pickle.dumps(resume.records, protocol=5))
+            self._handle_journaled(journal, resume.records, resume)
+        assert self.inbox is not None
+        for batch in self._inbox_batches(self.inbox):
+            self._handle_journaled(journal, batch, None)
+
+    def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume | None) -> None:
+        at, entry, skip = journal.position, self.unit.entry, resume.skip if resume is not None else None
+        assert entry is not None
+        item: Any = _NO_RECORD
+        try:
+            for i, item in enumerate(batch):
+                at[1] = i
+                if i == skip:
+                    assert resume is not None and self.tally is not None
+                    letter = DeadLetter.of(self._pipeline, self.unit.owner.name, resume.kills, resume.error(), item)
+                    to_channel(self.unit.dead_letters)(letter)
+                    self.tally.dead_lettered += 1
+                    continue
+                entry(item)
+        except BaseException:
+            self._failed_record = item
+            raise
+        self.flush()
+        journal.done()
+        self.counts.received += len(batch)
+
+    def on_death(self, exitcode: int | None) -> float | None:
+        """In the parent: restart a journaled worker (its in-flight batch goes to the next one)."""
+        journal = self.journal
+        if journal is None:
+            if self.policy is not None and self.unit.mode == "process":
+                self.death_note = ("; not restarted: under guarantee='replay' ordered workers and merge nodes "
+                                   "are not restarted yet")
+            return None
+        delay = journal.died(exitcode)
+        if delay is None:
+            self.death_note = (f"; node {self.unit.owner.name!r} not restarted again: its process died "
+                               f"{journal.in_a_row} times in a row without finishing a batch (restarted "
+                               f"{journal.restarts} times in all, limit {journal.max_restarts} in a row; "
+                               f"last exit: {journal.last_exit})")
+        return delay
 
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).

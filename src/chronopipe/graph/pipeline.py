@@ -52,6 +52,8 @@ class NodeStatistics:
     state: str
     retried: int = 0  # attempts after the first, under guarantee="replay"
     dead_lettered: int = 0  # records given up on and sent to the dead-letter sink
+    restarts: int = 0  # worker processes started again after one died (guarantee="replay")
+    duplicates_possible: int = 0  # records a dead worker may have sent on before the new one did again
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class PipelineStatistics:
     retried: int = 0
     dead_lettered: int = 0
     dead_letters: str | None = None
+    restarts: int = 0
+    duplicates_possible: int = 0
 
     @property
     def summary(self) -> str:
@@ -79,6 +83,9 @@ class PipelineStatistics:
         parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered:,} handled + {n.dead_lettered:,} "
                  "dead-lettered" + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
                  for n in self.nodes if n.received is not None]
+        if self.restarts:
+            parts.append(f"{self.restarts:,} worker restart{'' if self.restarts == 1 else 's'} "
+                         f"(up to {self.duplicates_possible:,} records sent on twice)")
         if self.dead_letters is not None:
             plural = "" if self.dead_lettered == 1 else "s"
             parts.append(f"{self.dead_lettered:,} dead letter{plural} in {self.dead_letters}")
@@ -312,11 +319,14 @@ class Pipeline(Deliveries):
                 name=node.name, mode=c["mode"] if c else "sync", workers=c["workers"] if c else 1,
                 received=c["received"] if c else None, sent=c["sent"] if c else None,
                 state=c.get("state", state) if c else state, retried=c.get("retried", 0) if c else 0,
-                dead_lettered=c.get("dead_lettered", 0) if c else 0))
+                dead_lettered=c.get("dead_lettered", 0) if c else 0, restarts=c.get("restarts", 0) if c else 0,
+                duplicates_possible=c.get("duplicates_possible", 0) if c else 0))
         return PipelineStatistics(mode=self.mode, state=state, seconds=seconds, nodes=tuple(nodes),
                                   retried=sum(n.retried for n in nodes),
                                   dead_lettered=sum(n.dead_lettered for n in nodes),
-                                  dead_letters=self._sink.name if self._sink is not None else None)
+                                  dead_letters=self._sink.name if self._sink is not None else None,
+                                  restarts=sum(n.restarts for n in nodes),
+                                  duplicates_possible=sum(n.duplicates_possible for n in nodes))
 
     def plot(self, file_name: str = "pipeline", kind: str = "png") -> Pipeline:
         """Draw the pipeline into ``file_name.kind`` (png, pdf or svg) with Graphviz; returns self."""

@@ -214,6 +214,7 @@ class ActorHosting:
         """A process host has ended: conclude its actor from the report (or from how it died)."""
         actor, host = record.actor, record.host
         assert isinstance(host, ProcessHost)
+        restart, delay = False, None
         with self._lock:
             if actor.state != "running":
                 return
@@ -233,11 +234,38 @@ class ActorHosting:
             if status == "error":
                 error = error_from_envelope(payload, host.exitcode)
                 self._account(actor, error, in_message=False)
-            else:  # it died without a word: say what that cost
-                error = describe_exit(actor.name, host.exitcode)
-                self._account(actor, error, in_message=True)
-            actor._finish(error=error)
+            else:  # it died without a word: start it again if it wants, else say what that cost
+                delay = None if actor.stopping else actor.on_death(host.exitcode)
+                if delay is not None:
+                    restart = True
+                else:
+                    error = describe_exit(actor.name, host.exitcode)
+                    error.message += actor.death_note
+                    self._account(actor, error, in_message=True)
+            if not restart:
+                actor._finish(error=error)
+        if restart:
+            self._restart(record, delay or 0.0)
+            return
         self._fail_component(actor)
+
+    def _restart(self, record: HostRecord, delay: float) -> None:
+        """Fork ``record``'s actor again in a new process host (after ``delay`` seconds), unless
+        the run was cancelled meanwhile; the supervisor watches the new host on its next turn."""
+        if delay:
+            threading.Event().wait(delay)
+        actor = record.actor
+        with self._lock:
+            if actor.state != "running":
+                return
+            if record.cancelled_by is not None or actor.stopping:
+                actor._finish(error=record.cancelled_by, cancelled=True)
+                return
+            host = ProcessHost(actor)
+            record.host = host
+            host.start()
+            actor.pid = host.pid
+            log.warning("actor %r: its process died; restarted as pid %s", actor.name, host.pid)
 
     def _component(self, failed: Actor) -> tuple[list[Actor], set[Channel]]:
         """``failed`` and every actor connected to it through channels (in start order), and their channels."""

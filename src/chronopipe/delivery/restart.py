@@ -1,0 +1,159 @@
+"""Restarting a dead node process under ``guarantee="replay"``: the journal of its inbox.
+
+A replaying node's worker process (``mode="processes"``) writes each batch it takes from its
+inbox, as the bytes the channel received, into a journal before it handles it (one ``pwrite``
+into an unlinked temporary file, and its length into shared memory), records the index of the
+record it is handling, and acknowledges the batch once it has handled every record and sent
+their outputs on (then the journal is empty again). All of it survives a SIGKILL: the parent
+reads it when the process dies.
+
+The parent (the runtime's supervisor, through ``NodeActor.on_death``) then decides with
+:meth:`Journal.died`: restart the same unit in a new process after a backoff (``BACKOFF``), the
+new worker first handling the batch that was in flight, or give up (``MAX_RESTARTS`` deaths in a
+row without a batch acknowledged between them), the run then failing with an ActorError. A
+record that killed its worker ``kills`` times in a row (at the same place of the same batch) is
+not handed to the next worker: it goes to the dead letters instead.
+
+What the dead worker had already sent on from the batch in flight is sent again by the new one:
+``duplicates`` counts those records (at most the batch, fewer: the records handled before the
+killing one). The new worker reads the same inbox pipe (the parent holds every pipe end), so what
+upstream sent meanwhile waits there, in order.
+
+>>> j = Journal(kills=2)
+>>> j.took(pickle.dumps([10, 11, 12])); j.at(1)
+>>> j.died(-9), j.resume.records, j.resume.skip, j.duplicates
+(0.0, [10, 11, 12], None, 1)
+>>> j.took(pickle.dumps([10, 11, 12])); j.at(1)
+>>> j.died(-9), j.resume.skip, j.resume.kills, j.restarts
+(0.05, 1, 2, 2)
+>>> j.done(); j.died(-9), j.resume
+(0.0, None)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import multiprocess
+
+__all__ = ["BACKOFF", "MAX_RESTARTS", "Journal", "Resume", "WorkerKilledError", "exit_name"]
+
+_ctx = multiprocess.get_context("fork")
+#: Deaths in a row (no batch acknowledged between them) after which the run fails instead.
+MAX_RESTARTS = 5
+#: Seconds to wait before the n-th restart in a row (the last one for every later restart).
+BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+# the shared slots
+_NBYTES, _POS, _ACKED, _REPLAYED = range(4)
+
+
+def exit_name(exitcode: int | None) -> str:
+    """``SIGKILL`` for -9, ``exit code 3`` for 3.
+
+    >>> exit_name(-9), exit_name(3)
+    ('SIGKILL', 'exit code 3')
+    """
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class WorkerKilledError(RuntimeError):
+    """The error of a dead letter whose record killed its worker process K times in a row."""
+
+
+@dataclass
+class Resume:
+    """What the next worker handles first: the batch in flight at the death, ``skip`` being the
+    index of a record to dead-letter instead (it killed ``kills`` workers, the last by ``how``)."""
+
+    records: list[Any]
+    skip: int | None = None
+    kills: int = 0
+    how: str = ""
+
+    def error(self) -> WorkerKilledError:
+        """What the dead letter of the skipped record says."""
+        return WorkerKilledError(f"killed its worker {self.kills} times ({self.how})")
+
+
+class Journal:
+    """One replaying process unit's journal (made in the parent, before the first fork)."""
+
+    def __init__(self, kills: int, max_restarts: int | None = None) -> None:
+        self.kills = max(1, min(kills, MAX_RESTARTS if max_restarts is None else max_restarts))
+        self.max_restarts = MAX_RESTARTS if max_restarts is None else max_restarts
+        self._view = memoryview(_ctx.RawArray("q", 4)).cast("B").cast("q")
+        fd, path = tempfile.mkstemp(prefix="chronopipe-journal-")
+        os.unlink(path)  # only the fd: gone with the last process holding it
+        self._fd = fd
+        os.set_inheritable(fd, True)
+        # parent side
+        self.restarts = 0  # every restart of this unit
+        self.duplicates = 0  # records possibly sent on twice
+        self.in_a_row = 0  # deaths since the last acknowledged batch
+        self.resume: Resume | None = None
+        self.last_exit = ""
+        self._streak: tuple[int, int, int] = (-1, -1, 0)  # (acked, position, kills)
+        self._acked = -1  # batches acknowledged at the last death
+
+    # -- in the worker -----------------------------------------------------------------
+    def took(self, data: bytes) -> None:
+        """A batch's bytes, before it is handled (the channel's tap)."""
+        os.pwrite(self._fd, data, 0)
+        self._view[_NBYTES] = len(data)
+
+    def at(self, index: int) -> None:
+        self._view[_POS] = index
+
+    def done(self) -> None:
+        """The batch is handled and its outputs are sent on."""
+        view = self._view
+        view[_NBYTES] = 0
+        view[_ACKED] += 1
+
+    @property
+    def position(self) -> Any:
+        """The shared array (slot 1 is the index of the record being handled)."""
+        return self._view
+
+    @property
+    def replayed_done(self) -> bool:
+        return bool(self._view[_REPLAYED])
+
+    def replayed(self) -> None:
+        self._view[_REPLAYED] = 1
+
+    # -- in the parent -----------------------------------------------------------------
+    def died(self, exitcode: int | None) -> float | None:
+        """The worker died without reporting: seconds to wait before starting the next one, or
+        None to give up (``MAX_RESTARTS`` deaths in a row). Sets ``resume`` for the next one."""
+        view, how = self._view, exit_name(exitcode)
+        self.last_exit = how
+        acked, size, pos = view[_ACKED], view[_NBYTES], view[_POS]
+        self.in_a_row = self.in_a_row + 1 if acked == self._acked else 1
+        self._acked = acked
+        if self.in_a_row > self.max_restarts:
+            return None
+        self.resume = None
+        if size:
+            records = pickle.loads(os.pread(self._fd, size, 0))
+            kills = self._streak[2] + 1 if (acked, pos) == self._streak[:2] else 1
+            self._streak = (acked, pos, kills)
+            self.duplicates += min(pos, len(records))
+            self.resume = Resume(records, pos if kills >= self.kills else None, kills, how)
+            if kills >= self.kills:
+                self._streak = (acked, -1, 0)
+        else:
+            self._streak = (acked, -1, 0)
+        view[_NBYTES] = 0
+        self.restarts += 1
+        return BACKOFF[min(self.in_a_row - 1, len(BACKOFF) - 1)]

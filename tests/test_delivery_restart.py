@@ -1,0 +1,154 @@
+"""A replaying node's worker process that dies is restarted, and the batch it had taken is
+replayed on the new one (issue 17; delivery/restart.py). Real processes, killed for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from chronopipe.actors import ActorError
+from chronopipe.delivery import restart
+from chronopipe.graph import Node, Pipeline
+
+pytestmark = pytest.mark.timeout(60)
+N = 100_000
+
+
+class KillOnce(Node):
+    """Kills its own process at record ``at`` the first time (a marker file says it happened)."""
+
+    def __init__(self, name: str, at: int, marker: str, how: str = "sigkill", **kw) -> None:
+        super().__init__(name, **kw)
+        self.at, self.marker, self.how = at, marker, how
+
+    def process(self, item: int) -> None:
+        if item == self.at and not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            if self.how == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(3)
+        self.push(item)
+
+
+class Poison(Node):
+    """SIGKILLs its process at record ``at`` every time, noting each attempt in a file."""
+
+    def __init__(self, name: str, at: int, attempts: str, **kw) -> None:
+        super().__init__(name, **kw)
+        self.at, self.attempts = at, attempts
+
+    def process(self, item: int) -> None:
+        if item == self.at:
+            with open(self.attempts, "a") as f:
+                f.write("x\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.push(item)
+
+
+class DieInBegin(Node):
+    def begin(self) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def process(self, item: int) -> None:
+        self.push(item)
+
+
+class Collect(Node):
+    mode = "threads"
+
+    def begin(self) -> None:
+        self.got: list[int] = []
+
+    def process(self, item: int) -> None:
+        self.got.append(item)
+
+
+def _children() -> list[psutil.Process]:
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.mark.parametrize(("how", "workers"), [("sigkill", 1), ("exit", 1), ("sigkill", 2)])
+def test_a_killed_worker_is_restarted_and_every_record_reaches_the_sink(tmp_path, how, workers):
+    before = {p.pid for p in _children()}
+    letters: list = []
+    sink = Collect("sink")
+    pipeline = Pipeline(KillOnce("work", N // 2 + 123, str(tmp_path / "killed"), how, workers=workers) | sink,
+                        mode="processes", guarantee="replay", dead_letter=letters.append)
+    started = time.monotonic()
+    pipeline.consume(range(N))
+    assert time.monotonic() - started < 30
+    assert (tmp_path / "killed").exists()
+    assert set(sink.got) == set(range(N))
+    stats = pipeline.statistics()
+    duplicates = len(sink.got) - N
+    assert 0 <= duplicates <= stats.duplicates_possible <= 1000  # at most one batch per kill
+    assert stats.restarts == 1 and stats.nodes[0].restarts == 1 and not letters
+    assert stats.nodes[0].received == N
+    assert "1 worker restart" in stats.summary
+    assert {p.pid for p in _children()} <= before  # the dead worker and its replacement are gone
+
+
+def test_a_record_that_kills_its_worker_every_time_is_dead_lettered(tmp_path):
+    attempts = tmp_path / "attempts"
+    letters: list = []
+    sink = Collect("sink")
+    pipeline = Pipeline(Poison("parse", 4321, str(attempts)) | sink, mode="processes", guarantee="replay",
+                        max_retries=2, dead_letter=letters.append)
+    pipeline.consume(range(10_000))
+    assert attempts.read_text().count("x") == 3  # K = 1 + max_retries attempts, then the dead letter
+    assert sorted(set(sink.got)) == [i for i in range(10_000) if i != 4321]
+    [letter] = letters
+    assert (letter.node, letter.attempts, letter.record) == ("parse", 3, 4321)
+    assert letter.error_type.endswith("WorkerKilledError")
+    assert letter.error == "killed its worker 3 times (SIGKILL)"
+    stats = pipeline.statistics()
+    assert stats.restarts == 3 and stats.dead_lettered == 1
+    assert stats.nodes[0].received == 10_000
+
+
+def test_the_restart_limit_fails_the_run_naming_the_node(tmp_path, monkeypatch):
+    monkeypatch.setattr(restart, "BACKOFF", (0.0, 0.01))
+    before = {p.pid for p in _children()}
+    pipeline = Pipeline(DieInBegin("fragile") | Collect("sink"), mode="processes", guarantee="replay",
+                        dead_letter=str(tmp_path / "dl.jsonl"))
+    started = time.monotonic()
+    with pytest.raises(ActorError) as info:
+        pipeline.consume(range(1000))
+    assert time.monotonic() - started < 20
+    error = info.value
+    assert error.actor == "fragile"
+    assert "SIGKILL" in str(error)
+    assert f"restarted {restart.MAX_RESTARTS} times" in str(error)
+    assert f"died {restart.MAX_RESTARTS + 1} times in a row" in str(error)
+    assert {p.pid for p in _children()} <= before
+
+
+def test_guarantee_none_still_fails_the_run(tmp_path):
+    pipeline = Pipeline(KillOnce("work", 500, str(tmp_path / "killed")) | Collect("sink"), mode="processes")
+    with pytest.raises(ActorError) as info:
+        pipeline.consume(range(5000))
+    assert info.value.actor == "work"
+    assert "SIGKILL" in str(info.value)
+    assert "restart" not in str(info.value)
+
+
+def test_ordered_workers_are_not_restarted_and_say_so(tmp_path):
+    node = KillOnce("work", 500, str(tmp_path / "killed"), workers=2, ordered=True)
+    pipeline = Pipeline(node | Collect("sink"), mode="processes", guarantee="replay",
+                        dead_letter=str(tmp_path / "dl.jsonl"))
+    with pytest.raises(ActorError) as info:
+        pipeline.consume(range(5000))
+    assert info.value.actor == "work"
+    assert "not restarted" in str(info.value) and "ordered" in str(info.value)
