@@ -38,12 +38,12 @@ class KillOnce(Node):
 class Poison(Node):
     """SIGKILLs its process at record ``at`` every time, noting each attempt in a file."""
 
-    def __init__(self, name: str, at: int, attempts: str, **kw) -> None:
+    def __init__(self, name: str, at: int | set[int], attempts: str, **kw) -> None:
         super().__init__(name, **kw)
-        self.at, self.attempts = at, attempts
+        self.at, self.attempts = at if isinstance(at, set) else {at}, attempts
 
     def process(self, item: int) -> None:
-        if item == self.at:
+        if item in self.at:
             with open(self.attempts, "a") as f:
                 f.write("x\n")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -116,6 +116,19 @@ def test_a_record_that_kills_its_worker_every_time_is_dead_lettered(tmp_path):
     stats = pipeline.statistics()
     assert stats.restarts == 3 and stats.dead_lettered == 1
     assert stats.nodes[0].received == 10_000
+
+
+def test_two_poison_records_in_one_batch_each_go_to_the_dead_letters(tmp_path):
+    attempts = tmp_path / "attempts"
+    letters: list = []
+    sink = Collect("sink")
+    pipeline = Pipeline(Poison("parse", {2500, 2700}, str(attempts)) | sink, mode="processes",
+                        guarantee="replay", max_retries=0, dead_letter=letters.append)
+    pipeline.consume(range(5000))
+    assert attempts.read_text().count("x") == 4  # K is at least 2: twice each
+    assert sorted(set(sink.got)) == [i for i in range(5000) if i not in (2500, 2700)]
+    assert sorted((d.record, d.attempts) for d in letters) == [(2500, 2), (2700, 2)]
+    assert pipeline.statistics().dead_lettered == 2
 
 
 def test_the_restart_limit_fails_the_run_naming_the_node(tmp_path, monkeypatch):

@@ -20,10 +20,10 @@ killing one). The new worker reads the same inbox pipe (the parent holds every p
 upstream sent meanwhile waits there, in order.
 
 >>> j = Journal(kills=2)
->>> j.took(pickle.dumps([10, 11, 12])); j.at(1)
+>>> j.took(pickle.dumps([10, 11, 12]))  # a batch handled whole: where it dies is not known
 >>> j.died(-9), j.resume.records, j.resume.skip, j.duplicates
-(0.0, [10, 11, 12], None, 1)
->>> j.took(pickle.dumps([10, 11, 12])); j.at(1)
+(0.0, [10, 11, 12], None, 3)
+>>> j.took(pickle.dumps([10, 11, 12])); j.at(1)  # the replay goes record by record
 >>> j.died(-9), j.resume.skip, j.resume.kills, j.restarts
 (0.05, 1, 2, 2)
 >>> j.done(); j.died(-9), j.resume
@@ -73,12 +73,14 @@ class WorkerKilledError(RuntimeError):
 @dataclass
 class Resume:
     """What the next worker handles first: the batch in flight at the death, ``skip`` being the
-    index of a record to dead-letter instead (it killed ``kills`` workers, the last by ``how``)."""
+    index of a record to dead-letter instead (it killed ``kills`` workers, the last by ``how``);
+    ``skipped`` those of this batch an earlier worker dead-lettered already."""
 
     records: list[Any]
     skip: int | None = None
     kills: int = 0
     how: str = ""
+    skipped: frozenset[int] = frozenset()  # dead-lettered by an earlier worker: left out silently
 
     def error(self) -> WorkerKilledError:
         """What the dead letter of the skipped record says."""
@@ -89,7 +91,8 @@ class Journal:
     """One replaying process unit's journal (made in the parent, before the first fork)."""
 
     def __init__(self, kills: int, max_restarts: int | None = None) -> None:
-        self.kills = max(1, min(kills, MAX_RESTARTS if max_restarts is None else max_restarts))
+        # at least 2: the first death in a batch handled whole does not say which record it was
+        self.kills = max(2, min(kills, MAX_RESTARTS if max_restarts is None else max_restarts))
         self.max_restarts = MAX_RESTARTS if max_restarts is None else max_restarts
         self._view = memoryview(_ctx.RawArray("q", 4)).cast("B").cast("q")
         fd, path = tempfile.mkstemp(prefix="chronopipe-journal-")
@@ -103,13 +106,16 @@ class Journal:
         self.resume: Resume | None = None
         self.last_exit = ""
         self._streak: tuple[int, int, int] = (-1, -1, 0)  # (acked, position, kills)
+        self._skips: set[int] = set()  # records of the batch in flight already dead-lettered
         self._acked = -1  # batches acknowledged at the last death
 
     # -- in the worker -----------------------------------------------------------------
     def took(self, data: bytes) -> None:
         """A batch's bytes, before it is handled (the channel's tap)."""
         os.pwrite(self._fd, data, 0)
-        self._view[_NBYTES] = len(data)
+        view = self._view
+        view[_POS] = -1  # not known until a replay handles it record by record (at())
+        view[_NBYTES] = len(data)
 
     def at(self, index: int) -> None:
         self._view[_POS] = index
@@ -135,25 +141,32 @@ class Journal:
     # -- in the parent -----------------------------------------------------------------
     def died(self, exitcode: int | None) -> float | None:
         """The worker died without reporting: seconds to wait before starting the next one, or
-        None to give up (``MAX_RESTARTS`` deaths in a row). Sets ``resume`` for the next one."""
+        None to give up (``max_restarts`` deaths in a row with no batch finished and no record
+        dead-lettered between them). Sets ``resume`` for the next one."""
         view, how = self._view, exit_name(exitcode)
         self.last_exit = how
         acked, size, pos = view[_ACKED], view[_NBYTES], view[_POS]
-        self.in_a_row = self.in_a_row + 1 if acked == self._acked else 1
+        if acked != self._acked:  # a batch was finished since: a fresh start
+            self.in_a_row, self._streak, self._skips = 0, (acked, -1, 0), set()
         self._acked = acked
+        self.in_a_row += 1
         if self.in_a_row > self.max_restarts:
             return None
+        delay = BACKOFF[min(self.in_a_row - 1, len(BACKOFF) - 1)]
         self.resume = None
         if size:
             records = pickle.loads(os.pread(self._fd, size, 0))
-            kills = self._streak[2] + 1 if (acked, pos) == self._streak[:2] else 1
+            _, streak_pos, streak_kills = self._streak
+            # the same record again: at the same place, or after a death whose place is unknown
+            # (a batch handled whole: the first death in it)
+            kills = streak_kills + 1 if pos >= 0 and streak_kills and streak_pos in (pos, -1) else 1
             self._streak = (acked, pos, kills)
-            self.duplicates += min(pos, len(records))
-            self.resume = Resume(records, pos if kills >= self.kills else None, kills, how)
-            if kills >= self.kills:
-                self._streak = (acked, -1, 0)
-        else:
-            self._streak = (acked, -1, 0)
+            self.duplicates += len(records) if pos < 0 else min(pos, len(records))
+            letter = pos if kills >= self.kills and pos >= 0 else None
+            self.resume = Resume(records, letter, kills, how, frozenset(self._skips))
+            if letter is not None:  # progress: that record will not be met again
+                self._skips.add(letter)
+                self._streak, self.in_a_row = (acked, -1, 0), 0
         view[_NBYTES] = 0
         self.restarts += 1
-        return BACKOFF[min(self.in_a_row - 1, len(BACKOFF) - 1)]
+        return delay

@@ -184,21 +184,33 @@ class NodeActor(Actor):
             journal.took(pickle.dumps(resume.records, protocol=5))
             self._handle_journaled(journal, resume.records, resume)
         assert self.inbox is not None
+        each, item = self._each, _NO_RECORD  # a batch at a time: where it died is not known
         for batch in self._inbox_batches(self.inbox):
-            self._handle_journaled(journal, batch, None)
+            try:
+                each(batch)
+            except BaseException:
+                self._failed_record = item
+                raise
+            self.flush()
+            journal.done()
+            self.counts.received += len(batch)
 
-    def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume | None) -> None:
-        at, entry, skip = journal.position, self.unit.entry, resume.skip if resume is not None else None
+    def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume) -> None:
+        """The batch a worker died in, record by record, noting where it is (a record that
+        kills this one too is found); ``resume.skip`` is dead-lettered instead."""
+        at, entry, skip = journal.position, self.unit.entry, resume.skip
         assert entry is not None
         item: Any = _NO_RECORD
         try:
             for i, item in enumerate(batch):
                 at[1] = i
                 if i == skip:
-                    assert resume is not None and self.tally is not None
+                    assert self.tally is not None
                     letter = DeadLetter.of(self._pipeline, self.unit.owner.name, resume.kills, resume.error(), item)
                     to_channel(self.unit.dead_letters)(letter)
                     self.tally.dead_lettered += 1
+                    continue
+                if i in resume.skipped:
                     continue
                 entry(item)
         except BaseException:
