@@ -100,6 +100,23 @@ def test_a_killed_worker_is_restarted_and_every_record_reaches_the_sink(tmp_path
     assert {p.pid for p in _children()} <= before  # the dead worker and its replacement are gone
 
 
+class Pass(Node):
+    def process(self, item: int) -> None:
+        self.push(item)
+
+
+def test_a_worker_killed_after_one_of_its_writers_ended_still_ends(tmp_path):
+    # two upstream workers write into the killed node's inbox; the first one's END was read by
+    # the dead worker: the new one must not wait for it again (the journal counts ENDs read)
+    sink = Collect("sink")
+    up = Pass("up", workers=2)
+    pipeline = Pipeline(up | KillOnce("work", 9_999, str(tmp_path / "killed")) | sink, mode="processes",
+                        guarantee="replay", dead_letter=str(tmp_path / "dl.jsonl"))
+    pipeline.consume(range(10_000))
+    assert set(sink.got) == set(range(10_000))
+    assert pipeline.statistics().nodes[1].restarts == 1
+
+
 def test_a_record_that_kills_its_worker_every_time_is_dead_lettered(tmp_path):
     attempts = tmp_path / "attempts"
     letters: list = []

@@ -134,7 +134,7 @@ class ProcessChannel(Channel, mode="process"):
         self._closes_here = 0  # writers of this process that closed it (a thread channel counts them too)
         self._closed_here = False  # every writer this channel has closed it here: no more puts or sends
         self._rbatch, self._ridx = [], 0
-        self.tap: Any = None  # the reader's: called with each batch's bytes before it is unpickled
+        self.tap: Any = None  # the reader's: called with each batch's bytes before it is unpickled, None for an END
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -262,6 +262,8 @@ class ProcessChannel(Channel, mode="process"):
             ) from exc
         if data == _END_FRAME:
             self._ends_seen += 1
+            if self.tap is not None:
+                self.tap(None)
             return [END] if self._ends_seen >= self.writers else None
         if self.tap is not None:
             self.tap(data)

@@ -36,6 +36,7 @@ import os
 import pickle
 import signal
 import tempfile
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,7 @@ MAX_RESTARTS = 5
 #: Seconds to wait before the n-th restart in a row (the last one for every later restart).
 BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 # the shared slots
-_NBYTES, _POS, _ACKED, _REPLAYED = range(4)
+_NBYTES, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS = range(6)
 
 
 def exit_name(exitcode: int | None) -> str:
@@ -94,11 +95,11 @@ class Journal:
         # at least 2: the first death in a batch handled whole does not say which record it was
         self.kills = max(2, min(kills, MAX_RESTARTS if max_restarts is None else max_restarts))
         self.max_restarts = MAX_RESTARTS if max_restarts is None else max_restarts
-        self._view = memoryview(_ctx.RawArray("q", 4)).cast("B").cast("q")
+        self._view = memoryview(_ctx.RawArray("q", 6)).cast("B").cast("q")
         fd, path = tempfile.mkstemp(prefix="chronopipe-journal-")
         os.unlink(path)  # only the fd: gone with the last process holding it
         self._fd = fd
-        os.set_inheritable(fd, True)
+        weakref.finalize(self, os.close, fd)
         # parent side
         self.restarts = 0  # every restart of this unit
         self.duplicates = 0  # records possibly sent on twice
@@ -110,8 +111,12 @@ class Journal:
         self._acked = -1  # batches acknowledged at the last death
 
     # -- in the worker -----------------------------------------------------------------
-    def took(self, data: bytes) -> None:
-        """A batch's bytes, before it is handled (the channel's tap)."""
+    def took(self, data: bytes | None) -> None:
+        """A batch's bytes, before it is handled (the channel's tap); None: one writer's END
+        (a restarted worker's inbox starts from ``ends``)."""
+        if data is None:
+            self._view[_ENDS] += 1
+            return
         os.pwrite(self._fd, data, 0)
         view = self._view
         view[_POS] = -1  # not known until a replay handles it record by record (at())
@@ -137,6 +142,20 @@ class Journal:
 
     def replayed(self) -> None:
         self._view[_REPLAYED] = 1
+
+    @property
+    def ends(self) -> int:
+        """The ENDs of the inbox's writers the workers have read so far."""
+        return self._view[_ENDS]
+
+    @property
+    def ended(self) -> bool:
+        """Whether a worker got to its inbox's end (then it is not restarted: its end() may
+        have run and its outputs may be closed)."""
+        return bool(self._view[_ENDED])
+
+    def end(self) -> None:
+        self._view[_ENDED] = 1
 
     # -- in the parent -----------------------------------------------------------------
     def died(self, exitcode: int | None) -> float | None:

@@ -103,8 +103,9 @@ class NodeActor(Actor):
             unit.entry, self._each, hold, self._release = retrying(
                 node, unit.entry, self.policy, to_channel(unit.dead_letters), self.tally, self._pipeline)
             hold(unit.push)
-        if self.journal is not None:
+        if self.journal is not None:  # journaled; a restarted worker knows which writers ended
             self.inbox.tap = self.journal.took  # type: ignore[union-attr]
+            self.inbox._ends_seen = self.journal.ends  # type: ignore[union-attr]
         self._flags[unit.flag] = 1
 
     def _wait_for_parents(self) -> None:
@@ -194,6 +195,7 @@ class NodeActor(Actor):
             self.flush()
             journal.done()
             self.counts.received += len(batch)
+        journal.end()
 
     def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume) -> None:
         """The batch a worker died in, record by record, noting where it is (a record that
@@ -227,6 +229,9 @@ class NodeActor(Actor):
             if self.policy is not None and self.unit.mode == "process":
                 self.death_note = ("; not restarted: under guarantee='replay' ordered workers and merge nodes "
                                    "are not restarted yet")
+            return None
+        if journal.ended:
+            self.death_note = "; not restarted: it died after its input had ended (in end(), or closing its outputs)"
             return None
         delay = journal.died(exitcode)
         if delay is None:
