@@ -16,6 +16,9 @@ a record of its own, never on the actor. The actor side of the contract is a few
    wakes ``join()``; on success it first calls the public hook ``on_result(result)``, the one
    way for an actor to adopt what its host brought back (see ``Actor.on_result``).
 
+A process host whose actor dies without reporting asks ``actor.on_death(exitcode)`` (in the
+parent) whether to fork it again after some seconds, instead of concluding 3. with an error.
+
 and, at any time, from any thread (a signal handler included: they take no lock),
 ``actor.stop()`` and reading ``actor.counts``. The runtime side is :class:`Host`; an actor
 finds its default runtime through :func:`default_runtime`, which the runtime installs when it

@@ -12,7 +12,9 @@ Order of events, as in the sync mode:
 When a node raises, the Runtime stops every actor of the pipeline (and wakes whoever waits on
 their channels) and the caller gets an ActorError naming the node, with its traceback and item.
 Under ``guarantee="replay"`` it retries instead (delivery's ``retrying`` wraps its input where it
-runs) and sends its dead letters to a thread of the caller that writes the sink (plan.py).
+runs) and sends its dead letters to a thread of the caller that writes the sink (plan.py); a
+replaying worker process journals each batch it takes and, when it dies, the runtime starts it
+again and the new one handles that batch first (``on_death``, delivery/restart.py).
 """
 
 from __future__ import annotations
