@@ -100,6 +100,15 @@ def test_a_killed_worker_is_restarted_and_every_record_reaches_the_sink(tmp_path
     assert {p.pid for p in _children()} <= before  # the dead worker and its replacement are gone
 
 
+def test_one_replaying_node_in_a_none_pipeline_is_restarted(tmp_path):
+    sink = Collect("sink")
+    node = KillOnce("work", 3_000, str(tmp_path / "killed"), guarantee="replay")
+    pipeline = Pipeline(node | sink, mode="processes", dead_letter=str(tmp_path / "dl.jsonl"))
+    pipeline.consume(range(10_000))
+    assert set(sink.got) == set(range(10_000))
+    assert pipeline.statistics().restarts == 1
+
+
 class Pass(Node):
     def process(self, item: int) -> None:
         self.push(item)
