@@ -136,3 +136,10 @@ def test_the_order_package_imports_nothing_else_of_chronopipe():
     loaded = loaded_after("import chronopipe.order")
     assert {m for m in loaded if m.startswith("chronopipe")} == {
         "chronopipe", "chronopipe.order", "chronopipe.order.keys", "chronopipe.order.window"}
+
+
+def test_no_module_of_the_package_is_over_400_lines():
+    package = Path(chronopipe.__file__).parent
+    long = {str(p.relative_to(package)): n for p in package.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"modules over 400 lines (split them by job): {long}"

@@ -350,10 +350,8 @@ class EventManager(SeedStart):
         """
         with self._lock:
             if self._actor is None:
-                if self.queue is None:
-                    self.queue = Channel(name=f"{self.name}.queue")
-                self._actor = self.as_actor(self.queue, name=self.name)
-                self._actor.start()
+                self.queue = self.queue if self.queue is not None else Channel(name=f"{self.name}.queue")
+                self._actor = self.as_actor(self.queue, name=self.name).start()
         return self
 
     def as_actor(self, inbox: Any, name: str | None = None) -> Actor:
@@ -381,9 +379,8 @@ class EventManager(SeedStart):
             try:
                 pending.wait(left)
             except TimeoutError:
-                raise TimeoutError(
-                    f"EventManager {self.name!r}: async callbacks still running after {timeout} s"
-                ) from None
+                raise TimeoutError(f"EventManager {self.name!r}: async callbacks still running "
+                                   f"after {timeout} s") from None
         return self.statistics()
 
     def statistics(self) -> EventStatistics:
