@@ -191,3 +191,26 @@ def test_ordered_workers_are_not_restarted_and_say_so(tmp_path):
         pipeline.consume(range(5000))
     assert info.value.actor == "work"
     assert "not restarted" in str(info.value) and "ordered" in str(info.value)
+
+
+class EverySeventh(Node):
+    def process(self, item: int) -> None:
+        if item % 7 == 0:
+            raise ValueError(f"bad {item}")
+        self.push(item)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_worker_killed_while_replaying_dead_letters_goes_on_after_what_it_had_sent(tmp_path, workers):
+    letters = tmp_path / "letters.jsonl"
+    Pipeline(EverySeventh("work") | Collect("first"), mode="processes", guarantee="replay", max_retries=0,
+             dead_letter=str(letters)).consume(range(N))
+    bad = set(range(0, N, 7))
+    sink = Collect("sink")
+    fixed = KillOnce("work", 50_001, str(tmp_path / "killed"), workers=workers)
+    pipeline = Pipeline(fixed | sink, mode="processes", guarantee="replay")
+    pipeline.replay(str(letters), dead_letter=str(tmp_path / "again.jsonl"))
+    assert (tmp_path / "killed").exists() and set(sink.got) == bad
+    stats = pipeline.statistics()
+    assert 0 <= len(sink.got) - len(bad) <= stats.duplicates_possible <= 1000  # not every letter again
+    assert stats.restarts == 1 and stats.nodes[0].received == len(bad)

@@ -42,13 +42,15 @@ from typing import Any
 
 import multiprocess
 
-__all__ = ["BACKOFF", "MAX_RESTARTS", "Journal", "Resume", "WorkerKilledError", "exit_name"]
+__all__ = ["BACKOFF", "MAX_RESTARTS", "REPLAY_CHUNK", "Journal", "Resume", "WorkerKilledError", "exit_name"]
 
 _ctx = multiprocess.get_context("fork")
 #: Deaths in a row (no batch acknowledged between them) after which the run fails instead.
 MAX_RESTARTS = 5
 #: Seconds to wait before the n-th restart in a row (the last one for every later restart).
 BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+#: Re-injected records a worker handles and sends on before it acknowledges them.
+REPLAY_CHUNK = 1000
 # the shared slots
 _NBYTES, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS = range(6)
 
@@ -101,6 +103,7 @@ class Journal:
         self._fd = fd
         weakref.finalize(self, os.close, fd)
         # parent side
+        self.replay_total = 0  # records Pipeline.replay gives this unit first (set by its actor)
         self.restarts = 0  # every restart of this unit
         self.duplicates = 0  # records possibly sent on twice
         self.in_a_row = 0  # deaths since the last acknowledged batch
@@ -137,11 +140,13 @@ class Journal:
         return self._view
 
     @property
-    def replayed_done(self) -> bool:
-        return bool(self._view[_REPLAYED])
+    def replayed_count(self) -> int:
+        """Re-injected records (``Pipeline.replay``) handled and sent on: a restarted worker
+        starts after them."""
+        return self._view[_REPLAYED]
 
-    def replayed(self) -> None:
-        self._view[_REPLAYED] = 1
+    def replayed(self, count: int) -> None:
+        self._view[_REPLAYED] = count
 
     @property
     def ends(self) -> int:
@@ -173,6 +178,11 @@ class Journal:
             return None
         delay = BACKOFF[min(self.in_a_row - 1, len(BACKOFF) - 1)]
         self.resume = None
+        left = self.replay_total - view[_REPLAYED]
+        if left > 0:  # it died among the re-injected records: those since the last chunk come again
+            self.duplicates += min(REPLAY_CHUNK, left)
+            self.restarts += 1
+            return delay
         if size:
             records = pickle.loads(os.pread(self._fd, size, 0))
             _, streak_pos, streak_kills = self._streak

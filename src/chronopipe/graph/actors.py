@@ -30,6 +30,7 @@ from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.home import Token, changes, track
 from ..channels import ChannelBroken
 from ..delivery import DeadLetter, Delivery, Journal, Resume, SharedTally, Tally, retrying, to_channel
+from ..delivery.restart import REPLAY_CHUNK
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from .errors import mark
@@ -82,6 +83,8 @@ class NodeActor(Actor):
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
         restartable = self.policy is not None and unit.mode == "process" and self.inbox is not None
         self.journal = Journal(self.policy.attempts) if restartable and unit.current is None else None
+        if self.journal is not None:
+            self.journal.replay_total = len(unit.replayed)
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
@@ -121,7 +124,7 @@ class NodeActor(Actor):
     # -- items ---------------------------------------------------------------------------
     def run(self) -> None:
         journal = self.journal
-        if self.unit.replayed and not (journal is not None and journal.replayed_done):
+        if self.unit.replayed and not (journal is not None and journal.replayed_count >= len(self.unit.replayed)):
             self._run_replayed()
         if journal is not None:
             self._run_journaled(journal)
@@ -156,26 +159,29 @@ class NodeActor(Actor):
     def _run_replayed(self) -> None:
         """The records re-injected at this node, before its inbox. They are numbered below 0 in
         file order, so an ordered node's collector sends on what they give first, in that order."""
-        unit, records = self.unit, self.unit.replayed
+        unit, records, journal = self.unit, self.unit.replayed, self.journal
         assert unit.entry is not None
         entry, current = unit.entry, unit.current
         item: Any = _NO_RECORD
-        try:
-            for number, item in records:
-                if current is not None:
-                    current[0] = number
-                entry(item)
-        except BaseException:
-            self._failed_record = item
-            raise
+        start = journal.replayed_count if journal is not None else 0  # a restarted worker goes on
+        step = REPLAY_CHUNK if journal is not None else len(records) or 1
+        for lo in range(start, len(records), step):
+            chunk = records[lo:lo + step]
+            try:
+                for number, item in chunk:
+                    if current is not None:
+                        current[0] = number
+                    entry(item)
+            except BaseException:
+                self._failed_record = item
+                raise
+            if journal is not None:  # handled and sent on: a restarted worker does not do them again
+                self.flush()
+                journal.replayed(lo + len(chunk))
+            self.counts.received += len(chunk)
         if current is not None:
             unit.ports[0].pending.append((current[0], PROGRESS))
-        if self.journal is not None:  # a restarted worker does not handle them again
-            self.flush()
-            self.journal.replayed()
-        else:
-            self._flush_ports()
-        self.counts.received += len(records)
+        self._flush_ports()
 
     # -- a restartable worker (delivery/restart.py) ----------------------------------------
     def _run_journaled(self, journal: Journal) -> None:
