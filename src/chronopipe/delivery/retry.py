@@ -26,14 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import multiprocess
-
+from ..runtime.counts import SharedInts
 from .letters import DeadLetter
 from .policy import Policy
 
 __all__ = ["Retrying", "SharedTally", "Tally", "retrying"]
-
-_ctx = multiprocess.get_context("fork")
 
 
 class Tally:
@@ -50,7 +47,7 @@ class Tally:
         self.received = self.sent = self.retried = self.dead_lettered = 0
 
 
-class SharedTally:
+class SharedTally(SharedInts, fields=("retried", "dead_lettered")):
     """``retried`` and ``dead_lettered`` as two int64 in shared memory: a node process adds to
     them, the parent reads them live (and after a SIGKILL). Make it before the fork.
 
@@ -58,26 +55,9 @@ class SharedTally:
     (0, 1)
     """
 
-    __slots__ = ("_view",)
-
-    def __init__(self) -> None:
-        self._view = memoryview(_ctx.RawArray("q", 2)).cast("B").cast("q")
-
-    @property
-    def retried(self) -> int:
-        return self._view[0]
-
-    @retried.setter
-    def retried(self, value: int) -> None:
-        self._view[0] = value
-
-    @property
-    def dead_lettered(self) -> int:
-        return self._view[1]
-
-    @dead_lettered.setter
-    def dead_lettered(self, value: int) -> None:
-        self._view[1] = value
+    __slots__ = ()
+    retried: int
+    dead_lettered: int
 
 
 class Retrying(NamedTuple):

@@ -200,9 +200,7 @@ class NodeActor(Actor):
             except BaseException:
                 self._failed_record = item
                 raise
-            self.flush()
-            journal.done()
-            self.counts.received += len(batch)
+            self._acknowledge(journal, batch)
         journal.end()
 
     def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume) -> None:
@@ -226,6 +224,10 @@ class NodeActor(Actor):
         except BaseException:
             self._failed_record = item
             raise
+        self._acknowledge(journal, batch)
+
+    def _acknowledge(self, journal: Journal, batch: list[Any]) -> None:
+        """``batch`` is handled: send its outputs on, then mark it done and received."""
         self.flush()
         journal.done()
         self.counts.received += len(batch)

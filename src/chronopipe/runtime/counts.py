@@ -17,41 +17,44 @@ import multiprocess
 
 from ..actors.actor import Actor
 
-__all__ = ["SharedCounts", "in_flight", "progress"]
+__all__ = ["SharedCounts", "SharedInts", "in_flight", "progress"]
 
 _ctx = multiprocess.get_context("fork")
 
 
-class SharedCounts:
-    """``received`` and ``emitted`` in shared memory (inherited by a forked child: no pickling).
+class SharedInts:
+    """Named int64 fields in shared memory, inherited by a forked child (no pickling): the
+    child adds to them, the parent reads them live, and they are still there after a SIGKILL.
+    Make one before the fork. A subclass names its fields: ``class X(SharedInts, fields=("a", "b"))``.
+    """
+
+    __slots__ = ("_view",)
+    fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, fields: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.fields = fields
+        for i, name in enumerate(fields):
+            setattr(cls, name, property(lambda self, i=i: self._view[i],
+                                        lambda self, value, i=i: self._view.__setitem__(i, value)))
+
+    def __init__(self) -> None:
+        self._view = memoryview(_ctx.RawArray("q", max(1, len(self.fields)))).cast("B").cast("q")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={self._view[i]}' for i, n in enumerate(self.fields))})"
+
+
+class SharedCounts(SharedInts, fields=("received", "emitted")):
+    """``received`` and ``emitted`` of a process actor (the host gives it one: ``Actor._hosted``).
 
     >>> c = SharedCounts(); c.emitted += 5; (c.received, c.emitted)
     (0, 5)
     """
 
-    __slots__ = ("_view",)
-
-    def __init__(self) -> None:
-        self._view = memoryview(_ctx.RawArray("q", 2)).cast("B").cast("q")
-
-    @property
-    def received(self) -> int:
-        return self._view[0]
-
-    @received.setter
-    def received(self, value: int) -> None:
-        self._view[0] = value
-
-    @property
-    def emitted(self) -> int:
-        return self._view[1]
-
-    @emitted.setter
-    def emitted(self, value: int) -> None:
-        self._view[1] = value
-
-    def __repr__(self) -> str:
-        return f"SharedCounts(received={self.received}, emitted={self.emitted})"
+    __slots__ = ()
+    received: int
+    emitted: int
 
 
 def progress(actors: Iterable[Actor]) -> dict[str, tuple[int, int]]:
