@@ -4,7 +4,11 @@ fixed, Pipeline.replay gives those rows back to it.
 
     venv/bin/python examples/pipeline_dead_letters.py [DEAD_LETTER_FILE]
 
-Without a file name the letters go to a temporary folder, removed at the end.
+Without a file name the letters go to a temporary folder, removed at the end. The same replay from
+the command line, with the fixed pipeline this module's ``fixed_pipeline()`` builds:
+
+    venv/bin/python examples/pipeline_dead_letters.py dl.jsonl
+    venv/bin/chronopipe dead-letters dl.jsonl --replay examples/pipeline_dead_letters.py:fixed_pipeline
 """
 
 import sys
@@ -57,20 +61,32 @@ def show(label, pipeline):
     print(f"{'':<8} total {pipeline.global_state.total} over {pipeline.global_state.rows} rows")
 
 
-def main(path):
-    parse = Parse("parse")
+def build(path, fixed=False):
+    """The pipeline: parse | enrich | total, in processes, retrying twice, then dead-lettering into ``path``."""
+    parse = Parse("parse", fixed=fixed)
     pipeline = Pipeline(parse | Enrich("enrich") | Total("total"), mode="processes", guarantee="replay",
-                         max_retries=2, dead_letter=path)
+                        max_retries=2, dead_letter=path)
     pipeline.global_state.total, pipeline.global_state.rows = 0.0, 0
+    return pipeline
+
+
+def fixed_pipeline():
+    """The pipeline with its parser fixed, for ``chronopipe dead-letters FILE --replay``."""
+    return build("fixed.dead-letters.jsonl", fixed=True)
+
+
+def main(path):
+    pipeline = build(path)
     pipeline.consume(ROWS)
     show("run", pipeline)
-    parse.fixed = True
+    pipeline["parse"].fixed = True
     pipeline.replay(path, dead_letter=path.with_name("again.jsonl"))
     show("replay", pipeline)
 
 
-if len(sys.argv) > 1:
-    main(Path(sys.argv[1]))
-else:
-    with tempfile.TemporaryDirectory() as folder:
-        main(Path(folder) / "dead-letters.jsonl")
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        main(Path(sys.argv[1]))
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            main(Path(folder) / "dead-letters.jsonl")

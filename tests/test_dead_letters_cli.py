@@ -1,14 +1,20 @@
-"""``chronopipe dead-letters FILE``: one line per letter and a count; exit 0 none, 1 some, 2 a bad file."""
+"""``chronopipe dead-letters FILE``: one line per letter and a count; exit 0 none, 1 some, 2 a bad file.
+
+``--replay PIPELINE``: the real command (a subprocess) replays a real file through a pipeline module
+written to tmp_path, fixed by a flag file; exit 0 all handled, 1 some dead-lettered again, 2 a
+usage error, 3 a failed run.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from chronopipe.cli import main
-from chronopipe.delivery import DeadLetter
+from chronopipe.delivery import DeadLetter, read_dead_letters
 from chronopipe.graph import Node, Pipeline
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,3 +95,142 @@ def test_the_command_never_prints_a_traceback_and_says_its_exit_status(tmp_path)
     assert "Traceback" not in done.stderr
     helped = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
     assert "Exit status 1 if there are any" in helped.stdout and "2    usage error or unreadable input" in helped.stdout
+
+
+# -- --replay PIPELINE: a real pipeline module, run by the real command ----------------------
+JOBS = '''
+"""A pipeline to replay dead letters through: its parser is fixed by writing a flag file."""
+import os
+from pathlib import Path
+
+from chronopipe.graph import Node, Pipeline, UpsertSink
+
+HERE = Path(__file__).parent
+
+
+class Parse(Node):
+    """int(item); once HERE/fixed says "partly", also "3;4" (-> 34); "fully", also "x" (-> -1)."""
+
+    def process(self, item):
+        fix = (HERE / "fixed").read_text() if (HERE / "fixed").exists() else ""
+        if fix in ("partly", "fully"):
+            item = item.replace(";", "")
+        if fix == "fully" and item == "x":
+            item = "-1"
+        self.push(int(item))
+
+
+def make():
+    return Pipeline(Parse("parse") | UpsertSink("load", key=lambda n: n, store=HERE / "out.sqlite"),
+                    mode=os.environ.get("JOB_MODE", "sync"), name="orders", guarantee="replay", max_retries=1,
+                    dead_letter=HERE / "live.jsonl")
+
+
+pipeline = make()
+strict = Pipeline(Parse("parse"), name="strict")
+not_a_pipeline = 42
+
+
+def broken():
+    raise RuntimeError("no database today")
+'''
+
+
+@pytest.fixture
+def jobs(tmp_path):
+    """tmp_path/jobs.py (the pipeline) and tmp_path/dl.jsonl (two letters of node 'parse': "x", "3;4")."""
+    (tmp_path / "jobs.py").write_text(JOBS)
+    Pipeline(Parse("parse"), name="orders", guarantee="replay", max_retries=1,
+             dead_letter=tmp_path / "dl.jsonl").consume(["1", "x", "2", "3;4"])
+    return tmp_path
+
+
+def chronopipe(*args, cwd, mode="sync"):
+    """The installed command, in ``cwd``: (exit status, stdout lines, stderr lines)."""
+    env = {**os.environ, "JOB_MODE": mode}
+    done = subprocess.run([sys.executable, "-m", "chronopipe", "dead-letters", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout.splitlines(), done.stderr.splitlines()
+
+
+def stored(folder):
+    from chronopipe.delivery import UpsertStore
+
+    with UpsertStore(folder / "out.sqlite") as store:
+        return dict(store.items())
+
+
+@pytest.mark.parametrize("mode", ["sync", "threads", "processes"])
+def test_replay_after_the_fix_handles_every_letter_and_exits_0(jobs, mode):
+    (jobs / "fixed").write_text("fully")
+    status, out, err = chronopipe("dl.jsonl", "--replay", "jobs:pipeline", cwd=jobs, mode=mode)
+    assert (status, err) == (0, [])
+    assert out[0].startswith("finished: parse 2 in = 2 handled + 0 dead-lettered")
+    assert out[1:] == ["replayed 2 dead letters of dl.jsonl: all handled, none dead-lettered again"]
+    assert stored(jobs) == {-1: -1, 34: 34}
+    assert not (jobs / "dl.replay.jsonl").exists() and not (jobs / "live.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode", ["sync", "processes"])
+def test_records_that_fail_again_go_beside_the_file_and_exit_1(jobs, mode):
+    (jobs / "fixed").write_text("partly")
+    status, out, err = chronopipe(jobs / "dl.jsonl", "--replay", jobs / "jobs.py:make", cwd="/", mode=mode)
+    assert (status, err) == (1, [])
+    assert out[0].startswith("finished: parse 2 in = 1 handled + 1 dead-lettered (1 retry)")
+    assert out[1] == (f"replayed 2 dead letters of {jobs / 'dl.jsonl'}: 1 dead-lettered again into "
+                      f"{jobs / 'dl.replay.jsonl'}")
+    assert stored(jobs) == {34: 34}
+    again = read_dead_letters(jobs / "dl.replay.jsonl")
+    assert [(d.node, d.record, d.attempts) for d in again] == [("parse", "x", 2)]
+    assert chronopipe("dl.replay.jsonl", cwd=jobs)[1][-1] == "1 dead letter in dl.replay.jsonl: parse 1"
+
+
+def test_dead_letter_chooses_where_they_go_and_a_second_replay_is_idempotent(jobs):
+    (jobs / "fixed").write_text("partly")
+    assert chronopipe("dl.jsonl", "--replay", "jobs:pipeline", "--dead-letter", "again.jsonl", cwd=jobs)[0] == 1
+    assert [d.record for d in read_dead_letters(jobs / "again.jsonl")] == ["x"]
+    assert not (jobs / "dl.replay.jsonl").exists()
+    (jobs / "fixed").write_text("fully")
+    status, out, _ = chronopipe("dl.jsonl", "--replay", "jobs:pipeline", "--dead-letter", "again.jsonl", cwd=jobs)
+    assert status == 0 and out[-1] == "replayed 2 dead letters of dl.jsonl: all handled, none dead-lettered again"
+    assert stored(jobs) == {-1: -1, 34: 34}  # 34 written twice: upserted, one row
+
+
+def test_a_node_that_raises_under_guarantee_none_fails_the_replay_with_exit_3(jobs):
+    status, out, err = chronopipe("dl.jsonl", "--replay", "jobs:strict", cwd=jobs)
+    assert (status, out, len(err)) == (3, [], 1), err
+    assert err[0].startswith("chronopipe dead-letters: ") and "ValueError" in err[0] and "parse" in err[0]
+
+
+CORRUPT = "corrupt.jsonl"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["dl.jsonl", "--replay", "jobs"], "--replay jobs: give MODULE:ATTRIBUTE or FILE.py:ATTRIBUTE"),
+    (["dl.jsonl", "--replay", "nosuch:pipeline"], "--replay nosuch:pipeline: no module named 'nosuch'"),
+    (["dl.jsonl", "--replay", "nosuch.py:pipeline"], "--replay nosuch.py:pipeline: nosuch.py: no such file"),
+    (["dl.jsonl", "--replay", "jobs:nothing"], "--replay jobs:nothing: jobs has no attribute 'nothing'"),
+    (["dl.jsonl", "--replay", "jobs:not_a_pipeline"],
+     "--replay jobs:not_a_pipeline: not_a_pipeline is not a chronopipe.graph.Pipeline (it is int 42)"),
+    (["dl.jsonl", "--replay", "jobs.py:broken"],
+     "--replay jobs.py:broken: broken() raised RuntimeError: no database today"),
+    (["dl.jsonl", "--replay", "badmod:pipeline"],
+     "--replay badmod:pipeline: importing badmod failed: ZeroDivisionError: division by zero"),
+    (["none.jsonl", "--replay", "jobs:pipeline"], "none.jsonl: no such file"),
+    ([CORRUPT, "--replay", "jobs:pipeline"], "corrupt.jsonl:1: not JSON (Expecting value at column 1)"),
+    (["other.jsonl", "--replay", "jobs:pipeline"],
+     "other.jsonl: dead letters of nodes jobs:pipeline does not have: enrich (its nodes: load, parse)"),
+    (["dl.jsonl", "--replay", "jobs:pipeline", "--dead-letter", "dl.jsonl"],
+     "--dead-letter dl.jsonl: is also an input; refusing to overwrite it"),
+    (["dl.jsonl", "--dead-letter", "again.jsonl"],
+     "--dead-letter OUT goes with --replay PIPELINE (it says where records that fail again go)"),
+], ids=["no-colon", "no-module", "no-file", "no-attribute", "not-a-pipeline", "factory-raises", "import-raises",
+        "no-letters-file", "corrupt-letters", "unknown-node", "onto-itself", "dead-letter-alone"])
+def test_each_usage_error_is_one_line_and_exit_2_and_nothing_runs(jobs, args, message):
+    (jobs / "badmod.py").write_text("1 / 0\n")
+    (jobs / CORRUPT).write_text("oops\n")
+    (jobs / "other.jsonl").write_text(DeadLetter.of("orders", "enrich", 1, ValueError("bad"), 1).to_line() + "\n")
+    (jobs / "fixed").write_text("fully")
+    assert chronopipe(*args, cwd=jobs) == (2, [], [f"chronopipe dead-letters: {message}"])
+    assert not (jobs / "out.sqlite").exists() and not (jobs / "dl.replay.jsonl").exists()

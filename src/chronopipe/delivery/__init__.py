@@ -33,6 +33,7 @@ from .sinks import (
     open_sink,
     to_channel,
 )
+from .upsert import UpsertStatistics, UpsertStore
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -52,6 +53,8 @@ __all__ = [
     "SharedTally",
     "Sink",
     "Tally",
+    "UpsertStatistics",
+    "UpsertStore",
     "WorkerKilledError",
     "default_path",
     "open_sink",

@@ -19,6 +19,7 @@ from .node import GroupByNode, Node, RouteError
 from .pipeline import NodeStatistics, Pipeline, PipelineStatistics
 from .state import GlobalState
 from .sync import OutOfOrderError
+from .upsert import UpsertSink
 
 __all__ = [
     "Clock",
@@ -31,6 +32,7 @@ __all__ = [
     "Pipeline",
     "PipelineStatistics",
     "RouteError",
+    "UpsertSink",
     "merge_branches",
     "merge_sorted",  # merge_branches' name before 0.2 (deprecated)
 ]
