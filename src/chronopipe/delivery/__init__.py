@@ -18,6 +18,7 @@ what each guarantee promises, and what is not there yet.
 [('parse', 2, 'x', 'ValueError')]
 """
 
+from .acks import Aligner, Ledger, Mark, confirming, split
 from .letters import FORMAT_VERSION, DeadLetter, DeadLetterFileError, preview, read_dead_letters
 from .policy import DEFAULT_MAX_RETRIES, GUARANTEES, Policy, policy_of
 from .restart import Journal, Resume, WorkerKilledError
@@ -33,6 +34,7 @@ from .sinks import (
     open_sink,
     to_channel,
 )
+from .state import StateError, StateFile, source_identity
 from .upsert import UpsertStatistics, UpsertStore
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GUARANTEES",
     "SINK_ACTOR",
+    "Aligner",
     "CallableSink",
     "DeadLetter",
     "DeadLetterFile",
@@ -47,20 +50,27 @@ __all__ = [
     "DeadLetterSinkError",
     "Delivery",
     "Journal",
+    "Ledger",
+    "Mark",
     "Policy",
     "Resume",
     "Retrying",
     "SharedTally",
     "Sink",
+    "StateError",
+    "StateFile",
     "Tally",
     "UpsertStatistics",
     "UpsertStore",
     "WorkerKilledError",
+    "confirming",
     "default_path",
     "open_sink",
     "policy_of",
     "preview",
     "read_dead_letters",
     "retrying",
+    "source_identity",
+    "split",
     "to_channel",
 ]

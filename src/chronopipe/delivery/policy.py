@@ -1,9 +1,11 @@
 """What a pipeline (or one node) promises about a record whose ``process()`` raises.
 
-Two guarantees exist so far (issue 17 names two more, ``confirm`` and ``track``, for later):
-
-* ``"none"``: today's behaviour and cost. The first exception fails the run, which raises an
-  ActorError naming the node; nothing is retried and nothing is written anywhere.
+* ``"none"``: the first exception fails the run, which raises an ActorError naming the node;
+  nothing is retried and nothing is written anywhere.
+* ``"confirm"`` and ``"track"``: the same on an exception, and the records are acknowledged a
+  batch at a time (acks.py): the source learns how many of its records every terminal node
+  finished with; a failed run says which batches did not complete. Any node asking for it turns
+  it on for the whole pipeline.
 * ``"replay"``: the record is given to ``process()`` again, up to ``max_retries`` more times
   (immediately, no sleep); if every attempt raised, it becomes a dead letter (letters.py) and
   the run goes on with the next record.
@@ -20,9 +22,7 @@ from typing import Any
 __all__ = ["DEFAULT_MAX_RETRIES", "GUARANTEES", "Policy", "policy_of"]
 
 #: The guarantees a pipeline or a node may ask for.
-GUARANTEES = ("none", "replay")
-#: What issue 17 plans beyond them: refused with a message saying so.
-_LATER = ("confirm", "track")
+GUARANTEES = ("none", "confirm", "track", "replay")
 #: Attempts after the first one, for a record under ``"replay"``, unless told otherwise.
 DEFAULT_MAX_RETRIES = 3
 
@@ -34,12 +34,8 @@ class Policy:
     ``attempts`` is how many times ``process()`` sees a record at most: 1 + ``max_retries``
     under ``"replay"``, 1 under ``"none"``.
 
-    >>> Policy("replay", 2).attempts, Policy().attempts, Policy().replays
-    (3, 1, False)
-    >>> Policy("track")
-    Traceback (most recent call last):
-    ...
-    ValueError: guarantee 'track' is not available yet (issue 17 plans it); use 'none' or 'replay'
+    >>> Policy("replay", 2).attempts, Policy().attempts, Policy().replays, Policy("track").acks
+    (3, 1, False, True)
 
     Raises:
         ValueError: an unknown guarantee, or ``max_retries`` that is not an int >= 0.
@@ -58,6 +54,11 @@ class Policy:
         return self.guarantee == "replay"
 
     @property
+    def acks(self) -> bool:
+        """True under ``"confirm"`` and ``"track"``: records are acknowledged a batch at a time."""
+        return self.guarantee in ("confirm", "track")
+
+    @property
     def attempts(self) -> int:
         return 1 + self.max_retries if self.replays else 1
 
@@ -70,9 +71,6 @@ def check_guarantee(guarantee: Any, where: str = "") -> str:
     """
     if guarantee in GUARANTEES:
         return str(guarantee)
-    if guarantee in _LATER:
-        raise ValueError(f"{where}guarantee {guarantee!r} is not available yet (issue 17 plans it); "
-                         "use 'none' or 'replay'")
     raise ValueError(f"{where}guarantee must be one of {GUARANTEES}, not {guarantee!r}")
 
 
@@ -98,7 +96,7 @@ def policy_of(name: str, guarantee: Any, max_retries: Any, default: Policy) -> P
     >>> policy_of("parse", "often", None, Policy())
     Traceback (most recent call last):
     ...
-    ValueError: node 'parse': guarantee must be one of ('none', 'replay'), not 'often'
+    ValueError: node 'parse': guarantee must be one of ('none', 'confirm', 'track', 'replay'), not 'often'
 
     Raises:
         ValueError: a guarantee or a max_retries that is not valid, naming the node.

@@ -4,7 +4,8 @@ The Pipeline (chronopipe.graph) resolves each node's policy when a run begins an
 Delivery when at least one node replays; the executors (graph/sync.py, graph/actors.py) wrap
 those nodes' input with :func:`~chronopipe.delivery.retry.retrying` and route their letters to
 ``sink``. ``replayed`` holds the records ``Pipeline.replay`` re-injects, by node name: each node
-gets its own before any record from upstream.
+gets its own before any record from upstream. ``acks`` (``"confirm"`` or ``"track"`` anywhere, or
+a ``state_dir``) has the run acknowledge records a batch at a time (acks.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .acks import Ledger
 from .policy import Policy
 from .sinks import Sink
 
@@ -20,7 +22,9 @@ __all__ = ["Delivery"]
 
 @dataclass
 class Delivery:
-    """One run's retry policies (replaying nodes only, by name), sink and records to replay.
+    """One run's retry policies (replaying nodes only, by name), sink (None when no node
+    replays), records to replay, and whether records are acknowledged (``acks``; the run's
+    executor makes the ``ledger``).
 
     >>> from chronopipe.delivery import CallableSink
     >>> d = Delivery("orders", {"parse": Policy("replay", 2)}, CallableSink(print))
@@ -30,8 +34,10 @@ class Delivery:
 
     pipeline: str
     policies: dict[str, Policy]
-    sink: Sink
+    sink: Sink | None
     replayed: dict[str, list[Any]] = field(default_factory=dict)
+    acks: bool = False
+    ledger: Ledger | None = None
 
     def policy(self, node: str) -> Policy | None:
         """The policy of a replaying node; None for a node under ``"none"``."""

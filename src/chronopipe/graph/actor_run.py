@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any
 
@@ -17,12 +17,13 @@ from ..actors.errors import ActorError
 from ..actors.home import apply
 from ..channels import ChannelBroken
 from ..delivery import SINK_ACTOR, Delivery
+from ..delivery.acks import Ledger, Mark, confirming
 from ..runtime import Runtime
 from .actors import NodeActor
 from .errors import from_actor_error
 from .node import Node
 from .plan import Plan, build_plan
-from .wiring import LIMIT, lingering, stdout_write
+from .wiring import LIMIT, fed_in_batches, lingering, stdout_write
 
 __all__ = ["ActorRun"]
 
@@ -43,6 +44,7 @@ class ActorRun:
         self.delivery = delivery
         self.actors: list[Actor] = []
         self.plan: Plan | None = None
+        self.ledger: Ledger | None = None  # under acks
         self._node_of: dict[str, str] = {}
 
     # -- begin ---------------------------------------------------------------------------
@@ -50,12 +52,18 @@ class ActorRun:
         delivery = self.delivery
         self.plan = plan = build_plan(self.order, self.mode, _flags, delivery=delivery)
         self._node_of = {u.name: u.owner.name for u in plan.units}
-        self.actors = [NodeActor(u, plan.flags, self.global_state, delivery) for u in plan.units]
+        slots = self._ledger_slots(plan)
+        ledger = self.ledger = Ledger(len(slots) + (plan.dead_letters is not None)) if slots else None
+        self.actors = [NodeActor(u, plan.flags, self.global_state, delivery, ledger, slots.get(id(u)))
+                       for u in plan.units]
         if plan.log is not None:  # what node processes log is written here, to this stdout
             self.actors.append(Actor("node-log", stdout_write, inbox=plan.log, mode="thread"))
         if plan.dead_letters is not None:  # every node's dead letters reach the sink on this thread
-            assert delivery is not None
-            self.actors.append(Actor(SINK_ACTOR, delivery.sink.write, inbox=plan.dead_letters, mode="thread"))
+            assert delivery is not None and delivery.sink is not None
+            write = delivery.sink.write
+            if ledger is not None:  # the sink confirms too: a dead-lettered record is done with once written
+                write = confirming(write, plan.dead_letters.writers, ledger, len(slots))
+            self.actors.append(Actor(SINK_ACTOR, write, inbox=plan.dead_letters, mode="thread"))
         runtime = Runtime()
         log.info("pipeline %s: starting %d actors (%s)", self.order[0].name, len(self.actors),
                  ", ".join(f"{a.name}:{a.mode}" for a in self.actors))
@@ -65,6 +73,13 @@ class ActorRun:
             self._wait_begun()
         except BaseException as exc:
             raise self._fail(exc) from None
+
+    def _ledger_slots(self, plan: Plan) -> dict[int, int]:
+        """Under acks, a ledger slot per terminal node actor (nothing downstream), by id of its unit."""
+        if self.delivery is None or not self.delivery.acks:
+            return {}
+        terminals = [u for u in plan.units if not any(port.channels for port in u.ports)]
+        return {id(u): i for i, u in enumerate(terminals)}
 
     def _wait_begun(self) -> None:
         assert self.plan is not None
@@ -95,6 +110,36 @@ class ActorRun:
                     port.flush()
         except BaseException as exc:
             raise self._fail(exc) from None
+
+    def feed_marked(self, records: Iterable[Any], offset: int, marked: Callable[[int, bool], Any]) -> None:
+        """Under acks: feed ``records`` (those of the source after ``offset``), a mark after every
+        LIMIT records and after the last; ``marked(offset, last)`` follows each mark. Records go
+        in as they come (a source that pauses: the lingering timer sends what waits)."""
+        plan = self.plan
+        assert plan is not None
+        try:
+            with lingering(plan.feed_ports):
+                for n in fed_in_batches(iter(records), plan.feed):
+                    offset += n
+                    self.mark(offset)
+                    marked(offset, n < LIMIT)
+        except BaseException as exc:
+            raise self._fail(exc) from None
+
+    def mark(self, offset: int) -> None:
+        """Send what the feed holds, then a mark of ``offset`` into every channel it feeds."""
+        assert self.plan is not None
+        for port in self.plan.feed_ports:
+            port.flush()
+        mark = Mark(offset, -1)
+        for channel in self._feed_channels():
+            channel.put(mark)
+            channel.flush()
+
+    def check(self) -> None:
+        """Raise (having stopped the run) when an actor ended early or failed: for the caller's waits."""
+        if any(a.state != "running" for a in self.actors):
+            raise self._fail(ChannelBroken("an actor of the pipeline ended before its input did"))
 
     def push(self, item: Any) -> None:
         plan = self.plan

@@ -30,6 +30,7 @@ from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.home import Token, changes, track
 from ..channels import ChannelBroken
 from ..delivery import DeadLetter, Delivery, Journal, Resume, SharedTally, Tally, retrying, to_channel
+from ..delivery.acks import Aligner, Ledger, Mark, split
 from ..delivery.restart import REPLAY_CHUNK
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
@@ -65,7 +66,8 @@ class NodeActor(Actor):
 
     broadcast = False  # its ports route and deal: each record goes to some of its outputs
 
-    def __init__(self, unit: Unit, flags: Any, global_state: Any, delivery: Delivery | None = None) -> None:
+    def __init__(self, unit: Unit, flags: Any, global_state: Any, delivery: Delivery | None = None,
+                 ledger: Ledger | None = None, slot: int | None = None) -> None:
         super().__init__(unit.name, mode=unit.mode)
         self.unit = unit
         self.inbox = unit.inputs[0] if len(unit.inputs) == 1 and unit.merge is None else None
@@ -85,6 +87,9 @@ class NodeActor(Actor):
         self.journal = Journal(self.policy.attempts) if restartable and unit.current is None else None
         if self.journal is not None:
             self.journal.replay_total = len(unit.replayed)
+        #: under acks: the marks of its inbox, and the ledger slot it confirms in when terminal
+        self._aligner = Aligner(self.inbox.writers) if ledger is not None and self.inbox is not None else None
+        self._ledger, self._slot = ledger, slot
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
@@ -139,6 +144,14 @@ class NodeActor(Actor):
         entry, ports, current, each = unit.entry, unit.ports, unit.current, self._each
         item: Any = _NO_RECORD
         for batch in self._inbox_batches(inbox):
+            pieces = split(batch) if self._aligner is not None else None
+            if pieces is not None:  # acks: the records, each mark passed on after those before it
+                for records, mark in pieces:
+                    if records:
+                        self._handle(records)
+                    if mark is not None:
+                        self._pass(mark)
+                continue
             try:
                 if current is None and each is not None:  # retrying (delivery): a batch per call
                     each(batch)
@@ -155,6 +168,47 @@ class NodeActor(Actor):
                 raise
             self._flush_ports()
             self.counts.received += len(batch)  # after the send: a batch is received once handled and passed on
+
+    def _handle(self, batch: list[Any]) -> None:
+        """One batch of an inbox (acks: the piece of it before a mark)."""
+        entry, each, item = self.unit.entry, self._each, _NO_RECORD
+        assert entry is not None
+        try:
+            if each is not None:
+                each(batch)
+            else:
+                for item in batch:
+                    entry(item)
+        except BaseException:
+            self._failed_record = item
+            raise
+        self._flush_ports()
+        self.counts.received += len(batch)
+
+    def _pass(self, mark: Mark) -> None:
+        """A mark from one writer: once every writer sent it, send on all we pushed, then the
+        mark (from us) down every output; a terminal confirms its offset in the ledger instead."""
+        if self._aligner is None or not self._aligner.arrived(mark):
+            return
+        if self.unit.node is not None:
+            self.unit.node.commit()
+        self.flush()
+        outputs = self._mark_outputs()
+        if not outputs:
+            assert self._ledger is not None and self._slot is not None
+            self._ledger.confirm(self._slot, mark.offset)
+            return
+        ours = Mark(mark.offset, self.unit.flag)
+        for channel in outputs:
+            channel.put(ours)
+            channel.flush()
+
+    def _mark_outputs(self) -> list[Any]:
+        unit = self.unit
+        seen = {id(ch): ch for port in unit.ports for ch in port.channels}
+        if unit.dead_letters is not None:
+            seen[id(unit.dead_letters)] = unit.dead_letters
+        return list(seen.values())
 
     def _run_replayed(self) -> None:
         """The records re-injected at this node, before its inbox. They are numbered below 0 in
@@ -195,8 +249,15 @@ class NodeActor(Actor):
         assert self.inbox is not None
         each, item = self._each, _NO_RECORD  # a batch at a time: where it died is not known
         for batch in self._inbox_batches(self.inbox):
+            pieces = split(batch) if self._aligner is not None else None
             try:
-                each(batch)
+                if pieces is None:
+                    each(batch)
+                else:  # acks: the marks are passed on after the records before them
+                    for records, mark in pieces:
+                        each(records)
+                        if mark is not None:
+                            self._pass(mark)
             except BaseException:
                 self._failed_record = item
                 raise
@@ -220,6 +281,9 @@ class NodeActor(Actor):
                     continue
                 if i in resume.skipped:
                     continue
+                if type(item) is Mark:
+                    self._pass(item)
+                    continue
                 entry(item)
         except BaseException:
             self._failed_record = item
@@ -230,7 +294,7 @@ class NodeActor(Actor):
         """``batch`` is handled: send its outputs on, then mark it done and received."""
         self.flush()
         journal.done()
-        self.counts.received += len(batch)
+        self.counts.received += len(batch) if self._aligner is None else sum(type(r) is not Mark for r in batch)
 
     def on_death(self, exitcode: int | None) -> float | None:
         """In the parent: restart a journaled worker (its in-flight batch goes to the next one)."""

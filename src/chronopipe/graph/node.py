@@ -85,6 +85,15 @@ class Node(ConsecutionExtras):
     def reset(self) -> None:
         """Called by Pipeline.reset(); put the node back to its initial state if it needs one."""
 
+    def commit(self) -> None:
+        """Under acknowledgements only (``guarantee="confirm"`` / ``"track"``, or a ``state_dir``):
+        make durable what ``process()`` did with the records so far (flush a file, commit a
+        transaction); they count as done with once this returns. Called after every batch of
+        the source has passed the node (about every 1,000 records), where ``process()`` runs
+        (its thread, its process), never at the same time as it; may push. If it raises, the run
+        fails as if ``process()`` had raised.
+        """
+
     def push(self, item: Any) -> None:
         """Send ``item`` to the nodes downstream (wired when the pipeline begins)."""
         raise RuntimeError(f"node {self.name!r} is not running in a pipeline: wrap it in Pipeline(...) and "

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..delivery import DEFAULT_MAX_RETRIES, Policy, Sink, open_sink
+from .acking import Acking
 from .node import Node, RouterNode, top_down_order
 from .render import digraph, text
 from .replays import SAME, Deliveries
 from .state import GlobalState
+from .stats import NodeStatistics, PipelineStatistics
 from .sync import SyncRun
 from .wiring import stdout_write
 
@@ -38,58 +40,6 @@ Mode = Literal["sync", "threads", "processes"]
 MODES = ("sync", "threads", "processes")
 LOG_HEADER = "node_log,what,node_name,item\n"
 log = logging.getLogger("chronopipe.graph")
-
-
-@dataclass(frozen=True)
-class NodeStatistics:
-    """One node in the last run (counts are summed over its workers; None in sync mode)."""
-
-    name: str
-    mode: str
-    workers: int
-    received: int | None
-    sent: int | None
-    state: str
-    retried: int = 0  # attempts after the first, under guarantee="replay"
-    dead_lettered: int = 0  # records given up on and sent to the dead-letter sink
-    restarts: int = 0  # worker processes started again after one died (guarantee="replay")
-    duplicates_possible: int = 0  # records a dead worker may have sent on before the new one did again
-
-
-@dataclass(frozen=True)
-class PipelineStatistics:
-    """The last run of a pipeline: its mode, how long it ran, and its nodes in top-down order;
-    the retries and dead letters of all nodes, and where the letters went (None: no sink)."""
-
-    mode: str
-    state: str
-    seconds: float | None
-    nodes: tuple[NodeStatistics, ...]
-    retried: int = 0
-    dead_lettered: int = 0
-    dead_letters: str | None = None
-    restarts: int = 0
-    duplicates_possible: int = 0
-
-    @property
-    def summary(self) -> str:
-        """One line: per node whose records were counted, ``in = handled + dead-lettered``
-        (nothing is lost silently), then how many letters went where.
-
-        >>> node = NodeStatistics("parse", "threads", 1, 10, 9, "finished", retried=3, dead_lettered=1)
-        >>> PipelineStatistics("threads", "finished", 0.5, (node,), 3, 1, "dl.jsonl").summary
-        'finished: parse 10 in = 9 handled + 1 dead-lettered (3 retries); 1 dead letter in dl.jsonl'
-        """
-        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered:,} handled + {n.dead_lettered:,} "
-                 "dead-lettered" + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
-                 for n in self.nodes if n.received is not None]
-        if self.restarts:
-            parts.append(f"{self.restarts:,} worker restart{'' if self.restarts == 1 else 's'} "
-                         f"(up to {self.duplicates_possible:,} records sent on twice)")
-        if self.dead_letters is not None:
-            plural = "" if self.dead_lettered == 1 else "s"
-            parts.append(f"{self.dead_lettered:,} dead letter{plural} in {self.dead_letters}")
-        return f"{self.state}: " + "; ".join(parts or ["no counts in this mode"])
 
 
 class Pipeline(Deliveries):
@@ -118,11 +68,14 @@ class Pipeline(Deliveries):
     """
 
     def __init__(self, node: Node, global_state: Any = None, *, mode: Mode = "sync", name: str | None = None,
-                 guarantee: str = "none", max_retries: int = DEFAULT_MAX_RETRIES, dead_letter: Any = None) -> None:
+                 guarantee: str = "none", max_retries: int = DEFAULT_MAX_RETRIES, dead_letter: Any = None,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
         """``guarantee``, ``max_retries`` and ``dead_letter`` (a file path, default
         ``<name>.dead-letters.jsonl``, or a callable taking a DeadLetter) say what happens to a
-        record whose ``process()`` raises (docs/delivery.md); ``name`` (default: the top node's)
-        names the pipeline in dead letters.
+        record whose ``process()`` raises, and whether records are acknowledged
+        (docs/delivery.md); ``name`` (default: the top node's) names the pipeline in dead letters
+        and in its state file. ``state_dir``: where ``consume()`` keeps how far its source got,
+        so that a rerun after a kill goes on from there (records are then acknowledged).
 
         Raises:
             TypeError: ``node`` is not a Node, or ``dead_letter`` is neither a path nor a callable.
@@ -137,6 +90,8 @@ class Pipeline(Deliveries):
         self.policy = Policy(guarantee, max_retries)
         open_sink(dead_letter, "check")  # a TypeError now rather than when the first record fails
         self.dead_letter = dead_letter
+        self.state_dir = state_dir
+        self._acking: Acking | None = None
         self._name = name
         self._sink: Sink | None = None
         self._replaying: dict[str, list[Any]] = {}
@@ -229,22 +184,51 @@ class Pipeline(Deliveries):
         with its traceback and the item; its class also derives from the original exception's.
         Under ``guarantee="replay"`` such a record is retried, then dead-lettered, and the run goes on.
 
+        Under acknowledgements (``guarantee="confirm"`` or ``"track"``, or a ``state_dir``) records
+        are confirmed a batch at a time: ``iterable.confirm(n)`` is called if it exists, and a
+        ``state_dir`` makes a rerun start after what the last run confirmed (docs/delivery.md).
+
         Raises:
             ValueError: the dead-letter file is ``iterable`` itself (an open file of that path).
+            StateError: with a ``state_dir``, a source that cannot be resumed, or a saved state of
+                another source or of a file that changed since.
         """
         self._check_not_input(iterable)
+        acking = self._acking = Acking(self.name, iterable, self.state_dir) if self._wants_acks() else None
         self.begin()
         try:
-            self._run.feed(iterable)
-        except BaseException:
+            if acking is not None:
+                acking.feed(self._run, iterable)
+            else:
+                self._run.feed(iterable)
+        except BaseException as exc:
             self._is_running = False
+            if acking is not None:
+                acking.fail(exc)
             self._finish_stats("failed")
             raise
-        return self.end()
+        try:
+            result = self.end()
+        except BaseException as exc:
+            if acking is not None:
+                acking.fail(exc)
+                self._stats = self._make_stats("failed")
+            raise
+        if acking is not None:
+            acking.finish()
+            self._stats = self._make_stats("finished")
+        return result
 
     def push(self, item: Any) -> None:
-        """Send one item to the top node (beginning the run first if needed); call end() when done."""
+        """Send one item to the top node (beginning the run first if needed); call end() when done.
+
+        Raises:
+            ValueError: the pipeline has a ``state_dir`` (a resumable run is ``consume(source)``).
+        """
+        if self.state_dir is not None:
+            raise ValueError("a pipeline with a state_dir resumes its source: feed it with consume(source), not push()")
         if not self._is_running:
+            self._acking = None
             self.begin()
         try:
             self._run.push(item)
@@ -307,7 +291,17 @@ class Pipeline(Deliveries):
         if stats.dead_lettered:
             log.warning("pipeline %r: %s", self.name, stats.summary)
 
+    def _acks_counts(self) -> dict[str, Any]:
+        acking = self._acking
+        if acking is None:
+            return {}
+        if acking.run is not None and not acking.finished:
+            acking.confirmed = max(acking.confirmed, min(acking.run.ledger.confirmed, acking.fed))
+        resumed_at = acking.start if acking.resumed else None
+        return {"fed": acking.fed, "confirmed": acking.confirmed, "resumed_at": resumed_at}
+
     def _make_stats(self, state: str) -> PipelineStatistics:
+        acking = self._acking
         seconds = time.perf_counter() - self._started if self._started else None
         counts = self._run.counts() if self._run is not None and hasattr(self._run, "counts") else {}
         nodes = []
@@ -326,7 +320,9 @@ class Pipeline(Deliveries):
                                   dead_lettered=sum(n.dead_lettered for n in nodes),
                                   dead_letters=self._sink.name if self._sink is not None else None,
                                   restarts=sum(n.restarts for n in nodes),
-                                  duplicates_possible=sum(n.duplicates_possible for n in nodes))
+                                  duplicates_possible=sum(n.duplicates_possible for n in nodes) + (
+                                      acking.duplicates_possible if acking is not None else 0),
+                                  **self._acks_counts())
 
     def plot(self, file_name: str = "pipeline", kind: str = "png") -> Pipeline:
         """Draw the pipeline into ``file_name.kind`` (png, pdf or svg) with Graphviz; returns self."""

@@ -34,6 +34,7 @@ class Deliveries:
     _node_lookup: dict[str, Node]
     _is_running: bool
     _run: Any
+    state_dir: Any
 
     if TYPE_CHECKING:  # Pipeline's
         name: str
@@ -99,21 +100,34 @@ class Deliveries:
         return self.end()
 
     def _delivery(self, order: list[Node]) -> Delivery | None:
-        """This run's retry policies and sink (None when no node replays and nothing is replayed)."""
+        """This run's retry policies, sink and acks (None when no node replays, nothing is
+        replayed and nothing is acknowledged)."""
         policies = {}
-        for node in order:
-            if isinstance(node, RouterNode):
-                continue
+        nodes = [n for n in order if not isinstance(n, RouterNode)]
+        acks = self._wants_acks()
+        for node in nodes:
             policy = policy_of(node.name, node.guarantee, node.max_retries, self.policy)
             if policy.replays and isinstance(node, GroupByNode):
                 raise ValueError(f"GroupByNode {node.name!r} cannot have guarantee='replay' yet (its process() gets "
                                  "batches, not records): give it guarantee='none'")
             if policy.replays:
                 policies[node.name] = policy
-        if not policies and not self._replaying:
+        if acks:
+            _check_ackable(nodes, self.mode)
+        if not policies and not self._replaying and not acks:
             return None
-        self._sink = open_sink(self.dead_letter if self._replay_sink is SAME else self._replay_sink, self.name)
-        return Delivery(self.name, policies, self._sink, dict(self._replaying))
+        if policies or self._replaying:
+            self._sink = open_sink(self.dead_letter if self._replay_sink is SAME else self._replay_sink, self.name)
+        return Delivery(self.name, policies, self._sink, dict(self._replaying), acks=acks)
+
+    def _wants_acks(self) -> bool:
+        """Whether runs acknowledge records: a state_dir, or "confirm" / "track" for the pipeline
+        or any node."""
+        if self.state_dir is not None or self.policy.acks:
+            return True
+        self.initialize()
+        return any(policy_of(n.name, n.guarantee, n.max_retries, self.policy).acks
+                   for n in self._node_lookup.values() if not isinstance(n, RouterNode))
 
     def _check_not_input(self, iterable: Any) -> None:
         paths = [p for p in (getattr(iterable, a, None) for a in ("name", "filename", "path"))
@@ -126,3 +140,18 @@ class Deliveries:
                 policy_of(n.name, n.guarantee, n.max_retries, self.policy).replays for n in order):
             sink.check_not_input(paths)
 
+
+
+def _check_ackable(nodes: list[Node], mode: str) -> None:
+    """Acknowledgements pass every node kind but three, refused before anything runs.
+
+    Raises:
+        ValueError: a merge_sorted node, an ordered node with workers, or a GroupByNode.
+    """
+    for node in nodes:
+        what = ("merges its branches with merge_sorted" if node._merge is not None else
+                "is a GroupByNode (it holds records across batches)" if isinstance(node, GroupByNode) else
+                "has ordered workers" if node.ordered and node.workers > 1 and mode != "sync" else None)
+        if what:
+            raise ValueError(f"node {node.name!r} {what}: records cannot be acknowledged through it yet (guarantee "
+                             "'confirm' or 'track', or a state_dir); run this pipeline without them")

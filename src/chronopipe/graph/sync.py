@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..delivery import SINK_ACTOR, DeadLetterSinkError, Delivery, Retrying, Tally, retrying
+from ..delivery.acks import Ledger
 from ..order.window import MergeWindow
 from .errors import NO_ITEM, find_origin, mark, node_error
 from .node import GroupByNode, Node, RouterNode
-from .wiring import Target, input_of, make_push, output_of, push_in_begin, route_to
+from .wiring import LIMIT, Target, fed_in_batches, input_of, make_push, output_of, push_in_begin, route_to
 
 __all__ = ["OutOfOrderError", "SyncRun"]
 
@@ -45,6 +46,8 @@ class SyncRun:
         self.delivery = delivery  # nodes under guarantee="replay" (chronopipe.delivery), or None
         self._retries: dict[Node, Retrying] = {}
         self._tallies: dict[str, Tally] = {}
+        #: under acks: a record is done with when the call that fed it returns
+        self.ledger = Ledger(1) if delivery is not None and delivery.acks else None
 
     def _not_begun(self, item: Any) -> None:
         raise RuntimeError("the pipeline has not begun")
@@ -101,6 +104,23 @@ class SyncRun:
             deque(map(self.entry, iterable), maxlen=0)
         except Exception as exc:
             raise self.error(exc) from None
+
+    def feed_marked(self, records: Iterable[Any], offset: int, marked: Callable[[int, bool], Any]) -> None:
+        """Under acks: feed ``records`` (those after ``offset``) a batch at a time, each batch
+        confirmed once fed (the graph ran it through), then ``marked(offset, last)``."""
+        assert self.ledger is not None
+        try:
+            for n in fed_in_batches(iter(records), self.entry):
+                offset += n
+                for node in self.nodes:
+                    node.commit()
+                self.ledger.confirm(0, offset)
+                marked(offset, n < LIMIT)
+        except Exception as exc:
+            raise self.error(exc) from None
+
+    def check(self) -> None:
+        """Nothing runs beside the caller here."""
 
     def push(self, item: Any) -> None:
         try:

@@ -10,6 +10,7 @@ import itertools
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,8 +20,20 @@ from ..channels.outbox import BATCH, Outbox, batch_limit
 from ..channels.quiet import start_quiet
 from .node import GroupByNode, Node, RouterNode, bad_route
 
-__all__ = ["LIMIT", "Port", "Target", "input_of", "lingering", "logged", "make_push", "push_in_begin", "route_to",
-           "stdout_write", "to_port"]
+__all__ = [
+    "LIMIT",
+    "Port",
+    "Target",
+    "fed_in_batches",
+    "input_of",
+    "lingering",
+    "logged",
+    "make_push",
+    "push_in_begin",
+    "route_to",
+    "stdout_write",
+    "to_port",
+]
 
 Target = Callable[[Any], Any]
 #: An actor sends what it pushed at the latest once this many items wait for one channel
@@ -159,6 +172,27 @@ def lingering(ports: Sequence[Port]) -> Iterator[None]:
         timer.join()
         for port in ports:
             port.lock = None
+
+
+def fed_in_batches(records: Iterator[Any], put: Target, size: int = LIMIT) -> Iterator[int]:
+    """``put`` each record as it comes; after every ``size`` records, and after the last, yield
+    how many were put (fewer than ``size``: the records ended).
+
+    >>> out = []
+    >>> list(fed_in_batches(iter(range(5)), out.append, 2)), out
+    ([2, 2, 1], [0, 1, 2, 3, 4])
+    """
+    while True:
+        pulled = itertools.count()
+        deque(map(put, map(_first, zip(itertools.islice(records, size), pulled, strict=False))), maxlen=0)
+        n = next(pulled)
+        yield n
+        if n < size:
+            return
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
 def to_port(port: Port, tag: str | None = None, current: list[Any] | None = None) -> Target:

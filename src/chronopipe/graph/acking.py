@@ -1,0 +1,140 @@
+"""The caller's side of acknowledgements: feeding with marks, the window, the saved state.
+
+Under ``guarantee="confirm"`` or ``"track"`` (any node), or with a ``state_dir``, ``consume()``
+feeds the source through :class:`Acking`: the run's executor sends a mark after every batch of
+records (delivery/acks.py) and the terminal nodes confirm them in the run's ledger. Here:
+
+* the source learns how many of its records are done with: its ``confirm(n)`` method, if it has
+  one, is called on the feeding thread whenever that number grows, and once at the end;
+* the feed never runs more than ``WINDOW`` records ahead of the confirmed (with a state_dir: the
+  saved) offset: it waits, watching for a failed actor, so what a kill can make the next run
+  handle twice is bounded;
+* with a ``state_dir``, the confirmed offset is saved (delivery/state.py) at most every
+  ``SAVE_EVERY`` seconds or when the window is half used, and a run starts after the saved one,
+  counting the records it may handle a second time in ``duplicates_possible``. The last batch's
+  offset is saved only once the run finished (its nodes' end() ran): a run killed in end() is
+  redone from the batch before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any
+
+from ..delivery import StateError, StateFile, source_identity
+from .wiring import LIMIT
+
+__all__ = ["SAVE_EVERY", "WINDOW", "Acking"]
+
+log = logging.getLogger("chronopipe.graph")
+#: Records the feed may send beyond the confirmed (or saved) offset before it waits.
+WINDOW = 100_000
+#: Seconds between two saves of the state while the confirmed offset grows.
+SAVE_EVERY = 0.5
+
+
+class Acking:
+    """One acknowledged run of ``consume(source)``: made before the run begins.
+
+    Raises:
+        StateError: with a ``state_dir``, a source that cannot be resumed (names no file, has no
+            ``resume_key``), or a saved state of another source or of a file that changed.
+    """
+
+    def __init__(self, name: str, source: Any, state_dir: Any) -> None:
+        self.state = StateFile(state_dir, name) if state_dir is not None else None
+        self.identity = source_identity(source) if self.state is not None else {}
+        previous = self.state.load() if self.state is not None else None
+        self.start = self.state.resume_at(self.identity) if self.state is not None else 0
+        self.resumed = previous is not None  # an earlier run saved a state: we go on after it
+        #: the killed run before us may have handled up to WINDOW records after ``start``
+        self._redo = 0 if previous is None or previous.get("finished") else int(previous.get("window", WINDOW))
+        self.saved = self.confirmed = self.fed = self.start
+        self.finished = False
+        self._confirm = getattr(source, "confirm", None)
+        self._told = self.start
+        self._last_save = time.monotonic()
+        self.run: Any = None
+
+    @property
+    def duplicates_possible(self) -> int:
+        """Records of this run the killed run before it may have handled already."""
+        return min(self._redo, self.fed - self.start)
+
+    def feed(self, run: Any, source: Any) -> None:
+        """Feed ``source`` into ``run`` (begun), after the records a saved state confirmed."""
+        self.run = run
+        if self.state is not None:  # a rerun after a kill from now on knows this run may have handled records
+            self._save(self.start, finished=False)
+        records = iter(source)
+        if self.start:
+            skipped = sum(1 for _ in itertools.islice(records, self.start))
+            if skipped < self.start:
+                raise StateError(f"{self.state.path if self.state else ''}: the state confirmed {self.start:,} records "
+                                 f"but the source has {skipped:,}; delete the state file to start over")
+            log.info("resuming after record %d (state %s)", self.start, self.state.path if self.state else "")
+        run.feed_marked(records, self.start, self._marked)
+
+    def _marked(self, offset: int, last: bool) -> None:
+        self.fed = offset
+        if last:  # saved once the run finished
+            return
+        self._advance(force=False)
+        delay = 0.0005
+        while offset - (self.saved if self.state is not None else self.confirmed) >= WINDOW:
+            if not self._advance(force=True):
+                self.run.check()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+
+    def _advance(self, force: bool) -> bool:
+        """Take the ledger's confirmed offset; save it when due (or ``force``d); whether it grew."""
+        confirmed = self.run.ledger.confirmed
+        grew = confirmed > self.confirmed
+        if grew:
+            self.confirmed = confirmed
+            self._tell(confirmed)
+        if self.state is not None and confirmed > self.saved and (
+                force or confirmed - self.saved >= WINDOW // 2 or time.monotonic() - self._last_save >= SAVE_EVERY):
+            self._save(confirmed, finished=False)
+            return True
+        return grew and self.state is None
+
+    def _save(self, confirmed: int, finished: bool) -> None:
+        assert self.state is not None
+        self.state.save({**self.identity, "confirmed": confirmed, "window": WINDOW, "finished": finished})
+        self.saved, self._last_save = confirmed, time.monotonic()
+
+    def _tell(self, confirmed: int) -> None:
+        if self._confirm is not None and confirmed > self._told:
+            self._told = confirmed
+            self._confirm(confirmed)
+
+    # -- the end -------------------------------------------------------------------------
+    def finish(self) -> None:
+        """The run finished: every record fed is done with."""
+        self.confirmed, self.finished = self.fed, True
+        if self.state is not None:
+            self._save(self.fed, finished=True)
+        self._tell(self.fed)
+
+    def fail(self, error: BaseException) -> None:
+        """The run failed: keep what was confirmed (saved), say what was not."""
+        ledger = getattr(self.run, "ledger", None) if self.run is not None else None
+        if ledger is not None:
+            self.confirmed = max(self.confirmed, min(ledger.confirmed, self.fed))
+        if self.state is not None and self.confirmed > self.saved:
+            try:
+                self._save(self.confirmed, finished=False)
+            except OSError as exc:
+                log.error("could not save the state after the failure: %s", exc)
+        self._tell(self.confirmed)
+        if self.fed > self.confirmed:
+            try:
+                error.unconfirmed = range(self.confirmed, self.fed)  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+            log.warning("records %d to %d of the source (batches from %d) were not confirmed",
+                        self.confirmed, self.fed - 1, self.confirmed // LIMIT)
