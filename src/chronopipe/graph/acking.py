@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from ..delivery import StateError, StateFile, source_identity
-from .wiring import LIMIT
+from .wiring import LIMIT, _first
 
 __all__ = ["SAVE_EVERY", "WINDOW", "Acking"]
 
@@ -57,6 +57,7 @@ class Acking:
         self._told = self.start
         self._last_save = time.monotonic()
         self.run: Any = None
+        self._pulled = itertools.count()
 
     @property
     def duplicates_possible(self) -> int:
@@ -75,6 +76,8 @@ class Acking:
                 raise StateError(f"{self.state.path if self.state else ''}: the state confirmed {self.start:,} records "
                                  f"but the source has {skipped:,}; delete the state file to start over")
             log.info("resuming after record %d (state %s)", self.start, self.state.path if self.state else "")
+        # counts what was taken from the source, the record a node failed on too (in C: no cost per record)
+        records = map(_first, zip(records, self._pulled, strict=False))
         run.feed_marked(records, self.start, self._marked)
 
     def _marked(self, offset: int, last: bool) -> None:
@@ -122,6 +125,7 @@ class Acking:
 
     def fail(self, error: BaseException) -> None:
         """The run failed: keep what was confirmed (saved), say what was not."""
+        self.fed = max(self.fed, self.start + next(self._pulled))
         ledger = getattr(self.run, "ledger", None) if self.run is not None else None
         if ledger is not None:
             self.confirmed = max(self.confirmed, min(ledger.confirmed, self.fed))
