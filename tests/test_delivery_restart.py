@@ -214,3 +214,45 @@ def test_a_worker_killed_while_replaying_dead_letters_goes_on_after_what_it_had_
     stats = pipeline.statistics()
     assert 0 <= len(sink.got) - len(bad) <= stats.duplicates_possible <= 1000  # not every letter again
     assert stats.restarts == 1 and stats.nodes[0].received == len(bad)
+
+
+class TwiceKilledDoubler(Node):
+    """Pushes each record and a half step after it; SIGKILLs its process at 5,100 and then at
+    5,800 (one marker file each): the second death comes while the new worker replays the batch
+    record by record, after it sent on 1,000 of its outputs, which the third worker sends again."""
+
+    marker = ""
+
+    def process(self, record: dict) -> None:
+        for at, marker in ((5100, self.marker + ".1"), (5800, self.marker + ".2")):
+            if self.marker and record["t"] == at and not os.path.exists(marker):
+                with open(marker, "w"):
+                    pass
+                os.kill(os.getpid(), signal.SIGKILL)
+        self.push(record)
+        self.push({"t": record["t"] + 0.5})
+
+
+def test_a_merge_after_a_restarted_branch_drops_its_repeats_and_stays_in_order(tmp_path):
+    from chronopipe.graph import merge_branches
+    from chronopipe.testing import ListSink
+
+    top, sink = _Pass("top"), ListSink("sink")
+    left, right = TwiceKilledDoubler("left", marker=str(tmp_path / "k")), TwiceKilledDoubler("right")
+    top | [left, right]
+    merge_branches([left, right], key="t") | sink
+    pipeline = Pipeline(top, mode="processes", guarantee="replay", dead_letter=[].append)
+    pipeline.consume([{"t": i} for i in range(20_000)])
+    keys = [r["t"] for r in sink.items]
+    assert keys == sorted(keys)
+    assert set(keys) == {i / 2 for i in range(40_000)}
+    stats = pipeline.statistics()
+    merge = next(n for n in stats.nodes if n.name == "sink")
+    assert stats.restarts == 2 and merge.dropped > 0
+    assert len(keys) - 80_000 <= stats.duplicates_possible  # (both branches push every key)
+    assert "dropped as repeats" in stats.summary
+
+
+class _Pass(Node):
+    def process(self, item):
+        self.push(item)

@@ -41,15 +41,16 @@ class Tally:
     (0, 2, 0)
     """
 
-    __slots__ = ("dead_lettered", "received", "retried", "sent")
+    __slots__ = ("dead_lettered", "dropped", "received", "retried", "sent")
 
     def __init__(self) -> None:
-        self.received = self.sent = self.retried = self.dead_lettered = 0
+        self.received = self.sent = self.retried = self.dead_lettered = self.dropped = 0
 
 
-class SharedTally(SharedInts, fields=("retried", "dead_lettered")):
-    """``retried`` and ``dead_lettered`` as two int64 in shared memory: a node process adds to
-    them, the parent reads them live (and after a SIGKILL). Make it before the fork.
+class SharedTally(SharedInts, fields=("retried", "dead_lettered", "dropped")):
+    """``retried``, ``dead_lettered`` and ``dropped`` (a merge's copies of records a restarted
+    branch sent again) as int64 in shared memory: a node process adds to them, the parent reads
+    them live (and after a SIGKILL). Make it before the fork.
 
     >>> t = SharedTally(); t.dead_lettered += 1; (t.retried, t.dead_lettered)
     (0, 1)
@@ -58,6 +59,7 @@ class SharedTally(SharedInts, fields=("retried", "dead_lettered")):
     __slots__ = ()
     retried: int
     dead_lettered: int
+    dropped: int
 
 
 class Retrying(NamedTuple):

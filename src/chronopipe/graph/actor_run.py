@@ -230,6 +230,7 @@ class ActorRun:
             if actor.tally is not None:
                 c["retried"] += int(actor.tally.retried)
                 c["dead_lettered"] += int(actor.tally.dead_lettered)
+                c["dropped"] = c.get("dropped", 0) + int(actor.tally.dropped)
             if actor.journal is not None:  # restarts of its process (delivery/restart.py)
                 c["restarts"] += actor.journal.restarts
                 c["duplicates_possible"] += actor.journal.duplicates

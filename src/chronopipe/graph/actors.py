@@ -81,6 +81,7 @@ class NodeActor(Actor):
         #: retries and dead letters under "replay" (shared memory for a process: made before the fork)
         self.tally = (SharedTally() if unit.mode == "process" else Tally()) if self.policy is not None else None
         self._release: Any = None
+        self._window: MergeWindow | None = None  # a merge node's, under replay (_late)
         self._each: Any = None  # the retrying input, a batch at a time
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
         restartable = self.policy is not None and unit.mode == "process" and self.inbox is not None
@@ -324,7 +325,7 @@ class NodeActor(Actor):
         records but the window waits on a branch: what we hold may still be due (_flush_ports)."""
         unit = self.unit
         assert unit.merge is not None
-        window = MergeWindow(unit.merge[0], unit.merge[1], self._late)  # type: ignore[arg-type]
+        window = self._window = MergeWindow(unit.merge[0], unit.merge[1], self._late)  # type: ignore[arg-type]
         deliver = self._collected if unit.node is None else unit.entry
         assert deliver is not None
         record: Any = _NO_RECORD
@@ -343,6 +344,13 @@ class NodeActor(Actor):
             self.unit.push(record[1])  # type: ignore[misc]
 
     def _late(self, i: int, record: Any, floor: Any) -> None:
+        """A record out of order: an error, unless (under "replay") it is a copy of one its
+        branch sent before, sent again by a restarted worker (no later than the branch's last
+        key): then it is dropped and counted, so the merge stays in order."""
+        window = self._window
+        if self.tally is not None and window is not None and window.is_repeat(i, record):
+            self.tally.dropped += 1
+            return
         branch = self.unit.inputs[i].name.split("->")[0]
         raise mark(out_of_order(self.unit.owner.name, branch, record, floor), self.unit.owner.name, record)
 

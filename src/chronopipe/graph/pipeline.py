@@ -314,6 +314,7 @@ class Pipeline(Deliveries):
                 received=c["received"] if c else None, sent=c["sent"] if c else None,
                 state=c.get("state", state) if c else state, retried=c.get("retried", 0) if c else 0,
                 dead_lettered=c.get("dead_lettered", 0) if c else 0, restarts=c.get("restarts", 0) if c else 0,
+                dropped=c.get("dropped", 0) if c else 0,
                 duplicates_possible=c.get("duplicates_possible", 0) if c else 0))
         return PipelineStatistics(mode=self.mode, state=state, seconds=seconds, nodes=tuple(nodes),
                                   retried=sum(n.retried for n in nodes),

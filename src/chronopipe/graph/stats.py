@@ -21,6 +21,7 @@ class NodeStatistics:
     dead_lettered: int = 0  # records given up on and sent to the dead-letter sink
     restarts: int = 0  # worker processes started again after one died (guarantee="replay")
     duplicates_possible: int = 0  # records a dead worker may have sent on before the new one did again
+    dropped: int = 0  # a merge's: copies of records a restarted branch sent again, dropped (kept in order)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,9 @@ class PipelineStatistics:
         >>> PipelineStatistics("threads", "finished", 0.5, (node,), 3, 1, "dl.jsonl").summary
         'finished: parse 10 in = 9 handled + 1 dead-lettered (3 retries); 1 dead letter in dl.jsonl'
         """
-        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered:,} handled + {n.dead_lettered:,} "
-                 "dead-lettered" + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
+        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered - n.dropped:,} handled + "
+                 f"{n.dead_lettered:,} dead-lettered" + (f" + {n.dropped:,} dropped as repeats" if n.dropped else "")
+                 + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
                  for n in self.nodes if n.received is not None]
         if self.fed is not None and self.confirmed is not None:
             parts.append(_acks_text(self))

@@ -114,6 +114,22 @@ class MergeWindow:
             raise ValueError(f"input {i} is out of order: {record!r:.200} comes after key {floor!r:.100}")
         self._on_late(i, record, floor)
 
+    def is_repeat(self, i: int, record: Any) -> bool:
+        """Whether ``record`` (late) could be one input ``i`` sent already: its key is not after
+        the last key ``i`` sent (a restarted producer sending its last records again).
+
+        >>> w = MergeWindow("t"); a = w.add(); w.feed(a, [{"t": 1}, {"t": 5}])
+        >>> w.is_repeat(a, {"t": 3}), w.is_repeat(a, {"t": 6})
+        (True, False)
+        """
+        last = self.last[i]
+        if last is _UNSET:
+            return False
+        try:
+            return not self._before(last, self._slow(record))
+        except TypeError:
+            return False
+
     def end(self, i: int) -> None:
         """Input ``i`` sent everything."""
         self.state[i] = ENDED
