@@ -19,6 +19,7 @@ what each guarantee promises, and what is not there yet.
 """
 
 from .acks import Aligner, Ledger, Mark, confirming, split
+from .handlers import ReplayingHandler, replaying
 from .letters import FORMAT_VERSION, DeadLetter, DeadLetterFileError, preview, read_dead_letters
 from .policy import DEFAULT_MAX_RETRIES, GUARANTEES, Policy, policy_of
 from .restart import Journal, Resume, WorkerKilledError
@@ -53,6 +54,7 @@ __all__ = [
     "Ledger",
     "Mark",
     "Policy",
+    "ReplayingHandler",
     "Resume",
     "Retrying",
     "SharedTally",
@@ -69,6 +71,7 @@ __all__ = [
     "policy_of",
     "preview",
     "read_dead_letters",
+    "replaying",
     "retrying",
     "source_identity",
     "split",
