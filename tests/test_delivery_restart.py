@@ -174,6 +174,22 @@ def test_the_restart_limit_fails_the_run_naming_the_node(tmp_path, monkeypatch):
     assert {p.pid for p in _children()} <= before
 
 
+@pytest.mark.parametrize("limit", [0, 2])
+def test_the_restart_limit_is_a_pipeline_setting(tmp_path, limit):
+    pipeline = Pipeline(DieInBegin("fragile") | Collect("sink"), mode="processes", guarantee="replay",
+                        dead_letter=str(tmp_path / "dl.jsonl"), max_restarts=limit)
+    with pytest.raises(ActorError) as info:
+        pipeline.consume(range(1000))
+    assert f"died {limit + 1} times in a row" in str(info.value)
+    assert f"limit {limit} in a row" in str(info.value)
+    assert pipeline.statistics().restarts == limit
+
+
+def test_a_bad_restart_limit_is_refused():
+    with pytest.raises(ValueError, match="max_restarts must be an int >= 0"):
+        Pipeline(Node("a"), max_restarts=-1)
+
+
 def test_guarantee_none_still_fails_the_run(tmp_path):
     pipeline = Pipeline(KillOnce("work", 500, str(tmp_path / "killed")) | Collect("sink"), mode="processes")
     with pytest.raises(ActorError) as info:

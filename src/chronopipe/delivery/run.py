@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .acks import Ledger
 from .policy import Policy
 from .sinks import Sink
 
@@ -23,8 +22,8 @@ __all__ = ["Delivery"]
 @dataclass
 class Delivery:
     """One run's retry policies (replaying nodes only, by name), sink (None when no node
-    replays), records to replay, and whether records are acknowledged (``acks``; the run's
-    executor makes the ``ledger``).
+    replays), records to replay, whether records are acknowledged (``acks``; the run's
+    executor makes the ledger), and the restart limit of worker processes.
 
     >>> from chronopipe.delivery import CallableSink
     >>> d = Delivery("orders", {"parse": Policy("replay", 2)}, CallableSink(print))
@@ -37,7 +36,7 @@ class Delivery:
     sink: Sink | None
     replayed: dict[str, list[Any]] = field(default_factory=dict)
     acks: bool = False
-    ledger: Ledger | None = None
+    max_restarts: int | None = None  # deaths in a row of a worker process before the run fails (restart.py)
 
     def policy(self, node: str) -> Policy | None:
         """The policy of a replaying node; None for a node under ``"none"``."""

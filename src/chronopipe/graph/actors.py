@@ -85,7 +85,8 @@ class NodeActor(Actor):
         self._each: Any = None  # the retrying input, a batch at a time
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
         restartable = self.policy is not None and unit.mode == "process" and self.inbox is not None
-        self.journal = Journal(self.policy.attempts) if restartable and unit.current is None else None
+        self.journal = (Journal(self.policy.attempts, delivery.max_restarts) if delivery is not None and restartable
+                        and unit.current is None else None)
         if self.journal is not None:
             self.journal.replay_total = len(unit.replayed)
         #: under acks: the marks of its inbox, and the ledger slot it confirms in when terminal

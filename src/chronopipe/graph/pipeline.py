@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from ..delivery import DEFAULT_MAX_RETRIES, Policy, Sink, open_sink
+from ..delivery.restart import MAX_RESTARTS
 from .acking import Acking
 from .node import Node, RouterNode, top_down_order
 from .render import digraph, text
@@ -69,13 +70,14 @@ class Pipeline(Deliveries):
 
     def __init__(self, node: Node, global_state: Any = None, *, mode: Mode = "sync", name: str | None = None,
                  guarantee: str = "none", max_retries: int = DEFAULT_MAX_RETRIES, dead_letter: Any = None,
-                 state_dir: str | os.PathLike[str] | None = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None, max_restarts: int = MAX_RESTARTS) -> None:
         """``guarantee``, ``max_retries`` and ``dead_letter`` (a file path, default
         ``<name>.dead-letters.jsonl``, or a callable taking a DeadLetter) say what happens to a
         record whose ``process()`` raises, and whether records are acknowledged
         (docs/delivery.md); ``name`` (default: the top node's) names the pipeline in dead letters
         and in its state file. ``state_dir``: where ``consume()`` keeps how far its source got,
         so that a rerun after a kill goes on from there (records are then acknowledged).
+        ``max_restarts``: deaths in a row of a replaying worker process after which the run fails.
 
         Raises:
             TypeError: ``node`` is not a Node, or ``dead_letter`` is neither a path nor a callable.
@@ -88,6 +90,9 @@ class Pipeline(Deliveries):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Pipeline name must be a non-empty string (or None), not {name!r}")
         self.policy = Policy(guarantee, max_retries)
+        if not isinstance(max_restarts, int) or isinstance(max_restarts, bool) or max_restarts < 0:
+            raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
+        self.max_restarts = max_restarts
         open_sink(dead_letter, "check")  # a TypeError now rather than when the first record fails
         self.dead_letter = dead_letter
         self.state_dir = state_dir

@@ -35,6 +35,7 @@ class Deliveries:
     _is_running: bool
     _run: Any
     state_dir: Any
+    max_restarts: int
 
     if TYPE_CHECKING:  # Pipeline's
         name: str
@@ -118,7 +119,8 @@ class Deliveries:
             return None
         if policies or self._replaying:
             self._sink = open_sink(self.dead_letter if self._replay_sink is SAME else self._replay_sink, self.name)
-        return Delivery(self.name, policies, self._sink, dict(self._replaying), acks=acks)
+        return Delivery(self.name, policies, self._sink, dict(self._replaying), acks=acks,
+                        max_restarts=self.max_restarts)
 
     def _wants_acks(self) -> bool:
         """Whether runs acknowledge records: a state_dir, or "confirm" / "track" for the pipeline
