@@ -4,7 +4,7 @@
     chronopipe merge-csv --files PATH... [--key COLUMN] [--direction min|max] [--output CSV]
     chronopipe validate CAPTURE... [--rules F] [--json F] [--html F]
     chronopipe scl FILE|-
-    chronopipe dead-letters FILE [--verbose]
+    chronopipe dead-letters FILE [--verbose] [--replay PIPELINE [--dead-letter OUT]]
 
 Exit status (see outputs.EXIT_CODES): 0 all good; 1 the run finished but found something; 2 usage
 error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM. A routine mistake
