@@ -1,8 +1,9 @@
 """Hand-run benchmark of the delivery guarantees (issue 17): what ``guarantee="replay"`` costs.
 
-Run it (about a minute on 2 cores; it is not a pytest test)::
+Run it (a few minutes on 2 cores; it is not a pytest test)::
 
-    venv/bin/python benchmarks/bench_delivery.py [--records N] [--repeat N] [--check]
+    venv/bin/python benchmarks/bench_delivery.py [--records N] [--repeat N] [--chaos-runs N]
+                                                [--chaos-records N] [--check]
 
 What is measured
 ----------------
@@ -33,10 +34,20 @@ replacement process handling that record again (replayed from the dead worker's 
 noticing the death, forking the new worker, its ``begin()``, the replay), median over rounds.
 Target: < 250 ms. The run must still count every record at the sink.
 
+Then **chaos**: ``--chaos-runs`` (default 3) runs of ``--chaos-records`` (default 2,000,000)
+records of tests/scripts/chaos_run.py: ``parse -> map (workers=2) -> sink`` under ``replay``,
+a random live worker of ``parse`` or ``map`` SIGKILLed every 0.5 to 2 s, the sink counting each
+id. ``chaos_lost`` is the ids never seen (target: 0), ``chaos_duplicates`` the sightings beyond
+the first (at most one batch, 1,000, per kill: ``chaos_kills``), ``chaos_runs`` the runs made,
+``chaos_hangs`` those that did not end within their deadline and ``chaos_failures`` those that
+failed any of it (a hang, an error, a loss, too many duplicates). The issue's own figure, 20
+runs of 10,000,000, is ``venv/bin/python tests/scripts/chaos_run.py --records 10000000 --runs
+20`` (about 3 minutes). ``--chaos-runs 0`` skips it (the chaos keys are then null).
+
 Output (progress goes to stderr): a table headed by the load average, then, as the very last
-line, one JSON object with ``replay_vs_none``, ``restart_ms`` and the keys later slices of
-issue 17 fill in (``track_vs_none``, ``chaos_lost``, ``chaos_duplicates``, ``chaos_runs``: null
-for now). ``--check`` exits with status 1 when a target is missed.
+line, one JSON object with ``replay_vs_none``, ``restart_ms``, the chaos keys and
+``track_vs_none`` (null: a later slice of issue 17, ``guarantee="track"``, fills it in).
+``--check`` exits with status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -61,8 +72,10 @@ from _common import Run, check_count, finish, median_rate, paired_ratio, rounds_
 from bench_pipeline import add_field, make_records
 from chronopipe.graph import Node, Pipeline
 
-TARGETS = {"replay_vs_none": (0.8, "min"), "restart_ms": (250.0, "max")}
-LATER = ("track_vs_none", "chaos_lost", "chaos_duplicates", "chaos_runs")  # later slices
+TARGETS = {"replay_vs_none": (0.8, "min"), "restart_ms": (250.0, "max"), "chaos_lost": (0, "max"),
+           "chaos_failures": (0, "max")}
+LATER = ("track_vs_none",)  # a later slice of issue 17
+CHAOS_KEYS = ("chaos_lost", "chaos_duplicates", "chaos_kills", "chaos_runs", "chaos_hangs", "chaos_failures")
 RESTART_RECORDS = 200_000  # per restart run; the map process SIGKILLs itself at the middle one
 FLAKY_EVERY = 1000
 verdict = functools.partial(target_verdict, TARGETS)
@@ -131,6 +144,38 @@ def restart_ms(folder: Path, n: int = RESTART_RECORDS) -> float:
     return (float((run / "replayed").read_text()) - float((run / "killed").read_text())) * 1000
 
 
+def load_chaos_run() -> Any:
+    """tests/scripts/chaos_run.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tests" / "scripts" / "chaos_run.py"
+    spec = importlib.util.spec_from_file_location("chaos_run", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["chaos_run"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def chaos(runs: int, records: int, progress: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``runs`` watched chaos runs (chaos_run.run_watched, kills every 0.5 to 2 s): the totals."""
+    chaos_run = load_chaos_run()
+    deadline = max(120.0, records / 25_000)
+    results = []
+    for k in range(runs):
+        progress(f"chaos {k + 1}/{runs}: {records:,} records, a worker SIGKILLed every 0.5-2 s...")
+        results.append(chaos_run.run_watched(records, 17 + k, chaos_run.EVERY, deadline))
+    total = {
+        "chaos_lost": sum(r.get("lost") or 0 for r in results),
+        "chaos_duplicates": sum(r.get("duplicates") or 0 for r in results),
+        "chaos_kills": sum(r.get("kills") or 0 for r in results),
+        "chaos_runs": runs,
+        "chaos_hangs": sum(bool(r.get("hang")) for r in results),
+        "chaos_failures": sum(not r.get("ok") for r in results),
+    }
+    return total, results
+
+
 def cpu_seconds() -> float:
     """CPU seconds of this process and of its children that ended (node processes are reaped)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -168,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="records per run (default 1,000,000)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--chaos-runs", type=int, default=3, help="chaos runs (default 3; 0: none)")
+    parser.add_argument("--chaos-records", type=int, default=2_000_000,
+                        help="records per chaos run (default 2,000,000)")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
-    if args.records < 1 or args.repeat < 1:
-        parser.error("--records and --repeat must be >= 1")
+    if args.records < 1 or args.repeat < 1 or args.chaos_runs < 0 or args.chaos_records < 1:
+        parser.error("--records, --repeat and --chaos-records must be >= 1, --chaos-runs >= 0")
     n = args.records
 
     def progress(text: str) -> None:
@@ -196,12 +244,14 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeat):
             progress(f"restart {rep + 1}/{args.repeat}: SIGKILL the map process at {RESTART_RECORDS // 2:,}...")
             restarts.append(restart_ms(folder))
+    chaos_total, chaos_results = chaos(args.chaos_runs, args.chaos_records, progress) if args.chaos_runs else ({}, [])
 
     replay_ratio, replay_rounds = paired_ratio(runs["replay"], runs["none"])
     flaky_ratio, flaky_rounds = paired_ratio(runs["flaky"], runs["none"])
     cpu_ratio, cpu_rounds = paired_ratio([CPU[id(r)] for r in runs["replay"]], [CPU[id(r)] for r in runs["none"]])
     summary: dict[str, Any] = {"replay_vs_none": round(replay_ratio, 3), "replay_cpu_vs_none": round(cpu_ratio, 3),
-                               "restart_ms": round(statistics.median(restarts), 1), **dict.fromkeys(LATER)}
+                               "restart_ms": round(statistics.median(restarts), 1),
+                               **dict.fromkeys(CHAOS_KEYS), **chaos_total, **dict.fromkeys(LATER)}
 
     print(f"chronopipe {cp.__version__} delivery benchmark: {n:,} records, 3 processes (this one, map, sink), "
           f"{args.repeat} paired rounds, {psutil.cpu_count()} CPUs, Python {sys.version.split()[0]}")
@@ -220,10 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'SIGKILL to replayed record, median ms':<38} {summary['restart_ms']:>17,.1f} {'':>8}  "
           f"{verdict('restart_ms', summary['restart_ms'])}")
     print(f"{'':<38} per run: {', '.join(f'{r:.1f}' for r in restarts)}")
+    if chaos_results:
+        print(f"{'chaos: runs / kills / hangs / failed':<38} {summary['chaos_runs']:>5} / {summary['chaos_kills']} / "
+              f"{summary['chaos_hangs']} / {summary['chaos_failures']}  {args.chaos_records:,} records a run, "
+              f"{sum(r.get('seconds') or 0 for r in chaos_results):.1f} s in all")
+        lost_ok = "ok  " if not summary["chaos_lost"] else "MISS"
+        print(f"{'  lost':<38} {summary['chaos_lost']:>17,} {'':>8}  {lost_ok} (target 0)")
+        print(f"{'  duplicates (bound: 1,000 a kill)':<38} {summary['chaos_duplicates']:>17,} {'':>8}  "
+              f"{'ok  ' if not summary['chaos_failures'] else 'MISS'} (target: no failed run)")
+        for r in chaos_results:
+            if not r.get("ok"):
+                print(f"{'':<38} seed {r['seed']}: " + ("hang" if r.get("hang") else
+                      f"lost {r.get('lost')}, duplicates {r.get('duplicates')}, error {r.get('error')}")[:200])
     print("-" * 90)
     print("not measured yet (later slices of issue 17): " + ", ".join(LATER))
     print()
-    return finish(TARGETS, summary, args.check)
+    return finish({k: v for k, v in TARGETS.items() if summary[k] is not None}, summary, args.check)
 
 
 if __name__ == "__main__":

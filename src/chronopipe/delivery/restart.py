@@ -12,7 +12,8 @@ The parent (the runtime's supervisor, through ``NodeActor.on_death``) then decid
 new worker first handling the batch that was in flight, or give up (``MAX_RESTARTS`` deaths in a
 row without a batch acknowledged between them), the run then failing with an ActorError. A
 record that killed its worker ``kills`` times in a row (at the same place of the same batch) is
-not handed to the next worker: it goes to the dead letters instead.
+not handed to the next worker: it goes to the dead letters instead. A worker that dies before it
+journaled the batch it was given (in its start or ``begin()``) leaves that batch to the next one.
 
 What the dead worker had already sent on from the batch in flight is sent again by the new one:
 ``duplicates`` counts those records (at most the batch, fewer: the records handled before the
@@ -26,6 +27,8 @@ upstream sent meanwhile waits there, in order.
 >>> j.took(pickle.dumps([10, 11, 12])); j.at(1)  # the replay goes record by record
 >>> j.died(-9), j.resume.skip, j.resume.kills, j.restarts
 (0.05, 1, 2, 2)
+>>> j.died(-9), j.resume.records  # the next one died before it journaled that batch: still its
+(0.0, [10, 11, 12])
 >>> j.done(); j.died(-9), j.resume
 (0.0, None)
 """
@@ -112,6 +115,7 @@ class Journal:
         self._streak: tuple[int, int, int] = (-1, -1, 0)  # (acked, position, kills)
         self._skips: set[int] = set()  # records of the batch in flight already dead-lettered
         self._acked = -1  # batches acknowledged at the last death
+        self._acked_at_resume = -1  # batches acknowledged when ``resume`` was set
 
     # -- in the worker -----------------------------------------------------------------
     def took(self, data: bytes | None) -> None:
@@ -177,6 +181,11 @@ class Journal:
         if self.in_a_row > self.max_restarts:
             return None
         delay = BACKOFF[min(self.in_a_row - 1, len(BACKOFF) - 1)]
+        if not size and self.resume is not None and acked == self._acked_at_resume:
+            # it died before journaling the batch it was given (in its start or its begin()):
+            # that batch is still the next one's, as it was (nothing of it was sent on again)
+            self.restarts += 1
+            return delay
         self.resume = None
         left = self.replay_total - view[_REPLAYED]
         if left > 0:  # it died among the re-injected records: those since the last chunk come again
@@ -193,6 +202,7 @@ class Journal:
             self.duplicates += len(records) if pos < 0 else min(pos, len(records))
             letter = pos if kills >= self.kills and pos >= 0 else None
             self.resume = Resume(records, letter, kills, how, frozenset(self._skips))
+            self._acked_at_resume = acked
             if letter is not None:  # progress: that record will not be met again
                 self._skips.add(letter)
                 self._streak, self.in_a_row = (acked, -1, 0), 0
