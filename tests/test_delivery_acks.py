@@ -77,7 +77,7 @@ def test_the_source_hears_growing_confirmations_ending_with_every_record(mode: s
     source = Source(25_500, [(sink, lambda n: n)])
     Pipeline(Add("add") | sink, mode=mode, guarantee=guarantee).consume(source)
     assert source.confirmed == sorted(set(source.confirmed))
-    assert source.confirmed[-1] == 25_500
+    assert source.confirmed[-1] == 25_500 and len(source.confirmed) > 1  # heard during the run too
     assert sink.handled.value == 25_500
 
 
@@ -109,17 +109,65 @@ class Boom(Node):
         self.push(item)
 
 
+class Leave(Node):
+    """Stops the run at one record: SystemExit is never caught, under any guarantee."""
+
+    def process(self, item: int) -> None:
+        if item == 12_345:
+            raise SystemExit(3)
+        self.push(item)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_failed_run_says_which_records_were_not_confirmed(mode: str) -> None:
-    pipeline = Pipeline(Boom("boom") | ListSink("sink"), mode=mode, guarantee="track")
-    with pytest.raises(ValueError) as caught:
+    pipeline = Pipeline(Leave("leave") | ListSink("sink"), mode=mode, guarantee="track")
+    with pytest.raises(BaseException) as caught:  # SystemExit, or an ActorError from a node process
         pipeline.consume(range(50_000))
     stats = pipeline.statistics()
     assert stats.state == "failed"
     assert stats.confirmed is not None and stats.confirmed <= 12_000  # the batch holding 12,345 never completed
+    assert stats.fed is not None and stats.fed >= 12_346
     assert stats.unconfirmed == range(stats.confirmed, stats.fed)
     assert caught.value.unconfirmed == stats.unconfirmed  # type: ignore[attr-defined]
     assert "not confirmed" in stats.summary
+
+
+class Picky(Node):
+    """Fails at every record divisible by 1,000."""
+
+    def process(self, item: int) -> None:
+        if item % 1000 == 0:
+            raise ValueError(f"no multiples of 1000: {item}")
+        self.push(item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_under_track_failing_records_are_kept_and_the_run_goes_on(mode: str) -> None:
+    sink = ListSink("sink")
+    pipeline = Pipeline(Picky("picky") | sink, mode=mode, guarantee="track")
+    pipeline.consume(range(5_000))
+    stats = pipeline.statistics()
+    assert stats.state == "finished" and stats.failed == 5
+    assert sorted(f.record for f in stats.failures) == [0, 1000, 2000, 3000, 4000]
+    assert all(f.node == "picky" and f.attempts == 1 and "no multiples" in f.traceback for f in stats.failures)
+    assert len(sink.items) == 4_995 and stats.confirmed == 5_000
+    assert "picky 5,000 in = 4,995 handled + 5 failed" in stats.summary or mode == "sync"
+    assert "5 records failed (the last 5 in statistics().failures)" in stats.summary
+
+
+def test_under_confirm_failures_are_counted_not_kept() -> None:
+    pipeline = Pipeline(Picky("picky") | ListSink("sink"), mode="threads", guarantee="confirm", max_retries=3)
+    pipeline.consume(range(5_000))
+    stats = pipeline.statistics()
+    assert (stats.failed, stats.failures, stats.retried) == (5, (), 0)  # no retries either
+
+
+def test_track_keeps_only_the_last_failures() -> None:
+    stats_of = Pipeline(Picky("picky"), mode="threads", guarantee="track")
+    stats_of.consume(range(150_000))
+    stats = stats_of.statistics()
+    assert stats.failed == 150 and len(stats.failures) == 100
+    assert stats.failures[-1].record == 149_000
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -197,5 +245,5 @@ def test_a_restarted_worker_passes_the_marks_of_its_replayed_batch(tmp_path: Any
     pipeline.consume(source)
     stats = pipeline.statistics()
     assert stats.restarts == 1
-    assert source.confirmed[-1] == 20_000 and stats.confirmed == 20_000
+    assert source.confirmed[-1] == 20_000 and stats.confirmed == 20_000 and len(source.confirmed) > 1
     assert 20_000 <= sink.handled.value <= 20_000 + stats.duplicates_possible

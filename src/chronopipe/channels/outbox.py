@@ -16,14 +16,19 @@ into its channel (``put_many(iterator)``), whose outbox takes records as they co
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .base import Channel
+from .quiet import start_quiet
 
-__all__ = ["BATCH", "Outbox", "Send", "batch_limit"]
+__all__ = ["BATCH", "LINGER", "Outbox", "Send", "batch_limit"]
+
+log = logging.getLogger("chronopipe.channels")
 
 #: Records per batch when no channel asks for fewer (a process channel's default batch_size).
 BATCH = 1000
@@ -244,3 +249,85 @@ class Outbox:
     def __repr__(self) -> str:
         where = [c.name for c in self.channels] or getattr(self._send, "__qualname__", "send")
         return f"<{type(self).__name__} {len(self.pending)} pending, limit {self.limit} -> {where}>"
+
+
+class _Linger:
+    """One thread per process sends the partial batches of process channels once their linger
+    time has passed (``ch._linger_flush``): the timer of their outboxes (pipe.py)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[Any, float] = {}
+        self._polled: set[Any] = set()  # streaming: flushed every `linger` seconds
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def poll(self, ch: Any) -> None:
+        with self._cond:
+            self._polled.add(ch)
+        self.watch(ch, time.monotonic() + ch.linger)
+
+    def unpoll(self, ch: Any) -> None:
+        with self._cond:
+            self._polled.discard(ch)
+
+    def watch(self, ch: Any, due: float) -> None:
+        with self._cond:
+            self._due[ch] = due
+            if self._thread is None and not self._stopping:
+                # SIGINT/SIGTERM blocked in it, so they reach the main thread (see quiet.py)
+                self._thread = start_quiet(threading.Thread(target=self._run, name="chronopipe-linger", daemon=True))
+            self._cond.notify()
+
+    def forget(self, ch: Any) -> None:
+        with self._cond:
+            self._due.pop(ch, None)
+            self._polled.discard(ch)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    now = time.monotonic()
+                    ready = [(c, c in self._polled) for c, t in self._due.items() if t <= now]
+                    if ready:
+                        for c, _ in ready:
+                            del self._due[c]
+                        break
+                    self._cond.wait(min(self._due.values()) - now if self._due else None)
+                else:
+                    return
+            for ch, polled in ready:
+                _quiet_flush(ch._linger_flush, polled)
+            with self._cond:
+                for ch, _ in ready:
+                    if ch in self._polled and ch not in self._due:
+                        self._due[ch] = time.monotonic() + ch.linger
+
+    def stop(self, timeout: float = 1.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:
+            self._thread, self._stopping, self._due, self._polled = None, False, {}, set()
+
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def _after_fork_in_child(self) -> None:
+        self._cond = threading.Condition()
+        self._due, self._polled, self._thread, self._stopping = {}, set(), None, False
+
+
+def _quiet_flush(flush: Any, polled: bool) -> None:
+    """A flush on behalf of someone else; the owner sees any error on its own next call."""
+    try:
+        flush(polled)
+    except Exception:  # broken, closed, unpicklable, aborted by an ActorError: all theirs to see
+        log.debug("linger flush failed; the channel's owner sees it on its next call", exc_info=True)
+
+
+LINGER = _Linger()

@@ -7,6 +7,9 @@ bounds memory to about ``maxsize + 2 * batch_size`` records whatever the pipe ho
 
 A batch of flat tuples (rows of ints, floats, strings, bytes: packets, CSV rows) is pickled
 without the memo (see :func:`dumps_batch`): half the cost to send and a tenth less to receive.
+A batch is a frame (:func:`framed`: magic, length and crc32s before it), so a reader drops the
+half frame a writer killed mid-send left and goes on with the next (:func:`scan`); writers of a
+shared pipe take turns under a lock the kernel drops with a dead holder (``fcntl.lockf``).
 
 Children are forked (see chronopipe.runtime): a channel made before an actor starts is
 inherited by it; channels cannot be pickled into pool tasks.
@@ -14,6 +17,7 @@ inherited by it; channels cannot be pickled into pool tasks.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import itertools
@@ -22,9 +26,12 @@ import operator
 import os
 import pickle
 import queue
+import struct
+import tempfile
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -33,15 +40,18 @@ from multiprocess.connection import Pipe
 
 from .base import Channel, ChannelBroken, Mode, remaining
 from .end import END
-from .outbox import Outbox
-from .quiet import start_quiet
+from .outbox import LINGER, Outbox
 
-__all__ = ["ProcessChannel", "dumps_batch", "keep_only", "live_channels"]
+__all__ = ["HEAD", "ProcessChannel", "dumps_batch", "framed", "keep_only", "live_channels", "scan"]
 
 _ctx = multiprocess.get_context("fork")
 _F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20
 _END_FRAME = b""
+_MAGIC = b"\xc7cP\x1d"
+#: multiprocess's length prefix, magic, payload length, payload crc32, crc32 of the 16 bytes before
+_HEAD = struct.Struct("!i4sIII")
+HEAD = _HEAD.size
 
 log = logging.getLogger("chronopipe.channels")
 _first = operator.itemgetter(0)
@@ -80,6 +90,67 @@ def dumps_batch(batch: list[Any] | tuple[Any, ...]) -> bytes:
         except (ValueError, RecursionError):  # a cycle in a later record: fast mode cannot pickle it
             pass
     return pickle.dumps(batch, protocol=5)
+
+
+def framed(data: bytes) -> bytes:
+    """``data`` behind the header, as ``send_bytes`` is given it (it adds the length prefix)."""
+    head = _HEAD.pack(len(data) + 16, _MAGIC, len(data), zlib.crc32(data), 0)
+    return head[4:16] + struct.pack("!I", zlib.crc32(head[:16])) + data
+
+
+def scan(buf: bytes) -> tuple[int, bytes | None]:
+    """``buf`` from where a frame should start: ``(k, None)``, k > 0: k more bytes needed to tell;
+    ``(end, payload)``: ``buf[:end]`` is a whole frame; ``(-i, None)``: drop i bytes of damage.
+
+    >>> frame = struct.pack("!i", 19) + framed(b"abc")
+    >>> scan(frame[:7]), scan(frame), scan(frame[:10] + frame)
+    ((13, None), (23, b'abc'), (-10, None))
+    """
+    if len(buf) < HEAD:
+        return HEAD - len(buf), None
+    size, magic, n, crc, check = _HEAD.unpack_from(buf)
+    if magic == _MAGIC and size == n + 16 and zlib.crc32(buf[:16]) == check:
+        if len(buf) < HEAD + n:
+            return HEAD + n - len(buf), None
+        payload = buf[HEAD:HEAD + n]
+        if zlib.crc32(payload) == crc:
+            return HEAD + n, payload
+    i = buf.find(_MAGIC, 5)  # the next header's magic (4 bytes into it), or keep what may begin one
+    return -(i - 4 if i >= 0 else len(buf) - 7), None
+
+
+def read_exact(fd: int, k: int, started: bool) -> bytes:
+    """``k`` bytes from ``fd``; EOFError at once at the end of file, OSError in the middle of a frame."""
+    chunks = []
+    while k:
+        chunk = os.read(fd, k)
+        if not chunk:
+            raise EOFError if not started and not chunks else OSError("got end of file during message")
+        chunks.append(chunk)
+        k -= len(chunk)
+    return b"".join(chunks)
+
+
+class _WriterLock:
+    """A POSIX record lock on an unlinked file (gone with a dead holder); threads: ``_wlock``."""
+
+    def __init__(self) -> None:
+        self.fd, path = tempfile.mkstemp(prefix="chronopipe-writers-")
+        os.unlink(path)
+        weakref.finalize(self, os.close, self.fd)
+
+    def acquire(self, timeout: float) -> bool:
+        end, delay = time.monotonic() + timeout, 0.0001
+        while True:
+            with contextlib.suppress(OSError):
+                return fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB) is None
+            if time.monotonic() >= end:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+
+    def release(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN)
 
 
 def live_channels() -> list[ProcessChannel]:
@@ -122,7 +193,7 @@ class ProcessChannel(Channel, mode="process"):
         except OSError:
             pass
         self._slots = _ctx.BoundedSemaphore(max(1, maxsize // self.batch_size))
-        self._send_lock = _ctx.Lock() if writers > 1 else None
+        self._send_lock = _WriterLock() if writers > 1 else None
         self._reset_local_state()
         _live.add(self)
 
@@ -134,13 +205,13 @@ class ProcessChannel(Channel, mode="process"):
         self._closes_here = 0  # writers of this process that closed it (a thread channel counts them too)
         self._closed_here = False  # every writer this channel has closed it here: no more puts or sends
         self._rbatch, self._ridx = [], 0
+        self._carry = b""  # bytes read past a damaged frame: the start of the next one
+        self.damaged = 0  # damaged frames dropped here (a writer died mid-frame)
         self.tap: Any = None  # the reader's: called with each batch's bytes before it is unpickled, None for an END
 
     def __reduce__(self) -> Any:
-        raise TypeError(
-            f"channel {self.name!r} cannot be pickled: give it to an Actor, which inherits it "
-            "when its process starts"
-        )
+        raise TypeError(f"channel {self.name!r} cannot be pickled: give it to an Actor, which inherits it "
+                        "when its process starts")
 
     # -- writer side -------------------------------------------------------------------
     # The write buffer is an Outbox (outbox.py) whose sender is _send_batch: put() appends to
@@ -231,7 +302,7 @@ class ProcessChannel(Channel, mode="process"):
             while not lock.acquire(timeout=remaining(deadline, f"channel {self.name!r}: writers busy")):
                 self._check_broken()
         try:
-            self._writer.send_bytes(data)
+            self._writer.send_bytes(framed(data))
         except (OSError, ValueError, TypeError) as exc:  # TypeError: abort() closed the pipe mid-send
             self._check_broken()
             raise ChannelBroken(f"channel {self.name!r}: the reader is gone ({exc})") from exc
@@ -251,10 +322,12 @@ class ProcessChannel(Channel, mode="process"):
 
     # -- reader side -------------------------------------------------------------------
     def _receive(self, timeout: float) -> list[Any] | None:
+        tap = self.tap
+        journal = getattr(tap, "receive", None)  # a journaled reader: each frame lands in its journal first
         try:
-            if not self._reader.poll(timeout):
+            if not self._carry and not self._reader.poll(timeout):
                 return None
-            data = self._reader.recv_bytes()
+            data = journal(self._reader.fileno()) if journal is not None else self._read_frame()
         except (EOFError, OSError, TypeError) as exc:  # TypeError: abort() closed the pipe mid-receive
             self._check_broken()
             raise ChannelBroken(
@@ -262,13 +335,26 @@ class ProcessChannel(Channel, mode="process"):
             ) from exc
         if data == _END_FRAME:
             self._ends_seen += 1
-            if self.tap is not None:
-                self.tap(None)
+            if tap is not None and journal is None:
+                tap(None)
             return [END] if self._ends_seen >= self.writers else None
-        if self.tap is not None:
-            self.tap(data)
+        if tap is not None and journal is None:
+            tap(data)
         self._slots.release()
         return pickle.loads(data)
+
+    def _read_frame(self) -> bytes:
+        """The next whole frame's payload; a damaged one (a writer died mid-frame) is dropped."""
+        fd, buf, self._carry = self._reader.fileno(), self._carry, b""
+        while (found := scan(buf))[1] is None:
+            if found[0] > 0:
+                buf += read_exact(fd, found[0], bool(buf))
+                continue
+            self.damaged += 1
+            log.warning("channel %r: dropped %d bytes of a frame a writer left unfinished", self.name, -found[0])
+            buf = buf[-found[0]:]
+        self._carry = buf[found[0]:]
+        return found[1]
 
     def qsize(self) -> int:
         return len(self._outbox) + super().qsize()
@@ -299,91 +385,9 @@ def keep_only(readers: Iterable[Channel] = (), writers: Iterable[Channel] = ()) 
 
     Then a dead neighbour shows up as EOF or a broken pipe instead of a silent hang.
     """
-    read_ids = {id(c) for c in readers}
-    write_ids = {id(c) for c in writers}
+    read_ids, write_ids = {id(c) for c in readers}, {id(c) for c in writers}
     for ch in live_channels():
         ch.release(read=id(ch) not in read_ids, write=id(ch) not in write_ids)
-
-
-class _Linger:
-    """One thread per process sends partial batches whose linger time has passed."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._due: dict[ProcessChannel, float] = {}
-        self._polled: set[ProcessChannel] = set()  # streaming: flushed every `linger` seconds
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    def poll(self, ch: ProcessChannel) -> None:
-        with self._cond:
-            self._polled.add(ch)
-        self.watch(ch, time.monotonic() + ch.linger)
-
-    def unpoll(self, ch: ProcessChannel) -> None:
-        with self._cond:
-            self._polled.discard(ch)
-
-    def watch(self, ch: ProcessChannel, due: float) -> None:
-        with self._cond:
-            self._due[ch] = due
-            if self._thread is None and not self._stopping:
-                # SIGINT/SIGTERM blocked in it, so they reach the main thread (see quiet.py)
-                self._thread = start_quiet(threading.Thread(target=self._run, name="chronopipe-linger", daemon=True))
-            self._cond.notify()
-
-    def forget(self, ch: ProcessChannel) -> None:
-        with self._cond:
-            self._due.pop(ch, None)
-            self._polled.discard(ch)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping:
-                    now = time.monotonic()
-                    ready = [(c, c in self._polled) for c, t in self._due.items() if t <= now]
-                    if ready:
-                        for c, _ in ready:
-                            del self._due[c]
-                        break
-                    self._cond.wait(min(self._due.values()) - now if self._due else None)
-                else:
-                    return
-            for ch, polled in ready:
-                _quiet_flush(ch._linger_flush, polled)
-            with self._cond:
-                for ch, _ in ready:
-                    if ch in self._polled and ch not in self._due:
-                        self._due[ch] = time.monotonic() + ch.linger
-
-    def stop(self, timeout: float = 1.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        with self._cond:
-            self._thread, self._stopping, self._due, self._polled = None, False, {}, set()
-
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
-    def _after_fork_in_child(self) -> None:
-        self._cond = threading.Condition()
-        self._due, self._polled, self._thread, self._stopping = {}, set(), None, False
-
-
-def _quiet_flush(flush: Any, polled: bool) -> None:
-    """A flush on behalf of someone else; the owner sees any error on its own next call."""
-    try:
-        flush(polled)
-    except Exception:  # broken, closed, unpicklable, aborted by an ActorError: all theirs to see
-        log.debug("linger flush failed; the channel's owner sees it on its next call", exc_info=True)
-
-
-LINGER = _Linger()
 
 
 def _after_fork_in_child() -> None:

@@ -27,9 +27,11 @@ from .retry import Retrying, SharedTally, Tally, retrying
 from .run import Delivery
 from .sinks import (
     SINK_ACTOR,
+    TRACK_LAST,
     CallableSink,
     DeadLetterFile,
     DeadLetterSinkError,
+    FailureLog,
     Sink,
     default_path,
     open_sink,
@@ -43,6 +45,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GUARANTEES",
     "SINK_ACTOR",
+    "TRACK_LAST",
     "Aligner",
     "CallableSink",
     "DeadLetter",
@@ -50,6 +53,7 @@ __all__ = [
     "DeadLetterFileError",
     "DeadLetterSinkError",
     "Delivery",
+    "FailureLog",
     "Journal",
     "Ledger",
     "Mark",

@@ -2,10 +2,12 @@
 
 * ``"none"``: the first exception fails the run, which raises an ActorError naming the node;
   nothing is retried and nothing is written anywhere.
-* ``"confirm"`` and ``"track"``: the same on an exception, and the records are acknowledged a
-  batch at a time (acks.py): the source learns how many of its records every terminal node
-  finished with; a failed run says which batches did not complete. Any node asking for it turns
-  it on for the whole pipeline.
+* ``"confirm"`` and ``"track"`` (seed 002's "confirmation-only" and "tracking-only"): a record
+  whose ``process()`` raises is not retried and does not stop the run: ``"confirm"`` counts it
+  (the run says whether every record was handled), ``"track"`` also keeps the last failures
+  (record, node, error, traceback). And records are acknowledged a batch at a time (acks.py):
+  the source learns how many of its records every terminal node is done with. Any node asking
+  for acknowledgements turns them on for the whole pipeline.
 * ``"replay"``: the record is given to ``process()`` again, up to ``max_retries`` more times
   (immediately, no sleep); if every attempt raised, it becomes a dead letter (letters.py) and
   the run goes on with the next record.
@@ -36,6 +38,8 @@ class Policy:
 
     >>> Policy("replay", 2).attempts, Policy().attempts, Policy().replays, Policy("track").acks
     (3, 1, False, True)
+    >>> Policy("track", 5).attempts, Policy("track").catches, Policy().catches
+    (1, True, False)
 
     Raises:
         ValueError: an unknown guarantee, or ``max_retries`` that is not an int >= 0.
@@ -52,6 +56,11 @@ class Policy:
     def replays(self) -> bool:
         """True under ``"replay"``: the record is retried, then dead-lettered."""
         return self.guarantee == "replay"
+
+    @property
+    def catches(self) -> bool:
+        """True unless ``"none"``: a record whose ``process()`` raises does not stop the run."""
+        return self.guarantee != "none"
 
     @property
     def acks(self) -> bool:

@@ -1,11 +1,13 @@
 """Restarting a dead node process under ``guarantee="replay"``: the journal of its inbox.
 
-A replaying node's worker process (``mode="processes"``) writes each batch it takes from its
-inbox, as the bytes the channel received, into a journal before it handles it (one ``pwrite``
-into an unlinked temporary file, and its length into shared memory), records the index of the
-record it is handling, and acknowledges the batch once it has handled every record and sent
-their outputs on (then the journal is empty again). All of it survives a SIGKILL: the parent
-reads it when the process dies.
+A replaying node's worker process (``mode="processes"``) takes each batch from its inbox pipe
+straight into a journal, an unlinked temporary file: the frame's bytes go from the pipe into
+the file with ``splice`` (:meth:`Journal.receive`, the inbox's ``tap``), so at any instant they
+are either still in the pipe or in the file, and a kill in the middle of a read leaves a partial
+frame in the journal that the next worker completes from the pipe. The worker records the index
+of the record it is handling, and acknowledges the batch once it has handled every record and
+sent their outputs on (then the journal is empty again). All of it survives a SIGKILL: the
+parent reads it when the process dies.
 
 The parent (the runtime's supervisor, through ``NodeActor.on_death``) then decides with
 :meth:`Journal.died`: restart the same unit in a new process after a backoff (``BACKOFF``), the
@@ -38,12 +40,15 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import struct
 import tempfile
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import multiprocess
+
+from ..channels.pipe import framed, scan
 
 __all__ = ["BACKOFF", "MAX_RESTARTS", "REPLAY_CHUNK", "Journal", "Resume", "WorkerKilledError", "exit_name"]
 
@@ -54,8 +59,8 @@ MAX_RESTARTS = 5
 BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 #: Re-injected records a worker handles and sends on before it acknowledges them.
 REPLAY_CHUNK = 1000
-# the shared slots
-_NBYTES, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS = range(6)
+# the shared slots (_BASE: _ENDS when the frame in the journal began, to tell whether its END was counted)
+_BASE, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS = range(6)
 
 
 def exit_name(exitcode: int | None) -> str:
@@ -93,6 +98,18 @@ class Resume:
         return WorkerKilledError(f"killed its worker {self.kills} times ({self.how})")
 
 
+class _Tap:
+    """``Journal.took``: callable as before, and with ``receive`` (pipe.py reads through it)."""
+
+    __slots__ = ("receive", "took")
+
+    def __init__(self, journal: Journal) -> None:
+        self.took, self.receive = journal._took, journal.receive
+
+    def __call__(self, data: bytes | None) -> None:
+        self.took(data)
+
+
 class Journal:
     """One replaying process unit's journal (made in the parent, before the first fork)."""
 
@@ -116,27 +133,64 @@ class Journal:
         self._skips: set[int] = set()  # records of the batch in flight already dead-lettered
         self._acked = -1  # batches acknowledged at the last death
         self._acked_at_resume = -1  # batches acknowledged when ``resume`` was set
+        self._extra = b""  # in the worker: bytes read past a damaged frame (the next frame's)
 
     # -- in the worker -----------------------------------------------------------------
-    def took(self, data: bytes | None) -> None:
-        """A batch's bytes, before it is handled (the channel's tap); None: one writer's END
-        (a restarted worker's inbox starts from ``ends``)."""
+    @property
+    def took(self) -> _Tap:
+        """The inbox's tap: ``took(data)`` journals a batch's bytes (the batch a restarted worker
+        handles first), ``took(None)`` counts one writer's END (a restarted worker's inbox starts
+        from ``ends``), ``took.receive(fd)`` takes the next frame from the pipe into the journal."""
+        return _Tap(self)
+
+    def _took(self, data: bytes | None) -> None:
         if data is None:
             self._view[_ENDS] += 1
             return
-        os.pwrite(self._fd, data, 0)
-        view = self._view
-        view[_POS] = -1  # not known until a replay handles it record by record (at())
-        view[_NBYTES] = len(data)
+        frame = struct.pack("!i", len(data) + 16) + framed(data)
+        os.pwrite(self._fd, frame, 0)
+        os.ftruncate(self._fd, len(frame))
+        self._view[_POS] = -1  # not known until a replay handles it record by record (at())
+
+    def receive(self, fd: int) -> bytes:
+        """The next frame's payload (b"" for an END, counted), read from the pipe ``fd`` into the
+        journal first: ``splice`` moves the bytes, so a kill leaves them in the pipe or here."""
+        jfd, view = self._fd, self._view
+        size = os.fstat(jfd).st_size
+        buf = os.pread(jfd, size, 0) if size else b""
+        if not buf and self._extra:  # what followed a damaged frame (read in this process): journaled now
+            buf, self._extra = self._extra, b""
+            os.pwrite(jfd, buf, 0)
+        while True:
+            if not buf:
+                view[_BASE], view[_POS] = view[_ENDS], -1
+            k, payload = scan(buf)
+            if payload is not None:
+                break
+            if k > 0:  # the rest of the frame, from the pipe into the file
+                moved = os.splice(fd, jfd, k, offset_dst=len(buf))
+                if not moved:
+                    raise EOFError if not buf else OSError("got end of file during message")
+                buf += os.pread(jfd, moved, len(buf))
+            else:  # a writer died mid-frame: drop its part
+                buf = buf[-k:]
+                os.pwrite(jfd, buf, 0)
+                os.ftruncate(jfd, len(buf))
+        if len(buf) > k:  # only after damage: what follows the frame waits here for the next call
+            self._extra = buf[k:]
+            os.ftruncate(jfd, k)
+        if not payload:  # an END: counted, then nothing is in flight
+            view[_ENDS] += 1
+            os.ftruncate(jfd, 0)
+        return payload
 
     def at(self, index: int) -> None:
         self._view[_POS] = index
 
     def done(self) -> None:
         """The batch is handled and its outputs are sent on."""
-        view = self._view
-        view[_NBYTES] = 0
-        view[_ACKED] += 1
+        os.ftruncate(self._fd, 0)
+        self._view[_ACKED] += 1
 
     @property
     def position(self) -> Any:
@@ -173,7 +227,14 @@ class Journal:
         dead-lettered between them). Sets ``resume`` for the next one."""
         view, how = self._view, exit_name(exitcode)
         self.last_exit = how
-        acked, size, pos = view[_ACKED], view[_NBYTES], view[_POS]
+        acked, pos = view[_ACKED], view[_POS]
+        size = os.fstat(self._fd).st_size
+        payload = scan(os.pread(self._fd, size, 0))[1] if size else None
+        if payload == b"":  # it died reading an END: count it if it did not, then nothing is in flight
+            if view[_ENDS] == view[_BASE]:
+                view[_ENDS] += 1
+            os.ftruncate(self._fd, 0)
+            size = 0
         if acked != self._acked:  # a batch was finished since: a fresh start
             self.in_a_row, self._streak, self._skips = 0, (acked, -1, 0), set()
         self._acked = acked
@@ -192,8 +253,8 @@ class Journal:
             self.duplicates += min(REPLAY_CHUNK, left)
             self.restarts += 1
             return delay
-        if size:
-            records = pickle.loads(os.pread(self._fd, size, 0))
+        if payload is not None:  # a whole batch: the next worker handles it first
+            records = pickle.loads(payload)
             _, streak_pos, streak_kills = self._streak
             # the same record again: at the same place, or after a death whose place is unknown
             # (a batch handled whole: the first death in it)
@@ -206,6 +267,7 @@ class Journal:
             if letter is not None:  # progress: that record will not be met again
                 self._skips.add(letter)
                 self._streak, self.in_a_row = (acked, -1, 0), 0
-        view[_NBYTES] = 0
+            os.ftruncate(self._fd, 0)
+        # else nothing, or part of a frame: the next worker's first receive() completes it
         self.restarts += 1
         return delay

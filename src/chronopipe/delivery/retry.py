@@ -1,7 +1,8 @@
 """The retry wrapper: a node's input function that retries a failing record, then dead-letters it.
 
 :func:`retrying` wraps what receives a node's records (its ``process``, as the pipeline wired
-it) for a node under ``guarantee="replay"``. It runs wherever the node runs: the caller's thread
+it) for a node under ``guarantee="replay"`` (or ``"confirm"`` / ``"track"``: no retries, each
+failure handed on at once). It runs wherever the node runs: the caller's thread
 (``sync``), the node's thread or the node's process. Per record:
 
 * the pushes of an attempt are held back and sent on only once the attempt returned; a failed
@@ -12,9 +13,9 @@ it) for a node under ``guarantee="replay"``. It runs wherever the node runs: the
   what ``end()`` pushes goes straight on.) ``each(batch)``, for an actor whose pushes carry no
   per-record tag, sends a whole input batch's pushes on at its end: the same records in the same
   order, for one Python call per batch instead of one per record;
-* an ``Exception`` from ``process`` is retried at once, up to ``policy.max_retries`` times
+* an ``Exception`` from ``process`` is retried at once, up to ``policy.attempts - 1`` times
   (``tally.retried`` counts the retries); ``BaseException`` (Ctrl-C, SystemExit) is not caught;
-* after 1 + max_retries failed attempts, ``send(DeadLetter)`` hands the record on with the
+* after ``policy.attempts`` failed attempts, ``send(DeadLetter)`` hands the record on with the
   last error (``tally.dead_lettered`` counts it) and the next record is taken.
 
 The tallies are plain ints (:class:`Tally`) for one thread, or int64 in shared memory
@@ -112,7 +113,7 @@ def retrying(node: Any, fn: Callable[[Any], Any], policy: Policy, send: Callable
     """
     buffer: list[Any] = []
     keep, pop = buffer.append, buffer.pop
-    retries, name = policy.max_retries, node.name
+    retries, name = policy.attempts - 1, node.name
     push: Callable[[Any], Any] = _not_held
 
     def hold(real: Callable[[Any], Any]) -> None:

@@ -1,10 +1,11 @@
 """Delivery: what one run of a pipeline needs to retry and dead-letter, handed to its executor.
 
 The Pipeline (chronopipe.graph) resolves each node's policy when a run begins and builds one
-Delivery when at least one node replays; the executors (graph/sync.py, graph/actors.py) wrap
-those nodes' input with :func:`~chronopipe.delivery.retry.retrying` and route their letters to
-``sink``. ``replayed`` holds the records ``Pipeline.replay`` re-injects, by node name: each node
-gets its own before any record from upstream. ``acks`` (``"confirm"`` or ``"track"`` anywhere, or
+Delivery when at least one node catches failures (``"replay"``, ``"confirm"``, ``"track"``) or
+records are acknowledged; the executors (graph/sync.py, graph/actors.py) wrap those nodes' input
+with :func:`~chronopipe.delivery.retry.retrying` and hand their letters to ``write``.
+``replayed`` holds the records ``Pipeline.replay`` re-injects, by node name: each node gets its
+own before any record from upstream. ``acks`` (``"confirm"`` or ``"track"`` anywhere, or
 a ``state_dir``) has the run acknowledge records a batch at a time (acks.py).
 """
 
@@ -13,17 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .letters import DeadLetter
 from .policy import Policy
-from .sinks import Sink
+from .sinks import FailureLog, Sink
 
 __all__ = ["Delivery"]
 
 
 @dataclass
 class Delivery:
-    """One run's retry policies (replaying nodes only, by name), sink (None when no node
-    replays), records to replay, whether records are acknowledged (``acks``; the run's
-    executor makes the ledger), and the restart limit of worker processes.
+    """One run's policies (of the nodes that catch failures, by name), dead-letter sink (None
+    when no node replays) and failure log, records to replay, whether records are acknowledged
+    (``acks``; the run's executor makes the ledger), and the restart limit of worker processes.
 
     >>> from chronopipe.delivery import CallableSink
     >>> d = Delivery("orders", {"parse": Policy("replay", 2)}, CallableSink(print))
@@ -37,6 +39,17 @@ class Delivery:
     replayed: dict[str, list[Any]] = field(default_factory=dict)
     acks: bool = False
     max_restarts: int | None = None  # deaths in a row of a worker process before the run fails (restart.py)
+    failures: FailureLog | None = None  # where the failures of "confirm" and "track" nodes go
+
+    def write(self, letter: DeadLetter) -> None:
+        """Hand a letter to where its node's policy sends it: the dead-letter sink ("replay"),
+        or the failure log ("confirm", "track")."""
+        policy = self.policies.get(letter.node)
+        if policy is not None and not policy.replays and self.failures is not None:
+            self.failures.write(letter)
+        else:
+            assert self.sink is not None
+            self.sink.write(letter)
 
     def policy(self, node: str) -> Policy | None:
         """The policy of a replaying node; None for a node under ``"none"``."""

@@ -21,10 +21,13 @@ from typing import Any
 
 from .letters import DeadLetter
 
-__all__ = ["SINK_ACTOR", "CallableSink", "DeadLetterFile", "DeadLetterSinkError", "Sink", "open_sink", "to_channel"]
+__all__ = ["SINK_ACTOR", "TRACK_LAST", "CallableSink", "DeadLetterFile", "DeadLetterSinkError", "FailureLog", "Sink",
+           "open_sink", "to_channel"]
 
 #: The name under which a failing sink is reported (the actor that writes letters in actor modes).
 SINK_ACTOR = "dead-letters"
+#: Failures ``guarantee="track"`` keeps (the last ones).
+TRACK_LAST = 100
 
 
 class DeadLetterSinkError(RuntimeError):
@@ -167,6 +170,31 @@ def default_path(pipeline: str) -> str:
     """
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline) or "pipeline"
     return f"{safe}.dead-letters.jsonl"
+
+
+class FailureLog(Sink):
+    """Where the failures of ``"confirm"`` and ``"track"`` nodes go, in the pipeline's process:
+    counted, and the last ``keep`` of them kept (``"track"``: TRACK_LAST; ``"confirm"``: none).
+
+    >>> log = FailureLog(keep=1)
+    >>> for record in (1, 2):
+    ...     log.write(DeadLetter.of("p", "parse", 1, ValueError("bad"), record))
+    >>> log.count, [letter.record for letter in log.last]
+    (2, [2])
+    """
+
+    name = "(kept in memory)"
+
+    def __init__(self, keep: int = TRACK_LAST) -> None:
+        from collections import deque
+
+        self.count = 0
+        self.last: deque[DeadLetter] = deque(maxlen=keep)
+
+    def write(self, letter: DeadLetter) -> None:
+        self.count += 1
+        if self.last.maxlen:
+            self.last.append(letter)
 
 
 def open_sink(dead_letter: Any, pipeline: str) -> Sink:

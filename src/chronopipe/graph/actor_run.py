@@ -59,8 +59,8 @@ class ActorRun:
         if plan.log is not None:  # what node processes log is written here, to this stdout
             self.actors.append(Actor("node-log", stdout_write, inbox=plan.log, mode="thread"))
         if plan.dead_letters is not None:  # every node's dead letters reach the sink on this thread
-            assert delivery is not None and delivery.sink is not None
-            write = delivery.sink.write
+            assert delivery is not None
+            write = delivery.write
             if ledger is not None:  # the sink confirms too: a dead-lettered record is done with once written
                 write = confirming(write, plan.dead_letters.writers, ledger, len(slots))
             self.actors.append(Actor(SINK_ACTOR, write, inbox=plan.dead_letters, mode="thread"))
@@ -228,8 +228,10 @@ class ActorRun:
                 c["workers"] += 1
                 c["received"] += stats.received
             if actor.tally is not None:
+                assert actor.policy is not None
                 c["retried"] += int(actor.tally.retried)
-                c["dead_lettered"] += int(actor.tally.dead_lettered)
+                given_up = "dead_lettered" if actor.policy.replays else "failed"
+                c[given_up] = c.get(given_up, 0) + int(actor.tally.dead_lettered)
                 c["dropped"] = c.get("dropped", 0) + int(actor.tally.dropped)
             if actor.journal is not None:  # restarts of its process (delivery/restart.py)
                 c["restarts"] += actor.journal.restarts

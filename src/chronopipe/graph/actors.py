@@ -78,15 +78,15 @@ class NodeActor(Actor):
         self._tokens: tuple[Token, Token] | None = None  # (global_state, node) in its process
         self._pipeline = delivery.pipeline if delivery is not None else ""
         self.policy = delivery.policy(unit.owner.name) if delivery is not None and unit.node is not None else None
-        #: retries and dead letters under "replay" (shared memory for a process: made before the fork)
+        #: retries and dead letters (or failures) (shared memory for a process: made before the fork)
         self.tally = (SharedTally() if unit.mode == "process" else Tally()) if self.policy is not None else None
         self._release: Any = None
         self._window: MergeWindow | None = None  # a merge node's, under replay (_late)
         self._each: Any = None  # the retrying input, a batch at a time
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
-        restartable = self.policy is not None and unit.mode == "process" and self.inbox is not None
-        self.journal = (Journal(self.policy.attempts, delivery.max_restarts) if delivery is not None and restartable
-                        and unit.current is None else None)
+        replays = self.policy is not None and self.policy.replays
+        restartable = replays and unit.mode == "process" and self.inbox is not None and unit.current is None
+        self.journal = Journal(self.policy.attempts, delivery.max_restarts) if restartable else None  # type: ignore
         if self.journal is not None:
             self.journal.replay_total = len(unit.replayed)
         #: under acks: the marks of its inbox, and the ledger slot it confirms in when terminal
@@ -195,13 +195,11 @@ class NodeActor(Actor):
         if self.unit.node is not None:
             self.unit.node.commit()
         self.flush()
-        outputs = self._mark_outputs()
-        if not outputs:
-            assert self._ledger is not None and self._slot is not None
+        if self._slot is not None:  # a terminal node (its dead letters, if any, confirm on their own)
+            assert self._ledger is not None
             self._ledger.confirm(self._slot, mark.offset)
-            return
         ours = Mark(mark.offset, self.unit.flag)
-        for channel in outputs:
+        for channel in self._mark_outputs():
             channel.put(ours)
             channel.flush()
 
@@ -302,7 +300,7 @@ class NodeActor(Actor):
         """In the parent: restart a journaled worker (its in-flight batch goes to the next one)."""
         journal = self.journal
         if journal is None:
-            if self.policy is not None and self.unit.mode == "process":
+            if self.policy is not None and self.policy.replays and self.unit.mode == "process":
                 self.death_note = ("; not restarted: under guarantee='replay' ordered workers and merge nodes "
                                    "are not restarted yet")
             return None
@@ -349,7 +347,8 @@ class NodeActor(Actor):
         branch sent before, sent again by a restarted worker (no later than the branch's last
         key): then it is dropped and counted, so the merge stays in order."""
         window = self._window
-        if self.tally is not None and window is not None and window.is_repeat(i, record):
+        if self.policy is not None and self.policy.replays and window is not None and window.is_repeat(i, record):
+            assert self.tally is not None
             self.tally.dropped += 1
             return
         branch = self.unit.inputs[i].name.split("->")[0]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from ..delivery import DEFAULT_MAX_RETRIES, Policy, Sink, open_sink
+from ..delivery import DEFAULT_MAX_RETRIES, FailureLog, Policy, Sink, open_sink, policy_of
 from ..delivery.restart import MAX_RESTARTS
 from .acking import Acking
 from .node import Node, RouterNode, top_down_order
@@ -99,6 +99,7 @@ class Pipeline(Deliveries):
         self._acking: Acking | None = None
         self._name = name
         self._sink: Sink | None = None
+        self._failures: FailureLog | None = None
         self._replaying: dict[str, list[Any]] = {}
         self._replay_sink: Any = SAME
         self.top_node = node.top_node
@@ -247,7 +248,7 @@ class Pipeline(Deliveries):
             return
         self.initialize()
         order = top_down_order(self.top_node)
-        self._sink = None
+        self._sink = self._failures = None
         delivery = self._delivery(order)
         if any(n._logging for n in order):
             stdout_write(LOG_HEADER)
@@ -293,7 +294,7 @@ class Pipeline(Deliveries):
                 self._sink.close()
             except Exception as exc:
                 log.error("pipeline %r: closing the dead-letter sink failed too: %s", self.name, exc)
-        if stats.dead_lettered:
+        if stats.dead_lettered or stats.failed:
             log.warning("pipeline %r: %s", self.name, stats.summary)
 
     def _acks_counts(self) -> dict[str, Any]:
@@ -319,11 +320,14 @@ class Pipeline(Deliveries):
                 received=c["received"] if c else None, sent=c["sent"] if c else None,
                 state=c.get("state", state) if c else state, retried=c.get("retried", 0) if c else 0,
                 dead_lettered=c.get("dead_lettered", 0) if c else 0, restarts=c.get("restarts", 0) if c else 0,
-                dropped=c.get("dropped", 0) if c else 0,
+                dropped=c.get("dropped", 0) if c else 0, failed=c.get("failed", 0) if c else 0,
+                guarantee=policy_of(node.name, node.guarantee, node.max_retries, self.policy).guarantee,
                 duplicates_possible=c.get("duplicates_possible", 0) if c else 0))
         return PipelineStatistics(mode=self.mode, state=state, seconds=seconds, nodes=tuple(nodes),
                                   retried=sum(n.retried for n in nodes),
                                   dead_lettered=sum(n.dead_lettered for n in nodes),
+                                  failed=sum(n.failed for n in nodes),
+                                  failures=tuple(self._failures.last) if self._failures is not None else (),
                                   dead_letters=self._sink.name if self._sink is not None else None,
                                   restarts=sum(n.restarts for n in nodes),
                                   duplicates_possible=sum(n.duplicates_possible for n in nodes) + (

@@ -12,7 +12,17 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..delivery import DeadLetterFile, Delivery, Policy, Sink, open_sink, policy_of, read_dead_letters
+from ..delivery import (
+    TRACK_LAST,
+    DeadLetterFile,
+    Delivery,
+    FailureLog,
+    Policy,
+    Sink,
+    open_sink,
+    policy_of,
+    read_dead_letters,
+)
 from .node import GroupByNode, Node, RouterNode, top_down_order
 
 __all__ = ["SAME", "Deliveries"]
@@ -29,6 +39,7 @@ class Deliveries:
     mode: str
     top_node: Node
     _sink: Sink | None
+    _failures: FailureLog | None
     _replaying: dict[str, list[Any]]
     _replay_sink: Any
     _node_lookup: dict[str, Node]
@@ -101,26 +112,29 @@ class Deliveries:
         return self.end()
 
     def _delivery(self, order: list[Node]) -> Delivery | None:
-        """This run's retry policies, sink and acks (None when no node replays, nothing is
+        """This run's policies, sinks and acks (None when no node catches failures, nothing is
         replayed and nothing is acknowledged)."""
         policies = {}
         nodes = [n for n in order if not isinstance(n, RouterNode)]
         acks = self._wants_acks()
         for node in nodes:
             policy = policy_of(node.name, node.guarantee, node.max_retries, self.policy)
-            if policy.replays and isinstance(node, GroupByNode):
-                raise ValueError(f"GroupByNode {node.name!r} cannot have guarantee='replay' yet (its process() gets "
-                                 "batches, not records): give it guarantee='none'")
-            if policy.replays:
+            if policy.catches and isinstance(node, GroupByNode):
+                raise ValueError(f"GroupByNode {node.name!r} cannot have guarantee={policy.guarantee!r} yet (its "
+                                 "process() gets batches, not records): give it guarantee='none'")
+            if policy.catches:
                 policies[node.name] = policy
         if acks:
             _check_ackable(nodes, self.mode)
         if not policies and not self._replaying and not acks:
             return None
-        if policies or self._replaying:
+        if any(p.replays for p in policies.values()) or self._replaying:
             self._sink = open_sink(self.dead_letter if self._replay_sink is SAME else self._replay_sink, self.name)
+        kept = [p for p in policies.values() if not p.replays]
+        failures = FailureLog(TRACK_LAST if any(p.guarantee == "track" for p in kept) else 0) if kept else None
+        self._failures = failures
         return Delivery(self.name, policies, self._sink, dict(self._replaying), acks=acks,
-                        max_restarts=self.max_restarts)
+                        max_restarts=self.max_restarts, failures=failures)
 
     def _wants_acks(self) -> bool:
         """Whether runs acknowledge records: a state_dir, or "confirm" / "track" for the pipeline

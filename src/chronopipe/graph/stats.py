@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["NodeStatistics", "PipelineStatistics"]
+
+_KEPT = ("confirm", "track")  # the guarantees whose failing records are counted as failed, not dead-lettered
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class NodeStatistics:
     restarts: int = 0  # worker processes started again after one died (guarantee="replay")
     duplicates_possible: int = 0  # records a dead worker may have sent on before the new one did again
     dropped: int = 0  # a merge's: copies of records a restarted branch sent again, dropped (kept in order)
+    failed: int = 0  # records whose process() raised, under "confirm" or "track" (the run went on)
+    guarantee: str = "none"  # the node's own, or the pipeline's
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class PipelineStatistics:
     duplicates_possible: int = 0
     fed: int | None = None  # under acks: records of the source fed (counting those a resumed run skipped)
     confirmed: int | None = None  # under acks: of those, how many every terminal node finished with
+    failed: int = 0  # records whose process() raised under "confirm" / "track", all nodes
+    failures: tuple[Any, ...] = ()  # under "track": the last of them (DeadLetter: node, error, traceback, record)
     resumed_at: int | None = None  # with a state_dir: the records an earlier run confirmed (skipped)
 
     @property
@@ -58,10 +65,14 @@ class PipelineStatistics:
         >>> PipelineStatistics("threads", "finished", 0.5, (node,), 3, 1, "dl.jsonl").summary
         'finished: parse 10 in = 9 handled + 1 dead-lettered (3 retries); 1 dead letter in dl.jsonl'
         """
-        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered - n.dropped:,} handled + "
-                 f"{n.dead_lettered:,} dead-lettered" + (f" + {n.dropped:,} dropped as repeats" if n.dropped else "")
+        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered - n.dropped - n.failed:,} handled + "
+                 + (f"{n.failed:,} failed" if n.guarantee in _KEPT else f"{n.dead_lettered:,} dead-lettered")
+                 + (f" + {n.dropped:,} dropped as repeats" if n.dropped else "")
                  + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
                  for n in self.nodes if n.received is not None]
+        if self.failed:
+            parts.append(f"{self.failed:,} record{'' if self.failed == 1 else 's'} failed"
+                         + (f" (the last {len(self.failures):,} in statistics().failures)" if self.failures else ""))
         if self.fed is not None and self.confirmed is not None:
             parts.append(_acks_text(self))
         if self.restarts:

@@ -81,7 +81,7 @@ class SyncRun:
             assert self.delivery is not None
             tally = self._tallies[node.name] = Tally()
             retry = self._retries[node] = retrying(node, input_of(node, self._write), policy,
-                                                   self.delivery.sink.write, tally, self.delivery.pipeline, count=True)
+                                                   self.delivery.write, tally, self.delivery.pipeline, count=True)
         return retry.entry
 
     def _push_of(self, node: Node) -> Target:
@@ -141,9 +141,12 @@ class SyncRun:
             raise self.error(exc) from None
 
     def counts(self) -> dict[str, dict[str, Any]]:
-        """Per node under "replay": records received, pushes sent on, retries, dead letters."""
+        """Per node that catches failures: records received, pushes sent on, retries, dead letters
+        (``"replay"``) or failures (``"confirm"``, ``"track"``)."""
+        assert self.delivery is not None or not self._tallies
         return {name: {"mode": "sync", "workers": 1, "received": t.received, "sent": t.sent, "retried": t.retried,
-                       "dead_lettered": t.dead_lettered} for name, t in self._tallies.items()}
+                       _given_up(self.delivery.policies[name]): t.dead_lettered}  # type: ignore[union-attr]
+                for name, t in self._tallies.items()}
 
     # -- end ---------------------------------------------------------------------------
     def end(self) -> None:
@@ -169,6 +172,11 @@ class SyncRun:
             origin = (default, NO_ITEM)
         node, item = origin
         return node_error(node.name, exc, item)
+
+
+def _given_up(policy: Any) -> str:
+    """What a node's records given up on are called in its counts."""
+    return "dead_lettered" if policy.replays else "failed"
 
 
 class SortedInput:
