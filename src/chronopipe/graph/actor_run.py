@@ -227,10 +227,9 @@ class ActorRun:
             if unit.node is not None:
                 c["workers"] += 1
                 c["received"] += stats.received
-            if actor.tally is not None:
-                assert actor.policy is not None
+            if actor.tally is not None:  # (a collector's has only repeats dropped)
                 c["retried"] += int(actor.tally.retried)
-                given_up = "dead_lettered" if actor.policy.replays else "failed"
+                given_up = "failed" if actor.policy is not None and not actor.policy.replays else "dead_lettered"
                 c[given_up] = c.get(given_up, 0) + int(actor.tally.dead_lettered)
                 c["dropped"] = c.get("dropped", 0) + int(actor.tally.dropped)
             if actor.journal is not None:  # restarts of its process (delivery/restart.py)

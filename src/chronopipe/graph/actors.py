@@ -77,15 +77,19 @@ class NodeActor(Actor):
         self._track = unit.mode == "process" and unit.node is not None
         self._tokens: tuple[Token, Token] | None = None  # (global_state, node) in its process
         self._pipeline = delivery.pipeline if delivery is not None else ""
-        self.policy = delivery.policy(unit.owner.name) if delivery is not None and unit.node is not None else None
-        #: retries and dead letters (or failures) (shared memory for a process: made before the fork)
-        self.tally = (SharedTally() if unit.mode == "process" else Tally()) if self.policy is not None else None
+        owner = delivery.policy(unit.owner.name) if delivery is not None else None
+        self.policy = owner if unit.node is not None else None
+        #: a merge (or an ordered node's collector) under "replay" drops what a restarted writer sends again
+        self._drops_repeats = owner is not None and owner.replays and unit.merge is not None
+        #: retries, dead letters or failures, repeats dropped (shared memory for a process: made before the fork)
+        counted = self.policy is not None or self._drops_repeats
+        self.tally = (SharedTally() if unit.mode == "process" else Tally()) if counted else None
         self._release: Any = None
         self._window: MergeWindow | None = None  # a merge node's, under replay (_late)
         self._each: Any = None  # the retrying input, a batch at a time
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
         replays = self.policy is not None and self.policy.replays
-        restartable = replays and unit.mode == "process" and self.inbox is not None and unit.current is None
+        restartable = replays and unit.mode == "process" and self.inbox is not None
         self.journal = Journal(self.policy.attempts, delivery.max_restarts) if restartable else None  # type: ignore
         if self.journal is not None:
             self.journal.replay_total = len(unit.replayed)
@@ -247,7 +251,8 @@ class NodeActor(Actor):
             journal.took(pickle.dumps(resume.records, protocol=5))
             self._handle_journaled(journal, resume.records, resume)
         assert self.inbox is not None
-        each, item = self._each, _NO_RECORD  # a batch at a time: where it died is not known
+        # a batch at a time: where it died is not known
+        each, item = self._numbered if self.unit.current is not None else self._each, _NO_RECORD
         for batch in self._inbox_batches(self.inbox):
             pieces = split(batch) if self._aligner is not None else None
             try:
@@ -267,12 +272,14 @@ class NodeActor(Actor):
     def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume) -> None:
         """The batch a worker died in, record by record, noting where it is (a record that
         kills this one too is found); ``resume.skip`` is dead-lettered instead."""
-        at, entry, skip = journal.position, self.unit.entry, resume.skip
+        at, entry, skip, current = journal.position, self.unit.entry, resume.skip, self.unit.current
         assert entry is not None
         item: Any = _NO_RECORD
         try:
             for i, item in enumerate(batch):
                 at[1] = i
+                if current is not None and type(item) is tuple:  # an ordered worker's (number, record)
+                    current[0], item = item
                 if i == skip:
                     assert self.tally is not None
                     letter = DeadLetter.of(self._pipeline, self.unit.owner.name, resume.kills, resume.error(), item)
@@ -288,7 +295,18 @@ class NodeActor(Actor):
         except BaseException:
             self._failed_record = item
             raise
+        if current is not None and batch:
+            self.unit.ports[0].pending.append((current[0], PROGRESS))
         self._acknowledge(journal, batch)
+
+    def _numbered(self, batch: list[Any]) -> None:
+        """An ordered worker's batch of ``(number, record)``: what it pushes carries the number."""
+        current, entry = self.unit.current, self.unit.entry
+        assert current is not None and entry is not None
+        for current[0], item in batch:
+            entry(item)
+        if batch:
+            self.unit.ports[0].pending.append((current[0], PROGRESS))
 
     def _acknowledge(self, journal: Journal, batch: list[Any]) -> None:
         """``batch`` is handled: send its outputs on, then mark it done and received."""
@@ -301,8 +319,7 @@ class NodeActor(Actor):
         journal = self.journal
         if journal is None:
             if self.policy is not None and self.policy.replays and self.unit.mode == "process":
-                self.death_note = ("; not restarted: under guarantee='replay' ordered workers and merge nodes "
-                                   "are not restarted yet")
+                self.death_note = "; not restarted: under guarantee='replay' merge nodes are not restarted yet"
             return None
         if journal.ended:
             self.death_note = "; not restarted: it died after its input had ended (in end(), or closing its outputs)"
@@ -344,10 +361,10 @@ class NodeActor(Actor):
 
     def _late(self, i: int, record: Any, floor: Any) -> None:
         """A record out of order: an error, unless (under "replay") it is a copy of one its
-        branch sent before, sent again by a restarted worker (no later than the branch's last
-        key): then it is dropped and counted, so the merge stays in order."""
+        branch (or worker) sent before, sent again by a restarted worker (no later than the
+        branch's last key): then it is dropped and counted, so the merge stays in order."""
         window = self._window
-        if self.policy is not None and self.policy.replays and window is not None and window.is_repeat(i, record):
+        if self._drops_repeats and window is not None and window.is_repeat(i, record):
             assert self.tally is not None
             self.tally.dropped += 1
             return
