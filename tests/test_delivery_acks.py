@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import multiprocess
@@ -62,7 +63,10 @@ class Source:
         self.n, self.sinks, self.confirmed = n, list(sinks), []
 
     def __iter__(self):
-        return iter(range(self.n))
+        for i in range(self.n):
+            if i % 1000 == 999:
+                time.sleep(0.002)  # a source that takes its time: confirmations come back meanwhile
+            yield i
 
     def confirm(self, n: int) -> None:
         for sink, expect in self.sinks:
@@ -182,14 +186,63 @@ def test_dead_lettered_records_count_as_done_with(mode: str) -> None:
     assert [letter.record for letter in letters] == [12_345]
 
 
-@pytest.mark.parametrize("node", [
-    pytest.param(lambda: merge_branches([Add("a"), Add("b")], key=lambda r: r) | ListSink("m"), id="merge_sorted"),
-    pytest.param(lambda: Add("w", workers=2, ordered=True) | ListSink("o"), id="ordered workers"),
-])
-def test_nodes_acks_cannot_pass_yet_are_refused_before_anything_runs(node: Any) -> None:
-    pipeline = Pipeline(Add("top") | node(), mode="threads", guarantee="confirm")
-    with pytest.raises(ValueError, match="cannot be acknowledged through it yet"):
-        pipeline.consume(range(10))
+class Stamped(Node):
+    """Wraps each number into a timestamped record (a branch of a chronological merge)."""
+
+    def process(self, item: int) -> None:
+        self.push({"t": item})
+
+
+class CountingKeys(Counting):
+    def process(self, item: Any) -> None:
+        self.handled.value += 1
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_a_merge_passes_a_mark_only_once_what_came_before_it_left_the_window(mode: str) -> None:
+    top, sink = Add("top"), CountingKeys("sink")
+    left, right = Stamped("left"), Stamped("right")
+    top | [left, right]
+    merge_branches([left, right], key="t") | sink
+    source = Source(30_000, [(sink, lambda n: 2 * n)])  # both branches: two records each
+    pipeline = Pipeline(top, mode=mode, guarantee="confirm")
+    pipeline.consume(source)
+    assert source.confirmed[-1] == 30_000 and len(source.confirmed) > 1
+    assert sink.handled.value == 60_000
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_ordered_workers_pass_marks_through_their_collector(mode: str) -> None:
+    sink = Counting("sink")
+    source = Source(30_000, [(sink, lambda n: n)])
+    pipeline = Pipeline(Add("add", workers=3, ordered=True) | sink, mode=mode, guarantee="track")
+    pipeline.consume(source)
+    assert source.confirmed[-1] == 30_000 and len(source.confirmed) > 1
+    assert sink.handled.value == 30_000
+
+
+def test_a_merge_in_the_sync_mode_is_refused_under_acks() -> None:
+    top = Add("top")
+    left, right = Stamped("left"), Stamped("right")
+    top | [left, right]
+    merge_branches([left, right], key="t") | ListSink("sink")
+    with pytest.raises(ValueError, match="in the sync mode: records cannot be acknowledged"):
+        Pipeline(top, guarantee="confirm").consume(range(10))
+
+
+def test_a_merge_waiting_on_a_silent_branch_does_not_hang_the_feed(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(acking_module, "WINDOW", 3_000)
+    monkeypatch.setattr(acking_module, "STALL", 0.5)
+    left, right, sink = Stamped("left"), Stamped("right"), ListSink("sink")
+    top = Add("top")
+    top | [left, right, lambda item: "left"]  # a router: the right branch stays silent
+    merge_branches([left, right], key="t") | sink
+    pipeline = Pipeline(top, mode="threads", guarantee="confirm")
+    pipeline.consume(range(10_000))
+    stats = pipeline.statistics()
+    assert len(sink.items) == 10_000 and stats.confirmed == 10_000
+    assert "feeding on without the window" in caplog.text
 
 
 def test_a_group_by_node_is_refused_under_acks() -> None:

@@ -8,7 +8,10 @@ records (delivery/acks.py) and the terminal nodes confirm them in the run's ledg
   one, is called on the feeding thread whenever that number grows, and once at the end;
 * the feed never runs more than ``WINDOW`` records ahead of the confirmed (with a state_dir: the
   saved) offset: it waits, watching for a failed actor, so what a kill can make the next run
-  handle twice is bounded;
+  handle twice is bounded. Unless confirmations stall for ``STALL`` seconds (a merge holding
+  records while one of its branches stays silent): then it feeds on without the window, says
+  so in a warning and in the state (a rerun then counts every record it feeds as possibly
+  handled twice), rather than wait for records it holds back itself;
 * with a ``state_dir``, the confirmed offset is saved (delivery/state.py) at most every
   ``SAVE_EVERY`` seconds or when the window is half used, and a run starts after the saved one,
   counting the records it may handle a second time in ``duplicates_possible``. The last batch's
@@ -20,19 +23,22 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import time
 from typing import Any
 
 from ..delivery import StateError, StateFile, source_identity
 from .wiring import LIMIT, _first
 
-__all__ = ["SAVE_EVERY", "WINDOW", "Acking"]
+__all__ = ["SAVE_EVERY", "STALL", "WINDOW", "Acking"]
 
 log = logging.getLogger("chronopipe.graph")
 #: Records the feed may send beyond the confirmed (or saved) offset before it waits.
 WINDOW = 100_000
 #: Seconds between two saves of the state while the confirmed offset grows.
 SAVE_EVERY = 0.5
+#: Seconds the feed waits at the window for a confirmation before it feeds on without one.
+STALL = 5.0
 
 
 class Acking:
@@ -50,7 +56,8 @@ class Acking:
         self.start = self.state.resume_at(self.identity) if self.state is not None else 0
         self.resumed = previous is not None  # an earlier run saved a state: we go on after it
         #: the killed run before us may have handled up to WINDOW records after ``start``
-        self._redo = 0 if previous is None or previous.get("finished") else int(previous.get("window", WINDOW))
+        self._redo = 0 if previous is None or previous.get("finished") else previous.get("window") or sys.maxsize
+        self.bounded = True  # the feed keeps within WINDOW of the confirmed records (until a stall)
         self.saved = self.confirmed = self.fed = self.start
         self.finished = False
         self._confirm = getattr(source, "confirm", None)
@@ -85,12 +92,27 @@ class Acking:
         if last:  # saved once the run finished
             return
         self._advance(force=False)
-        delay = 0.0005
-        while offset - (self.saved if self.state is not None else self.confirmed) >= WINDOW:
-            if not self._advance(force=True):
-                self.run.check()
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
+        delay, since = 0.0005, time.monotonic()
+        while self.bounded and offset - (self.saved if self.state is not None else self.confirmed) >= WINDOW:
+            if self._advance(force=True):
+                since = time.monotonic()
+                continue
+            self.run.check()
+            if time.monotonic() - since >= STALL:  # a merge holding records for a silent branch
+                self._unbound()
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _unbound(self) -> None:
+        """Confirmations stalled: feed on without the window (as without acknowledgements), and
+        say in the state that a kill now leaves an unbounded number of records to do again."""
+        log.warning("confirmations made no progress for %.0f s with %d records in flight (a merge_sorted node "
+                    "waiting for a silent branch?): feeding on without the window of %d records", STALL,
+                    self.fed - self.confirmed, WINDOW)
+        self.bounded = False
+        if self.state is not None:
+            self._save(self.saved, finished=False)
 
     def _advance(self, force: bool) -> bool:
         """Take the ledger's confirmed offset; save it when due (or ``force``d); whether it grew."""
@@ -107,7 +129,8 @@ class Acking:
 
     def _save(self, confirmed: int, finished: bool) -> None:
         assert self.state is not None
-        self.state.save({**self.identity, "confirmed": confirmed, "window": WINDOW, "finished": finished})
+        window = WINDOW if self.bounded else None  # None: the feed ran ahead without a bound
+        self.state.save({**self.identity, "confirmed": confirmed, "window": window, "finished": finished})
         self.saved, self._last_save = confirmed, time.monotonic()
 
     def _tell(self, confirmed: int) -> None:

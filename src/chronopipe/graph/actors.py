@@ -23,6 +23,7 @@ import logging
 import math
 import pickle
 import time
+from collections import deque
 from typing import Any
 
 from ..actors.actor import Actor
@@ -35,6 +36,7 @@ from ..delivery.restart import REPLAY_CHUNK
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from .errors import mark
+from .marks import MarkPassing
 from .node import GroupByNode
 from .plan import Unit
 from .state import node_attribute
@@ -61,7 +63,7 @@ class _Progress:
 PROGRESS = _Progress()
 
 
-class NodeActor(Actor):
+class NodeActor(MarkPassing, Actor):
     """Runs one node (or one worker copy, or an ordered node's collector) as an actor."""
 
     broadcast = False  # its ports route and deal: each record goes to some of its outputs
@@ -86,6 +88,8 @@ class NodeActor(Actor):
         self.tally = (SharedTally() if unit.mode == "process" else Tally()) if counted else None
         self._release: Any = None
         self._window: MergeWindow | None = None  # a merge node's, under replay (_late)
+        self._arrived: list[int] = []  # a merge under acks: records per input, and marks waiting
+        self._marks: list[deque[tuple[int, int]]] = []
         self._each: Any = None  # the retrying input, a batch at a time
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
         replays = self.policy is not None and self.policy.replays
@@ -180,7 +184,9 @@ class NodeActor(Actor):
         entry, each, item = self.unit.entry, self._each, _NO_RECORD
         assert entry is not None
         try:
-            if each is not None:
+            if self.unit.current is not None:
+                self._numbered(batch)
+            elif each is not None:
                 each(batch)
             else:
                 for item in batch:
@@ -190,29 +196,6 @@ class NodeActor(Actor):
             raise
         self._flush_ports()
         self.counts.received += len(batch)
-
-    def _pass(self, mark: Mark) -> None:
-        """A mark from one writer: once every writer sent it, send on all we pushed, then the
-        mark (from us) down every output; a terminal confirms its offset in the ledger instead."""
-        if self._aligner is None or not self._aligner.arrived(mark):
-            return
-        if self.unit.node is not None:
-            self.unit.node.commit()
-        self.flush()
-        if self._slot is not None:  # a terminal node (its dead letters, if any, confirm on their own)
-            assert self._ledger is not None
-            self._ledger.confirm(self._slot, mark.offset)
-        ours = Mark(mark.offset, self.unit.flag)
-        for channel in self._mark_outputs():
-            channel.put(ours)
-            channel.flush()
-
-    def _mark_outputs(self) -> list[Any]:
-        unit = self.unit
-        seen = {id(ch): ch for port in unit.ports for ch in port.channels}
-        if unit.dead_letters is not None:
-            seen[id(unit.dead_letters)] = unit.dead_letters
-        return list(seen.values())
 
     def _run_replayed(self) -> None:
         """The records re-injected at this node, before its inbox. They are numbered below 0 in
@@ -345,8 +328,10 @@ class NodeActor(Actor):
         deliver = self._collected if unit.node is None else unit.entry
         assert deliver is not None
         record: Any = _NO_RECORD
+        sift = self._sift if self._ledger is not None else None
+        self._arrived, self._marks = [0] * len(unit.inputs), [deque() for _ in unit.inputs]
         for records in merge_channels(unit.inputs, window, drain=True, stopped=lambda: self.stopping,
-                                      before_wait=self.flush, counts=self.counts):
+                                      before_wait=self.flush, counts=self.counts, sift=sift):
             try:
                 for record in records:
                     deliver(record)
@@ -354,6 +339,8 @@ class NodeActor(Actor):
                 self._failed_record = record
                 raise
             self._flush_ports()
+            if sift is not None:
+                self._pass_merged(window)
 
     def _collected(self, record: tuple[Any, Any]) -> None:
         if record[1] is not PROGRESS:

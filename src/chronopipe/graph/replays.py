@@ -159,15 +159,18 @@ class Deliveries:
 
 
 def _check_ackable(nodes: list[Node], mode: str) -> None:
-    """Acknowledgements pass every node kind but three, refused before anything runs.
+    """Acknowledgements pass every node kind but a GroupByNode (it holds records across
+    batches, in groups a mark would cut), and, in the sync mode, merges (a feed that waits for
+    their held records would wait on itself).
 
     Raises:
-        ValueError: a merge_sorted node, an ordered node with workers, or a GroupByNode.
+        ValueError: naming the node.
     """
     for node in nodes:
-        what = ("merges its branches with merge_sorted" if node._merge is not None else
-                "is a GroupByNode (it holds records across batches)" if isinstance(node, GroupByNode) else
-                "has ordered workers" if node.ordered and node.workers > 1 and mode != "sync" else None)
+        what = ("is a GroupByNode (it holds records across batches)" if isinstance(node, GroupByNode) else
+                "merges its branches with merge_sorted, in the sync mode" if node._merge is not None and mode == "sync"
+                else None)
         if what:
             raise ValueError(f"node {node.name!r} {what}: records cannot be acknowledged through it yet (guarantee "
-                             "'confirm' or 'track', or a state_dir); run this pipeline without them")
+                             "'confirm' or 'track', or a state_dir); run this pipeline without them"
+                             + (", or in the threads or processes mode" if mode == "sync" else ""))

@@ -56,6 +56,7 @@ def merge_channels(
     idle_timeout: float | None = None,
     on_idle: Callable[[int], object] | None = None,
     drain: bool = False,
+    sift: Callable[[int, list[Any]], list[Any]] | None = None,
 ) -> Iterator[list[Any]]:
     """Merge ``inputs`` and yield the merged records, a list at a time, until every input ended.
 
@@ -70,6 +71,8 @@ def merge_channels(
     (``window.set_idle(i)``, then ``on_idle(i)``), and ``drain=True`` reads every input as soon
     as it has something (see the module's docstring); then, after a round that took records
     but could emit none, it yields an empty list, so the caller may send on what is due.
+    ``sift(i, batch)`` (with a window) sees each batch of input ``i`` before the window and
+    returns what the window gets (a pipeline node takes its acknowledgement marks out there).
 
     >>> from chronopipe.channels import Channel
     >>> a, b = Channel(mode="thread"), Channel(mode="thread")
@@ -96,7 +99,7 @@ def merge_channels(
         return _fifo(inputs, stopped, before_wait, counts)
     if idle_timeout is not None and not idle_timeout > 0:
         raise ValueError(f"idle_timeout must be > 0 seconds or None, not {idle_timeout!r}")
-    return _by_key(inputs, window, stopped, before_wait, counts, idle_timeout, on_idle, drain)
+    return _by_key(inputs, window, stopped, before_wait, counts, idle_timeout, on_idle, drain, sift)
 
 
 def _fifo(inputs: Sequence[Channel], stopped: Callable[[], object], before_wait: Callable[[], object],
@@ -162,7 +165,8 @@ def _batch_now(ch: Channel) -> list[Any] | None:
 
 def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[], object],
             before_wait: Callable[[], object], counts: Counted | None, idle_timeout: float | None,
-            on_idle: Callable[[int], object] | None, drain: bool) -> Iterator[list[Any]]:
+            on_idle: Callable[[int], object] | None, drain: bool,
+            sift: Callable[[int, list[Any]], list[Any]] | None) -> Iterator[list[Any]]:
     # Take what the inputs have without waiting, emit what the window says is safe, and only
     # when nothing is, wait (see order/window.py).
     held, quiet_since = -1, 0.0  # the input that holds the merge back, and since when, in silence
@@ -184,6 +188,8 @@ def _by_key(inputs: Sequence[Channel], window: MergeWindow, stopped: Callable[[]
             ended = batch[-1] is END
             if ended:
                 batch.pop()
+            if sift is not None and batch:
+                batch = sift(i, batch)
             if batch:
                 fed += len(batch)
                 window.feed(i, batch)
