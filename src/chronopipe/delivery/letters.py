@@ -22,7 +22,7 @@ import os
 import pickle
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +76,30 @@ class DeadLetter:
         return cls(pipeline, node, attempts, qualified_name(exc), str(exc), "".join(traceback.format_exception(exc)),
                    record, time.time() if timestamp is None else timestamp)
 
+    def portable(self) -> DeadLetter:
+        """This letter, fit to cross a process channel (plain pickle): as it is when its record
+        pickles, else with the record :class:`Carried` (its JSON form and its dill bytes, if any).
+
+        >>> letter = DeadLetter.of("p", "parse", 1, ValueError("bad"), lambda r: r)
+        >>> type(letter.portable().record).__name__, letter.portable().restored().record(7)
+        ('Carried', 7)
+        """
+        try:
+            pickle.dumps(self, protocol=5)
+        except Exception:
+            data, pickler = _pickled(self.record)
+            return replace(self, record=Carried(_json_form(self.record), data, pickler))
+        return self
+
+    def restored(self) -> DeadLetter:
+        """The letter with a :class:`Carried` record back as the object (or its JSON form, inexact)."""
+        record = self.record
+        if not isinstance(record, Carried):
+            return self
+        if record.data is None:
+            return replace(self, record=record.json, exact=False)
+        return replace(self, record=_unpickled(record.data, record.pickler))
+
     def __repr__(self) -> str:
         return (f"DeadLetter(node={self.node!r}, attempts={self.attempts}, error={self.error_type}: "
                 f"{self.error!r:.100}, record={_repr(self.record)[:100]})")
@@ -92,7 +116,10 @@ class DeadLetter:
                                 "traceback": self.traceback,
                                 "timestamp": datetime.fromtimestamp(self.timestamp, UTC).isoformat(),
                                 "record": self.record}
-        data["pickle"], data["pickler"] = _pickled(self.record)
+        if isinstance(self.record, Carried):  # from a node process: pickled there already
+            data["record"], data["pickle"], data["pickler"] = self.record.json, self.record.data, self.record.pickler
+        else:
+            data["pickle"], data["pickler"] = _pickled(self.record)
         try:
             return json.dumps(data, default=repr, allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError, RecursionError):  # tuple keys, NaN, a cycle: the record as text
@@ -179,6 +206,23 @@ def preview(record: Any, width: int = PREVIEW) -> str:
     text = record if isinstance(record, str) else json.dumps(record, default=repr, ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A record that plain pickle cannot carry across a process channel, as a letter's line
+    would hold it: its JSON form, and its pickled bytes (base64, by ``pickler``; None: none can)."""
+
+    json: Any
+    data: str | None
+    pickler: str | None
+
+
+def _json_form(record: Any) -> Any:
+    try:
+        return json.loads(json.dumps(record, default=repr, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        return _repr(record)
 
 
 def _pickled(record: Any) -> tuple[str | None, str | None]:

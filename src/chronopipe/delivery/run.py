@@ -16,7 +16,7 @@ from typing import Any
 
 from .letters import DeadLetter
 from .policy import Policy
-from .sinks import FailureLog, Sink
+from .sinks import DeadLetterFile, FailureLog, Sink
 
 __all__ = ["Delivery"]
 
@@ -45,11 +45,10 @@ class Delivery:
         """Hand a letter to where its node's policy sends it: the dead-letter sink ("replay"),
         or the failure log ("confirm", "track")."""
         policy = self.policies.get(letter.node)
-        if policy is not None and not policy.replays and self.failures is not None:
-            self.failures.write(letter)
-        else:
-            assert self.sink is not None
-            self.sink.write(letter)
+        sink = self.failures if policy is not None and not policy.replays and self.failures is not None else self.sink
+        assert sink is not None
+        # a record that came from a node process pickled (portable): a file writes it as it is
+        sink.write(letter if isinstance(sink, DeadLetterFile) else letter.restored())
 
     def policy(self, node: str) -> Policy | None:
         """The policy of a replaying node; None for a node under ``"none"``."""

@@ -149,13 +149,16 @@ class CallableSink(Sink):
 
 def to_channel(channel: Any) -> Callable[[DeadLetter], None]:
     """How a node actor sends its dead letters to the sink's thread: put into ``channel``, and
-    sent at once (a letter never waits in a partial batch, nor dies with it in a killed process).
+    sent at once (a letter never waits in a partial batch, nor dies with it in a killed process);
+    into a process channel, a record plain pickle cannot carry goes :meth:`DeadLetter.portable`.
 
     Raises (when called): ChannelBroken, the channel's errors (the run is being torn down).
     """
 
+    crosses = getattr(channel, "mode", "thread") == "process"
+
     def send(letter: DeadLetter) -> None:
-        channel.put(letter)
+        channel.put(letter.portable() if crosses else letter)
         channel.flush()
 
     return send

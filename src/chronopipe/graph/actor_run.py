@@ -135,6 +135,7 @@ class ActorRun:
         for channel in self._feed_channels():
             channel.put(mark)
             channel.flush()
+            channel.not_records = getattr(channel, "not_records", 0) + 1  # not lost when in flight (counts.py)
 
     def check(self) -> None:
         """Raise (having stopped the run) when an actor ended early or failed: for the caller's waits."""

@@ -35,7 +35,9 @@ def node_error(node: str, exc: BaseException, item: Any = NO_ITEM) -> ActorError
     """
     if isinstance(exc, ActorError):
         return exc
-    return _build(_class_for(type(exc)), node, _qualified(exc), str(exc),
+    # a SystemExit stops the run, reported as an ActorError that is not itself a SystemExit (as in the actor modes)
+    kind = _class_for(type(exc)) if isinstance(exc, Exception) else ActorError
+    return _build(kind, node, _qualified(exc), str(exc),
                   traceback="".join(traceback.format_exception(exc)),
                   record=None if item is NO_ITEM else item, cause=exc)
 

@@ -201,8 +201,8 @@ class Pipeline(Deliveries):
         """
         self._check_not_input(iterable)
         acking = self._acking = Acking(self.name, iterable, self.state_dir) if self._wants_acks() else None
-        self.begin()
         try:
+            self.begin()
             if acking is not None:
                 acking.feed(self._run, iterable)
             else:

@@ -102,7 +102,7 @@ class SyncRun:
     def feed(self, iterable: Iterable[Any]) -> None:
         try:
             deque(map(self.entry, iterable), maxlen=0)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a node's sys.exit() too: an ActorError naming it
             raise self.error(exc) from None
 
     def feed_marked(self, records: Iterable[Any], offset: int, marked: Callable[[int, bool], Any]) -> None:
@@ -116,7 +116,7 @@ class SyncRun:
                     node.commit()
                 self.ledger.confirm(0, offset)
                 marked(offset, n < LIMIT)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise self.error(exc) from None
 
     def check(self) -> None:
@@ -125,7 +125,7 @@ class SyncRun:
     def push(self, item: Any) -> None:
         try:
             self.entry(item)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise self.error(exc) from None
 
     def replay(self) -> None:
@@ -161,7 +161,7 @@ class SyncRun:
             except Exception as exc:
                 raise self.error(exc, node) from None
 
-    def error(self, exc: Exception, default: Node | None = None) -> BaseException:
+    def error(self, exc: BaseException, default: Node | None = None) -> BaseException:
         """``exc`` as raised by the node whose code raised it (the caller's own errors unchanged)."""
         if isinstance(exc, DeadLetterSinkError):  # reported as the actor modes do
             return node_error(SINK_ACTOR, exc)

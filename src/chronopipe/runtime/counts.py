@@ -109,8 +109,8 @@ def in_flight(actors: Iterable[Actor]) -> dict[str, int]:
             if writers:
                 written += sum(int(w.counts.emitted) for w in writers if getattr(w, "broadcast", True))
             else:
-                try:
-                    written += channels[key].statistics().items_put
+                try:  # (less what a pipeline put into it that is not a record: its acknowledgement marks)
+                    written += channels[key].statistics().items_put - getattr(channels[key], "not_records", 0)
                 except Exception:
                     continue
         splitters = {id(w): w for w in actors if not getattr(w, "broadcast", True)
