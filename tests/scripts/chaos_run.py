@@ -102,11 +102,12 @@ class Killer(threading.Thread):
     """SIGKILLs a random live registered worker every uniform(lo, hi) seconds until stopped."""
 
     def __init__(self, folder: Path, rng: random.Random, every: tuple[float, float],
-                 until: float | None = None) -> None:
+                 until: float | None = None, spare: Any = None) -> None:
         super().__init__(name="chaos-killer", daemon=True)
-        self.folder, self.rng, self.every, self.until = folder, rng, every, until
+        self.folder, self.rng, self.every, self.until, self.spare = folder, rng, every, until, spare
         self.stopped = threading.Event()
         self.kills: list[tuple[float, str, int]] = []  # (seconds since start, node, pid)
+        self.killed: set[int] = set()  # never again: a process still exiting would count twice
         self.started_at = time.monotonic()
 
     def targets(self) -> list[tuple[str, int]]:
@@ -120,7 +121,7 @@ class Killer(threading.Thread):
         out = []
         for entry in os.listdir(self.folder):
             name, _, pid = entry.rpartition(".")
-            if int(pid) in live and int(pid) != os.getpid():
+            if int(pid) in live and int(pid) != os.getpid() and int(pid) not in self.killed:
                 out.append((name, int(pid)))
         return sorted(out)
 
@@ -128,6 +129,8 @@ class Killer(threading.Thread):
         while not self.stopped.wait(self.rng.uniform(*self.every)):
             if self.until is not None and time.monotonic() - self.started_at > self.until:
                 return  # a run that stalls is then a plain hang, not a storm of restarts
+            if self.spare is not None and self.spare():
+                return
             targets = self.targets()
             if not targets:
                 continue
@@ -136,6 +139,7 @@ class Killer(threading.Thread):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
+            self.killed.add(pid)
             self.kills.append((round(time.monotonic() - self.started_at, 3), name, pid))
 
     def stop(self) -> None:
@@ -144,9 +148,11 @@ class Killer(threading.Thread):
 
 
 def chaos_once(records: int, seed: int, every: tuple[float, float] = EVERY, folder: str | None = None,
-               kill_for: float | None = None) -> dict[str, Any]:
+               kill_for: float | None = None, spare_end: bool = False) -> dict[str, Any]:
     """One run in this process: the pipeline over ``records`` ids with the killer on (for the first
-    ``kill_for`` seconds of the run, None: all of it); the figures."""
+    ``kill_for`` seconds of the run, None: all of it; with ``spare_end``, only until ``parse`` has
+    received every record: a worker killed once its input ended is not restarted, by design so
+    far); the figures."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="chaos-", dir=folder) as scratch:
         pids = Path(scratch, "pids")
@@ -154,7 +160,8 @@ def chaos_once(records: int, seed: int, every: tuple[float, float] = EVERY, fold
         sink = Sink("sink", size=records)
         pipeline = Pipeline(Parse("parse", folder=str(pids)) | Map("map", workers=2, folder=str(pids)) | sink,
                             mode="processes", guarantee="replay", dead_letter=str(Path(scratch, "dl.jsonl")))
-        killer = Killer(pids, rng, every, kill_for)
+        spare = (lambda: (pipeline.statistics().nodes[0].received or 0) >= records) if spare_end else None
+        killer = Killer(pids, rng, every, kill_for, spare)
         error = None
         started = time.perf_counter()
         killer.start()
@@ -221,7 +228,7 @@ def stack_dump(root: int, out: Any = None) -> None:
 
 
 def run_watched(records: int, seed: int, every: tuple[float, float], deadline: float,
-                kill_for: float | None = None) -> dict[str, Any]:
+                kill_for: float | None = None, spare_end: bool = False) -> dict[str, Any]:
     """``chaos_once`` in a forked process watched for ``deadline`` seconds (then: a hang)."""
     read, write = os.pipe()
     pid = os.fork()
@@ -230,7 +237,7 @@ def run_watched(records: int, seed: int, every: tuple[float, float], deadline: f
         try:
             os.close(read)
             faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True, chain=False)
-            result = chaos_once(records, seed, every, kill_for=kill_for)
+            result = chaos_once(records, seed, every, kill_for=kill_for, spare_end=spare_end)
             os.write(write, json.dumps(result).encode())
             code = 0
         except BaseException:
@@ -284,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=None, help="seconds before a run is a hang")
     parser.add_argument("--kill-for", type=float, default=None,
                         help="kill only during the first SECONDS of each run (default: all of it)")
+    parser.add_argument("--spare-the-end", action="store_true",
+                        help="stop killing once parse has received every record (a worker killed after its "
+                             "input ended is not restarted: the run fails)")
     args = parser.parse_args(argv)
     if args.records < 1 or args.runs < 1 or not 0 < args.every[0] <= args.every[1]:
         parser.error("--records and --runs must be >= 1, and 0 < LO <= HI")
@@ -291,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     totals = {"lost": 0, "duplicates": 0, "kills": 0, "restarts": 0, "runs": 0, "hangs": 0, "failures": 0,
               "records": args.records, "seconds": 0.0}
     for k in range(args.runs):
-        result = run_watched(args.records, args.seed + k, tuple(args.every), deadline, args.kill_for)
+        result = run_watched(args.records, args.seed + k, tuple(args.every), deadline, args.kill_for,
+                             args.spare_the_end)
         result["run"] = k + 1
         print(json.dumps(result), flush=True)
         totals["runs"] += 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import itertools
 import logging
 import operator
@@ -40,7 +39,7 @@ from multiprocess.connection import Pipe
 
 from .base import Channel, ChannelBroken, Mode, remaining
 from .end import END
-from .outbox import LINGER, Outbox
+from .outbox import LINGER, Outbox, dumps_batch
 
 __all__ = ["HEAD", "ProcessChannel", "dumps_batch", "framed", "keep_only", "live_channels", "scan"]
 
@@ -58,40 +57,6 @@ _first = operator.itemgetter(0)
 _live: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
 
 
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
-
-
-def dumps_batch(batch: list[Any] | tuple[Any, ...]) -> bytes:
-    """``batch`` pickled (protocol 5) for a process channel: rows without the memo.
-
-    The memo lets pickle write an object seen before as a reference: it pays for dict records,
-    whose keys repeat, but for tuples of scalars it only costs, two dict inserts per row to send
-    and the matching lookups to receive. So a batch whose first record is such a tuple goes in
-    pickle's fast mode (no memo), which measured on packet tuples halves ``dumps`` and takes
-    10% off ``loads`` (benchmarks/bench_merge.py). Equal records come out equal either way;
-    objects shared between records of a batch come out as copies in fast mode, and a batch
-    fast mode cannot pickle (a cycle) is pickled with the memo.
-
-    >>> rows = [(1, "tapA", b"x"), (2, "tapA", b"y")]
-    >>> pickle.loads(dumps_batch(rows)) == rows, len(dumps_batch(rows)) < len(pickle.dumps(rows, 5)) + 8
-    (True, True)
-    >>> loop = [1]; loop.append(loop)
-    >>> pickle.loads(dumps_batch([(0, "a"), (1, loop)]))[1][1][1][0]  # a cycle: with the memo
-    1
-    """
-    first = batch[0] if batch else None
-    if type(first) is tuple and all([type(field) in _SCALARS for field in first]):
-        out = io.BytesIO()
-        pickler = pickle.Pickler(out, protocol=5)
-        pickler.fast = True
-        try:
-            pickler.dump(batch)
-            return out.getvalue()
-        except (ValueError, RecursionError):  # a cycle in a later record: fast mode cannot pickle it
-            pass
-    return pickle.dumps(batch, protocol=5)
-
-
 def framed(data: bytes) -> bytes:
     """``data`` behind the header, as ``send_bytes`` is given it (it adds the length prefix)."""
     head = _HEAD.pack(len(data) + 16, _MAGIC, len(data), zlib.crc32(data), 0)
@@ -99,36 +64,47 @@ def framed(data: bytes) -> bytes:
 
 
 def scan(buf: bytes) -> tuple[int, bytes | None]:
-    """``buf`` from where a frame should start: ``(k, None)``, k > 0: k more bytes needed to tell;
-    ``(end, payload)``: ``buf[:end]`` is a whole frame; ``(-i, None)``: drop i bytes of damage.
+    """``buf`` from where a frame should start: ``(k, None)``, k > 0: up to k more bytes needed;
+    ``(end, payload)``: ``buf[:end]`` is a whole frame; ``(-i, None)``: drop i bytes of damage
+    (a frame cut short by a dead writer: the next whole header shows where it stops).
 
     >>> frame = struct.pack("!i", 19) + framed(b"abc")
-    >>> scan(frame[:7]), scan(frame), scan(frame[:10] + frame)
-    ((13, None), (23, b'abc'), (-10, None))
+    >>> scan(frame[:7]), scan(frame), scan(frame[:10] + frame), scan(frame[:22] + frame)
+    ((13, None), (23, b'abc'), (-10, None), (-22, None))
     """
     if len(buf) < HEAD:
         return HEAD - len(buf), None
     size, magic, n, crc, check = _HEAD.unpack_from(buf)
     if magic == _MAGIC and size == n + 16 and zlib.crc32(buf[:16]) == check:
-        if len(buf) < HEAD + n:
-            return HEAD + n - len(buf), None
-        payload = buf[HEAD:HEAD + n]
-        if zlib.crc32(payload) == crc:
+        if len(buf) < HEAD + n:  # wait for the rest, unless another frame began inside it
+            j = _header_at(buf, HEAD, True)
+            return (HEAD + n - len(buf), None) if j < 0 else (-j, None)
+        if zlib.crc32(payload := buf[HEAD:HEAD + n]) == crc:
             return HEAD + n, payload
-    i = buf.find(_MAGIC, 5)  # the next header's magic (4 bytes into it), or keep what may begin one
-    return -(i - 4 if i >= 0 else len(buf) - 7), None
+    j = _header_at(buf, 1, False)
+    return -(j if j >= 0 else len(buf) - 7), None
 
 
-def read_exact(fd: int, k: int, started: bool) -> bytes:
-    """``k`` bytes from ``fd``; EOFError at once at the end of file, OSError in the middle of a frame."""
-    chunks = []
-    while k:
-        chunk = os.read(fd, k)
-        if not chunk:
-            raise EOFError if not started and not chunks else OSError("got end of file during message")
-        chunks.append(chunk)
-        k -= len(chunk)
-    return b"".join(chunks)
+def _header_at(buf: bytes, start: int, whole: bool) -> int:
+    """Where the first whole, valid header at or after ``start`` begins (or, unless ``whole``,
+    one cut off by the end of ``buf``); -1 if none."""
+    i = buf.find(_MAGIC, start + 4)
+    while i >= 0:
+        if i + HEAD - 4 > len(buf):
+            return -1 if whole else i - 4
+        size, _, n, _, check = _HEAD.unpack_from(buf, i - 4)
+        if size == n + 16 and zlib.crc32(buf[i - 4:i + 12]) == check:
+            return i - 4
+        i = buf.find(_MAGIC, i + 1)
+    return -1
+
+
+def read_some(fd: int, k: int, started: bool) -> bytes:
+    """Up to ``k`` bytes from ``fd`` (waits for one); EOFError at the end of file, OSError mid-frame."""
+    chunk = os.read(fd, k)
+    if not chunk:
+        raise EOFError if not started else OSError("got end of file during message")
+    return chunk
 
 
 class _WriterLock:
@@ -206,7 +182,7 @@ class ProcessChannel(Channel, mode="process"):
         self._closed_here = False  # every writer this channel has closed it here: no more puts or sends
         self._rbatch, self._ridx = [], 0
         self._carry = b""  # bytes read past a damaged frame: the start of the next one
-        self.damaged = 0  # damaged frames dropped here (a writer died mid-frame)
+        self.damaged = 0  # bytes of damaged frames dropped here (a writer died mid-frame)
         self.tap: Any = None  # the reader's: called with each batch's bytes before it is unpickled, None for an END
 
     def __reduce__(self) -> Any:
@@ -345,14 +321,16 @@ class ProcessChannel(Channel, mode="process"):
 
     def _read_frame(self) -> bytes:
         """The next whole frame's payload; a damaged one (a writer died mid-frame) is dropped."""
-        fd, buf, self._carry = self._reader.fileno(), self._carry, b""
+        fd, buf, self._carry, dropped = self._reader.fileno(), self._carry, b"", 0
         while (found := scan(buf))[1] is None:
             if found[0] > 0:
-                buf += read_exact(fd, found[0], bool(buf))
+                buf += read_some(fd, found[0], bool(buf))
                 continue
-            self.damaged += 1
-            log.warning("channel %r: dropped %d bytes of a frame a writer left unfinished", self.name, -found[0])
+            dropped -= found[0]
             buf = buf[-found[0]:]
+        if dropped:
+            self.damaged += dropped
+            log.warning("channel %r: dropped %d bytes a writer left unfinished", self.name, dropped)
         self._carry = buf[found[0]:]
         return found[1]
 
