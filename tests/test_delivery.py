@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pickle
+import sys
 import time
 from datetime import datetime
 
@@ -352,3 +354,17 @@ def test_replay_at_a_node_merging_branches_by_key(pipeline_mode, tmp_path):
     check.fixed = True
     pipeline.replay(path, dead_letter=tmp_path / "again.jsonl")
     assert out.items[4:] == [(2, "a"), (2, "b")]
+
+
+@pytest.mark.parametrize("opened", ["stdin", "descriptor"])
+def test_the_dead_letter_file_opened_any_way_is_refused_as_input(tmp_path, monkeypatch, opened):
+    path = tmp_path / "dl.jsonl"
+    path.write_text('{"a": 1}\n')
+    pipeline = Pipeline(Node("a"), guarantee="replay", dead_letter=str(path))
+    with open(os.open(path, os.O_RDONLY)) as f:  # no name: only the descriptor says which file it is
+        if opened == "stdin":
+            monkeypatch.setattr("sys.stdin", f)
+        source = sys.stdin if opened == "stdin" else f
+        with pytest.raises(ValueError, match="dead letters are never written onto an input"):
+            pipeline.consume(source)
+    assert path.read_text() == '{"a": 1}\n'

@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -186,3 +187,91 @@ def test_a_torn_state_file_is_a_one_line_error(tmp_path: Path) -> None:
 class _Int(Node):
     def process(self, line: str) -> None:
         self.push(int(line))
+
+
+def test_a_source_shorter_than_the_state_is_refused_before_any_node_runs(tmp_path: Path) -> None:
+    import psutil
+
+    class Rows(list):
+        resume_key = "rows"
+
+    pipeline = Pipeline(_Int("int") | ListSink("sink"), mode="processes", state_dir=tmp_path)
+    pipeline.consume(Rows(str(i) for i in range(5000)))
+    before = StateFile(tmp_path, pipeline.name).load()
+    with pytest.raises(StateError, match="confirmed 5,000 records but the source has 100"):
+        pipeline.consume(Rows(str(i) for i in range(100)))
+    assert not psutil.Process().children(recursive=True)
+    assert StateFile(tmp_path, pipeline.name).load() == before  # untouched
+
+
+def test_pipelines_whose_names_differ_only_in_odd_characters_keep_apart_states(tmp_path: Path) -> None:
+    assert len({StateFile(tmp_path, name).path for name in ("a/b", "a_b", "a b")}) == 3
+
+
+def test_a_second_run_on_the_same_state_at_the_same_time_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("1\n2\n")
+    pipeline = Pipeline(_Int("int"), state_dir=tmp_path / "state")
+    other = StateFile(tmp_path / "state", pipeline.name)
+    other.lock()  # as another run holds it
+    try:
+        with source.open() as f, pytest.raises(StateError, match="another run of this pipeline uses this state"):
+            pipeline.consume(f)
+    finally:
+        other.unlock()
+    with source.open() as f:
+        pipeline.consume(f)  # free again
+
+
+def test_a_last_line_without_newline_that_grew_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("1\n2\n3")
+    sink = ListSink("sink")
+    pipeline = Pipeline(_Int("int") | sink, state_dir=tmp_path / "state")
+    with source.open() as f:
+        pipeline.consume(f)
+    with source.open("a") as f:
+        f.write("4\n5\n")  # "3" becomes "34"
+    with source.open() as f, pytest.raises(StateError, match="had no newline"):
+        pipeline.consume(f)
+
+
+def test_a_file_rewritten_beyond_its_first_64_kib_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    lines = [f"{i:07d}\n" for i in range(20_000)]  # 160 KB
+    source.write_text("".join(lines))
+    pipeline = Pipeline(_Int("int"), state_dir=tmp_path / "state")
+    with source.open() as f:
+        pipeline.consume(f)
+    lines[-1] = "9999999\n"  # the same size and beginning, another end
+    source.write_text("".join(lines) + "1\n")
+    with source.open() as f, pytest.raises(StateError, match="changed since the state was saved"):
+        pipeline.consume(f)
+
+
+def test_an_open_file_is_known_by_what_it_reads_not_by_its_relative_name(tmp_path: Path, monkeypatch) -> None:
+    from chronopipe.delivery import source_identity
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    (tmp_path / "x" / "r.txt").write_text("1\n")
+    (tmp_path / "y" / "r.txt").write_text("2\n")
+    monkeypatch.chdir(tmp_path / "x")
+    with open("r.txt") as f:
+        monkeypatch.chdir(tmp_path / "y")
+        assert source_identity(f)["source"] == str((tmp_path / "x" / "r.txt").resolve())
+
+
+@pytest.mark.parametrize("bad", ["", 42])
+def test_a_state_dir_that_is_not_a_path_is_refused(bad: Any) -> None:
+    with pytest.raises(TypeError, match="state_dir must be a folder's path"):
+        Pipeline(_Int("int"), state_dir=bad)
+
+
+def test_a_state_dir_that_cannot_be_written_is_a_state_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    source = tmp_path / "in.txt"
+    source.write_text("1\n")
+    with source.open() as f, pytest.raises(StateError, match="cannot (keep a state there|read the state file)"):
+        Pipeline(_Int("int"), state_dir=blocker / "state").consume(f)

@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -48,8 +49,9 @@ class StateError(ValueError):
 
 
 def source_identity(source: Any) -> dict[str, Any]:
-    """What identifies ``source`` in a state file: ``{"source": key}``, plus ``size`` and
-    ``head`` (a hash of its first bytes) when it is a file.
+    """What identifies ``source`` in a state file: ``{"source": key}``, plus, when it is a file,
+    its ``size``, hashes of its first and last 64 KiB (``head``, ``tail``), and for a text source
+    whether it ended with a newline (a last line without one may go on when data is appended).
 
     Raises:
         StateError: ``source`` names no file and has no ``resume_key``.
@@ -57,20 +59,45 @@ def source_identity(source: Any) -> dict[str, Any]:
     key = getattr(source, "resume_key", None)
     if key is not None:
         return {"source": str(key)}
+    path = _file_of(source)
+    if path is None:
+        raise StateError(f"cannot resume {type(source).__name__} {source!r:.80}: state_dir needs a source that names "
+                         "a file (an open file, a reader, a path) or has a resume_key attribute (wrap a list or a "
+                         "generator in a class that sets one)")
+    size = path.stat().st_size
+    n = min(size, HEAD)
+    identity = {"source": str(path), "size": size, "head": _hash(path, 0, n), "head_len": n,
+                "tail": _hash(path, size - n, n)}
+    if getattr(source, "encoding", None) is not None:  # text: records are lines
+        identity["newline"] = size == 0 or _read(path, size - 1, 1) == b"\n"
+    return identity
+
+
+def _file_of(source: Any) -> Path | None:
+    """The regular file ``source`` reads: the one behind its descriptor when it is open (so a
+    relative name opened from another folder is not mistaken), else the one it names."""
+    try:
+        fd = source.fileno()
+        behind = Path(os.path.realpath(f"/proc/self/fd/{fd}"))
+        if behind.is_file():
+            return behind
+    except (AttributeError, OSError, ValueError, TypeError):
+        pass
     for attribute in ("filename", "path", "name"):
         value = getattr(source, attribute, None)
         if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
-            path = Path(value).resolve()
-            size = path.stat().st_size
-            n = min(size, HEAD)
-            return {"source": str(path), "size": size, "head": _head(path, n), "head_len": n}
-    raise StateError(f"cannot resume {type(source).__name__} {source!r:.80}: state_dir needs a source that names "
-                     "a file (an open file, a reader, a path) or has a resume_key attribute")
+            return Path(value).resolve()
+    return None
 
 
-def _head(path: Path, n: int) -> str:
+def _read(path: Path, at: int, n: int) -> bytes:
     with path.open("rb") as f:
-        return hashlib.sha256(f.read(n)).hexdigest()
+        f.seek(at)
+        return f.read(n)
+
+
+def _hash(path: Path, at: int, n: int) -> str:
+    return hashlib.sha256(_read(path, at, n)).hexdigest()
 
 
 class StateFile:
@@ -79,7 +106,34 @@ class StateFile:
     def __init__(self, directory: str | os.PathLike[str], name: str) -> None:
         self.directory = Path(directory)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "pipeline"
+        if safe != name:  # "a/b" and "a_b" are two pipelines: two files
+            safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
         self.path = self.directory / f"{safe}.state.json"
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Hold the state for this run (released by :meth:`unlock`, or when the process dies).
+
+        Raises:
+            StateError: another run holds it, or the folder cannot be written.
+        """
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_suffix(".lock"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StateError(f"{self.directory}: cannot keep a state there ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StateError(f"{self.path}: another run of this pipeline uses this state now; wait for it to end, "
+                             "or give another state_dir") from None
+        self._lock = fd
+
+    def unlock(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none.
@@ -116,14 +170,35 @@ class StateFile:
         if state.get("source") != identity["source"]:
             raise StateError(f"{self.path}: the saved state is of source {state.get('source')!r}, not "
                              f"{identity['source']!r}; give another state_dir, or delete it to start over")
-        if "size" in identity and (identity["size"] < state.get("size", 0) or
-                                   _head(Path(identity["source"]), int(state.get("head_len", 0))) != state.get("head")):
-            raise StateError(f"{self.path}: {identity['source']} changed since the state was saved (it shrank or "
-                             "its beginning differs); delete the state file to start over")
+        if "size" in identity:
+            self._check_same_file(Path(identity["source"]), identity, state)
         return int(state["confirmed"])
 
+    def _check_same_file(self, path: Path, identity: dict[str, Any], state: dict[str, Any]) -> None:
+        """The file still holds what the saved run read: not shorter, the same first and last
+        64 KiB of it; and a text file whose last line had no newline has not grown since."""
+        size, n = int(state.get("size", 0)), int(state.get("head_len", 0))
+        changed = identity["size"] < size or _hash(path, 0, n) != state.get("head") or (
+            "tail" in state and _hash(path, size - n, n) != state["tail"])
+        if changed:
+            raise StateError(f"{self.path}: {path} changed since the state was saved (it shrank, or its beginning or "
+                             "the end of what was read differs); delete the state file to start over")
+        if state.get("newline") is False and identity["size"] > size:
+            raise StateError(f"{self.path}: the last line of {path} had no newline when it was read, and data was "
+                             "appended since (that line may go on); delete the state file to start over")
+
     def save(self, state: dict[str, Any]) -> None:
-        """Replace the state atomically and durably (temporary file, fsync, rename, fsync the folder)."""
+        """Replace the state atomically and durably (temporary file, fsync, rename, fsync the folder).
+
+        Raises:
+            StateError: it cannot be written (the folder, the disk).
+        """
+        try:
+            self._save(state)
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot save the state ({exc.strerror or exc})") from None
+
+    def _save(self, state: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"v": FORMAT_VERSION, **state}, sort_keys=True).encode()
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.directory)

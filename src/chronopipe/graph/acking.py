@@ -71,20 +71,35 @@ class Acking:
         """Records of this run the killed run before it may have handled already."""
         return min(self._redo, self.fed - self.start)
 
-    def feed(self, run: Any, source: Any) -> None:
-        """Feed ``source`` into ``run`` (begun), after the records a saved state confirmed."""
-        self.run = run
-        if self.state is not None:  # a rerun after a kill from now on knows this run may have handled records
-            self._save(self.start, finished=False)
+    def prepare(self, source: Any) -> Any:
+        """Before the run begins (a refusal leaves nothing running): hold the state, note that a
+        run started, and skip the records a saved state confirmed; the rest of ``source``.
+
+        Raises:
+            StateError: another run holds the state, it cannot be saved, or the source has fewer
+                records than the state confirmed. TypeError: ``source`` is not iterable.
+        """
         records = iter(source)
-        if self.start:
-            skipped = sum(1 for _ in itertools.islice(records, self.start))
-            if skipped < self.start:
-                raise StateError(f"{self.state.path if self.state else ''}: the state confirmed {self.start:,} records "
-                                 f"but the source has {skipped:,}; delete the state file to start over")
-            log.info("resuming after record %d (state %s)", self.start, self.state.path if self.state else "")
+        if self.state is None:
+            return map(_first, zip(records, self._pulled, strict=False))
+        self.state.lock()
+        try:
+            if self.start:
+                skipped = sum(1 for _ in itertools.islice(records, self.start))
+                if skipped < self.start:
+                    raise StateError(f"{self.state.path}: the state confirmed {self.start:,} records but the source "
+                                     f"has {skipped:,}; delete the state file to start over")
+                log.info("resuming after record %d (state %s)", self.start, self.state.path)
+            self._save(self.start, finished=False)  # a rerun after a kill from now on knows this run may have begun
+        except BaseException:
+            self.state.unlock()
+            raise
         # counts what was taken from the source, the record a node failed on too (in C: no cost per record)
-        records = map(_first, zip(records, self._pulled, strict=False))
+        return map(_first, zip(records, self._pulled, strict=False))
+
+    def feed(self, run: Any, records: Any) -> None:
+        """Feed ``records`` (:meth:`prepare`'s) into ``run`` (begun)."""
+        self.run = run
         run.feed_marked(records, self.start, self._marked)
 
     def _marked(self, offset: int, last: bool) -> None:
@@ -143,7 +158,10 @@ class Acking:
         """The run finished: every record fed is done with."""
         self.confirmed, self.finished = self.fed, True
         if self.state is not None:
-            self._save(self.fed, finished=True)
+            try:
+                self._save(self.fed, finished=True)
+            finally:
+                self.state.unlock()
         self._tell(self.fed)
 
     def fail(self, error: BaseException) -> None:
@@ -152,11 +170,14 @@ class Acking:
         ledger = getattr(self.run, "ledger", None) if self.run is not None else None
         if ledger is not None:
             self.confirmed = max(self.confirmed, min(ledger.confirmed, self.fed))
-        if self.state is not None and self.confirmed > self.saved:
+        if self.state is not None:
             try:
-                self._save(self.confirmed, finished=False)
-            except OSError as exc:
+                if self.confirmed > self.saved:
+                    self._save(self.confirmed, finished=False)
+            except StateError as exc:
                 log.error("could not save the state after the failure: %s", exc)
+            finally:
+                self.state.unlock()
         self._tell(self.confirmed)
         if self.fed > self.confirmed:
             try:

@@ -80,7 +80,8 @@ class Pipeline(Deliveries):
         ``max_restarts``: deaths in a row of a replaying worker process after which the run fails.
 
         Raises:
-            TypeError: ``node`` is not a Node, or ``dead_letter`` is neither a path nor a callable.
+            TypeError: ``node`` is not a Node, ``dead_letter`` is neither a path nor a callable, or
+                ``state_dir`` is not a path.
             ValueError: an unknown mode or guarantee, a bad max_retries or an empty name.
         """
         if not isinstance(node, Node):
@@ -95,6 +96,8 @@ class Pipeline(Deliveries):
         self.max_restarts = max_restarts
         open_sink(dead_letter, "check")  # a TypeError now rather than when the first record fails
         self.dead_letter = dead_letter
+        if state_dir is not None and (not isinstance(state_dir, (str, os.PathLike)) or not os.fspath(state_dir)):
+            raise TypeError(f"Pipeline state_dir must be a folder's path (or None), not {state_dir!r}")
         self.state_dir = state_dir
         self._acking: Acking | None = None
         self._name = name
@@ -201,12 +204,13 @@ class Pipeline(Deliveries):
         """
         self._check_not_input(iterable)
         acking = self._acking = Acking(self.name, iterable, self.state_dir) if self._wants_acks() else None
+        records = acking.prepare(iterable) if acking is not None else iterable  # refusals: before anything runs
         try:
             self.begin()
             if acking is not None:
-                acking.feed(self._run, iterable)
+                acking.feed(self._run, records)
             else:
-                self._run.feed(iterable)
+                self._run.feed(records)
         except BaseException as exc:
             self._is_running = False
             if acking is not None:
@@ -215,13 +219,15 @@ class Pipeline(Deliveries):
             raise
         try:
             result = self.end()
+            if acking is not None:
+                acking.finish()
         except BaseException as exc:
             if acking is not None:
-                acking.fail(exc)
+                if not acking.finished:
+                    acking.fail(exc)
                 self._stats = self._make_stats("failed")
             raise
         if acking is not None:
-            acking.finish()
             self._stats = self._make_stats("finished")
         return result
 

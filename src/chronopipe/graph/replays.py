@@ -148,6 +148,12 @@ class Deliveries:
     def _check_not_input(self, iterable: Any) -> None:
         paths = [p for p in (getattr(iterable, a, None) for a in ("name", "filename", "path"))
                  if isinstance(p, (str, os.PathLike))]
+        try:  # an open file, however it was opened (by descriptor, stdin): the file behind it
+            fd = iterable.fileno()
+            if isinstance(fd, int) and os.path.exists(f"/proc/self/fd/{fd}"):
+                paths.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        except (AttributeError, OSError, ValueError, TypeError):
+            pass
         if not paths:
             return
         sink = open_sink(self.dead_letter, self.name)
@@ -155,7 +161,6 @@ class Deliveries:
         if isinstance(sink, DeadLetterFile) and any(
                 policy_of(n.name, n.guarantee, n.max_retries, self.policy).replays for n in order):
             sink.check_not_input(paths)
-
 
 
 def _check_ackable(nodes: list[Node], mode: str) -> None:

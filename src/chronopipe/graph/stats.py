@@ -65,11 +65,7 @@ class PipelineStatistics:
         >>> PipelineStatistics("threads", "finished", 0.5, (node,), 3, 1, "dl.jsonl").summary
         'finished: parse 10 in = 9 handled + 1 dead-lettered (3 retries); 1 dead letter in dl.jsonl'
         """
-        parts = [f"{n.name} {n.received:,} in = {n.received - n.dead_lettered - n.dropped - n.failed:,} handled + "
-                 + (f"{n.failed:,} failed" if n.guarantee in _KEPT else f"{n.dead_lettered:,} dead-lettered")
-                 + (f" + {n.dropped:,} dropped as repeats" if n.dropped else "")
-                 + (f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})" if n.retried else "")
-                 for n in self.nodes if n.received is not None]
+        parts = [_node_text(n) for n in self.nodes if n.received is not None]
         if self.failed:
             parts.append(f"{self.failed:,} record{'' if self.failed == 1 else 's'} failed"
                          + (f" (the last {len(self.failures):,} in statistics().failures)" if self.failures else ""))
@@ -82,6 +78,25 @@ class PipelineStatistics:
             plural = "" if self.dead_lettered == 1 else "s"
             parts.append(f"{self.dead_lettered:,} dead letter{plural} in {self.dead_letters}")
         return f"{self.state}: " + "; ".join(parts or ["no counts in this mode"])
+
+
+def _node_text(n: NodeStatistics) -> str:
+    """``parse 10 in = 9 handled + 1 dead-lettered (3 retries)``: what became of a node's records.
+
+    >>> _node_text(NodeStatistics("load", "threads", 1, 10, 10, "finished"))
+    'load 10 in = 10 handled'
+    """
+    assert n.received is not None
+    text = f"{n.name} {n.received:,} in = {n.received - n.dead_lettered - n.dropped - n.failed:,} handled"
+    if n.guarantee in _KEPT or n.failed:
+        text += f" + {n.failed:,} failed"
+    if n.guarantee == "replay" or n.dead_lettered:
+        text += f" + {n.dead_lettered:,} dead-lettered"
+    if n.dropped:
+        text += f" + {n.dropped:,} dropped as repeats"
+    if n.retried:
+        text += f" ({n.retried:,} retr{'y' if n.retried == 1 else 'ies'})"
+    return text
 
 
 def _acks_text(stats: PipelineStatistics) -> str:
