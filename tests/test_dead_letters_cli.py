@@ -234,3 +234,44 @@ def test_each_usage_error_is_one_line_and_exit_2_and_nothing_runs(jobs, args, me
     (jobs / "fixed").write_text("fully")
     assert chronopipe(*args, cwd=jobs) == (2, [], [f"chronopipe dead-letters: {message}"])
     assert not (jobs / "out.sqlite").exists() and not (jobs / "dl.replay.jsonl").exists()
+
+
+SCRIPT = '''
+"""A script whose records are of a class it defines itself: pickled as __main__.Order."""
+import sys
+from dataclasses import dataclass
+
+from chronopipe.graph import Node, Pipeline
+
+
+@dataclass
+class Order:
+    qty: str
+
+
+class Parse(Node):
+    def process(self, order):
+        self.push(int(order.qty.replace("x", "0") if "--fixed" in sys.argv or FIXED else order.qty))
+
+
+FIXED = False
+
+
+def fixed():
+    global FIXED
+    FIXED = True
+    return Pipeline(Parse("parse"), name="orders", guarantee="replay", max_retries=0, dead_letter="again.jsonl")
+
+
+if __name__ == "__main__":
+    Pipeline(Parse("parse"), name="orders", guarantee="replay", max_retries=0,
+             dead_letter="dl.jsonl").consume([Order("1"), Order("x")])
+'''
+
+
+def test_letters_of_records_a_script_defined_replay_through_that_script(tmp_path):
+    (tmp_path / "shop.py").write_text(SCRIPT)
+    subprocess.run([sys.executable, "shop.py"], cwd=tmp_path, check=True, timeout=60)
+    status, out, err = chronopipe("dl.jsonl", "--replay", "shop.py:fixed", cwd=tmp_path)
+    assert (status, err) == (0, []), out
+    assert out[-1] == "replayed 1 dead letter of dl.jsonl: all handled, none dead-lettered again"

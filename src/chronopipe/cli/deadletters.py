@@ -244,6 +244,7 @@ def load_pipeline(spec: str) -> Any:
         raise UsageError(f"--replay {spec}: importing {where} failed: {_one_line(exc)}") from None
     except (Exception, SystemExit) as exc:  # its own error, a syntax error, a sys.exit() in it
         raise UsageError(f"--replay {spec}: importing {where} failed: {_one_line(exc)}") from None
+    _lend_to_main(module)
     found: Any = module
     for i, part in enumerate(attribute.split(".")):
         if not hasattr(found, part):
@@ -259,6 +260,17 @@ def load_pipeline(spec: str) -> Any:
         raise UsageError(f"--replay {spec}: {attribute} is not a chronopipe.graph.Pipeline (it is "
                          f"{type(found).__name__} {_short(found)})")
     return found
+
+
+def _lend_to_main(module: Any) -> None:
+    """Make the classes and functions ``module`` defines findable as ``__main__.X`` too: records
+    dead-lettered while the script ran as ``python script.py`` were pickled under that name."""
+    main = sys.modules.get("__main__")
+    if main is None or main is module:
+        return
+    for name, value in vars(module).items():
+        if getattr(value, "__module__", None) == module.__name__ and not hasattr(main, name):
+            setattr(main, name, value)
 
 
 def _one_line(exc: BaseException) -> str:
