@@ -60,7 +60,7 @@ BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 #: Re-injected records a worker handles and sends on before it acknowledges them.
 REPLAY_CHUNK = 1000
 # the shared slots (_BASE: _ENDS when the frame in the journal began, to tell whether its END was counted)
-_BASE, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS = range(6)
+_BASE, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS, _CLOSING = range(7)
 
 
 def exit_name(exitcode: int | None) -> str:
@@ -117,7 +117,7 @@ class Journal:
         # at least 2: the first death in a batch handled whole does not say which record it was
         self.kills = max(2, min(kills, MAX_RESTARTS if max_restarts is None else max_restarts))
         self.max_restarts = MAX_RESTARTS if max_restarts is None else max_restarts
-        self._view = memoryview(_ctx.RawArray("q", 6)).cast("B").cast("q")
+        self._view = memoryview(_ctx.RawArray("q", 7)).cast("B").cast("q")
         fd, path = tempfile.mkstemp(prefix="chronopipe-journal-")
         os.unlink(path)  # only the fd: gone with the last process holding it
         self._fd = fd
@@ -219,6 +219,16 @@ class Journal:
 
     def end(self) -> None:
         self._view[_ENDED] = 1
+
+    @property
+    def closing(self) -> bool:
+        """Whether a worker began closing its outputs: from then on its death cannot be replayed
+        (its downstream may have seen its END). Until then, a worker that died after its input
+        ended (in ``end()``) could be followed by one that runs ``end()`` again."""
+        return bool(self._view[_CLOSING])
+
+    def close(self) -> None:
+        self._view[_CLOSING] = 1
 
     # -- in the parent -----------------------------------------------------------------
     def died(self, exitcode: int | None) -> float | None:
