@@ -296,3 +296,33 @@ def test_a_merge_after_a_restarted_branch_drops_its_repeats_and_stays_in_order(t
 class _Pass(Node):
     def process(self, item):
         self.push(item)
+
+
+class DieInEndOnce(Node):
+    """Pushes its count in end(), having SIGKILLed its process there the first time."""
+
+    marker = ""
+
+    def begin(self) -> None:
+        self.n = 0
+
+    def process(self, item: int) -> None:
+        self.n += 1
+        self.push(item)
+
+    def end(self) -> None:
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.push(("count", self.n))
+
+
+def test_a_worker_killed_in_end_is_restarted_and_ends_again(tmp_path):
+    pipeline = Pipeline(DieInEndOnce("work", marker=str(tmp_path / "killed")) | Collect("sink"), mode="processes",
+                        guarantee="replay", dead_letter=str(tmp_path / "dl.jsonl"))
+    pipeline.consume(range(5000))
+    got = pipeline["sink"].got
+    assert sorted(x for x in got if isinstance(x, int)) == list(range(5000))
+    assert [x for x in got if isinstance(x, tuple)] == [("count", 0)]  # the new worker's: it saw no records
+    assert pipeline.statistics().restarts == 1

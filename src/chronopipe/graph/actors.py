@@ -139,6 +139,8 @@ class NodeActor(MarkPassing, Actor):
     # -- items ---------------------------------------------------------------------------
     def run(self) -> None:
         journal = self.journal
+        if journal is not None and journal.ended:  # its predecessor died after reading its input's end
+            return  # on_stop: end() again in this process, then the outputs close
         if self.unit.replayed and not (journal is not None and journal.replayed_count >= len(self.unit.replayed)):
             self._run_replayed()
         if journal is not None:
@@ -304,8 +306,8 @@ class NodeActor(MarkPassing, Actor):
             if self.policy is not None and self.policy.replays and self.unit.mode == "process":
                 self.death_note = "; not restarted: under guarantee='replay' merge nodes are not restarted yet"
             return None
-        if journal.ended:
-            self.death_note = "; not restarted: it died after its input had ended (in end(), or closing its outputs)"
+        if journal.closing:
+            self.death_note = "; not restarted: it died closing its outputs (its downstream may have seen its end)"
             return None
         delay = journal.died(exitcode)
         if delay is None:
@@ -385,7 +387,10 @@ class NodeActor(MarkPassing, Actor):
                 self._release()  # what end() pushes goes straight on
             node.end()
         self.flush()
-        if not self._track or self._tokens is None:
-            return None
-        state, attrs = self._tokens
-        return {"state": changes(state, self._global_state), "attrs": changes(attrs, node)}
+        result = None
+        if self._track and self._tokens is not None:
+            state, attrs = self._tokens
+            result = {"state": changes(state, self._global_state), "attrs": changes(attrs, node)}
+        if self.journal is not None:
+            self.journal.close()  # from here a death is not restarted: its outputs may have sent END
+        return result
