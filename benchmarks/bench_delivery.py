@@ -20,7 +20,7 @@ first):
 * **none**: ``guarantee="none"`` (the default): a failing record fails the run;
 * **replay**: ``guarantee="replay"``, ``max_retries=3``, a dead-letter file: both nodes' input
   goes through the retry wrapper, which holds back what an attempt pushes until it returns;
-* **track**: ``guarantee="track"``: a mark after every 1,000 records of the source, passed on
+* **track**: ``guarantee="track"``: a mark after every 999 records of the source, passed on
   by ``map`` and confirmed by ``sink`` in the ledger; the caller polls it after every mark
   (and would wait at the window: 100,000 records ahead of what is confirmed); both nodes' input
   goes through the wrapper that keeps failures;

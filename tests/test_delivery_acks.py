@@ -88,7 +88,7 @@ def test_the_source_hears_growing_confirmations_ending_with_every_record(mode: s
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_confirmation_waits_for_every_branch_and_every_worker(mode: str) -> None:
     left, right = Counting("left"), Counting("right")
-    source = Source(30_000, [(left, lambda n: n), (right, lambda n: (n + 1) // 2)])
+    source = Source(30_000, [(left, lambda n: n), (right, lambda n: n // 2)])  # right: the even ones of 1..n
     top = Add("add", workers=2)
     top | [Add("copy") | left, Even("even", workers=2) | right]
     pipeline = Pipeline(top, mode=mode, guarantee="confirm")

@@ -18,7 +18,7 @@ what each guarantee promises, and what is not there yet.
 [('parse', 2, 'x', 'ValueError')]
 """
 
-from .acks import Aligner, Ledger, Mark, confirming, split
+from .acks import Aligner, Ledger, Mark, split
 from .handlers import ReplayingHandler, replaying
 from .letters import FORMAT_VERSION, DeadLetter, DeadLetterFileError, preview, read_dead_letters
 from .policy import DEFAULT_MAX_RETRIES, GUARANTEES, Policy, policy_of
@@ -69,7 +69,6 @@ __all__ = [
     "UpsertStatistics",
     "UpsertStore",
     "WorkerKilledError",
-    "confirming",
     "default_path",
     "open_sink",
     "policy_of",

@@ -4,8 +4,9 @@ The caller numbers the records it feeds and, after every batch of them, sends a 
 carrying the count fed so far (its *offset*) down every channel of the top node. A node passes a
 mark on once it arrived from every writer of its inbox (:class:`Aligner`) and once everything it
 pushed before it was sent: the mark then travels behind every record derived from the records
-before it, on every path. A terminal node (nothing downstream), and the dead-letter sink, write
-the offset into its slot of the :class:`Ledger` instead; the smallest slot is how many records
+before it, on every path. A terminal node (nothing downstream) writes the offset into its slot
+of the :class:`Ledger` instead (the caller also waits until the dead letters of those records
+are written: acking.py); the smallest slot is how many records
 of the source every terminal node has finished with: the *confirmed* offset, per batch, without
 an id per record (Flink's checkpoint barriers, at-least-once: no alignment wait).
 
@@ -24,13 +25,13 @@ True
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
 import multiprocess
 
-__all__ = ["Aligner", "Ledger", "Mark", "confirming", "split"]
+__all__ = ["Aligner", "Ledger", "Mark", "split"]
 
 _ctx = multiprocess.get_context("fork")
 _is = operator.is_
@@ -122,24 +123,3 @@ class Ledger:
 
     def slot(self, i: int) -> int:
         return int(self._view[i])
-
-
-def confirming(write: Callable[[Any], Any], writers: int, ledger: Ledger, slot: int) -> Callable[[Any], None]:
-    """The dead-letter sink's handler under acks: letters go to ``write``; a mark that came from
-    every one of the ``writers`` confirms its offset in ``slot`` (the letters before it are written).
-
-    >>> ledger, letters = Ledger(1), []
-    >>> handle = confirming(letters.append, 1, ledger, 0)
-    >>> handle("letter"); handle(Mark(1000, 3)); letters, ledger.confirmed
-    (['letter'], 1000)
-    """
-    aligner = Aligner(writers)
-
-    def handle(item: Any) -> None:
-        if type(item) is Mark:
-            if aligner.arrived(item):
-                ledger.confirm(slot, item.offset)
-        else:
-            write(item)
-
-    return handle

@@ -24,6 +24,7 @@ The tallies are plain ints (:class:`Tally`) for one thread, or int64 in shared m
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -128,8 +129,7 @@ def retrying(node: Any, fn: Callable[[Any], Any], policy: Policy, send: Callable
         sent = len(buffer)
         held = buffer[:]
         buffer.clear()
-        for item in held:
-            push(item)
+        deque(map(push, held), maxlen=0)  # a C loop: one Python call per record, push's own
         return sent
 
     def again(item: Any, exc: Exception, mark: int) -> bool:

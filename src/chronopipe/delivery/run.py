@@ -40,6 +40,7 @@ class Delivery:
     acks: bool = False
     max_restarts: int | None = None  # deaths in a row of a worker process before the run fails (restart.py)
     failures: FailureLog | None = None  # where the failures of "confirm" and "track" nodes go
+    written: int = 0  # letters handed to a sink so far (acknowledgements wait for them: acking.py)
 
     def write(self, letter: DeadLetter) -> None:
         """Hand a letter to where its node's policy sends it: the dead-letter sink ("replay"),
@@ -49,6 +50,7 @@ class Delivery:
         assert sink is not None
         # a record that came from a node process pickled (portable): a file writes it as it is
         sink.write(letter if isinstance(sink, DeadLetterFile) else letter.restored())
+        self.written += 1
 
     def policy(self, node: str) -> Policy | None:
         """The policy of a replaying node; None for a node under ``"none"``."""

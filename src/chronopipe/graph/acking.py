@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from ..delivery import StateError, StateFile, source_identity
-from .wiring import LIMIT, _first
+from .wiring import MARKED, _first
 
 __all__ = ["SAVE_EVERY", "STALL", "WINDOW", "Acking"]
 
@@ -132,6 +132,8 @@ class Acking:
     def _advance(self, force: bool) -> bool:
         """Take the ledger's confirmed offset; save it when due (or ``force``d); whether it grew."""
         confirmed = self.run.ledger.confirmed
+        if confirmed > self.confirmed and self.run.letters_pending():
+            confirmed = self.confirmed  # the letters of those records are on their way to the sink: later
         grew = confirmed > self.confirmed
         if grew:
             self.confirmed = confirmed
@@ -185,4 +187,4 @@ class Acking:
             except AttributeError:
                 pass
             log.warning("records %d to %d of the source (batches from %d) were not confirmed",
-                        self.confirmed, self.fed - 1, self.confirmed // LIMIT)
+                        self.confirmed, self.fed - 1, self.confirmed // MARKED)

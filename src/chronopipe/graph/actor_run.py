@@ -3,6 +3,7 @@ modes; the node actors are in actors.py, the layout in plan.py)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -17,13 +18,13 @@ from ..actors.errors import ActorError
 from ..actors.home import apply
 from ..channels import ChannelBroken
 from ..delivery import SINK_ACTOR, Delivery
-from ..delivery.acks import Ledger, Mark, confirming
+from ..delivery.acks import Ledger, Mark
 from ..runtime import Runtime
 from .actors import NodeActor
 from .errors import from_actor_error
 from .node import Node
 from .plan import Plan, build_plan
-from .wiring import LIMIT, fed_in_batches, lingering, stdout_write
+from .wiring import LIMIT, MARKED, fed_in_batches, lingering, send_mark, stdout_write
 
 __all__ = ["ActorRun"]
 
@@ -53,17 +54,14 @@ class ActorRun:
         self.plan = plan = build_plan(self.order, self.mode, _flags, delivery=delivery)
         self._node_of = {u.name: u.owner.name for u in plan.units}
         slots = self._ledger_slots(plan)
-        ledger = self.ledger = Ledger(len(slots) + (plan.dead_letters is not None)) if slots else None
+        ledger = self.ledger = Ledger(len(slots)) if slots else None
         self.actors = [NodeActor(u, plan.flags, self.global_state, delivery, ledger, slots.get(id(u)))
                        for u in plan.units]
         if plan.log is not None:  # what node processes log is written here, to this stdout
             self.actors.append(Actor("node-log", stdout_write, inbox=plan.log, mode="thread"))
         if plan.dead_letters is not None:  # every node's dead letters reach the sink on this thread
             assert delivery is not None
-            write = delivery.write
-            if ledger is not None:  # the sink confirms too: a dead-lettered record is done with once written
-                write = confirming(write, plan.dead_letters.writers, ledger, len(slots))
-            self.actors.append(Actor(SINK_ACTOR, write, inbox=plan.dead_letters, mode="thread"))
+            self.actors.append(Actor(SINK_ACTOR, delivery.write, inbox=plan.dead_letters, mode="thread"))
         runtime = Runtime()
         log.info("pipeline %s: starting %d actors (%s)", self.order[0].name, len(self.actors),
                  ", ".join(f"{a.name}:{a.mode}" for a in self.actors))
@@ -113,29 +111,40 @@ class ActorRun:
 
     def feed_marked(self, records: Iterable[Any], offset: int, marked: Callable[[int, bool], Any]) -> None:
         """Under acks: feed ``records`` (those of the source after ``offset``), a mark after every
-        LIMIT records and after the last; ``marked(offset, last)`` follows each mark. Records go
+        MARKED records and after the last; ``marked(offset, last)`` follows each mark. Records go
         in as they come (a source that pauses: the lingering timer sends what waits)."""
         plan = self.plan
         assert plan is not None
+        channel, it = plan.feed_channel, iter(records)
         try:
-            with lingering(plan.feed_ports):
-                for n in fed_in_batches(iter(records), plan.feed):
+            if channel is not None and channel.mode == "process":  # streamed in by the channel, in C
+                while True:
+                    n = channel.put_many(itertools.islice(it, MARKED))
                     offset += n
                     self.mark(offset)
-                    marked(offset, n < LIMIT)
+                    marked(offset, n < MARKED)
+                    if n < MARKED:
+                        return
+            with lingering(plan.feed_ports):
+                for n in fed_in_batches(it, plan.feed, MARKED):
+                    offset += n
+                    self.mark(offset)
+                    marked(offset, n < MARKED)
         except BaseException as exc:
             raise self._fail(exc) from None
 
     def mark(self, offset: int) -> None:
         """Send what the feed holds, then a mark of ``offset`` into every channel it feeds."""
         assert self.plan is not None
-        for port in self.plan.feed_ports:
-            port.flush()
-        mark = Mark(offset, -1)
-        for channel in self._feed_channels():
-            channel.put(mark)
-            channel.flush()
+        for channel in send_mark(self.plan.feed_ports, [], Mark(offset, -1)):
             channel.not_records = getattr(channel, "not_records", 0) + 1  # not lost when in flight (counts.py)
+
+    def letters_pending(self) -> int:
+        """Letters (dead letters, failures) the nodes sent and the sink has not written yet: a
+        confirmation read before this is 0 covers the letters of the records it confirms."""
+        assert self.delivery is not None
+        sent = sum(int(a.tally.dead_lettered) for a in self.actors if isinstance(a, NodeActor) and a.tally is not None)
+        return sent - self.delivery.written
 
     def check(self) -> None:
         """Raise (having stopped the run) when an actor ended early or failed: for the caller's waits."""
@@ -199,9 +208,20 @@ class ActorRun:
                             f"({type(exc).__name__ if exc is not None else 'a node failed'})")
         Runtime().cancel(self.actors, reason, wait=CANCEL_WAIT)
         root = self._root_error()
+        unsent = self._unsent()
+        if root is not None and root.in_flight is not None and unsent:  # lost too: count them
+            root.in_flight["(the caller's feed, not sent)"] = unsent
+            root.message += f"; and {unsent} records taken from the source and not sent yet"
         if exc is None or isinstance(exc, (ActorError, ChannelBroken)):
             return root or exc or RuntimeError("the pipeline stopped without an error")
         return exc  # the caller's iterable raised, or Ctrl-C: theirs, as it is
+
+    def _unsent(self) -> int:
+        """Records the caller took from its source that wait in its ports or channels' batches."""
+        if self.plan is None:
+            return 0
+        ports = sum(len(port.pending) for port in self.plan.feed_ports)
+        return ports + sum(ch.qsize() for ch in self._feed_channels() if ch.mode == "process")
 
     def _root_error(self) -> ActorError | None:
         failed = [a for a in self.actors if a.state == "failed" and a.error is not None]

@@ -4,8 +4,8 @@ A node with one inbox passes a mark once every writer of the inbox sent it (its 
 merge (``merge_sorted``, or an ordered node's collector) once every input sent it and every
 record that came before it on each input has left the merge window: records the window holds
 for a slower input hold the mark back with them. Passing is the same for both: the node's
-``commit()``, send on everything pushed, then the mark down every output (and into the
-dead-letters channel); a terminal node writes the offset into its ledger slot.
+``commit()``, send on everything pushed, then the mark down every output; a terminal node
+writes the offset into its ledger slot.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..delivery.acks import Aligner, Ledger, Mark, split
 from ..order.window import MergeWindow
 from .plan import Unit
+from .wiring import send_mark
 
 __all__ = ["MarkPassing"]
 
@@ -42,23 +43,14 @@ class MarkPassing:
     def _passed(self, offset: int) -> None:
         """Everything before mark ``offset`` is handled: commit, send on all we pushed, then the
         mark (from us) down every output; a terminal also confirms it in the ledger."""
-        if self.unit.node is not None:
-            self.unit.node.commit()
-        self.flush()
+        unit = self.unit
+        if unit.node is not None:
+            unit.node.commit()
+        send_mark(unit.ports, [], Mark(offset, unit.flag))
+        self.flush()  # (counts what the ports sent)
         if self._slot is not None:  # a terminal node (its dead letters, if any, confirm on their own)
             assert self._ledger is not None
             self._ledger.confirm(self._slot, offset)
-        ours = Mark(offset, self.unit.flag)
-        for channel in self._mark_outputs():
-            channel.put(ours)
-            channel.flush()
-
-    def _mark_outputs(self) -> list[Any]:
-        unit = self.unit
-        seen = {id(ch): ch for port in unit.ports for ch in port.channels}
-        if unit.dead_letters is not None:
-            seen[id(unit.dead_letters)] = unit.dead_letters
-        return list(seen.values())
 
     # -- acks through a merge ----------------------------------------------------------------
     def _sift(self, i: int, batch: list[Any]) -> list[Any]:

@@ -18,7 +18,7 @@ from ..delivery.acks import Ledger
 from ..order.window import MergeWindow
 from .errors import NO_ITEM, find_origin, mark, node_error
 from .node import GroupByNode, Node, RouterNode
-from .wiring import LIMIT, Target, fed_in_batches, input_of, make_push, output_of, push_in_begin, route_to
+from .wiring import MARKED, Target, fed_in_batches, input_of, make_push, output_of, push_in_begin, route_to
 
 __all__ = ["OutOfOrderError", "SyncRun"]
 
@@ -110,17 +110,21 @@ class SyncRun:
         confirmed once fed (the graph ran it through), then ``marked(offset, last)``."""
         assert self.ledger is not None
         try:
-            for n in fed_in_batches(iter(records), self.entry):
+            for n in fed_in_batches(iter(records), self.entry, MARKED):
                 offset += n
                 for node in self.nodes:
                     node.commit()
                 self.ledger.confirm(0, offset)
-                marked(offset, n < LIMIT)
+                marked(offset, n < MARKED)
         except (Exception, SystemExit) as exc:
             raise self.error(exc) from None
 
     def check(self) -> None:
         """Nothing runs beside the caller here."""
+
+    def letters_pending(self) -> int:
+        """Letters are written as the record fails, here."""
+        return 0
 
     def push(self, item: Any) -> None:
         try:

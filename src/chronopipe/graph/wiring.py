@@ -7,6 +7,7 @@ two plain calls: no attribute lookups, no logging checks, no mode checks per ite
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from .node import GroupByNode, Node, RouterNode, bad_route
 
 __all__ = [
     "LIMIT",
+    "MARKED",
     "Port",
     "Target",
     "fed_in_batches",
@@ -31,6 +33,7 @@ __all__ = [
     "make_push",
     "push_in_begin",
     "route_to",
+    "send_mark",
     "stdout_write",
     "to_port",
 ]
@@ -39,6 +42,8 @@ Target = Callable[[Any], Any]
 #: An actor sends what it pushed at the latest once this many items wait for one channel
 #: (a process channel's batch size: such a batch is pickled and sent as it is).
 LIMIT = BATCH
+#: Records of the source between two acknowledgement marks: with its mark, a batch of LIMIT items.
+MARKED = LIMIT - 1
 #: Seconds a partial batch for a process channel may wait while its actor keeps busy.
 LINGER = 0.005
 
@@ -140,6 +145,25 @@ class Port(Outbox):
         super().__init__(channels, limit=batch_limit(channels, LIMIT), linger=0.0 if eager else LINGER, deal=True)
 
 
+def send_mark(ports: Sequence[Port], others: Sequence[Channel], mark: Any) -> list[Channel]:
+    """Send what ``ports`` hold, then ``mark`` down each of their channels and ``others``; the
+    channels it went to. Where a port has one channel the mark goes in the same batch as the
+    records before it (one message, not two: the caller feeds ``LIMIT - 1`` records a mark)."""
+    sent: dict[int, Channel] = {}
+    for port in ports:
+        if len(port.channels) == 1:
+            port.put(mark)
+            sent[id(port.channels[0])] = port.channels[0]
+        port.flush()
+    for channel in [*(ch for port in ports for ch in port.channels), *others]:
+        if id(channel) not in sent:
+            channel.put(mark)
+            sent[id(channel)] = channel
+    for channel in sent.values():
+        channel.flush()
+    return list(sent.values())
+
+
 @contextmanager
 def lingering(ports: Sequence[Port]) -> Iterator[None]:
     """While the caller feeds ``ports`` from an iterator that may pause (a live source), a
@@ -191,8 +215,8 @@ def fed_in_batches(records: Iterator[Any], put: Target, size: int = LIMIT) -> It
             return
 
 
-def _first(pair: tuple[Any, Any]) -> Any:
-    return pair[0]
+#: the first of a pair, in C (a Python function per record would cost more than the count it feeds)
+_first = operator.itemgetter(0)
 
 
 def to_port(port: Port, tag: str | None = None, current: list[Any] | None = None) -> Target:
