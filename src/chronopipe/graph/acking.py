@@ -131,9 +131,7 @@ class Acking:
 
     def _advance(self, force: bool) -> bool:
         """Take the ledger's confirmed offset; save it when due (or ``force``d); whether it grew."""
-        confirmed = self.run.ledger.confirmed
-        if confirmed > self.confirmed and self.run.letters_pending():
-            confirmed = self.confirmed  # the letters of those records are on their way to the sink: later
+        confirmed = self.latest()
         grew = confirmed > self.confirmed
         if grew:
             self.confirmed = confirmed
@@ -143,6 +141,13 @@ class Acking:
             self._save(confirmed, finished=False)
             return True
         return grew and self.state is None
+
+    def latest(self) -> int:
+        """The records confirmed now (the ledger's, once the letters of its records are written)."""
+        if self.finished or self.run is None or self.run.ledger is None:
+            return self.confirmed
+        confirmed = min(self.run.ledger.confirmed, self.fed)
+        return confirmed if confirmed > self.confirmed and not self.run.letters_pending() else self.confirmed
 
     def _save(self, confirmed: int, finished: bool) -> None:
         assert self.state is not None
@@ -169,9 +174,7 @@ class Acking:
     def fail(self, error: BaseException) -> None:
         """The run failed: keep what was confirmed (saved), say what was not."""
         self.fed = max(self.fed, self.start + next(self._pulled))
-        ledger = getattr(self.run, "ledger", None) if self.run is not None else None
-        if ledger is not None:
-            self.confirmed = max(self.confirmed, min(ledger.confirmed, self.fed))
+        self.confirmed = self.latest()
         if self.state is not None:
             try:
                 if self.confirmed > self.saved:

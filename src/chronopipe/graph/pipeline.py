@@ -307,10 +307,8 @@ class Pipeline(Deliveries):
         acking = self._acking
         if acking is None:
             return {}
-        if acking.run is not None and not acking.finished:
-            acking.confirmed = max(acking.confirmed, min(acking.run.ledger.confirmed, acking.fed))
         resumed_at = acking.start if acking.resumed else None
-        return {"fed": acking.fed, "confirmed": acking.confirmed, "resumed_at": resumed_at}
+        return {"fed": acking.fed, "confirmed": acking.latest(), "resumed_at": resumed_at}
 
     def _make_stats(self, state: str) -> PipelineStatistics:
         acking = self._acking
