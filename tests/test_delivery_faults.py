@@ -174,9 +174,6 @@ REPLAYS = ("replay", "replay+state")
 #: the cells that show a bug, kept as strict xfails (a fix makes them pass: unmark them then):
 #: (faults, guarantees, modes, the bug in one line)
 BUGS: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str]] = [
-    (("push_unpicklable",), ("none",), ("processes",),
-     "a push that cannot be pickled is blamed on the record being processed when the batch was sent "
-     "({'i': 1999}), not the one that pushed it (1500)"),
     (("push_unloadable",), tuple(GUARANTEES), ("processes",),
      "a batch that fails to unpickle is reported as the reading node's own error, with no word of the channel "
      "or of unpickling"),

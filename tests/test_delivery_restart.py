@@ -326,3 +326,47 @@ def test_a_worker_killed_in_end_is_restarted_and_ends_again(tmp_path):
     assert sorted(x for x in got if isinstance(x, int)) == list(range(5000))
     assert [x for x in got if isinstance(x, tuple)] == [("count", 0)]  # the new worker's: it saw no records
     assert pipeline.statistics().restarts == 1
+
+
+class BufferingSink(Node):
+    """Writes the records it got to a file only in commit() (as a sink loading batches into a
+    store does); SIGKILLs its process at record 2,500 the first time."""
+
+    path = ""
+    marker = ""
+
+    def begin(self) -> None:
+        self.file = open(self.path, "a")  # noqa: SIM115
+        self.pending: list[str] = []
+
+    def process(self, item: int) -> None:
+        if item == 2500 and not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.pending.append(f"{item}\n")
+
+    def commit(self) -> None:
+        self.file.writelines(self.pending)
+        self.file.flush()
+        self.pending.clear()
+
+    def end(self) -> None:
+        self.commit()
+        self.file.close()
+
+
+@pytest.mark.parametrize("guarantee", ["replay", "replay+state"])
+def test_a_sink_worker_commits_each_batch_before_it_is_acknowledged(tmp_path, guarantee):
+    out = tmp_path / "out.txt"
+    sink = BufferingSink("sink", path=str(out), marker=str(tmp_path / "killed"))
+    state = {"state_dir": tmp_path / "state"} if guarantee.endswith("state") else {}
+
+    class Rows(list):
+        resume_key = "rows"
+
+    pipeline = Pipeline(_Pass("pass") | sink, mode="processes", guarantee="replay",
+                        dead_letter=str(tmp_path / "dl.jsonl"), **state)
+    pipeline.consume(Rows(range(5000)))
+    assert pipeline.statistics().restarts == 1
+    assert {int(line) for line in out.read_text().split()} == set(range(5000))  # the acknowledged batches too

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..channels import END, Channel, ChannelBroken, Mode
+from ..channels import END, Channel, ChannelBroken, Mode, NotPicklable
 from ..channels.outbox import BATCH, Outbox, batch_limit
 from .errors import NO_RECORD, ActorError, from_exception
 from .hosting import Counts, HostingRuntime, Outcome, default_runtime
@@ -346,7 +346,8 @@ class Actor:
                 self.on_failure(exc)
             except Exception:
                 log.exception("actor %r: on_failure raised", self.name)
-            return Outcome("error", exc, self._failed_record)
+            # a batch that cannot be pickled is sent after the record that pushed it was handled
+            return Outcome("error", exc, NO_RECORD if isinstance(exc, NotPicklable) else self._failed_record)
 
     def _finish(self, result: Any = None, error: ActorError | None = None, cancelled: bool = False) -> None:
         """Record how the actor ended and wake its joiners (after ``on_result(result)`` on success).

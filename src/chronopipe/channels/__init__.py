@@ -11,13 +11,13 @@ added here (the top-level package imports nothing at start-up).
 
 import logging
 
-from .base import Channel, ChannelBroken, ChannelStatistics, Mode, channel_class, open_channel
+from .base import Channel, ChannelBroken, ChannelStatistics, Mode, NotPicklable, channel_class, open_channel
 from .end import END, is_end
 from .pipe import ProcessChannel
 from .thread import ThreadChannel
 from .wait import wait_any
 
-__all__ = ["END", "Channel", "ChannelBroken", "ChannelStatistics", "Mode", "ProcessChannel", "ThreadChannel",
-           "channel_class", "is_end", "open_channel", "wait_any"]
+__all__ = ["END", "Channel", "ChannelBroken", "ChannelStatistics", "Mode", "NotPicklable", "ProcessChannel",
+           "ThreadChannel", "channel_class", "is_end", "open_channel", "wait_any"]
 
 logging.getLogger("chronopipe").addHandler(logging.NullHandler())

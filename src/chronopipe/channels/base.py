@@ -38,6 +38,11 @@ class ChannelBroken(RuntimeError):  # noqa: N818 (trio-style name: BrokenResourc
     """The channel was aborted (an actor on it failed, or the runtime shut down)."""
 
 
+class NotPicklable(TypeError):  # noqa: N818 (says what the record is)
+    """A record put into a process channel cannot be pickled (raised when its batch is sent,
+    which may be while a later record is being handled: no input record is to blame)."""
+
+
 @dataclass(frozen=True)
 class ChannelStatistics:
     """A snapshot of one channel as seen from the calling process."""

@@ -37,7 +37,7 @@ from typing import Any
 import multiprocess
 from multiprocess.connection import Pipe
 
-from .base import Channel, ChannelBroken, Mode, remaining
+from .base import Channel, ChannelBroken, Mode, NotPicklable, remaining
 from .end import END
 from .outbox import LINGER, Outbox, dumps_batch
 
@@ -260,7 +260,7 @@ class ProcessChannel(Channel, mode="process"):
         try:
             data = dumps_batch(batch)
         except Exception as exc:
-            raise TypeError(
+            raise NotPicklable(
                 f"channel {self.name!r}: a record cannot be pickled ({exc}); process channels carry "
                 "plain pickle: send plain data, or connect the actors with a thread channel"
             ) from exc

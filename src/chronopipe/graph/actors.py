@@ -294,7 +294,10 @@ class NodeActor(MarkPassing, Actor):
             self.unit.ports[0].pending.append((current[0], PROGRESS))
 
     def _acknowledge(self, journal: Journal, batch: list[Any]) -> None:
-        """``batch`` is handled: send its outputs on, then mark it done and received."""
+        """``batch`` is handled: commit what the node did with it, send its outputs on, then mark
+        it done and received (a death after this does not replay it, so nothing may wait)."""
+        if self.unit.node is not None:
+            self.unit.node.commit()
         self.flush()
         journal.done()
         self.counts.received += len(batch) if self._aligner is None else sum(type(r) is not Mark for r in batch)

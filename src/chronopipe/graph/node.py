@@ -86,11 +86,13 @@ class Node(ConsecutionExtras):
         """Called by Pipeline.reset(); put the node back to its initial state if it needs one."""
 
     def commit(self) -> None:
-        """Under acknowledgements only (``guarantee="confirm"`` / ``"track"``, or a ``state_dir``):
-        make durable what ``process()`` did with the records so far (flush a file, commit a
-        transaction); they count as done with once this returns. Called after every batch of
-        the source has passed the node (about every 1,000 records), where ``process()`` runs
-        (its thread, its process), never at the same time as it; may push. If it raises, the run
+        """Make durable what ``process()`` did with the records so far (flush a file, commit a
+        transaction): they count as done with once this returns. Called under acknowledgements
+        (``guarantee="confirm"`` / ``"track"``, or a ``state_dir``) after every batch of the
+        source has passed the node (about every 1,000 records), and in a worker process that
+        ``"replay"`` restarts when it dies, after every batch it takes from its inbox (before the
+        batch is acknowledged: it is not replayed after that). Where ``process()`` runs (its
+        thread, its process), never at the same time as it; may push. If it raises, the run
         fails as if ``process()`` had raised.
         """
 

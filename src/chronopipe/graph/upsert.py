@@ -27,13 +27,12 @@ import os
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from ..delivery import policy_of
 from ..delivery.upsert import UpsertStore
 from .node import Node
 
 __all__ = ["COMMIT_EVERY", "UpsertSink"]
 
-#: Records per commit of a SQLite store (but see ``commit_every``: 1 in a restartable worker).
+#: Records per commit of a SQLite store (and at every commit(): see UpsertSink).
 COMMIT_EVERY = 1000
 
 
@@ -41,13 +40,10 @@ class UpsertSink(Node):
     """Upserts every record it receives into ``store`` under ``key(record)``; pushes nothing.
 
     ``key`` is a field name (``record[key]``) or a callable taking the record. ``commit_every``
-    (SQLite stores) is how many records go in one transaction; the rest are committed in
-    ``end()``. ``None`` (the default) is :data:`COMMIT_EVERY`, except in a worker process that
-    ``guarantee="replay"`` restarts when it dies: there each record is committed before
-    ``process()`` returns (about 27,000 records/s instead of 110,000), since the runtime counts a
-    batch as done once ``process()`` returned for each record, and an uncommitted transaction dies
-    with its process. Under acknowledgements (``"confirm"``, ``"track"``, a ``state_dir``) what
-    waits is also committed at every ``commit()``, before the records are confirmed.
+    (SQLite stores) is how many records go in one transaction (``None``: :data:`COMMIT_EVERY`);
+    what waits is also committed at every ``commit()`` (Node's hook: under acknowledgements,
+    before records are confirmed; in a worker that ``"replay"`` restarts, before a batch is
+    acknowledged), and in ``end()``.
 
     ``written`` and ``replaced`` count the last run's upserts and, of them, those whose key was
     already there; they are summed over the node's workers (``tallies`` holds them per worker).
@@ -112,15 +108,7 @@ class UpsertSink(Node):
             self._db = UpsertStore(store)
         if self._db is not None:
             len(self._db)  # open it (and create the table) now: a bad path fails the run's start
-        self._every = self.commit_every or (1 if self._restartable() else COMMIT_EVERY)
-
-    def _restartable(self) -> bool:
-        """In a worker process of its own, under guarantee="replay" (so restarted if it dies)."""
-        if os.getpid() == self._home:
-            return False
-        pipeline = getattr(self, "pipeline", None)
-        default = getattr(pipeline, "policy", None)
-        return default is not None and policy_of(self.name, self.guarantee, self.max_retries, default).replays
+        self._every = self.commit_every or COMMIT_EVERY
 
     def key_of(self, record: Any) -> Any:
         """The key ``record`` is stored under."""
