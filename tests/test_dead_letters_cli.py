@@ -74,7 +74,7 @@ def test_a_directory_is_one_line_and_exit_2(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("content", "reason"), [
-    (b"{not json\n", "2: not JSON (Expecting property name enclosed in double quotes at column 2)"),
+    (b"{not json\n", "2: not JSON (Expecting property name enclosed in double quotes, column 2)"),
     (b'{"a": 1}\n', "2: not a chronopipe dead letter (no pipeline, node, attempts, error_type, error, traceback, "
                     "timestamp, record)"),
     (b'[1, 2]\n', "2: not a chronopipe dead letter (no pipeline, node, attempts, error_type, error, traceback, "
@@ -218,7 +218,7 @@ CORRUPT = "corrupt.jsonl"
     (["dl.jsonl", "--replay", "badmod:pipeline"],
      "--replay badmod:pipeline: importing badmod failed: ZeroDivisionError: division by zero"),
     (["none.jsonl", "--replay", "jobs:pipeline"], "none.jsonl: no such file"),
-    ([CORRUPT, "--replay", "jobs:pipeline"], "corrupt.jsonl:1: not JSON (Expecting value at column 1)"),
+    ([CORRUPT, "--replay", "jobs:pipeline"], "corrupt.jsonl:1: not JSON (Expecting value, column 1)"),
     (["other.jsonl", "--replay", "jobs:pipeline"],
      "other.jsonl: dead letters of nodes jobs:pipeline does not have: enrich (its nodes: load, parse)"),
     (["dl.jsonl", "--replay", "jobs:pipeline", "--dead-letter", "dl.jsonl"],

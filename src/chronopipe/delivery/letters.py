@@ -138,7 +138,7 @@ class DeadLetter:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+            raise ValueError(f"not JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION or any(k not in data for k in _FIELDS):
             missing = [k for k in _FIELDS if not isinstance(data, dict) or k not in data]
             what = f"no {', '.join(missing)}" if missing else f"format version {data.get('v')!r}, not {FORMAT_VERSION}"
@@ -158,8 +158,8 @@ class DeadLetter:
 class DeadLetterFileError(ValueError):
     """A dead-letter file has a line that is not a dead letter: ``path`` and ``line`` say where.
 
-    >>> str(DeadLetterFileError("dl.jsonl", 3, "not JSON (Expecting value at column 1)"))
-    'dl.jsonl:3: not JSON (Expecting value at column 1)'
+    >>> str(DeadLetterFileError("dl.jsonl", 3, "not JSON (Expecting value, column 1)"))
+    'dl.jsonl:3: not JSON (Expecting value, column 1)'
     """
 
     def __init__(self, path: str | os.PathLike[str], line: int, reason: str) -> None:

@@ -72,8 +72,9 @@ class PipelineStatistics:
         if self.fed is not None and self.confirmed is not None:
             parts.append(_acks_text(self))
         if self.restarts:
+            again = sum(n.duplicates_possible for n in self.nodes)  # (the resume's are said with it)
             parts.append(f"{self.restarts:,} worker restart{'' if self.restarts == 1 else 's'} "
-                         f"(up to {self.duplicates_possible:,} records sent on twice)")
+                         f"(up to {again:,} records sent on twice)")
         if self.dead_letters is not None:
             plural = "" if self.dead_lettered == 1 else "s"
             parts.append(f"{self.dead_lettered:,} dead letter{plural} in {self.dead_letters}")

@@ -154,7 +154,10 @@ def send_mark(ports: Sequence[Port], others: Sequence[Channel], mark: Any) -> li
         if len(port.channels) == 1:
             port.put(mark)
             sent[id(port.channels[0])] = port.channels[0]
-        port.flush()
+            port.flush()
+            port.sent -= 1  # records sent: the mark is not one (counts.py's in-flight figures)
+        else:
+            port.flush()
     for channel in [*(ch for port in ports for ch in port.channels), *others]:
         if id(channel) not in sent:
             channel.put(mark)
