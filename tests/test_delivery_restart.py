@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from chronopipe.actors import ActorError
-from chronopipe.delivery import restart
+from chronopipe.delivery import read_dead_letters, restart
 from chronopipe.graph import Node, Pipeline
 
 pytestmark = pytest.mark.timeout(60)
@@ -370,3 +370,32 @@ def test_a_sink_worker_commits_each_batch_before_it_is_acknowledged(tmp_path, gu
     pipeline.consume(Rows(range(5000)))
     assert pipeline.statistics().restarts == 1
     assert {int(line) for line in out.read_text().split()} == set(range(5000))  # the acknowledged batches too
+
+
+class FailsSomeThenDies(Node):
+    """Every 7th record raises; the process SIGKILLs itself at 3,500 the first time, after
+    dead-lettering the 7th records of its batch before it."""
+
+    marker = ""
+
+    def process(self, item: int) -> None:
+        if item == 3500 and not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+        if item % 7 == 0:
+            raise ValueError(f"bad {item}")
+        self.push(item)
+
+
+def test_a_restarted_worker_does_not_dead_letter_again_what_its_predecessor_did(tmp_path):
+    letters = tmp_path / "dl.jsonl"
+    pipeline = Pipeline(FailsSomeThenDies("work", marker=str(tmp_path / "killed")) | Collect("sink"),
+                        mode="processes", guarantee="replay", max_retries=0, dead_letter=str(letters))
+    pipeline.consume(range(5000))
+    failing = [i for i in range(5000) if i % 7 == 0]
+    records = [d.record for d in read_dead_letters(letters)]
+    assert sorted(records) == failing  # each once
+    stats = pipeline.statistics()
+    assert stats.restarts == 1 and stats.dead_lettered == len(failing)
+    assert set(pipeline["sink"].got) == set(range(5000)) - set(failing)

@@ -60,7 +60,7 @@ BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 #: Re-injected records a worker handles and sends on before it acknowledges them.
 REPLAY_CHUNK = 1000
 # the shared slots (_BASE: _ENDS when the frame in the journal began, to tell whether its END was counted)
-_BASE, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS, _CLOSING = range(7)
+_BASE, _POS, _ACKED, _REPLAYED, _ENDED, _ENDS, _CLOSING, _LETTERS = range(8)
 
 
 def exit_name(exitcode: int | None) -> str:
@@ -117,7 +117,7 @@ class Journal:
         # at least 2: the first death in a batch handled whole does not say which record it was
         self.kills = max(2, min(kills, MAX_RESTARTS if max_restarts is None else max_restarts))
         self.max_restarts = MAX_RESTARTS if max_restarts is None else max_restarts
-        self._view = memoryview(_ctx.RawArray("q", 7)).cast("B").cast("q")
+        self._view = memoryview(_ctx.RawArray("q", 8)).cast("B").cast("q")
         fd, path = tempfile.mkstemp(prefix="chronopipe-journal-")
         os.unlink(path)  # only the fd: gone with the last process holding it
         self._fd = fd
@@ -134,6 +134,7 @@ class Journal:
         self._acked = -1  # batches acknowledged at the last death
         self._acked_at_resume = -1  # batches acknowledged when ``resume`` was set
         self._extra = b""  # in the worker: bytes read past a damaged frame (the next frame's)
+        self._letters_met = 0  # in the worker: letters the batch in hand gave so far
 
     # -- in the worker -----------------------------------------------------------------
     @property
@@ -190,7 +191,17 @@ class Journal:
     def done(self) -> None:
         """The batch is handled and its outputs are sent on."""
         os.ftruncate(self._fd, 0)
+        self._view[_LETTERS] = self._letters_met = 0
         self._view[_ACKED] += 1
+
+    def letter(self) -> bool:
+        """The batch in hand gave one more dead letter: whether to send it (False: a worker that
+        died in this batch sent it already, as the first ones of its letters)."""
+        self._letters_met += 1
+        if self._letters_met <= self._view[_LETTERS]:
+            return False
+        self._view[_LETTERS] = self._letters_met
+        return True
 
     @property
     def position(self) -> Any:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import time
 from collections import deque
 from typing import Any
@@ -30,15 +29,16 @@ from ..actors.actor import Actor
 from ..actors.errors import NO_RECORD as _NO_RECORD
 from ..actors.home import Token, changes, track
 from ..channels import ChannelBroken
-from ..delivery import DeadLetter, Delivery, Journal, Resume, SharedTally, Tally, retrying, to_channel
-from ..delivery.acks import Aligner, Ledger, Mark, split
+from ..delivery import Delivery, Journal, SharedTally, Tally, retrying
+from ..delivery.acks import Aligner, Ledger, split
 from ..delivery.restart import REPLAY_CHUNK
 from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from .errors import mark
 from .marks import MarkPassing
 from .node import GroupByNode
-from .plan import Unit
+from .plan import PROGRESS, Unit
+from .restarts import Restartable
 from .state import node_attribute
 from .sync import out_of_order
 from .wiring import push_in_begin
@@ -48,22 +48,7 @@ __all__ = ["PROGRESS", "NodeActor"]
 log = logging.getLogger("chronopipe.graph")
 
 
-class _Progress:
-    """Marker an ordered worker sends after each batch: "I am past this sequence number"."""
-
-    __slots__ = ()
-
-    def __reduce__(self) -> str:
-        return "PROGRESS"
-
-    def __repr__(self) -> str:
-        return "PROGRESS"
-
-
-PROGRESS = _Progress()
-
-
-class NodeActor(MarkPassing, Actor):
+class NodeActor(MarkPassing, Restartable, Actor):
     """Runs one node (or one worker copy, or an ordered node's collector) as an actor."""
 
     broadcast = False  # its ports route and deal: each record goes to some of its outputs
@@ -121,7 +106,7 @@ class NodeActor(MarkPassing, Actor):
         if self.policy is not None:  # its pushes wait until process() returns (delivery/retry.py)
             assert unit.entry is not None
             unit.entry, self._each, hold, self._release = retrying(
-                node, unit.entry, self.policy, to_channel(unit.dead_letters), self.tally, self._pipeline)
+                node, unit.entry, self.policy, self._letters(), self.tally, self._pipeline)
             hold(unit.push)
         if self.journal is not None:  # journaled; a restarted worker knows which writers ended
             self.inbox.tap = self.journal.took  # type: ignore[union-attr]
@@ -225,100 +210,6 @@ class NodeActor(MarkPassing, Actor):
         if current is not None:
             unit.ports[0].pending.append((current[0], PROGRESS))
         self._flush_ports()
-
-    # -- a restartable worker (delivery/restart.py) ----------------------------------------
-    def _run_journaled(self, journal: Journal) -> None:
-        """The inbox's batches, each journaled before it is handled (the inbox's tap) and
-        acknowledged once its outputs are sent on; a restarted worker first handles the batch
-        its predecessor died in (``journal.resume``, set by on_death in the parent)."""
-        resume = journal.resume
-        if resume is not None:
-            journal.took(pickle.dumps(resume.records, protocol=5))
-            self._handle_journaled(journal, resume.records, resume)
-        assert self.inbox is not None
-        # a batch at a time: where it died is not known
-        each, item = self._numbered if self.unit.current is not None else self._each, _NO_RECORD
-        for batch in self._inbox_batches(self.inbox):
-            pieces = split(batch) if self._aligner is not None else None
-            try:
-                if pieces is None:
-                    each(batch)
-                else:  # acks: the marks are passed on after the records before them
-                    for records, mark in pieces:
-                        each(records)
-                        if mark is not None:
-                            self._pass(mark)
-            except BaseException:
-                self._failed_record = item
-                raise
-            self._acknowledge(journal, batch)
-        journal.end()
-
-    def _handle_journaled(self, journal: Journal, batch: list[Any], resume: Resume) -> None:
-        """The batch a worker died in, record by record, noting where it is (a record that
-        kills this one too is found); ``resume.skip`` is dead-lettered instead."""
-        at, entry, skip, current = journal.position, self.unit.entry, resume.skip, self.unit.current
-        assert entry is not None
-        item: Any = _NO_RECORD
-        try:
-            for i, item in enumerate(batch):
-                at[1] = i
-                if current is not None and type(item) is tuple:  # an ordered worker's (number, record)
-                    current[0], item = item
-                if i == skip:
-                    assert self.tally is not None
-                    letter = DeadLetter.of(self._pipeline, self.unit.owner.name, resume.kills, resume.error(), item)
-                    to_channel(self.unit.dead_letters)(letter)
-                    self.tally.dead_lettered += 1
-                    continue
-                if i in resume.skipped:
-                    continue
-                if type(item) is Mark:
-                    self._pass(item)
-                    continue
-                entry(item)
-        except BaseException:
-            self._failed_record = item
-            raise
-        if current is not None and batch:
-            self.unit.ports[0].pending.append((current[0], PROGRESS))
-        self._acknowledge(journal, batch)
-
-    def _numbered(self, batch: list[Any]) -> None:
-        """An ordered worker's batch of ``(number, record)``: what it pushes carries the number."""
-        current, entry = self.unit.current, self.unit.entry
-        assert current is not None and entry is not None
-        for current[0], item in batch:
-            entry(item)
-        if batch:
-            self.unit.ports[0].pending.append((current[0], PROGRESS))
-
-    def _acknowledge(self, journal: Journal, batch: list[Any]) -> None:
-        """``batch`` is handled: commit what the node did with it, send its outputs on, then mark
-        it done and received (a death after this does not replay it, so nothing may wait)."""
-        if self.unit.node is not None:
-            self.unit.node.commit()
-        self.flush()
-        journal.done()
-        self.counts.received += len(batch) if self._aligner is None else sum(type(r) is not Mark for r in batch)
-
-    def on_death(self, exitcode: int | None) -> float | None:
-        """In the parent: restart a journaled worker (its in-flight batch goes to the next one)."""
-        journal = self.journal
-        if journal is None:
-            if self.policy is not None and self.policy.replays and self.unit.mode == "process":
-                self.death_note = "; not restarted: under guarantee='replay' merge nodes are not restarted yet"
-            return None
-        if journal.closing:
-            self.death_note = "; not restarted: it died closing its outputs (its downstream may have seen its end)"
-            return None
-        delay = journal.died(exitcode)
-        if delay is None:
-            self.death_note = (f"; node {self.unit.owner.name!r} not restarted again: its process died "
-                               f"{journal.in_a_row} times in a row without finishing a batch (restarted "
-                               f"{journal.restarts} times in all, limit {journal.max_restarts} in a row; "
-                               f"last exit: {journal.last_exit})")
-        return delay
 
     def _run_merged(self) -> None:
         """Several inputs merged by key (merge_sorted) or by sequence number (a collector).

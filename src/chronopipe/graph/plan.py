@@ -30,11 +30,26 @@ from ..delivery import Delivery
 from .node import Node, RouterNode
 from .wiring import Port, Target, input_of, make_push, output_of, route_to, stdout_write, to_port
 
-__all__ = ["Plan", "Unit", "build_plan", "settings_of"]
+__all__ = ["PROGRESS", "Plan", "Unit", "build_plan", "settings_of"]
 
 ActorMode = Literal["thread", "process"]
 _SEQ = operator.itemgetter(0)  # what a collector merges its workers' outputs by
 _MODE_NAMES = {"threads": "thread", "thread": "thread", "processes": "process", "process": "process"}
+
+
+class _Progress:
+    """Marker an ordered worker sends after each batch: "I am past this sequence number"."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "PROGRESS"
+
+    def __repr__(self) -> str:
+        return "PROGRESS"
+
+
+PROGRESS = _Progress()
 
 
 @dataclass
