@@ -300,3 +300,12 @@ def test_a_restarted_worker_passes_the_marks_of_its_replayed_batch(tmp_path: Any
     assert stats.restarts == 1
     assert source.confirmed[-1] == 20_000 and stats.confirmed == 20_000 and len(source.confirmed) > 1
     assert 20_000 <= sink.handled.value <= 20_000 + stats.duplicates_possible
+
+
+@pytest.mark.parametrize("guarantee", ["none", "track", "replay"])
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_a_run_stopped_by_a_node_names_the_record_under_every_guarantee(mode: str, guarantee: str) -> None:
+    pipeline = Pipeline(Leave("leave") | ListSink("sink"), mode=mode, guarantee=guarantee, dead_letter=[].append)
+    with pytest.raises(BaseException) as caught:  # an ActorError (SystemExit in the node)
+        pipeline.consume(range(20_000))
+    assert caught.value.record == 12_345, str(caught.value)  # type: ignore[attr-defined]

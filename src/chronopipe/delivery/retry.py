@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ..actors.errors import NO_RECORD
 from ..runtime.counts import SharedInts
 from .letters import DeadLetter
 from .policy import Policy
@@ -67,12 +68,14 @@ class SharedTally(SharedInts, fields=("retried", "dead_lettered", "dropped")):
 class Retrying(NamedTuple):
     """What :func:`retrying` returns: the wrapped input, per record (``entry``) and per batch
     (``each``), and how to switch ``node.push`` to the held-back list (``hold(push)``, ``push``
-    being the node's real one) and back (``release()``)."""
+    being the node's real one) and back (``release()``); ``failing[0]``: the record ``each`` was
+    handling when something that is not an Exception (SystemExit, Ctrl-C) stopped it."""
 
     entry: Callable[[Any], None]
     each: Callable[[list[Any]], None]
     hold: Callable[[Callable[[Any], Any]], None]
     release: Callable[[], None]
+    failing: list[Any]
 
 
 def _not_held(item: Any) -> None:
@@ -96,7 +99,8 @@ def retrying(node: Any, fn: Callable[[Any], Any], policy: Policy, send: Callable
     ...             self.fails -= 1
     ...             raise ValueError("not yet")
     >>> out, letters, node, tally = [], [], Flaky(), Tally()
-    >>> entry, each, hold, release = retrying(node, node.process, Policy("replay", 3), letters.append, tally, "p", True)
+    >>> entry, each, hold, release, _ = retrying(node, node.process, Policy("replay", 3), letters.append, tally, "p",
+    ...                                          True)
     >>> hold(out.append)
     >>> entry(1); out, tally.retried, tally.dead_lettered, letters
     ([1], 2, 0, [])
@@ -180,6 +184,8 @@ def retrying(node: Any, fn: Callable[[Any], Any], policy: Policy, send: Callable
         if again(item, failed, 0) and buffer:
             tally.sent += send_on()
 
+    failing: list[Any] = [NO_RECORD]
+
     def each(items: list[Any]) -> None:
         records, size, mark, item = iter(items), len, 0, None
         while True:
@@ -190,8 +196,11 @@ def retrying(node: Any, fn: Callable[[Any], Any], policy: Policy, send: Callable
                 break
             except Exception as exc:
                 failed = exc
+            except BaseException:
+                failing[0] = item  # the run stops: which record it was on (the executor's error names it)
+                raise
             again(item, failed, mark)  # then on with the records after it
         if buffer:
             send_on()
 
-    return Retrying(counted if count else entry, each, hold, release)
+    return Retrying(counted if count else entry, each, hold, release, failing)

@@ -76,6 +76,7 @@ class NodeActor(MarkPassing, Restartable, Actor):
         self._arrived: list[int] = []  # a merge under acks: records per input, and marks waiting
         self._marks: list[deque[tuple[int, int]]] = []
         self._each: Any = None  # the retrying input, a batch at a time
+        self._failing: list[Any] = [_NO_RECORD]  # the record it was on when the run stopped
         #: a replaying process worker with one inbox is restarted when its process dies (restart.py)
         replays = self.policy is not None and self.policy.replays
         restartable = replays and unit.mode == "process" and self.inbox is not None
@@ -105,7 +106,7 @@ class NodeActor(MarkPassing, Restartable, Actor):
         node.push = unit.push  # type: ignore[method-assign,assignment]
         if self.policy is not None:  # its pushes wait until process() returns (delivery/retry.py)
             assert unit.entry is not None
-            unit.entry, self._each, hold, self._release = retrying(
+            unit.entry, self._each, hold, self._release, self._failing = retrying(
                 node, unit.entry, self.policy, self._letters(), self.tally, self._pipeline)
             hold(unit.push)
         if self.journal is not None:  # journaled; a restarted worker knows which writers ended
@@ -161,10 +162,15 @@ class NodeActor(MarkPassing, Restartable, Actor):
                     if batch:
                         ports[0].pending.append((current[0], PROGRESS))
             except BaseException:
-                self._failed_record = item
+                self._blame(item)
                 raise
             self._flush_ports()
             self.counts.received += len(batch)  # after the send: a batch is received once handled and passed on
+
+    def _blame(self, item: Any) -> None:
+        """The record the error names: ``item``, or, when a batch went to the retry wrapper
+        whole, the one it was on."""
+        self._failed_record = item if item is not _NO_RECORD else self._failing[0]
 
     def _handle(self, batch: list[Any]) -> None:
         """One batch of an inbox (acks: the piece of it before a mark)."""
@@ -179,7 +185,7 @@ class NodeActor(MarkPassing, Restartable, Actor):
                 for item in batch:
                     entry(item)
         except BaseException:
-            self._failed_record = item
+            self._blame(item)
             raise
         self._flush_ports()
         self.counts.received += len(batch)
@@ -201,7 +207,7 @@ class NodeActor(MarkPassing, Restartable, Actor):
                         current[0] = number
                     entry(item)
             except BaseException:
-                self._failed_record = item
+                self._blame(item)
                 raise
             if journal is not None:  # handled and sent on: a restarted worker does not do them again
                 self.flush()

@@ -42,6 +42,8 @@ class Restartable:
 
         def _inbox_batches(self, inbox: Any) -> Any: ...
 
+        def _blame(self, item: Any) -> None: ...
+
     def _letters(self) -> Any:
         """Where the retry wrapper sends a letter: the dead-letters channel; for a restartable
         worker, not the letters a worker that died in the same batch had sent already."""
@@ -80,7 +82,7 @@ class Restartable:
                         if mark is not None:
                             self._pass(mark)
             except BaseException:
-                self._failed_record = item
+                self._blame(item)
                 raise
             self._acknowledge(journal, batch)
         journal.end()
@@ -109,7 +111,7 @@ class Restartable:
                     continue
                 entry(item)
         except BaseException:
-            self._failed_record = item
+            self._blame(item)
             raise
         if current is not None and batch:
             self.unit.ports[0].pending.append((current[0], PROGRESS))
