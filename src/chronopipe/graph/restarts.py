@@ -133,7 +133,7 @@ class Restartable:
             self.unit.node.commit()
         self.flush()
         journal.done()
-        self.counts.received += len(batch) if self._aligner is None else sum(type(r) is not Mark for r in batch)
+        self.counts.received += len(batch) - (list(map(type, batch)).count(Mark) if self._aligner is not None else 0)
 
     def on_death(self, exitcode: int | None) -> float | None:
         """In the parent: restart a journaled worker (its in-flight batch goes to the next one)."""
