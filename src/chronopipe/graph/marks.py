@@ -48,7 +48,7 @@ class MarkPassing:
             unit.node.commit()
         send_mark(unit.ports, [], Mark(offset, unit.flag))
         self.flush()  # (counts what the ports sent)
-        if self._slot is not None:  # a terminal node (its dead letters, if any, confirm on their own)
+        if self._slot is not None:  # a terminal node (the caller waits for its letters itself: acking.py)
             assert self._ledger is not None
             self._ledger.confirm(self._slot, offset)
 
