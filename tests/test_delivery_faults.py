@@ -173,11 +173,7 @@ REPLAYS = ("replay", "replay+state")
 
 #: the cells that show a bug, kept as strict xfails (a fix makes them pass: unmark them then):
 #: (faults, guarantees, modes, the bug in one line)
-BUGS: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str]] = [
-    (("push_unloadable",), tuple(GUARANTEES), ("processes",),
-     "a batch that fails to unpickle is reported as the reading node's own error, with no word of the channel "
-     "or of unpickling"),
-]
+BUGS: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str]] = []
 
 
 def _cells() -> list[Any]:

@@ -40,7 +40,8 @@ class ChannelBroken(RuntimeError):  # noqa: N818 (trio-style name: BrokenResourc
 
 class NotPicklable(TypeError):  # noqa: N818 (says what the record is)
     """A record put into a process channel cannot be pickled (raised when its batch is sent,
-    which may be while a later record is being handled: no input record is to blame)."""
+    which may be while a later record is being handled: no input record is to blame), or a
+    batch that came through one cannot be unpickled (raised where it is received)."""
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,11 @@ class ProcessChannel(Channel, mode="process"):
         if tap is not None and journal is None:
             tap(data)
         self._slots.release()
-        return pickle.loads(data)
+        try:
+            return pickle.loads(data)
+        except Exception as exc:  # a record whose class is not importable here, or whose __reduce__ raises
+            raise NotPicklable(f"channel {self.name!r}: a batch cannot be unpickled here ({type(exc).__name__}: "
+                               f"{exc}); process channels carry plain pickle: send plain data") from exc
 
     def _read_frame(self) -> bytes:
         """The next whole frame's payload; a damaged one (a writer died mid-frame) is dropped."""
