@@ -368,3 +368,21 @@ def test_the_dead_letter_file_opened_any_way_is_refused_as_input(tmp_path, monke
         with pytest.raises(ValueError, match="dead letters are never written onto an input"):
             pipeline.consume(source)
     assert path.read_text() == '{"a": 1}\n'
+
+
+@pytest.mark.parametrize("guarantee", ["none", "track", "replay"])
+def test_a_router_that_raises_fails_the_run_naming_the_node_before_it_in_the_sync_mode(guarantee):
+    def route(item):
+        if item == 3:
+            raise KeyError("router bug")
+        return "b"
+
+    class Pass(Node):
+        def process(self, item):
+            self.push(item)
+
+    top = Pass("src")
+    top | [ListSink("b"), ListSink("c"), route]
+    with pytest.raises(ActorError) as caught:
+        Pipeline(top, guarantee=guarantee, dead_letter=[].append).consume(range(10))
+    assert caught.value.actor == "src" and "router bug" in str(caught.value)

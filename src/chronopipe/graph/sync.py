@@ -68,8 +68,24 @@ class SyncRun:
             node.push = push  # type: ignore[method-assign]
             node._process = self._input(node)  # type: ignore[attr-defined]
             if node in self._retries:  # its pushes wait until process() returns (delivery/retry.py)
-                self._retries[node].hold(push)
+                routed = any(isinstance(d, RouterNode) for d in node._downstream_nodes)
+                self._retries[node].hold(self._owned(node, push) if routed else push)
         self.entry = self.nodes[0]._process  # type: ignore[attr-defined]
+
+    def _owned(self, node: Node, push: Target) -> Target:
+        """``push``, a router's error in it being ``node``'s (as when it pushes from its process()):
+        held-back pushes are sent after process() returned, so no frame of ``node`` says it."""
+        nodes = self._by_id
+
+        def push_of_node(item: Any) -> None:
+            try:
+                push(item)
+            except Exception as exc:
+                if find_origin(exc, nodes) is None:
+                    mark(exc, node.name, item)
+                raise
+
+        return push_of_node
 
     def _input(self, node: Node) -> Target:
         """What receives the items sent to ``node``: input_of, retrying under "replay" (one per node)."""
