@@ -147,7 +147,7 @@ class Acking:
         if self.finished or self.run is None or self.run.ledger is None:
             return self.confirmed
         confirmed = min(self.run.ledger.confirmed, self.fed)
-        return confirmed if confirmed > self.confirmed and not self.run.letters_pending() else self.confirmed
+        return confirmed if confirmed > self.confirmed and self.run.letters_pending() <= 0 else self.confirmed
 
     def _save(self, confirmed: int, finished: bool) -> None:
         assert self.state is not None

@@ -141,7 +141,8 @@ class ActorRun:
 
     def letters_pending(self) -> int:
         """Letters (dead letters, failures) the nodes sent and the sink has not written yet: a
-        confirmation read before this is 0 covers the letters of the records it confirms."""
+        confirmation read before this is 0 or less covers the letters of the records it confirms
+        (less: a worker killed between sending a letter and counting it)."""
         assert self.delivery is not None
         sent = sum(int(a.tally.dead_lettered) for a in self.actors if isinstance(a, NodeActor) and a.tally is not None)
         return sent - self.delivery.written
