@@ -19,6 +19,11 @@ def running(procs: list[psutil.Process]) -> list[psutil.Process]:
     return alive
 
 
+def children() -> list[psutil.Process]:
+    """This process's descendants still running (zombies not counted)."""
+    return running(psutil.Process().children(recursive=True))
+
+
 def kill_all(proc: subprocess.Popen, seen: list[psutil.Process]) -> None:  # type: ignore[type-arg]
     """End a test's script and every process it was seen to start (a failed test leaves none)."""
     if proc.poll() is None:

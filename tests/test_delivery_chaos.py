@@ -17,13 +17,13 @@ import struct
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from chronopipe.channels.pipe import ProcessChannel, framed
 from chronopipe.delivery.restart import Journal
 from chronopipe.graph import Node, Pipeline
 from chronopipe.graph.wiring import LIMIT
+from processes_helper import children
 
 _SCRIPT = Path(__file__).parent / "scripts" / "chaos_run.py"
 _spec = importlib.util.spec_from_file_location("chaos_run", _SCRIPT)
@@ -35,17 +35,6 @@ _spec.loader.exec_module(chaos_run)
 RECORDS = 2_000_000
 RUNS = 3
 EVERY = (0.2, 0.6)
-
-
-def _children() -> set[int]:
-    out = set()
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.add(p.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 @pytest.mark.timeout(120)
@@ -73,11 +62,11 @@ def test_random_kills_lose_nothing_and_duplicate_at_most_a_batch_each():
 @pytest.mark.timeout(60)
 def test_one_kill_in_process_is_restarted_and_leaves_no_process(tmp_path):
     # in this process: nothing of the run is left among our children afterwards
-    before = _children()
+    before = {p.pid for p in children()}
     result = chaos_run.chaos_once(1_000_000, seed=5, every=(0.3, 0.3), folder=str(tmp_path), kill_for=0.35)
     assert result["error"] is None and result["lost"] == 0, result
     assert result["restarts"] == result["kills"] and result["duplicates"] <= result["kills"] * LIMIT, result
-    assert result["left_behind"] == [] and _children() <= before
+    assert result["left_behind"] == [] and {p.pid for p in children()} <= before
 
 
 def test_the_script_reports_one_line_per_run_and_a_total(capsys):

@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import multiprocess
-import psutil
 import pytest
 
 from chronopipe.actors import ActorError
 from chronopipe.channels import ChannelBroken
 from chronopipe.graph import Node, Pipeline, acking
+from processes_helper import children
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,21 +190,10 @@ def _cells() -> list[Any]:
     return cells
 
 
-def _children() -> list[psutil.Process]:
-    alive = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def _no_child_left(before: set[int]) -> None:
     deadline = time.monotonic() + 2.0
     while True:
-        left = [p.pid for p in _children() if p.pid not in before]
+        left = [p.pid for p in children() if p.pid not in before]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.02)
@@ -236,7 +225,7 @@ SAYS = {"crash": "code 3", "sigkill": "SIGKILL", "end_crash": "code 3", "sys_exi
 
 @pytest.mark.parametrize(("fault", "guarantee", "mode", "workers"), _cells())
 def test_fault(fault: str, guarantee: str, mode: str, workers: int, tmp_path: Path) -> None:
-    before = {p.pid for p in _children()}
+    before = {p.pid for p in children()}
     work, sink = Work("work", fault, str(tmp_path / "flag"), workers=workers), Sink("sink")
     letters = tmp_path / "dl.jsonl"
     state = {"state_dir": tmp_path / "state"} if guarantee == "replay+state" else {}
@@ -338,7 +327,7 @@ def test_a_run_longer_than_the_window_is_confirmed_as_it_goes_and_never_hangs(
     confirmed while it goes, in every kind of acknowledged run ("replay" with a state_dir included)."""
     monkeypatch.setattr(acking, "WINDOW", 2_000)
     guarantee, sink_guarantee, with_state = WINDOWED[kind]
-    before = {p.pid for p in _children()}
+    before = {p.pid for p in children()}
     sink = Sink("sink", guarantee=sink_guarantee)
     state = {"state_dir": tmp_path / "state"} if with_state else {}
     pipeline = Pipeline(Work("work", "none", str(tmp_path / "flag")) | sink, mode=mode, guarantee=guarantee,

@@ -7,12 +7,12 @@ import os
 import signal
 import time
 
-import psutil
 import pytest
 
 from chronopipe.actors import ActorError
 from chronopipe.delivery import read_dead_letters, restart
 from chronopipe.graph import Node, Pipeline
+from processes_helper import children
 
 pytestmark = pytest.mark.timeout(60)
 N = 100_000
@@ -68,20 +68,9 @@ class Collect(Node):
         self.got.append(item)
 
 
-def _children() -> list[psutil.Process]:
-    out = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 @pytest.mark.parametrize(("how", "workers", "n"), [("sigkill", 1, 1_000_000), ("exit", 1, N), ("sigkill", 2, N)])
 def test_a_killed_worker_is_restarted_and_every_record_reaches_the_sink(tmp_path, how, workers, n):
-    before = {p.pid for p in _children()}
+    before = {p.pid for p in children()}
     letters: list = []
     sink = Collect("sink")
     pipeline = Pipeline(KillOnce("work", n // 2 + 123, str(tmp_path / "killed"), how, workers=workers) | sink,
@@ -97,7 +86,7 @@ def test_a_killed_worker_is_restarted_and_every_record_reaches_the_sink(tmp_path
     assert stats.restarts == 1 and stats.nodes[0].restarts == 1 and not letters
     assert stats.nodes[0].received == n
     assert "1 worker restart" in stats.summary
-    assert {p.pid for p in _children()} <= before  # the dead worker and its replacement are gone
+    assert {p.pid for p in children()} <= before  # the dead worker and its replacement are gone
 
 
 def test_one_replaying_node_in_a_none_pipeline_is_restarted(tmp_path):
@@ -159,7 +148,7 @@ def test_two_poison_records_in_one_batch_each_go_to_the_dead_letters(tmp_path):
 
 def test_the_restart_limit_fails_the_run_naming_the_node(tmp_path, monkeypatch):
     monkeypatch.setattr(restart, "BACKOFF", (0.0, 0.01))
-    before = {p.pid for p in _children()}
+    before = {p.pid for p in children()}
     pipeline = Pipeline(DieInBegin("fragile") | Collect("sink"), mode="processes", guarantee="replay",
                         dead_letter=str(tmp_path / "dl.jsonl"))
     started = time.monotonic()
@@ -171,7 +160,7 @@ def test_the_restart_limit_fails_the_run_naming_the_node(tmp_path, monkeypatch):
     assert "SIGKILL" in str(error)
     assert f"restarted {restart.MAX_RESTARTS} times" in str(error)
     assert f"died {restart.MAX_RESTARTS + 1} times in a row" in str(error)
-    assert {p.pid for p in _children()} <= before
+    assert {p.pid for p in children()} <= before
 
 
 @pytest.mark.parametrize("limit", [0, 2])
