@@ -137,35 +137,18 @@ class NodeActor(MarkPassing, Restartable, Actor):
             self._run_single()
 
     def _run_single(self) -> None:
-        inbox, unit = self.inbox, self.unit
-        assert inbox is not None and unit.entry is not None
-        entry, ports, current, each = unit.entry, unit.ports, unit.current, self._each
-        item: Any = _NO_RECORD
+        inbox = self.inbox
+        assert inbox is not None
         for batch in self._inbox_batches(inbox):
             pieces = split(batch) if self._aligner is not None else None
-            if pieces is not None:  # acks: the records, each mark passed on after those before it
-                for records, mark in pieces:
-                    if records:
-                        self._handle(records)
-                    if mark is not None:
-                        self._pass(mark)
+            if pieces is None:
+                self._handle(batch)
                 continue
-            try:
-                if current is None and each is not None:  # retrying (delivery): a batch per call
-                    each(batch)
-                elif current is None:
-                    for item in batch:
-                        entry(item)
-                else:  # an ordered worker: items come numbered, what it pushes carries the number
-                    for current[0], item in batch:
-                        entry(item)
-                    if batch:
-                        ports[0].pending.append((current[0], PROGRESS))
-            except BaseException:
-                self._blame(item)
-                raise
-            self._flush_ports()
-            self.counts.received += len(batch)  # after the send: a batch is received once handled and passed on
+            for records, found in pieces:  # acks: the records, each mark passed on after those before it
+                if records:
+                    self._handle(records)
+                if found is not None:
+                    self._pass(found)
 
     def _blame(self, item: Any) -> None:
         """The record the error names: ``item``, or, when a batch went to the retry wrapper
@@ -173,13 +156,18 @@ class NodeActor(MarkPassing, Restartable, Actor):
         self._failed_record = item if item is not _NO_RECORD else self._failing[0]
 
     def _handle(self, batch: list[Any]) -> None:
-        """One batch of an inbox (acks: the piece of it before a mark)."""
-        entry, each, item = self.unit.entry, self._each, _NO_RECORD
+        """One batch of the inbox (acks: the piece of it before a mark): handled, what it gave
+        sent on when due, then counted (a batch is received once handled and passed on)."""
+        unit, each, item = self.unit, self._each, _NO_RECORD
+        entry, current = unit.entry, unit.current
         assert entry is not None
         try:
-            if self.unit.current is not None:
-                self._numbered(batch)
-            elif each is not None:
+            if current is not None:  # an ordered worker: items come numbered, what it pushes carries the number
+                for current[0], item in batch:
+                    entry(item)
+                if batch:
+                    unit.ports[0].pending.append((current[0], PROGRESS))
+            elif each is not None:  # retrying (delivery): a batch per call
                 each(batch)
             else:
                 for item in batch:
