@@ -80,8 +80,13 @@ class Acking:
                 records than the state confirmed. TypeError: ``source`` is not iterable.
         """
         records = iter(source)
-        if self.state is None:
-            return map(_first, zip(records, self._pulled, strict=False))
+        if self.state is not None:
+            self._hold_and_skip(records)
+        # counts what was taken from the source, the record a node failed on too (in C: no cost per record)
+        return map(_first, zip(records, self._pulled, strict=False))
+
+    def _hold_and_skip(self, records: Any) -> None:
+        assert self.state is not None
         self.state.lock()
         try:
             if self.start:
@@ -94,8 +99,6 @@ class Acking:
         except BaseException:
             self.state.unlock()
             raise
-        # counts what was taken from the source, the record a node failed on too (in C: no cost per record)
-        return map(_first, zip(records, self._pulled, strict=False))
 
     def feed(self, run: Any, records: Any) -> None:
         """Feed ``records`` (:meth:`prepare`'s) into ``run`` (begun)."""
