@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "HEAD", "StateError", "StateFile", "source_identity"]
+__all__ = ["FORMAT_VERSION", "HEAD", "StateError", "StateFile", "file_of", "source_identity"]
 
 #: The ``v`` of the state files this version writes and reads.
 FORMAT_VERSION = 1
@@ -59,7 +59,7 @@ def source_identity(source: Any) -> dict[str, Any]:
     key = getattr(source, "resume_key", None)
     if key is not None:
         return {"source": str(key)}
-    path = _file_of(source)
+    path = file_of(source)
     if path is None:
         raise StateError(f"cannot resume {type(source).__name__} {source!r:.80}: state_dir needs a source that names "
                          "a file (an open file, a reader, a path) or has a resume_key attribute (wrap a list or a "
@@ -73,7 +73,7 @@ def source_identity(source: Any) -> dict[str, Any]:
     return identity
 
 
-def _file_of(source: Any) -> Path | None:
+def file_of(source: Any) -> Path | None:
     """The regular file ``source`` reads: the one behind its descriptor when it is open (so a
     relative name opened from another folder is not mistaken), else the one it names."""
     try:

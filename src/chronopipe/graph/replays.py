@@ -23,6 +23,7 @@ from ..delivery import (
     policy_of,
     read_dead_letters,
 )
+from ..delivery.state import file_of
 from .node import GroupByNode, Node, RouterNode, top_down_order
 
 __all__ = ["SAME", "Deliveries"]
@@ -148,12 +149,9 @@ class Deliveries:
     def _check_not_input(self, iterable: Any) -> None:
         paths = [p for p in (getattr(iterable, a, None) for a in ("name", "filename", "path"))
                  if isinstance(p, (str, os.PathLike))]
-        try:  # an open file, however it was opened (by descriptor, stdin): the file behind it
-            fd = iterable.fileno()
-            if isinstance(fd, int) and os.path.exists(f"/proc/self/fd/{fd}"):
-                paths.append(os.path.realpath(f"/proc/self/fd/{fd}"))
-        except (AttributeError, OSError, ValueError, TypeError):
-            pass
+        behind = file_of(iterable)  # an open file, however it was opened (by descriptor, stdin)
+        if behind is not None:
+            paths.append(behind)
         if not paths:
             return
         sink = open_sink(self.dead_letter, self.name)
