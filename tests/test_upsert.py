@@ -196,3 +196,23 @@ def test_bad_arguments_are_refused_at_once():
         UpsertSink("load", key="id", store=[])
     with pytest.raises(ValueError, match="commit_every must be an int >= 1"):
         UpsertSink("load", key="id", store={}, commit_every=0)
+
+
+def test_copies_opening_a_new_file_at_once_all_open_it(tmp_path):
+    # Switching a new file to WAL takes an exclusive lock: SQLite refuses all but one opener at once.
+    def open_store(path, errors):
+        try:
+            with UpsertStore(path) as store:
+                len(store)
+        except Exception as exc:  # collected for the assertion
+            errors.append(exc)
+
+    errors: list = []
+    for round_ in range(20):
+        threads = [threading.Thread(target=open_store, args=(tmp_path / f"{round_}.sqlite", errors))
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

@@ -122,15 +122,29 @@ class UpsertStore(MutableMapping[Key, Any]):
             self._lock = threading.Lock()
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # durable at each commit against a crash of the process
-            conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" (key PRIMARY KEY NOT NULL, value, '
-                         "version INTEGER NOT NULL DEFAULT 1, updated REAL NOT NULL)")
+            self._prepare(conn)
         except BaseException:
             conn.close()
             raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        # Two copies opening a new file at once both want the exclusive lock that switching to WAL
+        # takes; SQLite answers one of them "database is locked" at once, without waiting out the
+        # busy timeout (it would deadlock), so the switch is retried until the timeout is spent.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable at each commit against a crash of the process
+        conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" (key PRIMARY KEY NOT NULL, value, '
+                     "version INTEGER NOT NULL DEFAULT 1, updated REAL NOT NULL)")
 
     def close(self) -> None:
         """Close the connection (in the process that opened it); the next use opens it again."""
