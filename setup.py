@@ -33,6 +33,8 @@ setup(
         # with the code that imports it, not before.
         "yaml": ["pyyaml>=6"],  # chronopipe validate --rules rules.yml
         "plot": ["graphviz>=0.20"],  # Pipeline.plot()
+        "websocket": ["websockets>=13"],  # chronopipe.sources.WebSocketSource
+        "cron": ["croniter>=2"],  # chronopipe.sources.CronSource
     },
     entry_points={"console_scripts": ["chronopipe=chronopipe.__main__:main"]},
     classifiers=[

@@ -1,0 +1,263 @@
+"""Source: records from outside the process, iterated here or hosted as an actor into a channel.
+
+A source is an Actor (named, with ``statistics()``, ``stop()``, ``join()``), hosted by the
+Runtime on a thread (the default) or in its own process, writing to ``queue``: the queue it was
+given, or a Channel of its mode made on first use (``maxsize`` records). Or it is simply iterated
+(``for record in source``) in the calling thread, as ``Pipeline.consume(source)`` does.
+
+**For implementors of new source kinds**: subclass :class:`Source` and define ``_batches()``, a
+generator of lists of records. Its contract:
+
+- It runs in the actor's thread or process, or in the thread iterating the source.
+- It must never block longer than :data:`POLL` seconds without looking at ``self.stopping``,
+  and it returns soon after that is true: a socket waits with a timeout, a pause is
+  ``self._pause(seconds)``.
+- It yields one list per read (a socket's ``recv``, a poll's response). The list is handed
+  to the channel before the next read, and the channel blocks while it is full. The source
+  reads nothing meanwhile, so a socket's receive buffer fills up and the sender's TCP window
+  closes: that is the backpressure. Memory stays bounded by the channel's size.
+- Its ``finally`` closes what it opened (sockets, files). It runs when the source ends, when
+  it is stopped, when iteration stops early (the generator is closed) and when it fails.
+- An error it recovers from (a dropped connection, an HTTP 503) is counted with ``_failed()``
+  and retried. An error it cannot recover from (a port in use, a bad address) is raised as a
+  :class:`SourceError`, whose message starts with the source's name.
+- A gap in the data (a reconnect, a missed timer tick) is never silent. It becomes a
+  :class:`Marker` record in the stream, made with ``_marker()``.
+
+The source counts records (markers included) and the bytes it read. With ``stamp=True``
+every record is wrapped in an :class:`Arrival`: its arrival time and sequence number, so that
+records of mixed sources can be merged by either.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
+
+from ..actors.actor import Actor, ActorStatistics, Mode
+from ..readers.hosting import ReaderHosting
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["POLL", "Arrival", "Marker", "MarkerKind", "Source", "SourceError", "SourceStatistics"]
+
+#: Seconds a source may block before it looks at ``stopping`` again.
+POLL = 0.1
+
+MarkerKind = Literal["gap_start", "gap_end", "missed"]
+
+
+class SourceError(Exception):
+    """A source cannot go on: a port in use, a bad address, an unreadable file. The message
+    starts with ``source 'name':``; ``.source`` holds the name."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"source {source!r}: {message}")
+        self.source = source
+
+    def __reduce__(self) -> Any:
+        return _rebuilt_error, (self.source, str(self))
+
+
+def _rebuilt_error(source: str, text: str) -> SourceError:
+    error = SourceError.__new__(SourceError)
+    Exception.__init__(error, text)
+    error.source = source
+    return error
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A record that says something about the stream itself, never about the data.
+
+    ``kind`` is one of these:
+
+    - ``"gap_start"``: the connection was lost at ``at``.
+    - ``"gap_end"``: it is back at ``at``; ``detail["gap"]`` gives the seconds without data,
+      ``detail["attempts"]`` the connection attempts.
+    - ``"missed"``: timer ticks were skipped; ``detail["ticks"]`` lists their scheduled times.
+
+    ``source`` is the name of the source that made the marker.
+
+    >>> Marker("gap_start", "feed", 1700000000.0, {"reason": "connection closed"}).kind
+    'gap_start'
+    """
+
+    kind: MarkerKind
+    source: str
+    at: float  # time.time() when the source noticed
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Arrival(NamedTuple):
+    """A record as it arrived: ``stamp=True`` makes a source emit these.
+
+    ``at`` is ``time.time()`` when the source read it. Records read together share it. ``seq``
+    counts the source's records from 0. A merge orders by arrival with the key ``"at"`` (or
+    ``("at", "seq")``), and by event time with a path into the record (``"record.ts"``).
+
+    >>> a = Arrival({"ts": 5}, 1700000000.25, 0, "tap")
+    >>> a.record["ts"], a.seq, a.source
+    (5, 0, 'tap')
+    """
+
+    record: Any
+    at: float
+    seq: int
+    source: str
+
+
+@dataclass(frozen=True)
+class SourceStatistics(ActorStatistics):
+    """An actor's figures, and the source's own:
+
+    - ``records``: the records it made, markers included.
+    - ``bytes``: the bytes it read.
+    - ``markers``: how many of the records were markers.
+    - ``errors``: the errors it recovered from.
+    - ``last_error``: the latest of those errors, as text.
+    - ``detail``: figures of the source's own kind (connections, polls, ticks, rotations).
+
+    A source hosted in a process keeps these in its child; the parent gets them when it ends."""
+
+    records: int = 0
+    bytes: int = 0
+    markers: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(ReaderHosting, Actor):
+    """The base of every source: hosting, counting, stamping, markers and pauses.
+
+    ``queue``: where records go, as for a reader (a Channel, or anything with ``put()``); when
+    None the source makes a Channel of its mode, of ``maxsize`` records, as ``.queue``.
+    ``mode``: ``"thread"`` (the default) or ``"process"``. ``stamp``: wrap each record in an
+    :class:`Arrival`.
+    """
+
+    #: figures of the source's own kind, reported in ``statistics().detail`` (subclasses add to it)
+    detail: dict[str, Any]
+
+    def __init__(self, name: str, *, queue: Any = None, mode: Mode = "thread", stamp: bool = False,
+                 maxsize: int = 10_000) -> None:
+        super().__init__(name, mode=mode)
+        self.stamp = stamp
+        self.maxsize = maxsize
+        self._queue = queue
+        self.records = self.bytes = self.markers = self.errors = 0
+        self.last_error: str | None = None
+        self.detail = {}
+        self._seq = itertools.count()
+
+    # -- for implementors --------------------------------------------------------------------
+    def _batches(self) -> Iterator[list[Any]]:
+        """The source's records, a list per read (see the module docstring for the contract)."""
+        raise NotImplementedError
+
+    def _marker(self, kind: MarkerKind, **detail: Any) -> Marker:
+        """A marker of this source, counted; put it in the list yielded."""
+        self.markers += 1
+        return Marker(kind, self.name, time.time(), detail)
+
+    def _failed(self, error: BaseException | str) -> None:
+        """Count an error the source recovers from (it goes on after it)."""
+        self.errors += 1
+        self.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``, waking every POLL to look at ``stopping``; False once stopping."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, POLL))
+        return False
+
+    # -- what every source does --------------------------------------------------------------
+    def _counted(self) -> Iterator[list[Any]]:
+        batches = self._batches()
+        try:
+            for batch in batches:
+                if not batch:
+                    continue
+                self.records += len(batch)
+                if self.stamp:
+                    at, seq, name = time.time(), self._seq, self.name
+                    batch = [Arrival(record, at, next(seq), name) for record in batch]
+                yield batch
+        finally:
+            batches.close()
+
+    def _stream(self) -> Iterator[Any]:
+        for batch in self._counted():
+            yield from batch
+
+    def __iter__(self) -> Iterator[Any]:
+        """Read the source here, in the calling thread (no actor, no queue), until it ends or
+        ``stop()`` is called from another thread."""
+        if self.state != "new":
+            raise RuntimeError(f"source {self.name!r} was started as an actor: iterate its .queue instead")
+        return self._stream()
+
+    def start(self, runtime: Runtime | None = None) -> Self:
+        """Host the source (one actor, in its mode) and return at once; returns self."""
+        self.outputs = [self._output_channel()]
+        Actor.start(self, runtime)
+        return self
+
+    def run(self) -> None:
+        # Each list goes to the channel as it is read: the channel batches and lingers, so a
+        # line that arrives alone leaves within the channel's linger, and a full channel blocks
+        # here, before the next read (the backpressure).
+        output, counts = self.outputs[0], self.counts
+        batches = self._counted()
+        try:
+            for batch in batches:
+                output.put_many(batch)
+                counts.emitted += len(batch)
+                if self.stopping:
+                    break
+        finally:
+            batches.close()
+
+    def statistics(self) -> SourceStatistics:
+        base = super().statistics()
+        return SourceStatistics(**{f.name: getattr(base, f.name) for f in fields(base)}, records=self.records,
+                                bytes=self.bytes, markers=self.markers, errors=self.errors,
+                                last_error=self.last_error, detail=dict(self.detail))
+
+    def on_stop(self) -> dict[str, Any]:
+        return {"records": self.records, "bytes": self.bytes, "markers": self.markers, "errors": self.errors,
+                "last_error": self.last_error, "detail": dict(self.detail)}
+
+    def on_result(self, result: Any) -> None:
+        """In the parent, once the source ended: take over the child's figures."""
+        if isinstance(result, dict) and "records" in result:
+            for name, value in result.items():
+                setattr(self, name, value)
+
+    def join(self, timeout: float | None = None) -> SourceStatistics:  # type: ignore[override]
+        """Wait for the source to end; returns its statistics.
+
+        Raises:
+            ActorError: the source failed (its SourceError, or whatever it raised).
+            TimeoutError: it is still running after ``timeout`` seconds.
+            RuntimeError: it was never started."""
+        super().join(timeout)
+        return self.statistics()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop a hosted source and wait for it (its sockets and files are closed then)."""
+        if self.state != "new":
+            self.stop()
+            self.wait(10.0)
