@@ -1,0 +1,396 @@
+"""FollowSource: the lines of a file as it grows, like ``tail -F``.
+
+The file is read with ``os.pread`` on a raw descriptor, a MiB at a time, and split at ``\\n``
+a chunk at a time (one decode and one split per chunk, in C): one list of lines per read. At
+the end of the file the source looks, every ``poll`` seconds, for what changed:
+
+- *rename rotation*: the path names another file now (its (st_dev, st_ino) is not the open
+  descriptor's). The old file is drained to its end, then the new one is read from 0.
+- *truncation* (``: > file``, logrotate's ``copytruncate``): the file is shorter than what was
+  read, or its first bytes changed. It is read again from 0. The lines appended between the
+  last read and a copytruncate are in the copy: given ``rotated`` (the copy's path), when
+  the copy starts with the same first bytes (up to 4 KiB, the file's *head*), the rest of the
+  copy is read from where the file was left first.
+- the file does not exist (yet, or between a rename and the new file): the source waits.
+
+A line is emitted once its ``\\n`` arrived; a partial last line is held until then, also when
+the source stops. When a file is left for good (rotated away, truncated), its unterminated last
+line is emitted as it is (``detail["unterminated"]`` counts those).
+
+With ``position`` the follower keeps its place in a small JSON file (replaced atomically):
+the file's device and inode, the offset after the last whole line emitted, and the head.
+A follower started again with it goes on from there: no line lost, none repeated, also when
+the file was rotated meanwhile (the old file being ``rotated``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import stat
+import time
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, Self
+
+from ..actors.actor import Mode
+from .base import Source, SourceError
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["FollowSource"]
+
+CHUNK = 1 << 20  #: bytes read at once
+HEAD = 4096  #: bytes of the file's start kept to recognise it (its copy, its restart)
+SAVE_EVERY = 1.0  #: seconds between saves of the position while running
+TAIL = 1 << 16  #: bytes looked back from the end for the last whole line (from_start=False)
+
+_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+_Ident = tuple[int, int]
+
+
+class FollowSource(Source):
+    """A followed file (``tail -F``): its lines (str, without line endings), as it grows.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "app.log")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("one\\ntwo\\nthr")
+    >>> source = FollowSource(path).start()                  # hosted on a thread
+    >>> [source.queue.get(timeout=5) for _ in range(2)]      # "thr" is held: no newline yet
+    ['one', 'two']
+    >>> with open(path, "a") as f:
+    ...     _ = f.write("ee\\n")
+    >>> source.queue.get(timeout=5)
+    'three'
+    >>> source.stop()                                        # a followed file never ends by itself
+    >>> stats = source.join(5)
+    >>> stats.records, stats.detail["offset"]
+    (3, 14)
+
+    ``from_start``: read the file found at start from its beginning; when False, from the end of
+    its last whole line (ignored when a position is restored; a file created later is always
+    read from 0). ``poll``: seconds between looks at an idle file. ``encoding``: any
+    ASCII-compatible codec (a UTF-8 BOM is skipped); undecodable bytes become backslash escapes,
+    each such line counted as an error (``_failed``). ``rotated``: where a rotated copy or the
+    renamed file goes (``app.log.1``). ``position``: the file that keeps the follower's place,
+    saved at most every second and when the source ends. ``queue``, ``mode``, ``stamp``,
+    ``maxsize``: as for every :class:`Source`.
+
+    ``detail``: ``file`` (the path), ``offset`` (after the last whole line read), ``rotations``,
+    ``truncations``, ``recovered`` (bytes read from a rotated copy), ``unterminated``,
+    ``waiting`` (the path does not exist now).
+
+    Raises (as :class:`SourceError`, from the iteration or the actor's ``join()``): the path is
+    a directory or not a regular file, it cannot be opened or read, the position file is corrupt.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None, from_start: bool = True,
+                 poll: float = 0.05, encoding: str = "utf-8", rotated: str | os.PathLike[str] | None = None,
+                 position: str | os.PathLike[str] | None = None, queue: Any = None, mode: Mode = "thread",
+                 stamp: bool = False, maxsize: int = 10_000) -> None:
+        self.path = os.fspath(path)
+        super().__init__(name or os.path.basename(self.path), queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        if not poll > 0:
+            raise ValueError(f"poll must be more than 0 seconds, not {poll!r}")
+        self.encoding = codecs.lookup(encoding).name
+        if self.encoding.startswith(("utf-16", "utf-32")):
+            raise ValueError(f"encoding {encoding!r} is not supported: lines are split at b'\\n' (use utf-8)")
+        self.from_start, self.poll = from_start, poll
+        self.rotated = None if rotated is None else os.fspath(rotated)
+        self.position = None if position is None else os.fspath(position)
+        self.detail.update(file=self.path, offset=0, rotations=0, truncations=0, recovered=0, unterminated=0,
+                           waiting=False)
+        self._fd: int | None = None
+        self._ident: _Ident | None = None
+
+    def start(self, runtime: Runtime | None = None) -> Self:
+        """Host the source (one actor, in its mode) and return at once; returns self.
+
+        Raises:
+            SourceError: the path is a directory.
+        """
+        if os.path.isdir(self.path):
+            raise SourceError(self.name, f"{self.path} is a directory, not a file")
+        return super().start(runtime)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _batches(self) -> Iterator[list[str]]:
+        self._fd, self._ident, self._read_at, self._head = None, None, 0, b""
+        self._held: list[bytes] = []
+        self._held_len = self._unconsumed = 0
+        self._block: bytes | None = None  # the whole lines of the last list yielded
+        self._copy = False  # reading a rotated copy (copytruncate): leaving it is no rotation
+        self._saved: tuple[Any, ...] | None = None
+        self._saved_at = time.monotonic()
+        try:
+            if self.position is None or not self._restore():
+                self._open(self.path, 0 if self.from_start else None)
+            while not self.stopping:
+                if self._fd is None and not self._open(self.path, 0):
+                    self.detail["waiting"] = True
+                    self._pause(self.poll)
+                    continue
+                yield from self._read_to_end()
+                if self.stopping:
+                    break
+                self._save_now_and_then()
+                switched = yield from self._changed()
+                if not switched:
+                    self._pause(self.poll)
+        finally:
+            try:
+                self._save()
+            finally:
+                self._close()
+
+    def _read_to_end(self) -> Iterator[list[str]]:
+        """Lists of lines from the open file, until a read is short (its end, for now)."""
+        fd, head = self._fd, self._head
+        assert fd is not None
+        while True:
+            at = self._read_at
+            try:
+                chunk = os.pread(fd, CHUNK, at)
+            except OSError as exc:
+                raise SourceError(self.name, f"cannot read {self.detail['file']}: {exc.strerror or exc}") from exc
+            n = len(chunk)
+            if not n:
+                return
+            self.bytes += n
+            if self._copy:
+                self.detail["recovered"] += n
+            self._read_at = at + n
+            if len(head) < HEAD and at <= len(head) < at + n:
+                head = self._head = head + chunk[len(head) - at : HEAD - at]
+            end = chunk.rfind(b"\n") + 1
+            if not end:
+                self._held.append(chunk)
+                self._held_len += n
+            else:
+                block = chunk if end == n else chunk[:end]
+                if self._held:
+                    block = b"".join([*self._held, block])
+                first = at - self._held_len == 0
+                self._held, self._held_len = ([chunk[end:]], n - end) if end < n else ([], 0)
+                self._block = block
+                self.detail["offset"] = self._read_at - self._held_len
+                yield self._lines(block, first)
+                if self.stopping:
+                    return
+                self._save_now_and_then()
+            if n < CHUNK:
+                return
+
+    def _changed(self) -> Generator[list[str], None, bool]:
+        """At the end of the file: follow a truncation or a rotation; True once it did."""
+        fd = self._fd
+        assert fd is not None
+        if os.fstat(fd).st_size < self._read_at or os.pread(fd, len(self._head), 0) != self._head:
+            self.detail["truncations"] += 1
+            if not self._copy and self._adopt_copy():
+                return True  # the held partial line goes on in the copy
+            yield from self._flush_held()
+            self._read_at, self._head, self._copy = 0, b"", False
+            self.detail["offset"] = 0
+            return True
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            self.detail["waiting"] = True
+            return False
+        except OSError as exc:
+            raise SourceError(self.name, f"cannot look at {self.path}: {exc.strerror or exc}") from exc
+        self.detail["waiting"] = False
+        if (now.st_dev, now.st_ino) == self._ident:
+            return False
+        yield from self._read_to_end()  # what was written to the old file since
+        if self.stopping:
+            return False
+        yield from self._flush_held()
+        if not self._copy:
+            self.detail["rotations"] += 1
+        self._close()
+        self._copy = False
+        self._open(self.path, 0)
+        return True
+
+    def _adopt_copy(self) -> bool:
+        """After a truncation: go on with the rotated copy from our offset, if it is this file's."""
+        if self.rotated is None or not self._head:
+            return False
+        try:
+            fd = os.open(self.rotated, _OPEN)
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_size < self._read_at
+                or os.pread(fd, len(self._head), 0) != self._head):
+            os.close(fd)
+            return False
+        self._close()
+        self._fd, self._ident, self._copy = fd, (st.st_dev, st.st_ino), True
+        self.detail["file"] = self.rotated
+        return True
+
+    def _flush_held(self) -> Iterator[list[str]]:
+        """The unterminated last line of a file left for good, as a line."""
+        if self._held:
+            raw = b"".join(self._held)
+            first = self._read_at == len(raw)
+            self._held, self._held_len, self._block = [], 0, None
+            self.detail["unterminated"] += 1
+            self.detail["offset"] = self._read_at
+            yield self._lines(raw + b"\n", first)
+
+    # -- lines -------------------------------------------------------------------------------
+    def _lines(self, block: bytes, first: bool) -> list[str]:
+        """The lines of ``block`` (whole lines, each with its ``\\n``); ``first``: it starts the file."""
+        if first and block.startswith(codecs.BOM_UTF8) and self.encoding in ("utf-8", "utf-8-sig"):
+            block = block[len(codecs.BOM_UTF8):]
+        try:
+            text = str(block, self.encoding)
+        except UnicodeDecodeError:
+            return self._lines_replaced(block)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        lines = text.split("\n")
+        lines.pop()
+        return lines
+
+    def _lines_replaced(self, block: bytes) -> list[str]:
+        lines = []
+        for raw in block.split(b"\n")[:-1]:
+            try:
+                line = str(raw, self.encoding)
+            except UnicodeDecodeError as exc:
+                line = str(raw, self.encoding, "backslashreplace")
+                self._failed(f"undecodable bytes ({self.encoding}: {exc.reason}) in a line of "
+                             f"{self.detail['file']}: {line[:80]!r}")
+            lines.append(line[:-1] if line.endswith("\r") else line)
+        return lines
+
+    def _stream(self) -> Iterator[Any]:
+        # as Source's, noting the records of the last list a consumer did not take (it broke
+        # out of its loop), so that the position saved stops before them
+        batches = self._counted()
+        try:
+            for batch in batches:
+                rest = iter(batch)
+                try:
+                    yield from rest
+                except GeneratorExit:
+                    self._unconsumed = rest.__length_hint__()
+                    self.records -= self._unconsumed
+                    raise
+        finally:
+            batches.close()
+
+    # -- files -------------------------------------------------------------------------------
+    def _open(self, path: str, offset: int | None) -> bool:
+        """Make ``path`` the file read, from ``offset`` (None: after its last whole line);
+        False when it does not exist."""
+        try:
+            fd = os.open(path, _OPEN)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise SourceError(self.name, f"cannot open {path}: {exc.strerror or exc}") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise SourceError(self.name, f"{path} is {what}, not a file to follow")
+        if offset is None:
+            offset = st.st_size
+            if offset:
+                tail = os.pread(fd, min(offset, TAIL), offset - min(offset, TAIL))
+                offset -= len(tail) - tail.rfind(b"\n") - 1 if b"\n" in tail else 0
+        self._fd, self._ident, self._read_at = fd, (st.st_dev, st.st_ino), offset
+        self._head = os.pread(fd, min(HEAD, offset), 0) if offset else b""
+        self.detail.update(file=path, offset=offset, waiting=False)
+        return True
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    # -- the position ------------------------------------------------------------------------
+    def _restore(self) -> bool:
+        """Go on from the saved position, if there is one (False when there is none)."""
+        assert self.position is not None
+        try:
+            with open(self.position, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise SourceError(self.name, f"cannot read the position file {self.position}: {exc}") from exc
+        try:
+            saved = json.loads(raw)
+            ident, offset = (int(saved["dev"]), int(saved["ino"])), int(saved["offset"])
+            head = bytes.fromhex(saved["head"])
+            if offset < 0 or len(head) > HEAD:
+                raise ValueError(f"offset {offset}, {len(head)} bytes of head")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(self.name, f"the position file {self.position} is corrupt ({type(exc).__name__}: {exc});"
+                              " remove it to start afresh") from exc
+        for candidate in (self.path, self.rotated):
+            if candidate is None or not self._open(candidate, 0):
+                continue
+            fd = self._fd
+            assert fd is not None
+            if self._ident == ident:
+                if os.fstat(fd).st_size >= offset and os.pread(fd, len(head), 0) == head:
+                    self._read_at, self._head = offset, head
+                    self._saved = (ident, offset, head)
+                    self.detail["offset"] = offset
+                    return True
+                self._close()
+                break
+            self._close()
+        self._ident = None
+        self._failed(f"{self.path}: the saved position ({self.position}) does not match the file;"
+                     " reading from the start")
+        self._open(self.path, 0)
+        return True
+
+    def _save_now_and_then(self) -> None:
+        if self.position is not None and time.monotonic() - self._saved_at >= SAVE_EVERY:
+            self._save()
+
+    def _save(self) -> None:
+        """Write the position (atomically: temporary file, fsync, replace, fsync of the folder)."""
+        self._saved_at = time.monotonic()
+        if self.position is None or self._ident is None:
+            return
+        offset = self._read_at - self._held_len
+        if self._unconsumed and self._block is not None:  # the consumer left the last list early
+            block, end = self._block, len(self._block) - 1
+            for _ in range(self._unconsumed):
+                end = block.rfind(b"\n", 0, end)
+            offset -= len(block) - end - 1
+        state = (self._ident, offset, self._head)
+        if state == self._saved:
+            return
+        text = json.dumps({"file": self.detail["file"], "dev": self._ident[0], "ino": self._ident[1],
+                           "offset": offset, "head": self._head.hex()})
+        folder = os.path.dirname(os.path.abspath(self.position))
+        temporary = f"{self.position}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w", encoding="ascii") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.position)
+            dfd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            self._failed(f"cannot save the position to {self.position}: {exc}")
+            return
+        self._saved = state

@@ -1,0 +1,368 @@
+"""FollowSource: a followed file (tail -F) through creation, growth, rotation, truncation and
+restarts; every line exactly once, in order."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from chronopipe.channels import END
+from chronopipe.sources.base import SourceError
+from chronopipe.sources.follow import FollowSource
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def lines(start: int, stop: int) -> list[str]:
+    return [f"{i:06d} the line numbered {i}" for i in range(start, stop)]
+
+
+def text(records: list[str]) -> str:
+    return "".join(f"{r}\n" for r in records)
+
+
+def append(path: Path, data: str | bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def take(source: FollowSource, count: int, timeout: float = 10.0) -> list[str]:
+    """``count`` records from the hosted source's queue, or fail after ``timeout`` seconds."""
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{len(got)} of {count} records after {timeout} s; the last: {got[-3:]}"
+        try:
+            record = source.queue.get(timeout=min(left, 0.2))
+        except TimeoutError:
+            continue
+        assert record is not END, f"the source ended after {len(got)} of {count} records"
+        got.append(record)
+    return got
+
+
+def rest(source: FollowSource, timeout: float = 10.0) -> list[str]:
+    """The records left in a stopped source's queue, up to its END."""
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no END after {timeout} s ({len(got)} records)"
+        try:
+            record = source.queue.get(timeout=min(left, 0.2))
+        except TimeoutError:
+            continue
+        if record is END:
+            return got
+        got.append(record)
+
+
+def nothing_more(source: FollowSource, seconds: float = 0.3) -> None:
+    with pytest.raises(TimeoutError):
+        source.queue.get(timeout=seconds)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not true after {timeout} s"
+        time.sleep(0.01)
+
+
+def stopped(source: FollowSource) -> tuple[list[str], object]:
+    """Stop a hosted source: the records it still had, and its statistics."""
+    source.stop()
+    left = rest(source)
+    return left, source.join(5)
+
+
+class Writer(threading.Thread):
+    """Runs ``work`` on a thread; ``finish()`` joins it and raises what it raised."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.work, self.error = work, None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float = 20.0) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "the writer is still writing"
+        if self.error is not None:
+            raise self.error
+
+
+def trickle(path: Path, records: list[str], per_write: int = 97, pause: float = 0.002) -> None:
+    """Append ``records`` a few at a time, each write cut in two mid-line (partial lines)."""
+    for i in range(0, len(records), per_write):
+        data = text(records[i : i + per_write]).encode()
+        cut = len(data) // 2 + 3
+        with open(path, "ab") as f:
+            f.write(data[:cut])
+            f.flush()
+            time.sleep(pause / 2)
+            f.write(data[cut:])
+        time.sleep(pause / 2)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def test_a_one_byte_file_is_read(tmp_path):
+    path = tmp_path / "tiny.log"
+    path.write_bytes(b"\n")
+    with FollowSource(path).start() as source:
+        assert take(source, 1) == [""]
+        assert source.statistics().bytes == 1
+
+
+def test_a_partial_last_line_is_held_until_its_newline_arrives(tmp_path):
+    path = tmp_path / "app.log"
+    path.write_bytes(b"first\nsec")
+    source = FollowSource(path).start()
+    assert take(source, 1) == ["first"]
+    nothing_more(source)
+    append(path, "ond\nthi")
+    assert take(source, 1) == ["second"]
+    left, stats = stopped(source)
+    assert left == []  # "thi" is not emitted at the stop either
+    assert stats.detail["offset"] == len(b"first\nsecond\n")
+
+
+def test_a_file_created_after_the_start_is_read_from_its_start(tmp_path):
+    path = tmp_path / "later.log"
+    source = FollowSource(path, from_start=False).start()
+    wait_until(lambda: source.statistics().detail["waiting"])
+    path.write_text(text(lines(0, 3)))
+    assert take(source, 3) == lines(0, 3)
+    assert stopped(source)[1].detail["waiting"] is False
+
+
+def test_from_start_false_begins_after_the_last_whole_line(tmp_path):
+    path = tmp_path / "app.log"
+    path.write_text("old\nolder\nstarted")
+    source = FollowSource(path, from_start=False).start()
+    nothing_more(source)
+    append(path, " now\nnew\n")
+    assert take(source, 2) == ["started now", "new"]
+    stopped(source)
+
+
+def test_crlf_line_endings_are_taken_off(tmp_path):
+    path = tmp_path / "dos.log"
+    path.write_bytes(b"a\r\nb\r\n\r\nc\rd\r\n")
+    with FollowSource(path).start() as source:
+        assert take(source, 4) == ["a", "b", "", "c\rd"]
+
+
+def test_undecodable_bytes_are_escaped_and_counted(tmp_path):
+    path = tmp_path / "bad.log"
+    path.write_bytes(b"fine\nbad \xff byte\nfine again\n")
+    source = FollowSource(path).start()
+    assert take(source, 3) == ["fine", "bad \\xff byte", "fine again"]
+    stats = stopped(source)[1]
+    assert stats.errors == 1 and "undecodable" in stats.last_error
+
+
+def test_a_200k_line_file_is_read_whole(tmp_path):
+    path = tmp_path / "big.log"
+    records = lines(0, 200_000)
+    path.write_text(text(records))
+    source = FollowSource(path)
+    got = list(itertools.islice(source, len(records)))
+    assert len(got) == len(records)
+    assert hashlib.sha256(text(got).encode()).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert source.bytes == path.stat().st_size
+
+
+# -- rotation and truncation -----------------------------------------------------------------
+def test_rename_rotation_gives_every_line_once_in_order(tmp_path):
+    path = tmp_path / "app.log"
+    expected = lines(0, 9_000)
+
+    def write() -> None:
+        for generation in range(3):
+            trickle(path, expected[generation * 3000 : (generation + 1) * 3000])
+            if generation < 2:
+                os.rename(path, tmp_path / f"app.log.{generation + 1}")
+
+    path.write_text("")
+    source = FollowSource(path).start()
+    writer = Writer(write)
+    writer.start()
+    got = take(source, len(expected), timeout=30)
+    writer.finish()
+    left, stats = stopped(source)
+    assert got + left == expected
+    assert stats.detail["rotations"] == 2 and stats.detail["truncations"] == 0
+
+
+def test_a_truncated_file_is_read_again_from_its_start(tmp_path):
+    path = tmp_path / "app.log"
+    path.write_text(text(lines(0, 10)))
+    source = FollowSource(path).start()
+    assert take(source, 10) == lines(0, 10)
+    path.write_text("again\n")  # shorter than what was read
+    assert take(source, 1) == ["again"]
+    stats = stopped(source)[1]
+    assert stats.detail["truncations"] == 1 and stats.detail["offset"] == len("again\n")
+
+
+def test_copytruncate_with_rotated_loses_and_repeats_nothing(tmp_path):
+    path, copy = tmp_path / "app.log", tmp_path / "app.log.1"
+    path.write_text(text(lines(0, 100)))
+    source = FollowSource(path, rotated=copy, poll=0.5).start()
+    assert take(source, 100) == lines(0, 100)
+    # while the follower sleeps: lines appended after its last read, then logrotate's copytruncate
+    append(path, text(lines(100, 150)))
+    shutil.copyfile(path, copy)
+    os.truncate(path, 0)
+    append(path, text(lines(150, 153)))
+    assert take(source, 53) == lines(100, 153)
+    nothing_more(source)
+    stats = stopped(source)[1]
+    assert stats.detail["truncations"] == 1 and stats.detail["rotations"] == 0
+    assert stats.detail["recovered"] == len(text(lines(100, 150)))
+    assert stats.detail["file"] == str(path)
+
+
+# -- restarts --------------------------------------------------------------------------------
+def test_a_restart_with_a_position_loses_and_repeats_nothing(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    expected = lines(0, 20_000)
+    path.write_text("")
+    writer = Writer(lambda: trickle(path, expected))
+    writer.start()
+    first = FollowSource(path, position=position).start()
+    got = take(first, 3000)
+    left, stats = stopped(first)  # in the middle of the file, the writer still writing
+    got += left
+    assert stats.records == len(got) and writer.is_alive()
+    saved = json.loads(position.read_text())
+    assert saved["offset"] == len(text(got))
+    second = FollowSource(path, position=position).start()
+    got += take(second, len(expected) - len(got), timeout=30)
+    writer.finish()
+    assert got == expected
+    nothing_more(second)
+    assert stopped(second)[1].errors == 0
+
+
+def test_a_restart_after_a_rotation_while_stopped_reads_the_rest_of_the_rotated_file(tmp_path):
+    path, copy, position = tmp_path / "app.log", tmp_path / "app.log.1", tmp_path / "app.pos"
+    path.write_text(text(lines(0, 100)) + "partial")
+    first = FollowSource(path, position=position, rotated=copy).start()
+    assert take(first, 100) == lines(0, 100)
+    stopped(first)
+    append(path, " line\n" + text(lines(100, 150)))  # while no follower runs
+    os.rename(path, copy)
+    path.write_text(text(lines(150, 200)))
+    second = FollowSource(path, position=position, rotated=copy).start()
+    assert take(second, 101) == ["partial line", *lines(100, 200)]
+    nothing_more(second)
+    stats = stopped(second)[1]
+    assert stats.detail["rotations"] == 1 and stats.errors == 0
+
+
+def test_iteration_left_early_saves_the_position_before_the_lines_not_taken(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    path.write_text(text(lines(0, 10)))
+    assert list(itertools.islice(FollowSource(path, position=position), 4)) == lines(0, 4)
+    assert list(itertools.islice(FollowSource(path, position=position), 6)) == lines(4, 10)
+
+
+def test_a_position_that_does_not_match_the_file_restarts_from_its_start(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    path.write_text(text(lines(0, 5)))
+    assert list(itertools.islice(FollowSource(path, position=position), 5)) == lines(0, 5)
+    with open(path, "r+b") as f:  # the same inode, other first bytes
+        f.write(b"X")
+    source = FollowSource(path, position=position)
+    assert next(iter(source)) == "X" + lines(0, 1)[0][1:]
+    assert source.errors == 1 and "does not match the file" in source.last_error
+
+
+def test_a_corrupt_position_file_is_a_source_error_naming_it(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    path.write_text("a\n")
+    position.write_text("{not json")
+    with pytest.raises(SourceError, match="app.pos is corrupt"):
+        next(iter(FollowSource(path, position=position)))
+    assert position.read_text() == "{not json"
+
+
+# -- errors, stopping, hosting ---------------------------------------------------------------
+def test_a_directory_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="is a directory"):
+        FollowSource(tmp_path).start()
+    with pytest.raises(SourceError, match="is a directory"):
+        next(iter(FollowSource(tmp_path)))
+
+
+def test_a_file_it_may_not_read_is_a_source_error(tmp_path, monkeypatch):
+    path = tmp_path / "secret.log"
+    path.write_text("a\n")
+    path.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: have open() refuse it as it would refuse another user
+        real_open = os.open
+
+        def refusing_open(file, flags, *args, **kwargs):
+            if os.fspath(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(file, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
+    with pytest.raises(SourceError, match="cannot open .*Permission denied"):
+        next(iter(FollowSource(path)))
+
+
+def test_stop_ends_the_hosted_source_within_a_second_and_closes_every_fd(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    path.write_text(text(lines(0, 10)))
+    me = psutil.Process()
+    fds = me.num_fds()
+    source = FollowSource(path, position=position, rotated=tmp_path / "app.log.1").start()
+    assert take(source, 10) == lines(0, 10)
+    assert any(f.path == str(path) for f in me.open_files())
+    began = time.monotonic()
+    source.stop()
+    assert source.wait(1.0)
+    assert time.monotonic() - began < 1.0
+    assert not [f.path for f in me.open_files() if f.path.startswith(str(tmp_path))]
+    assert me.num_fds() == fds
+    assert json.loads(position.read_text())["offset"] == path.stat().st_size
+
+
+def test_stop_ends_a_source_waiting_for_its_file(tmp_path):
+    source = FollowSource(tmp_path / "never.log").start()
+    wait_until(lambda: source.statistics().detail["waiting"])
+    began = time.monotonic()
+    source.stop()
+    assert source.wait(1.0) and time.monotonic() - began < 1.0
+    assert source.join().records == 0
+
+
+def test_in_a_process_the_statistics_are_adopted_after_join(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    path.write_text(text(lines(0, 3)))
+    source = FollowSource(path, mode="process", position=position).start()
+    assert take(source, 3) == lines(0, 3)
+    append(path, text(lines(3, 5)))
+    assert take(source, 2) == lines(3, 5)
+    left, stats = stopped(source)
+    assert left == [] and source.pid != os.getpid()
+    assert (stats.records, stats.bytes) == (5, path.stat().st_size)
+    assert stats.detail["offset"] == path.stat().st_size
+    assert json.loads(position.read_text())["offset"] == path.stat().st_size
