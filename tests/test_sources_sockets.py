@@ -1,0 +1,306 @@
+"""Socket and stdin sources against peers the tests start on 127.0.0.1: framing, backpressure,
+reconnects with gap markers, shutdown that closes every socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from chronopipe import ActorError
+from chronopipe.channels import END
+from chronopipe.sources import Marker, SourceError, StdinSource, TCPClientSource, TCPServerSource, UDPSource
+from chronopipe.sources.backoff import Backoff
+
+
+def drain(queue, timeout: float = 10.0) -> list:
+    """Every record of a hosted source's channel, up to its END."""
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            batch = queue.get_batch(0.5)
+        except TimeoutError:
+            continue
+        if batch and batch[-1] is END:
+            return out + batch[:-1]
+        out += batch
+    raise AssertionError(f"no END within {timeout} s ({len(out)} records)")
+
+
+def take(queue, n: int, timeout: float = 10.0) -> list:
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n:
+        assert time.monotonic() < deadline, f"only {len(out)} of {n} records within {timeout} s: {out[-3:]}"
+        try:
+            out.append(queue.get(0.2))
+        except TimeoutError:
+            pass
+    return out
+
+
+def sockets_of(pid: int) -> list:
+    return [c for c in psutil.Process(pid).net_connections(kind="inet")]
+
+
+def no_socket_left(pid: int | None = None, before: int = 0) -> None:
+    pid = pid or os.getpid()
+    deadline = time.monotonic() + 2.0
+    while len(sockets_of(pid)) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(sockets_of(pid)) <= before, sockets_of(pid)
+
+
+def send(port: int, *chunks: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as peer:
+        for chunk in chunks:
+            peer.sendall(chunk)
+
+
+# -- TCP server --------------------------------------------------------------------------------
+def test_lines_split_across_reads_arrive_whole(mode):
+    server = TCPServerSource(connections=1, mode=mode).start()
+    send(server.port, b"alpha\nbe", b"ta\r\ngam", b"ma\n", b"tail without newline")
+    assert drain(server.queue) == ["alpha", "beta", "gamma", "tail without newline"]
+    stats = server.join()
+    assert (stats.records, stats.bytes, stats.detail["accepted"]) == (4, 38, 1)
+
+
+def test_length_prefixed_frames_arrive_whole():
+    frames = [b"", b"x", os.urandom(70_000), b"last"]
+    wire = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+    server = TCPServerSource(framing="length", connections=1).start()
+    send(server.port, *(wire[i:i + 999] for i in range(0, len(wire), 999)))
+    assert drain(server.queue) == frames
+
+
+def test_each_connection_is_framed_on_its_own():
+    server = TCPServerSource(connections=2).start()
+    with socket.create_connection(("127.0.0.1", server.port)) as a, \
+            socket.create_connection(("127.0.0.1", server.port)) as b:
+        a.sendall(b"a1\na")
+        b.sendall(b"b1\nb")
+        time.sleep(0.1)
+        a.sendall(b"2\n")
+        b.sendall(b"2\n")
+    assert sorted(drain(server.queue)) == ["a1", "a2", "b1", "b2"]
+
+
+def test_a_line_over_the_limit_drops_that_connection_and_the_server_goes_on():
+    server = TCPServerSource(connections=2, max_record=1000).start()
+    send(server.port, b"ok\n" + b"x" * 5000)
+    send(server.port, b"after\n")
+    assert drain(server.queue) == ["ok", "after"]
+    stats = server.join()
+    assert stats.detail["dropped"] == 1 and stats.errors == 1 and "longer than 1,000 bytes" in stats.last_error
+
+
+def test_a_port_in_use_is_one_line_naming_the_source():
+    first = TCPServerSource()
+    try:
+        with pytest.raises(SourceError, match=rf"source 'tcp:{first.port}': cannot bind 127.0.0.1:{first.port}: "):
+            TCPServerSource(port=first.port, name=f"tcp:{first.port}")
+    finally:
+        first.close()
+
+
+def test_a_bad_framing_fails_at_construction():
+    with pytest.raises(ValueError, match="framing must be 'lines' or 'length'"):
+        TCPServerSource(framing="json")
+
+
+def test_stop_closes_the_listener_and_every_connection(mode):
+    server = TCPServerSource(mode=mode).start()
+    peer = socket.create_connection(("127.0.0.1", server.port))
+    peer.sendall(b"one\n")
+    assert take(server.queue, 1) == ["one"]
+    started = time.monotonic()
+    server.stop()
+    server.join(5)
+    assert time.monotonic() - started < 1.0
+    peer.settimeout(2)
+    assert peer.recv(10) == b""  # the server side is closed
+    peer.close()
+    no_socket_left()
+    with socket.socket() as again:  # the port is free
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", server.port))
+
+
+def test_backpressure_reaches_the_sender_and_nothing_is_lost():
+    # The consumer reads nothing for a while: the sender must be held back by the TCP window,
+    # not buffered in the process; then every line arrives.
+    server = TCPServerSource(connections=1, maxsize=1000).start()
+    sent = [0]
+    line = b"y" * 99 + b"\n"
+    block = line * 1000
+
+    def flood():
+        with socket.create_connection(("127.0.0.1", server.port)) as peer:
+            for _ in range(2000):  # 200 MB if nothing held it back
+                peer.sendall(block)
+                sent[0] += len(block)
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    time.sleep(1.5)
+    held = sent[0]
+    assert held < 30_000_000, f"the sender got {held:,} bytes through with nobody reading"
+    assert psutil.Process().memory_info().rss < 150_000_000
+    count = 0
+    while True:
+        batch = server.queue.get_batch(10)
+        if batch[-1] is END:
+            count += len(batch) - 1
+            break
+        count += len(batch)
+    sender.join(10)
+    assert count == 2_000_000 == server.join().records
+
+
+# -- TCP client --------------------------------------------------------------------------------
+class LineServer:
+    """A TCP server that sends numbered lines to each connection, from where the client asks
+    (a first line "from N"), and can be killed and restarted on the same port."""
+
+    def __init__(self, total: int, port: int = 0) -> None:
+        self.total, self.port, self.proc = total, port, None
+
+    def start(self) -> LineServer:
+        code = (
+            "import socket, sys, time\n"
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); print(s.getsockname()[1], flush=True)\n"
+            "while True:\n"
+            "    c, _ = s.accept(); f = c.makefile('rb')\n"
+            "    try:\n"  # a stray peer of another test (its port reused) is not the client
+            "        start = int(f.readline().split()[1])\n"
+            "        for i in range(start, int(sys.argv[2])):\n"
+            "            c.sendall(b'%d\\n' % i); time.sleep(0.0005)\n"
+            "    except (IndexError, ValueError, OSError):\n"
+            "        pass\n"
+            "    c.close()\n"
+        )
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.port), str(self.total)],
+                                     stdout=subprocess.PIPE)
+        self.port = int(self.proc.stdout.readline())
+        return self
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+def test_a_client_reconnects_with_a_gap_marked_and_nothing_duplicated():
+    server = LineServer(3000).start()
+    seen: list[int] = []
+
+    def resubscribe(sock):  # the hook's purpose: ask for what comes after what arrived
+        sock.sendall(b"from %d\n" % (client.records - client.markers))  # (in the source's thread)
+
+    client = TCPClientSource("127.0.0.1", server.port, on_connect=resubscribe,
+                             backoff=Backoff(initial=0.05, maximum=0.2, seed=1))
+    records, killed = [], False
+    try:
+        client.start()
+        while len(seen) < 3000:
+            record = client.queue.get(10)
+            records.append(record)
+            if isinstance(record, str):
+                seen.append(int(record))
+            if len(seen) == 500 and not killed:
+                killed = True
+                server.kill()
+                time.sleep(0.3)
+                server = LineServer(3000, server.port).start()
+    finally:
+        client.stop()
+        client.join(5)
+        server.kill()
+    markers = [r for r in records if isinstance(r, Marker)]
+    assert [m.kind for m in markers] == ["gap_start", "gap_end"]
+    gap_start, gap_end = (records.index(m) for m in markers)
+    assert gap_start < gap_end and markers[1].detail["gap"] > 0.2
+    assert seen == list(range(3000)), "a line lost or duplicated across the reconnect"
+    assert client.statistics().detail["reconnects"] == 1
+    no_socket_left()
+
+
+def test_a_client_fails_after_max_attempts_naming_the_address():
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = TCPClientSource("127.0.0.1", port, max_attempts=3, backoff=Backoff(initial=0.01, maximum=0.02)).start()
+    with pytest.raises(ActorError, match=rf"cannot connect to 127.0.0.1:{port} after 3 attempts"):
+        client.join(10)
+    assert client.statistics().errors == 3
+
+
+def test_a_client_without_reconnect_ends_when_the_server_closes():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = TCPClientSource("127.0.0.1", listener.getsockname()[1], reconnect=False).start()
+        peer, _ = listener.accept()
+        peer.sendall(b"1\n2\n3")
+        peer.close()
+        assert drain(client.queue) == ["1", "2", "3"]
+
+
+# -- UDP ---------------------------------------------------------------------------------------
+def test_udp_gives_a_record_per_datagram(mode):
+    receiver = UDPSource(mode=mode).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        for i in range(50):
+            peer.sendto(b"datagram %d" % i, ("127.0.0.1", receiver.port))
+    got = take(receiver.queue, 50)
+    receiver.stop()
+    assert got == [f"datagram {i}" for i in range(50)]
+    assert receiver.join(5).detail["datagrams"] == 50
+
+
+def test_udp_lines_framing_splits_a_datagram():
+    receiver = UDPSource(framing="lines").start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.sendto(b"a\nb\nc", ("127.0.0.1", receiver.port))
+    assert take(receiver.queue, 3) == ["a", "b", "c"]
+    receiver.stop()
+    receiver.join(5)
+    no_socket_left()
+
+
+# -- stdin -------------------------------------------------------------------------------------
+def test_stdin_lines_of_a_child_process():
+    code = ("from chronopipe.sources import StdinSource\n"
+            "print(sum(1 for _ in StdinSource()), flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=b"x\n" * 100_000 + b"last", capture_output=True,
+                         timeout=60, check=True)
+    assert out.stdout == b"100001\n"
+
+
+def test_stdin_hosted_in_a_process_reads_the_parents_pipe():
+    r, w = os.pipe()
+    os.write(w, b"one\ntwo\n")
+    os.close(w)  # before the fork: a child holding the write end would never see the end
+    with os.fdopen(r, "rb") as stream:
+        source = StdinSource(stream, mode="process").start()
+        assert drain(source.queue) == ["one", "two"]
+        assert source.join(5).records == 2
+
+
+def test_stdin_stop_while_nothing_comes():
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as stream:
+        source = StdinSource(stream).start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        source.stop()
+        source.join(5)
+        assert time.monotonic() - started < 0.5
+    os.close(w)
