@@ -304,3 +304,55 @@ def test_stdin_stop_while_nothing_comes():
         source.join(5)
         assert time.monotonic() - started < 0.5
     os.close(w)
+
+
+FLOODED = """
+import sys, time
+from chronopipe.channels import END
+from chronopipe.sources import TCPServerSource
+source = TCPServerSource(connections=1, mode=sys.argv[1]).start()
+print(source.port, flush=True)
+n = 0
+while True:
+    batch = source.queue.get_batch(30)
+    time.sleep(len(batch) * 1e-6)  # a consumer of 1M lines/s: far slower than the sender
+    if batch[-1] is END:
+        n += len(batch) - 1
+        break
+    n += len(batch)
+source.join(10)
+print(n, flush=True)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_gigabyte_flood_into_a_slow_consumer_stays_under_100_mb(tmp_path):
+    block = tmp_path / "block.txt"
+    block.write_bytes((b"z" * 99 + b"\n") * 100_000)  # 100,000 lines, 10 MB
+    child = subprocess.Popen([sys.executable, "-c", FLOODED, "process"], stdout=subprocess.PIPE)
+    try:
+        port = int(child.stdout.readline())
+        tree = psutil.Process(child.pid)
+
+        def flood():
+            with socket.create_connection(("127.0.0.1", port)) as peer, open(block, "rb") as f:
+                for _ in range(100):  # 1 GB
+                    f.seek(0)
+                    peer.sendfile(f)
+
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        peak = 0
+        while child.poll() is None:
+            try:
+                peak = max(peak, sum(p.memory_info().rss for p in [tree, *tree.children(recursive=True)]))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.05)
+        sender.join(10)
+        assert int(child.stdout.read()) == 10_000_000
+        assert peak < 100_000_000, f"peak RSS of the source's process tree: {peak / 1e6:.1f} MB"
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
