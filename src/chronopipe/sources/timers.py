@@ -1,0 +1,318 @@
+"""Timer sources: a :class:`Tick` record at every interval, or at the times of a cron string.
+
+:class:`IntervalSource` ticks every ``every`` seconds; :class:`CronSource` at the times of a
+cron string (croniter, the ``chronopipe[cron]`` extra). Each tick may run your code
+(``action``) and carries what it returned. ``jitter`` delays each firing by a uniform random
+0..jitter seconds (reproducible with ``seed``).
+
+**Misfires are never silent.** When the source wakes up and scheduled times have passed by
+more than ``grace`` seconds (the process was busy or suspended, or the channel was full:
+backpressure), the ``misfire`` policy says what happens to those times:
+
+- ``"late"`` (the default): every one of them fires now, late, each Tick with its own
+  scheduled time.
+- ``"coalesce"``: one Tick fires now, for the latest of them; its ``coalesced`` field says
+  how many earlier ones it stands for.
+- ``"skip"``: none fires; one ``Marker("missed", ticks=[scheduled times])`` takes their place,
+  then the source waits for the next scheduled time.
+
+``statistics().detail`` counts ``fired``, ``missed`` (skipped), ``coalesced`` (folded into a
+later tick) and ``late`` (ticks fired more than ``grace`` after their time).
+
+A timer takes its time only from its ``clock``: anything with ``time()`` (epoch seconds) and
+``sleep(seconds)``. The default is the system's, whose sleep notices ``stop()`` within POLL.
+A :class:`FakeClock` makes tests instant and deterministic; ``advance()`` plays a suspended
+process. A clock of your own must not sleep longer than POLL in real time at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Literal, Protocol
+
+from ..actors.actor import Mode
+from .base import Source, SourceError
+
+__all__ = ["Clock", "CronSource", "FakeClock", "IntervalSource", "Misfire", "Tick"]
+
+Misfire = Literal["late", "coalesce", "skip"]
+_POLICIES = ("late", "coalesce", "skip")
+#: ``grace`` when none is given: 1 s, or half the interval if that is shorter.
+GRACE = 1.0
+
+
+class Clock(Protocol):
+    """What a timer asks the time of, and sleeps with."""
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class FakeClock:
+    """A clock for tests: time stands still until ``sleep()`` or ``advance()`` moves it.
+
+    ``start``: epoch seconds, or an aware datetime. ``sleep(s)`` returns at once, ``s`` seconds
+    later; ``advance(s)`` moves the time as a suspended process sees it jump.
+
+    >>> clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    >>> clock.sleep(2.5); clock.advance(60); clock.time() - 1704067200
+    62.5
+    """
+
+    def __init__(self, start: float | datetime = 0.0) -> None:
+        self.now = start.timestamp() if isinstance(start, datetime) else float(start)
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+    def advance(self, seconds: float | timedelta) -> None:
+        """Jump ``seconds`` ahead (as a suspended process, or one busy elsewhere, finds)."""
+        self.now += _seconds(seconds, "advance")
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self.now!r})"
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One firing of a timer.
+
+    ``scheduled``: the time it was scheduled for (epoch seconds, before jitter); ``fired``: the
+    clock's time when it fired; ``late``: seconds past its due time (its scheduled time plus
+    its jitter); ``n``: the source's ticks counted from 1; ``value``: what ``action()``
+    returned (None without an action); ``coalesced``: the earlier missed times this tick
+    stands for (``misfire="coalesce"``; 0 otherwise).
+
+    >>> Tick("every-minute", 60.0, 60.25, 0.25, 1).late
+    0.25
+    """
+
+    source: str
+    scheduled: float
+    fired: float
+    late: float
+    n: int
+    value: Any = None
+    coalesced: int = 0
+
+
+def _seconds(value: float | timedelta, what: str, source: str = "") -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0 or seconds != seconds:
+        where = f"source {source!r}: " if source else ""
+        raise ValueError(f"{where}{what} must be >= 0 seconds, not {value!r}")
+    return seconds
+
+
+class _Timer(Source):
+    """What interval and cron timers share: jitter, the misfire policy, limit, the clock."""
+
+    def __init__(self, name: str, *, jitter: float | timedelta, misfire: Misfire, grace: float | timedelta | None,
+                 action: Callable[[], Any] | None, limit: int | None, clock: Clock | None, seed: int | None,
+                 queue: Any, mode: Mode, stamp: bool, maxsize: int) -> None:
+        super().__init__(name, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        if misfire not in _POLICIES:
+            raise ValueError(f"source {name!r}: misfire must be one of {', '.join(_POLICIES)}, not {misfire!r}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"source {name!r}: limit must be >= 0, not {limit!r}")
+        if action is not None and not callable(action):
+            raise TypeError(f"source {name!r}: action must be callable, not {action!r}")
+        self.jitter = _seconds(jitter, "jitter", name)
+        self.misfire: Misfire = misfire
+        self.grace = self._default_grace() if grace is None else _seconds(grace, "grace", name)
+        self.action = action
+        self.limit = limit
+        self.clock = clock
+        self.seed = seed
+        self.detail.update(fired=0, missed=0, coalesced=0, late=0)
+
+    # -- what a kind of timer defines -------------------------------------------------------
+    def _default_grace(self) -> float:
+        return GRACE
+
+    def _schedule(self, now: float) -> Iterator[float]:
+        """The scheduled times (epoch seconds, increasing), for a source started at ``now``."""
+        raise NotImplementedError
+
+    # -- time, from the clock alone ---------------------------------------------------------
+    def _now(self) -> float:
+        return time.time() if self.clock is None else self.clock.time()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep on the clock; False once stopping."""
+        if self.clock is None:
+            return self._pause(seconds)
+        self.clock.sleep(seconds)
+        return not self.stopping
+
+    def _more(self) -> bool:
+        return not self.stopping and (self.limit is None or self.detail["fired"] < self.limit)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _batches(self) -> Iterator[list[Any]]:
+        rng = random.Random(self.seed)
+        times = self._schedule(self._now())
+
+        def slot() -> tuple[float, float] | None:  # the next scheduled time, and when it is due
+            scheduled = next(times, None)
+            if scheduled is None:
+                return None
+            return scheduled, scheduled + (rng.uniform(0.0, self.jitter) if self.jitter else 0.0)
+
+        current = slot()
+        while current is not None and self._more():
+            now = self._now()
+            if now < current[1]:
+                if not self._sleep(current[1] - now):
+                    return
+                continue
+            if now - current[1] <= self.grace:
+                yield [self._fire(*current)]
+                current = slot()
+                continue
+            missed = [current]  # a misfire: gather every time overdue by more than grace
+            current = slot()
+            while current is not None and now - current[1] > self.grace:
+                missed.append(current)
+                current = slot()
+            yield from self._misfired(missed, now)
+
+    def _misfired(self, missed: list[tuple[float, float]], now: float) -> Iterator[list[Any]]:
+        if self.misfire == "skip":
+            self.detail["missed"] += len(missed)
+            marker = self._marker("missed", ticks=[scheduled for scheduled, _ in missed])
+            yield [replace(marker, at=now)]
+        elif self.misfire == "coalesce":
+            self.detail["coalesced"] += len(missed) - 1
+            yield [self._fire(*missed[-1], coalesced=len(missed) - 1)]
+        else:
+            for scheduled, due in missed:
+                if not self._more():
+                    return
+                yield [self._fire(scheduled, due)]
+
+    def _fire(self, scheduled: float, due: float, coalesced: int = 0) -> Tick:
+        n = self.detail["fired"] + 1
+        fired = self._now()
+        value = None
+        if self.action is not None:
+            try:
+                value = self.action()
+            except Exception as error:
+                when = datetime.fromtimestamp(scheduled, UTC).isoformat()
+                raise SourceError(self.name, f"action failed at tick {n} (scheduled {when}):"
+                                             f" {type(error).__name__}: {error}") from error
+        self.detail["fired"] = n
+        late = max(0.0, fired - due)
+        if late > self.grace:
+            self.detail["late"] += 1
+        return Tick(self.name, scheduled, fired, late, n, value, coalesced)
+
+
+class IntervalSource(_Timer):
+    """Ticks every ``every`` seconds: at ``start_at``, then every ``every`` after it.
+
+    >>> clock = FakeClock(1_700_000_000)
+    >>> ticks = list(IntervalSource(60, limit=3, clock=clock, action=lambda: "ran"))
+    >>> [(t.n, t.scheduled - 1_700_000_000, t.value) for t in ticks]
+    [(1, 60.0, 'ran'), (2, 120.0, 'ran'), (3, 180.0, 'ran')]
+
+    ``every``, ``jitter``, ``grace``: seconds, or a ``timedelta``. ``start_at``: epoch seconds
+    or a datetime; by default one interval after the source starts (a time in the past makes
+    the ticks since then misfires). ``misfire``, ``grace``: see the module docstring (``grace``
+    defaults to 1 s, or half the interval if shorter). ``action``: called (without arguments)
+    at each tick; what it returns is the Tick's ``value``; if it raises, the source fails with
+    a SourceError naming the tick. ``limit``: end after that many ticks (default: run until
+    ``stop()``). ``clock``: see :class:`FakeClock`. ``seed``: seeds the jitter. ``queue``,
+    ``mode``, ``stamp``, ``maxsize``: as for every :class:`Source`.
+    """
+
+    def __init__(self, every: float | timedelta, *, name: str = "interval", jitter: float | timedelta = 0.0,
+                 misfire: Misfire = "late", grace: float | timedelta | None = None,
+                 action: Callable[[], Any] | None = None, start_at: float | datetime | None = None,
+                 limit: int | None = None, clock: Clock | None = None, seed: int | None = None, queue: Any = None,
+                 mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+        self.every = _seconds(every, "every", name)
+        if self.every <= 0:
+            raise ValueError(f"source {name!r}: every must be > 0 seconds, not {every!r}")
+        self.start_at = start_at.timestamp() if isinstance(start_at, datetime) else start_at
+        super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
+                         seed=seed, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+
+    def _default_grace(self) -> float:
+        return min(GRACE, self.every / 2)
+
+    def _schedule(self, now: float) -> Iterator[float]:
+        start = now + self.every if self.start_at is None else float(self.start_at)
+        return (start + k * self.every for k in itertools.count())  # multiplied: no drift
+
+
+def _croniter() -> Any:
+    try:
+        from croniter import croniter
+    except ImportError:
+        raise ImportError("CronSource needs croniter: pip install chronopipe[cron]") from None
+    return croniter
+
+
+class CronSource(_Timer):
+    """Ticks at the times of a cron string (croniter's syntax), read in the time zone ``tz``.
+
+    >>> clock = FakeClock(datetime(2024, 1, 1, 0, 3, tzinfo=UTC))
+    >>> ticks = CronSource("*/5 * * * *", limit=3, clock=clock)
+    >>> [datetime.fromtimestamp(t.scheduled, UTC).strftime("%H:%M") for t in ticks]
+    ['00:05', '00:10', '00:15']
+
+    ``tz``: a zoneinfo name (``"Europe/Paris"``) or a tzinfo; UTC by default. The first tick
+    is the first time after the source starts. The other arguments are
+    :class:`IntervalSource`'s (``grace`` defaults to 1 s).
+
+    Raises:
+        ImportError: croniter is not installed (``pip install chronopipe[cron]``).
+        ValueError: the cron string or the time zone is bad.
+    """
+
+    def __init__(self, cron: str, *, name: str = "cron", jitter: float | timedelta = 0.0, misfire: Misfire = "late",
+                 grace: float | timedelta | None = None, action: Callable[[], Any] | None = None,
+                 tz: str | tzinfo | None = None, limit: int | None = None, clock: Clock | None = None,
+                 seed: int | None = None, queue: Any = None, mode: Mode = "thread", stamp: bool = False,
+                 maxsize: int = 10_000) -> None:
+        croniter = _croniter()
+        try:
+            croniter(cron)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"source {name!r}: bad cron string {cron!r}: {error}") from None
+        self.cron = cron
+        self.tz = _zone(tz, name)
+        super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
+                         seed=seed, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+
+    def _schedule(self, now: float) -> Iterator[float]:
+        times = _croniter()(self.cron, datetime.fromtimestamp(now, self.tz))
+        while True:
+            try:
+                yield times.get_next(datetime).timestamp()
+            except (ValueError, KeyError):  # CroniterBadDateError: no time is left (a year field)
+                return
+
+
+def _zone(tz: str | tzinfo | None, source: str) -> tzinfo:
+    if tz is None:
+        return UTC
+    if isinstance(tz, tzinfo):
+        return tz
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(tz)
+    except (ValueError, KeyError) as error:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"source {source!r}: unknown time zone {tz!r}: {error}") from None
