@@ -1,0 +1,399 @@
+"""HTTPSource: poll a URL every ``interval`` seconds; each new response body becomes records.
+
+Each poll is a GET over its own connection (closed once the response is read), made with
+http.client in the source's thread; its socket waits at most :data:`POLL` seconds at a time
+(and a host name is looked up on a helper thread), so ``stop()`` ends a slow response too.
+Redirects are followed (five at most); environment proxies are not used.
+
+- **Conditional requests**: the last ``ETag`` goes back as ``If-None-Match`` and the last
+  ``Last-Modified`` as ``If-Modified-Since``. A 304 yields nothing (``detail["not_modified"]``).
+- **2xx**: the body, parsed by ``parse``. A body that does not parse is counted as an error
+  (``_failed``, naming the url and why) and polling goes on.
+- **Throttling** (``detail["throttled"]``, not an error): a 429, or a 503 with ``Retry-After``
+  (seconds or an HTTP date, at most :data:`MAX_RETRY_AFTER`), waits that long before the next
+  request, and no less than the rest of the interval; a 429 without it, as after an error.
+- **Errors** (other 5xx, 408, refused connections, timeouts, DNS failures, broken responses):
+  counted, then the next request waits ``backoff.next()`` (a :class:`Backoff`, reset after a
+  success). ``max_errors`` in a row end the source with a :class:`SourceError` naming the url
+  and the last error. Any other status (404, 401, 3xx without ``Location``) is fatal at once.
+
+>>> import http.server, threading
+>>> class Weather(http.server.BaseHTTPRequestHandler):
+...     def do_GET(self):  # HTTP/1.0: the body ends where the connection does
+...         self.send_response(200)
+...         self.end_headers()
+...         self.wfile.write(b'{"temp": 21.5}')
+...     log_message = lambda self, *args: None
+>>> server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Weather)
+>>> threading.Thread(target=server.serve_forever, daemon=True).start()
+>>> source = HTTPSource(f"http://127.0.0.1:{server.server_port}/now", interval=0.05, limit=2)
+>>> list(source)
+[{'temp': 21.5}, {'temp': 21.5}]
+>>> source.detail
+{'polls': 2, 'not_modified': 0, 'throttled': 0, 'status': 200}
+>>> server.shutdown(); server.server_close()
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import http.client
+import io
+import ipaddress
+import json
+import math
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC
+from email.message import Message
+from typing import Any, Literal, get_args
+
+from ..actors.actor import Mode
+from .backoff import Backoff
+from .base import POLL, Source, SourceError
+
+__all__ = ["MAX_RETRY_AFTER", "HTTPSource", "Parse", "retry_after"]
+
+#: ``"json"``: one record per response (the decoded body, an array too). ``"json-lines"``: a
+#: record per non-blank line, each JSON. ``"lines"``: a str per line (without its line end).
+#: ``"text"``: the body as one str. ``"bytes"``: the body as one bytes.
+Parse = Literal["json", "json-lines", "lines", "text", "bytes"]
+PARSES = get_args(Parse)
+
+#: The longest wait a ``Retry-After`` gets, in seconds.
+MAX_RETRY_AFTER = 3600.0
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN})
+
+Check = Callable[[], None]
+
+
+class _Stopped(Exception):  # noqa: N818 (control flow, never escapes)
+    """stop() was asked for in the middle of a request."""
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: delta-seconds or an HTTP date, at most
+    :data:`MAX_RETRY_AFTER`, 0 for a date gone by; None when absent or unreadable.
+
+    >>> retry_after("120"), retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    (120.0, 10.0)
+    >>> retry_after("soon") is None, retry_after("-3") is None, retry_after("999999")
+    (True, True, 3600.0)
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, of unknown origin
+            when = when.replace(tzinfo=UTC)
+        seconds = max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _check_url(url: str) -> urllib.parse.SplitResult:
+    """The URL's parts; ValueError unless it is an absolute http or https URL we can request."""
+    if not isinstance(url, str) or not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        raise ValueError(f"HTTPSource: {url!r} is not a URL (ASCII without spaces; percent-encode the rest)")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"HTTPSource: {url!r} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"HTTPSource: {url!r}: no credentials in the URL; give headers={{'Authorization': ...}}")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ValueError(f"HTTPSource: {url!r}: {exc}") from None
+    return parts
+
+
+class HTTPSource(Source):
+    """Records from polling ``url`` (see the module docstring for what each response does).
+
+    ``interval``: seconds from the start of one poll to the next. ``parse``: see :data:`Parse`.
+    ``headers``: sent with every request. ``timeout``: seconds for a whole request. ``backoff``:
+    the waits after errors (default ``Backoff()``). ``max_errors``: errors in a row that end the
+    source (None: never). ``limit``: end after this many responses that gave records. ``queue``,
+    ``mode``, ``stamp``, ``maxsize``: as for every :class:`Source`. ``detail``: ``polls``,
+    ``not_modified``, ``throttled`` and the last ``status``.
+
+    Raises:
+        ValueError: not an http(s) URL, or a bad argument.
+    """
+
+    def __init__(self, url: str, *, name: str | None = None, interval: float = 5.0, parse: Parse = "json",
+                 headers: Mapping[str, str] | None = None, timeout: float = 10.0, backoff: Backoff | None = None,
+                 max_errors: int | None = None, limit: int | None = None, queue: Any = None,
+                 mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+        _check_url(url)
+        if parse not in PARSES:
+            raise ValueError(f"HTTPSource: parse must be one of {', '.join(PARSES)}, not {parse!r}")
+        for label, value in (("interval", interval), ("timeout", timeout)):
+            if not (isinstance(value, int | float) and value > 0):
+                raise ValueError(f"HTTPSource: {label} must be > 0 seconds, got {value!r}")
+        for label, value in (("max_errors", max_errors), ("limit", limit)):
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"HTTPSource: {label} must be None or an int >= 1, got {value!r}")
+        sent = {"user-agent": ("User-Agent", "chronopipe"), "connection": ("Connection", "close")}
+        for key, value in (headers or {}).items():
+            if any(c in str(key) + str(value) for c in "\r\n\0") or not str(key).strip():
+                raise ValueError(f"HTTPSource: bad header {key!r}: {value!r}")
+            sent[str(key).lower()] = (str(key), str(value))
+        super().__init__(name or url, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        self.url, self.interval, self.parse, self.timeout = url, float(interval), parse, float(timeout)
+        self.headers = dict(sent.values())
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.max_errors, self.limit = max_errors, limit
+        self.detail.update(polls=0, not_modified=0, throttled=0, status=None)
+        self._tls_context: ssl.SSLContext | None = None  # made in the source's thread, on first use
+
+    # -- the polling loop --------------------------------------------------------------------
+    def _batches(self) -> Iterator[list[Any]]:
+        detail, backoff = self.detail, self.backoff
+        validators: dict[str, str] = {}  # If-None-Match, If-Modified-Since
+        self._in_row = gave = 0  # errors in a row; responses that gave records
+        while not self.stopping:
+            started = time.monotonic()
+            detail["polls"] += 1
+            try:
+                status, reason, headers, body, url = self._get(validators, started + self.timeout)
+            except _Stopped:
+                return
+            except (OSError, http.client.HTTPException) as exc:
+                wait = self._error(f"{type(exc).__name__}: {exc}")
+            else:
+                detail["status"] = status
+                self.bytes += len(body)
+                delay = retry_after(headers.get("Retry-After")) if status in (429, 503) else None
+                if status == 429 or delay is not None:
+                    detail["throttled"] += 1
+                    wait = max(backoff.next() if delay is None else delay, self._left(started))
+                elif status == 304 or 200 <= status < 300:
+                    backoff.reset()
+                    self._in_row = 0
+                    fresh = {name: headers[header] for name, header in
+                             (("If-None-Match", "ETag"), ("If-Modified-Since", "Last-Modified")) if headers[header]}
+                    if status == 304:
+                        detail["not_modified"] += 1
+                        validators.update(fresh)
+                    else:
+                        validators = fresh
+                        records = self._records(url, body, headers) if status != 204 else []
+                        if records:
+                            yield records
+                            gave += 1
+                            if self.limit is not None and gave >= self.limit:
+                                return
+                    wait = self._left(started)
+                elif status >= 500 or status == 408:
+                    wait = self._error(f"HTTP {status} {reason}")
+                else:
+                    via = f" (redirected from {self.url})" if url != self.url else ""
+                    raise SourceError(self.name, f"HTTP {status} {reason} from {url}{via}")
+            if not self._pause(wait):
+                return
+
+    def _left(self, started: float) -> float:
+        return self.interval - (time.monotonic() - started)
+
+    def _error(self, reason: str) -> float:
+        """Count an error and return the wait before the next request; the ``max_errors``-th
+        error in a row ends the source."""
+        self._failed(f"{self.url}: {reason}")
+        self._in_row += 1
+        if self.max_errors is not None and self._in_row >= self.max_errors:
+            raise SourceError(self.name, f"{self.url}: {self._in_row} errors in a row, the last: {reason}")
+        return self.backoff.next()
+
+    def _records(self, url: str, body: bytes, headers: Message) -> list[Any] | None:
+        """The body's records by ``parse``; None (counted as an error) when it does not parse."""
+        if self.parse == "bytes":
+            return [body]
+        charset = headers.get_content_charset() or "utf-8"
+        try:
+            text = body.decode(charset)
+        except (LookupError, UnicodeDecodeError) as exc:
+            self._failed(f"{url}: the body is not {charset} text: {exc}")
+            return None
+        if self.parse == "text":
+            return [text]
+        if self.parse == "json":
+            try:
+                return [json.loads(text)]
+            except ValueError as exc:
+                self._failed(f"{url}: the body is not JSON: {exc}")
+                return None
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        lines = [line.removesuffix("\r") for line in lines]
+        if self.parse == "lines":
+            return lines
+        records = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as exc:
+                    self._failed(f"{url}: line {number} is not JSON: {exc}")
+        return records
+
+    # -- one request -------------------------------------------------------------------------
+    def _get(self, validators: dict[str, str], deadline: float) -> tuple[int, str, Message, bytes, str]:
+        """GET the URL, following redirects: status, reason, headers, body and the final url."""
+
+        def check() -> None:
+            if self.stopping:
+                raise _Stopped
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no response within {self.timeout:g} s")
+
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                parts = _check_url(url)
+            except ValueError as exc:
+                raise SourceError(self.name, f"{self.url} redirects to a URL it cannot follow: {exc}") from None
+            status, reason, headers, body = self._fetch(parts, {**self.headers, **validators}, check)
+            location = headers.get("Location")
+            if status not in _REDIRECTS or not location:
+                return status, reason, headers, body, url
+            url = urllib.parse.urljoin(url, location.strip())
+        raise SourceError(self.name, f"{self.url}: more than {MAX_REDIRECTS} redirects (the last to {url})")
+
+    def _fetch(self, parts: urllib.parse.SplitResult, headers: dict[str, str],
+               check: Check) -> tuple[int, str, Message, bytes]:
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        sock = _connect(host, port, check)
+        try:
+            if parts.scheme == "https":
+                if self._tls_context is None:
+                    self._tls_context = ssl.create_default_context()
+                sock = self._tls_context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+                _handshake(sock, check)  # wrap_socket took over the socket: the finally closes the new one
+            connection = http.client.HTTPConnection(host, port)
+            connection.sock = _Socket(sock, check)
+            target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+            connection.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+            connection.putheader("Host", parts.netloc)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            response = connection.getresponse()
+            return response.status, response.reason, response.headers, response.read()
+        finally:
+            sock.close()
+
+
+class _Socket(io.RawIOBase):
+    """What http.client sees of the socket: reads that wake every POLL to call ``check``. Its
+    close() leaves the socket open: http.client closes before it reads the body (a real
+    socket stays open while its makefile() is); _fetch closes it."""
+
+    def __init__(self, sock: socket.socket, check: Check) -> None:
+        super().__init__()
+        self._sock, self._check = sock, check
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(data)  # a request's few hundred bytes fit the send buffer of a new socket
+
+    def makefile(self, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(self)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            try:
+                return self._sock.recv_into(buffer)
+            except TimeoutError:  # POLL went by: stopping, or past the deadline?
+                self._check()
+
+    def close(self) -> None:
+        pass
+
+
+def _wait(sock: socket.socket, events: int, check: Check) -> None:
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, events)
+        while not selector.select(POLL):
+            check()
+
+
+def _addresses(host: str, port: int, check: Check) -> list[Any]:
+    """getaddrinfo; for a name, on a helper thread (a DNS lookup cannot be interrupted)."""
+    try:
+        ipaddress.ip_address(host)
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except ValueError:
+        pass
+    found: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # raised in the source's thread
+            found.append(exc)
+        done.set()
+
+    threading.Thread(target=lookup, name=f"chronopipe dns {host}", daemon=True).start()
+    while not done.wait(POLL):
+        check()
+    if isinstance(found[0], Exception):
+        raise found[0]
+    return found[0]
+
+
+def _connect(host: str, port: int, check: Check) -> socket.socket:
+    """A connected socket (timeout POLL), trying each address; connecting notices ``check``."""
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in _addresses(host, port, check):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code in _IN_PROGRESS:
+                _wait(sock, selectors.EVENT_WRITE, check)
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, f"{os.strerror(code)} ({host} port {port})")
+            sock.settimeout(POLL)
+            return sock
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            error = exc
+    raise error
+
+
+def _handshake(sock: ssl.SSLSocket, check: Check) -> None:
+    """The TLS handshake, on a non-blocking socket; noticing ``check``."""
+    sock.settimeout(0.0)
+    while True:
+        try:
+            sock.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            _wait(sock, selectors.EVENT_READ, check)
+        except ssl.SSLWantWriteError:
+            _wait(sock, selectors.EVENT_WRITE, check)
+    sock.settimeout(POLL)

@@ -1,0 +1,320 @@
+"""HTTPSource and Backoff: polling a scripted local server (127.0.0.1, port 0, a thread)."""
+
+from __future__ import annotations
+
+import email.utils
+import http.server
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+
+import chronopipe as cp
+from chronopipe.sources.backoff import Backoff
+from chronopipe.sources.http import HTTPSource
+
+Response = tuple[int, dict[str, str], bytes]
+
+
+class Server:
+    """A local HTTP server answering from a script: each request takes the next response (the
+    last one repeats). "hang" answers only once ``release`` is set. Requests are recorded as
+    (time.monotonic(), path, headers)."""
+
+    def __init__(self, *script: Response | str, port: int = 0) -> None:
+        self.script = list(script)
+        self.requests: list[tuple[float, str, dict[str, str]]] = []
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests.append((time.monotonic(), self.path, dict(self.headers)))
+                step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
+                if step == "hang":
+                    owner.release.wait(10)
+                    step = (200, {}, b"{}")
+                status, headers, body = step
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_port
+        self.url = f"http://127.0.0.1:{self.port}/feed"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def gaps(self) -> list[float]:
+        times = [at for at, _, _ in self.requests]
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def make(*script: Response | str, port: int = 0) -> Server:
+        servers.append(Server(*script, port=port))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def ok(body: bytes | str = b'{"n": 1}', **headers: str) -> Response:
+    return 200, {k.replace("_", "-"): v for k, v in headers.items()}, body.encode() if isinstance(body, str) else body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fast() -> Backoff:
+    return Backoff(initial=0.01, maximum=0.02, seed=1)
+
+
+def client_sockets(port: int) -> list:
+    """This process's sockets connected to ``port`` (the source's side, not the server's)."""
+    return [c for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+# -- conditional requests --------------------------------------------------------------------
+def test_etag_goes_back_as_if_none_match_and_a_304_yields_nothing(serve):
+    server = serve(ok('{"n": 1}', ETag='"v1"'), (304, {"ETag": '"v1"'}, b""), ok('{"n": 2}', ETag='"v2"'))
+    source = HTTPSource(server.url, interval=0.02, limit=2)
+    assert list(source) == [{"n": 1}, {"n": 2}]
+    sent = [headers.get("If-None-Match") for _, _, headers in server.requests]
+    assert sent == [None, '"v1"', '"v1"']
+    assert source.detail["not_modified"] == 1 and source.detail["polls"] == 3
+
+
+def test_last_modified_goes_back_as_if_modified_since(serve):
+    first, second = "Wed, 21 Oct 2015 07:28:00 GMT", "Thu, 22 Oct 2015 07:28:00 GMT"
+    server = serve(ok("1", Last_Modified=first), (304, {}, b""), ok("2", Last_Modified=second), ok("3"))
+    source = HTTPSource(server.url, interval=0.02, limit=3)
+    assert list(source) == [1, 2, 3]
+    sent = [headers.get("If-Modified-Since") for _, _, headers in server.requests]
+    assert sent == [None, first, first, second]
+
+
+# -- throttling ------------------------------------------------------------------------------
+def test_429_with_retry_after_seconds_waits_that_long_before_the_next_request(serve):
+    server = serve((429, {"Retry-After": "1"}, b""), ok())
+    source = HTTPSource(server.url, interval=0.02, limit=1, backoff=fast())
+    assert list(source) == [{"n": 1}]
+    assert server.gaps()[0] >= 1.0
+    assert source.detail["throttled"] == 1 and source.errors == 0
+
+
+def test_429_with_an_http_date_retry_after_waits_until_that_date(serve):
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1 to 2 s from now
+    server = serve((429, {"Retry-After": when}, b""), ok())
+    source = HTTPSource(server.url, interval=0.02, limit=1, backoff=fast())
+    assert list(source) == [{"n": 1}]
+    assert 0.95 <= server.gaps()[0] < 3.0
+    assert source.detail["throttled"] == 1
+
+
+def test_503_with_retry_after_is_a_throttle_not_an_error(serve):
+    server = serve((503, {"Retry-After": "0"}, b""), ok())
+    source = HTTPSource(server.url, interval=0.02, limit=1, backoff=fast())
+    assert list(source) == [{"n": 1}]
+    assert source.detail["throttled"] == 1 and source.errors == 0
+
+
+# -- errors and backoff ----------------------------------------------------------------------
+def test_503_then_200_recovers_and_counts_the_error(serve):
+    server = serve((503, {}, b"busy"), ok())
+    source = HTTPSource(server.url, interval=0.02, limit=1, backoff=fast())
+    assert list(source) == [{"n": 1}]
+    assert source.errors == 1
+    assert source.last_error == f"{server.url}: HTTP 503 Service Unavailable"
+    assert source.detail["status"] == 200 and source.backoff.attempts == 0
+
+
+class RecordedBackoff(Backoff):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[float, float, float]] = []  # (when, bound, wait)
+
+    def next(self) -> float:
+        bound = self.bound()
+        wait = super().next()
+        self.calls.append((time.monotonic(), bound, wait))
+        return wait
+
+
+def test_refused_connections_back_off_with_growing_jittered_waits_then_recover(serve):
+    port = free_port()
+    backoff = RecordedBackoff(initial=0.05, maximum=0.4, seed=3)
+    source = HTTPSource(f"http://127.0.0.1:{port}/feed", interval=0.02, limit=1, backoff=backoff).start()
+    wait_for(lambda: len(backoff.calls) >= 5)
+    serve(ok(), port=port)
+    assert source.queue.get(timeout=5) == {"n": 1}
+    source.join(5)
+    refused = backoff.calls[: source.errors]
+    assert [bound for _, bound, _ in refused[:5]] == [0.05, 0.1, 0.2, 0.4, 0.4]
+    assert all(0 <= wait <= bound for _, bound, wait in refused)
+    for (at, _, wait), (then, _, _) in itertools.pairwise(refused):
+        assert then - at >= wait  # each attempt came after the wait drawn
+    assert "ConnectionRefusedError" in source.last_error and source.backoff.attempts == 0
+
+
+def test_max_errors_in_a_row_fail_the_hosted_source_naming_the_url():
+    url = f"http://127.0.0.1:{free_port()}/feed"
+    source = HTTPSource(url, name="feed", max_errors=3, backoff=fast()).start()
+    with pytest.raises(cp.ActorError) as caught:
+        source.join(5)
+    assert url in str(caught.value) and "3 errors in a row" in str(caught.value)
+    assert source.errors == 3
+
+
+def test_404_fails_at_once_with_a_one_line_message(serve):
+    server = serve((404, {}, b"no such feed"))
+    source = HTTPSource(server.url, name="feed", backoff=fast()).start()
+    with pytest.raises(cp.ActorError) as caught:
+        source.join(5)
+    assert caught.value.message == f"source 'feed': HTTP 404 Not Found from {server.url}"
+    assert len(server.requests) == 1 and source.errors == 0
+
+
+def test_a_response_slower_than_timeout_is_an_error(serve):
+    server = serve("hang")
+    source = HTTPSource(server.url, timeout=0.3, max_errors=1).start()
+    started = time.monotonic()
+    with pytest.raises(cp.ActorError, match=r"no response within 0.3 s"):
+        source.join(5)
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_redirect_is_followed(serve):
+    target = serve(ok('"moved"'))
+    server = serve((302, {"Location": target.url}, b""))
+    assert list(HTTPSource(server.url, limit=1)) == ["moved"]
+
+
+# -- parsing ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("parse", "body", "records"), [
+    ("json", b'[1, {"a": 2}]', [[1, {"a": 2}]]),
+    ("json-lines", b'{"a": 1}\n\n{"a": 2}\n', [{"a": 1}, {"a": 2}]),
+    ("lines", b"one\r\ntwo\n\nfour\n", ["one", "two", "", "four"]),
+    ("text", "caf\u00e9\n".encode(), ["caf\u00e9\n"]),
+    ("bytes", b"\x00\xff", [b"\x00\xff"]),
+])
+def test_parse_mode_makes_records_of_a_body(serve, parse, body, records):
+    server = serve(ok(body))
+    assert list(HTTPSource(server.url, parse=parse, limit=1)) == records
+
+
+def test_a_body_that_does_not_parse_is_counted_and_polling_goes_on(serve):
+    server = serve(ok("{not json"), ok('{"n": 2}'))
+    source = HTTPSource(server.url, interval=0.02, limit=1)
+    assert list(source) == [{"n": 2}]
+    assert source.errors == 1
+    assert source.last_error.startswith(f"{server.url}: the body is not JSON")
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "example.com/feed", "http:///feed",
+                                 "http://user:secret@example.com/", "http://example.com:99999/", "http://a b/"])
+def test_a_url_that_is_not_http_is_a_value_error(url):
+    with pytest.raises(ValueError, match="HTTPSource"):
+        HTTPSource(url)
+
+
+# -- stopping and cleaning up ----------------------------------------------------------------
+def test_stop_during_a_long_interval_ends_the_hosted_source_within_half_a_second(serve):
+    server = serve(ok())
+    source = HTTPSource(server.url, interval=60).start()
+    assert source.queue.get(timeout=5) == {"n": 1}
+    started = time.monotonic()
+    source.stop()
+    assert source.wait(0.5), "still running"
+    assert time.monotonic() - started < 0.5 and source.join(0).detail["polls"] == 1
+
+
+def test_stop_during_a_slow_response_ends_the_hosted_source_within_half_a_second(serve):
+    server = serve("hang")
+    source = HTTPSource(server.url, timeout=30).start()
+    wait_for(lambda: server.requests)
+    source.stop()
+    assert source.wait(0.5), "still running"
+    source.join(0)
+    wait_for(lambda: not client_sockets(server.port), timeout=2)
+
+
+def test_no_socket_is_left_open_after_the_source_ends(serve):
+    server = serve(ok(), (304, {}, b""), (503, {}, b""), ok())
+    source = HTTPSource(server.url, interval=0.02, limit=2, backoff=fast()).start()
+    statistics = source.join(5)
+    assert statistics.records == 2 and statistics.detail["polls"] == 4
+    wait_for(lambda: not client_sockets(server.port), timeout=2)
+
+
+def test_hosted_in_a_process_the_figures_come_back(serve):
+    server = serve(ok(), (304, {}, b""), ok('{"n": 2}'))
+    source = HTTPSource(server.url, interval=0.02, limit=2, mode="process").start()
+    assert list(source.queue) == [{"n": 1}, {"n": 2}]
+    statistics = source.join(5)
+    assert statistics.records == 2
+    assert statistics.detail == {"polls": 3, "not_modified": 1, "throttled": 0, "status": 200}
+
+
+# -- Backoff ---------------------------------------------------------------------------------
+def test_backoff_waits_stay_within_growing_bounds_and_reset_starts_over():
+    backoff = Backoff(initial=0.5, maximum=4.0, seed=11)
+    bounds, waits = zip(*[(backoff.bound(), backoff.next()) for _ in range(6)], strict=True)
+    assert bounds == (0.5, 1.0, 2.0, 4.0, 4.0, 4.0)
+    assert all(0 <= wait <= bound for wait, bound in zip(waits, bounds, strict=True))
+    backoff.reset()
+    assert backoff.attempts == 0 and backoff.bound() == 0.5
+
+
+def test_backoff_equal_jitter_keeps_at_least_half_the_bound():
+    backoff = Backoff(initial=1.0, maximum=1.0, jitter="equal", seed=5)
+    assert all(0.5 <= backoff.next() <= 1.0 for _ in range(50))
+
+
+@pytest.mark.parametrize("kwargs", [{"initial": 0}, {"maximum": 0.1}, {"factor": 0.5}, {"jitter": "some"}])
+def test_backoff_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="Backoff"):
+        Backoff(**kwargs)
+
+
+def test_backoff_does_not_overflow_after_many_attempts():
+    backoff = Backoff(initial=1.0, maximum=5.0, factor=10.0, jitter="none")
+    assert [backoff.next() for _ in range(400)][-1] == 5.0
+
+
+def test_a_large_body_is_read_whole(serve):
+    records = [{"i": i, "pad": "x" * 100} for i in range(2000)]
+    server = serve(ok(json.dumps(records)))
+    assert list(HTTPSource(server.url, limit=1)) == [records]
