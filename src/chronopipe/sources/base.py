@@ -22,7 +22,17 @@ generator of lists of records. Its contract:
   and retried. An error it cannot recover from (a port in use, a bad address) is raised as a
   :class:`SourceError`, whose message starts with the source's name.
 - A gap in the data (a reconnect, a missed timer tick) is never silent. It becomes a
-  :class:`Marker` record in the stream, made with ``_marker()``.
+  :class:`Marker` record in the stream, made with ``_marker()`` and yielded in a list of
+  markers only.
+- When nothing came for a while it may yield an empty list (a socket's wait timed out): that
+  is how a source ordering by event time learns it has gone quiet.
+
+With ``event_time`` (a key, spelt as for ``merge_sorted``) the source puts its records in
+event-time order before they leave (``order.Reorder``): each is held until the stream has gone
+``lateness`` past it, or until the source has been quiet for ``lateness`` seconds. A record later
+than that is set aside (counted in ``late``, kept in ``late_records``), never sent out of order.
+Each source's output is then sorted, so ``merge_sorted`` or the SortedQueueMultiplexer merge
+several sources by event time. Markers pass at once, after what was held.
 
 The source counts records (markers included) and the bytes it read. With ``stamp=True``
 every record is wrapped in an :class:`Arrival`: its arrival time and sequence number, so that
@@ -35,18 +45,30 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypedDict
 
 from ..actors.actor import Actor, ActorStatistics, Mode
+from ..order import Reorder, SortKey, key_function
 from ..readers.hosting import ReaderHosting
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-__all__ = ["POLL", "Arrival", "Marker", "MarkerKind", "Source", "SourceError", "SourceStatistics"]
+__all__ = [
+    "POLL",
+    "Arrival",
+    "Marker",
+    "MarkerKind",
+    "Source",
+    "SourceError",
+    "SourceOptions",
+    "SourceStatistics",
+]
 
 #: Seconds a source may block before it looks at ``stopping`` again.
 POLL = 0.1
+#: Late records a source keeps in ``late_records``; later ones are only counted.
+MAX_LATE = 10_000
 
 MarkerKind = Literal["gap_start", "gap_end", "missed"]
 
@@ -119,6 +141,7 @@ class SourceStatistics(ActorStatistics):
     - ``bytes``: the bytes it read.
     - ``markers``: how many of the records were markers.
     - ``errors``: the errors it recovered from.
+    - ``late``: records set aside because they came later than ``lateness`` allows.
     - ``last_error``: the latest of those errors, as text.
     - ``detail``: figures of the source's own kind (connections, polls, ticks, rotations).
 
@@ -128,8 +151,20 @@ class SourceStatistics(ActorStatistics):
     bytes: int = 0
     markers: int = 0
     errors: int = 0
+    late: int = 0
     last_error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceOptions(TypedDict, total=False):
+    """What every source takes, beside its own arguments (see :class:`Source`)."""
+
+    queue: Any
+    mode: Mode
+    stamp: bool
+    event_time: SortKey | None
+    lateness: float
+    maxsize: int
 
 
 class Source(ReaderHosting, Actor):
@@ -138,22 +173,30 @@ class Source(ReaderHosting, Actor):
     ``queue``: where records go, as for a reader (a Channel, or anything with ``put()``); when
     None the source makes a Channel of its mode, of ``maxsize`` records, as ``.queue``.
     ``mode``: ``"thread"`` (the default) or ``"process"``. ``stamp``: wrap each record in an
-    :class:`Arrival`.
+    :class:`Arrival`. ``event_time`` and ``lateness``: put the records in event-time order, within
+    that lateness (in the key's units, also taken as seconds of quiet; see the module docstring).
     """
 
     #: figures of the source's own kind, reported in ``statistics().detail`` (subclasses add to it)
     detail: dict[str, Any]
 
     def __init__(self, name: str, *, queue: Any = None, mode: Mode = "thread", stamp: bool = False,
-                 maxsize: int = 10_000) -> None:
+                 event_time: SortKey | None = None, lateness: float = 0.0, maxsize: int = 10_000) -> None:
         super().__init__(name, mode=mode)
         self.stamp = stamp
         self.maxsize = maxsize
         self._queue = queue
-        self.records = self.bytes = self.markers = self.errors = 0
+        self.records = self.bytes = self.markers = self.errors = self.late = 0
         self.last_error: str | None = None
         self.detail = {}
+        #: late records (up to MAX_LATE; all are counted in ``late``)
+        self.late_records: list[Any] = []
         self._seq = itertools.count()
+        self.event_time, self.lateness = event_time, lateness
+        self._reorder: Reorder | None = None
+        if event_time is not None:
+            key = key_function(event_time)
+            self._reorder = Reorder((lambda a: key(a.record)) if stamp else key, lateness, self._late)
 
     # -- for implementors --------------------------------------------------------------------
     def _batches(self) -> Iterator[list[Any]]:
@@ -181,19 +224,42 @@ class Source(ReaderHosting, Actor):
         return False
 
     # -- what every source does --------------------------------------------------------------
+    def _late(self, record: Any) -> None:
+        self.late += 1
+        if len(self.late_records) < MAX_LATE:
+            self.late_records.append(record)
+
     def _counted(self) -> Iterator[list[Any]]:
-        batches = self._batches()
+        batches, reorder, heard = self._batches(), self._reorder, time.monotonic()
         try:
             for batch in batches:
-                if not batch:
-                    continue
-                self.records += len(batch)
-                if self.stamp:
-                    at, seq, name = time.time(), self._seq, self.name
-                    batch = [Arrival(record, at, next(seq), name) for record in batch]
-                yield batch
+                held: list[Any] = []
+                if not batch:  # nothing came: a source quiet for ``lateness`` lets go of what it held
+                    if reorder is not None and reorder.held and time.monotonic() - heard >= self.lateness:
+                        held = reorder.flush()
+                elif isinstance(batch[0], Marker):  # markers come alone, and what is held goes before them
+                    held = reorder.flush() if reorder is not None else []
+                    batch = self._stamped(batch)
+                else:
+                    batch = self._stamped(batch)
+                    if reorder is not None:
+                        heard, batch = time.monotonic(), reorder.push(batch)
+                if held:
+                    batch = held + batch
+                if batch:
+                    self.records += len(batch)
+                    yield batch
+            if reorder is not None and (rest := reorder.flush()):
+                self.records += len(rest)
+                yield rest
         finally:
             batches.close()
+
+    def _stamped(self, batch: list[Any]) -> list[Any]:
+        if not self.stamp:
+            return batch
+        at, seq, name = time.time(), self._seq, self.name
+        return [Arrival(record, at, next(seq), name) for record in batch]
 
     def _stream(self) -> Iterator[Any]:
         for batch in self._counted():
@@ -230,12 +296,13 @@ class Source(ReaderHosting, Actor):
     def statistics(self) -> SourceStatistics:
         base = super().statistics()
         return SourceStatistics(**{f.name: getattr(base, f.name) for f in fields(base)}, records=self.records,
-                                bytes=self.bytes, markers=self.markers, errors=self.errors,
+                                bytes=self.bytes, markers=self.markers, errors=self.errors, late=self.late,
                                 last_error=self.last_error, detail=dict(self.detail))
 
     def on_stop(self) -> dict[str, Any]:
         return {"records": self.records, "bytes": self.bytes, "markers": self.markers, "errors": self.errors,
-                "last_error": self.last_error, "detail": dict(self.detail)}
+                "late": self.late, "late_records": self.late_records, "last_error": self.last_error,
+                "detail": dict(self.detail)}
 
     def on_result(self, result: Any) -> None:
         """In the parent, once the source ended: take over the child's figures."""

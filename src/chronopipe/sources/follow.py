@@ -31,10 +31,9 @@ import os
 import stat
 import time
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
-from ..actors.actor import Mode
-from .base import Source, SourceError
+from .base import Source, SourceError, SourceOptions
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -88,10 +87,9 @@ class FollowSource(Source):
 
     def __init__(self, path: str | os.PathLike[str], *, name: str | None = None, from_start: bool = True,
                  poll: float = 0.05, encoding: str = "utf-8", rotated: str | os.PathLike[str] | None = None,
-                 position: str | os.PathLike[str] | None = None, queue: Any = None, mode: Mode = "thread",
-                 stamp: bool = False, maxsize: int = 10_000) -> None:
+                 position: str | os.PathLike[str] | None = None, **options: Unpack[SourceOptions]) -> None:
         self.path = os.fspath(path)
-        super().__init__(name or os.path.basename(self.path), queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        super().__init__(name or os.path.basename(self.path), **options)
         if not poll > 0:
             raise ValueError(f"poll must be more than 0 seconds, not {poll!r}")
         self.encoding = codecs.lookup(encoding).name

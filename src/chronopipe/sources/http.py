@@ -53,11 +53,10 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC
 from email.message import Message
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Unpack, get_args
 
-from ..actors.actor import Mode
 from .backoff import Backoff
-from .base import POLL, Source, SourceError
+from .base import POLL, Source, SourceError, SourceOptions
 
 __all__ = ["MAX_RETRY_AFTER", "HTTPSource", "Parse", "retry_after"]
 
@@ -138,8 +137,7 @@ class HTTPSource(Source):
 
     def __init__(self, url: str, *, name: str | None = None, interval: float = 5.0, parse: Parse = "json",
                  headers: Mapping[str, str] | None = None, timeout: float = 10.0, backoff: Backoff | None = None,
-                 max_errors: int | None = None, limit: int | None = None, queue: Any = None,
-                 mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 max_errors: int | None = None, limit: int | None = None, **options: Unpack[SourceOptions]) -> None:
         _check_url(url)
         if parse not in PARSES:
             raise ValueError(f"HTTPSource: parse must be one of {', '.join(PARSES)}, not {parse!r}")
@@ -154,7 +152,7 @@ class HTTPSource(Source):
             if any(c in str(key) + str(value) for c in "\r\n\0") or not str(key).strip():
                 raise ValueError(f"HTTPSource: bad header {key!r}: {value!r}")
             sent[str(key).lower()] = (str(key), str(value))
-        super().__init__(name or url, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        super().__init__(name or url, **options)
         self.url, self.interval, self.parse, self.timeout = url, float(interval), parse, float(timeout)
         self.headers = dict(sent.values())
         self.backoff = backoff if backoff is not None else Backoff()

@@ -21,11 +21,10 @@ import selectors
 import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
-from ..actors.actor import Mode
 from .backoff import Backoff
-from .base import POLL, Source, SourceError
+from .base import POLL, Source, SourceError, SourceOptions
 from .framing import MAX_RECORD, Framing, FramingError, LengthFramer, LineFramer, framer
 
 __all__ = ["TCPClientSource", "TCPServerSource", "UDPSource"]
@@ -78,9 +77,9 @@ class TCPServerSource(_Listening):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, name: str | None = None,
                  framing: Framing = "lines", encoding: str | None = "utf-8", max_record: int = MAX_RECORD,
                  connections: int | None = None, max_connections: int = 64, chunk: int = CHUNK,
-                 queue: Any = None, mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 **options: Unpack[SourceOptions]) -> None:
         framer(framing, encoding)  # a bad framing fails here
-        super().__init__(name or f"tcp:{port}", queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        super().__init__(name or f"tcp:{port}", **options)
         self.framing, self.encoding, self.max_record = framing, encoding, max_record
         self.connections, self.max_connections, self.chunk = connections, max_connections, chunk
         self.detail.update(accepted=0, closed=0, dropped=0)
@@ -163,9 +162,9 @@ class TCPClientSource(Source):
                  encoding: str | None = "utf-8", max_record: int = MAX_RECORD, reconnect: bool = True,
                  on_connect: Callable[[socket.socket], Any] | None = None, backoff: Backoff | None = None,
                  max_attempts: int | None = None, connect_timeout: float = 5.0, chunk: int = CHUNK,
-                 queue: Any = None, mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 **options: Unpack[SourceOptions]) -> None:
         framer(framing, encoding)
-        super().__init__(name or f"tcp:{host}:{port}", queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        super().__init__(name or f"tcp:{host}:{port}", **options)
         self.host, self.port = host, port
         self.framing, self.encoding, self.max_record, self.chunk = framing, encoding, max_record, chunk
         self.reconnect, self.on_connect, self.max_attempts = reconnect, on_connect, max_attempts
@@ -257,10 +256,10 @@ class UDPSource(_Listening):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, name: str | None = None,
                  framing: Framing | None = None, encoding: str | None = "utf-8", rcvbuf: int | None = None,
-                 queue: Any = None, mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 **options: Unpack[SourceOptions]) -> None:
         if framing not in (None, "lines"):
             raise ValueError(f"UDPSource framing must be None (a record per datagram) or 'lines', not {framing!r}")
-        super().__init__(name or f"udp:{port}", queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        super().__init__(name or f"udp:{port}", **options)
         self.framing, self.encoding = framing, encoding
         self.detail["datagrams"] = 0
         self._bind(socket.SOCK_DGRAM, host, port)

@@ -13,10 +13,9 @@ import os
 import select
 import sys
 from collections.abc import Iterator
-from typing import IO, Any, Self
+from typing import IO, Any, Self, Unpack
 
-from ..actors.actor import Mode
-from .base import POLL, Source, SourceError
+from .base import POLL, Source, SourceError, SourceOptions
 from .framing import MAX_RECORD, Framing, FramingError, framer
 
 __all__ = ["StdinSource"]
@@ -36,10 +35,10 @@ class StdinSource(Source):
         SourceError: the stream breaks its framing (a line longer than ``max_record`` bytes)."""
 
     def __init__(self, stream: IO[Any] | None = None, *, name: str = "stdin", framing: Framing = "lines",
-                 encoding: str | None = "utf-8", max_record: int = MAX_RECORD, queue: Any = None,
-                 mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 encoding: str | None = "utf-8", max_record: int = MAX_RECORD,
+                 **options: Unpack[SourceOptions]) -> None:
         framer(framing, encoding)
-        super().__init__(name, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+        super().__init__(name, **options)
         self.stream = sys.stdin if stream is None else stream
         self.framing, self.encoding, self.max_record = framing, encoding, max_record
         self._fd: int | None = None  # a duplicate, for a process

@@ -33,10 +33,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Unpack
 
-from ..actors.actor import Mode
-from .base import Source, SourceError
+from .base import Source, SourceError, SourceOptions
 
 __all__ = ["Clock", "CronSource", "FakeClock", "IntervalSource", "Misfire", "Tick"]
 
@@ -118,8 +117,8 @@ class _Timer(Source):
 
     def __init__(self, name: str, *, jitter: float | timedelta, misfire: Misfire, grace: float | timedelta | None,
                  action: Callable[[], Any] | None, limit: int | None, clock: Clock | None, seed: int | None,
-                 queue: Any, mode: Mode, stamp: bool, maxsize: int) -> None:
-        super().__init__(name, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+                 **options: Unpack[SourceOptions]) -> None:
+        super().__init__(name, **options)
         if misfire not in _POLICIES:
             raise ValueError(f"source {name!r}: misfire must be one of {', '.join(_POLICIES)}, not {misfire!r}")
         if limit is not None and limit < 0:
@@ -239,14 +238,14 @@ class IntervalSource(_Timer):
     def __init__(self, every: float | timedelta, *, name: str = "interval", jitter: float | timedelta = 0.0,
                  misfire: Misfire = "late", grace: float | timedelta | None = None,
                  action: Callable[[], Any] | None = None, start_at: float | datetime | None = None,
-                 limit: int | None = None, clock: Clock | None = None, seed: int | None = None, queue: Any = None,
-                 mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 limit: int | None = None, clock: Clock | None = None, seed: int | None = None,
+                 **options: Unpack[SourceOptions]) -> None:
         self.every = _seconds(every, "every", name)
         if self.every <= 0:
             raise ValueError(f"source {name!r}: every must be > 0 seconds, not {every!r}")
         self.start_at = start_at.timestamp() if isinstance(start_at, datetime) else start_at
         super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
-                         seed=seed, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+                         seed=seed, **options)
 
     def _default_grace(self) -> float:
         return min(GRACE, self.every / 2)
@@ -284,8 +283,8 @@ class CronSource(_Timer):
     def __init__(self, cron: str, *, name: str = "cron", jitter: float | timedelta = 0.0, misfire: Misfire = "late",
                  grace: float | timedelta | None = None, action: Callable[[], Any] | None = None,
                  tz: str | tzinfo | None = None, limit: int | None = None, clock: Clock | None = None,
-                 seed: int | None = None, queue: Any = None, mode: Mode = "thread", stamp: bool = False,
-                 maxsize: int = 10_000) -> None:
+                 seed: int | None = None,
+                 **options: Unpack[SourceOptions]) -> None:
         croniter = _croniter()
         try:
             croniter(cron)
@@ -294,7 +293,7 @@ class CronSource(_Timer):
         self.cron = cron
         self.tz = _zone(tz, name)
         super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
-                         seed=seed, queue=queue, mode=mode, stamp=stamp, maxsize=maxsize)
+                         seed=seed, **options)
 
     def _schedule(self, now: float) -> Iterator[float]:
         times = _croniter()(self.cron, datetime.fromtimestamp(now, self.tz))

@@ -39,11 +39,10 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
-from ..actors.actor import Mode
 from .backoff import Backoff
-from .base import POLL, Source, SourceError
+from .base import POLL, Source, SourceError, SourceOptions
 
 __all__ = ["Parse", "WebSocketSource"]
 
@@ -121,7 +120,7 @@ class WebSocketSource(Source):
                  parse: Parse = "text", backoff: Backoff | None = None, max_attempts: int | None = None,
                  open_timeout: float = 10.0, end_on_close: bool = False,
                  connect_options: Mapping[str, Any] | None = None, limit: int | None = None,
-                 queue: Any = None, mode: Mode = "thread", stamp: bool = False, maxsize: int = 10_000) -> None:
+                 **options: Unpack[SourceOptions]) -> None:
         parts = urllib.parse.urlsplit(uri)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ValueError(f"WebSocketSource needs a ws:// or wss:// address, not {_shown(uri)!r}")
@@ -133,8 +132,7 @@ class WebSocketSource(Source):
             raise ValueError(f"limit must be 0 or more (or None), not {limit}")
         _websockets()  # not installed: fail here, not in the run
         shown = _shown(uri)
-        super().__init__(name or f"ws:{shown.split('://', 1)[1]}", queue=queue, mode=mode, stamp=stamp,
-                         maxsize=maxsize)
+        super().__init__(name or f"ws:{shown.split('://', 1)[1]}", **options)
         self.uri, self.parse, self.on_connect, self.end_on_close = uri, parse, on_connect, end_on_close
         self.max_attempts, self.open_timeout, self.limit = max_attempts, open_timeout, limit
         self.connect_options = dict(connect_options or {})

@@ -1,0 +1,129 @@
+"""Reordering: a stream that is *almost* in order made exactly in order, within a bounded lateness.
+
+Records of a live source come in the order they arrived, which is not quite the order of their
+event time: a sensor's clock, a network path, a batch sent late. When no record comes more than
+``lateness`` (in the key's units) after a later one, holding each record until the stream has
+gone ``lateness`` past it puts them all in key order. A record that is later than that cannot
+be placed: it is *late*, handed to ``late`` (or an error), never emitted out of order. Once in
+order, streams of several sources merge with ``merge_sorted`` or the SortedQueueMultiplexer.
+
+>>> list(reorder([{"t": 1}, {"t": 3}, {"t": 2}, {"t": 6}, {"t": 5}], key="t", lateness=2))
+[{'t': 1}, {'t': 2}, {'t': 3}, {'t': 5}, {'t': 6}]
+>>> list(reorder([1, 5, 9, 2], key=lambda x: x, lateness=3, late=lambda r: print("late", r)))
+late 2
+[1, 5, 9]
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .keys import SortKey, key_function
+
+__all__ = ["Reorder", "reorder"]
+
+
+class Reorder:
+    """The buffer of :func:`reorder`, fed a list at a time (a source's reads).
+
+    ``push(records)`` returns the records now certain of their place; ``release(before)``
+    releases every record whose key is before ``before`` (a source gone quiet moves the bound
+    on with the clock, so nothing waits forever); ``flush()`` releases the rest, at the end.
+    Ties keep their arrival order.
+
+    >>> r = Reorder("t", 10)
+    >>> r.push([{"t": 100}, {"t": 95}, {"t": 112}])
+    [{'t': 95}, {'t': 100}]
+    >>> r.held, r.release(120), r.flush()
+    (1, [{'t': 112}], [])
+    """
+
+    def __init__(self, key: SortKey, lateness: float, late: Callable[[Any], Any] | None = None) -> None:
+        if not lateness >= 0:
+            raise ValueError(f"lateness must be >= 0, not {lateness!r}")
+        self.key, self.lateness, self.late = key_function(key), lateness, late
+        self.late_count = 0
+        self._heap: list[tuple[Any, int, Any]] = []
+        self._order = itertools.count()
+        self._top: Any = None  # the largest key seen
+        self._floor: Any = None  # the key of the last record released
+
+    @property
+    def held(self) -> int:
+        """Records held, waiting for their place to be certain."""
+        return len(self._heap)
+
+    def push(self, records: Iterable[Any]) -> list[Any]:
+        """Take ``records``; return those whose place is now certain, in key order.
+
+        Raises:
+            ValueError: a record is late and no ``late`` was given."""
+        key, heap, order, lateness, out = self.key, self._heap, self._order, self.lateness, []
+        top, floor = self._top, self._floor
+        for record in records:  # released record by record: the result does not depend on how records are cut
+            k = key(record)
+            if floor is not None and k < floor:
+                self._reject(record, k, floor)
+                continue
+            heapq.heappush(heap, (k, next(order), record))
+            if top is None or k > top:
+                top = k
+                bound = top - lateness
+                while heap and heap[0][0] <= bound:
+                    floor, _, released = heapq.heappop(heap)
+                    out.append(released)
+        self._top, self._floor = top, floor
+        return out
+
+    def release(self, before: Any) -> list[Any]:
+        """Release every held record whose key is before ``before``, in key order."""
+        return self._release_to(before, strict=True)
+
+    def flush(self) -> list[Any]:
+        """The stream ended: every held record, in key order."""
+        held = sorted(self._heap)  # (key, arrival, record): the arrival settles ties, records are never compared
+        self._heap.clear()
+        if held:
+            self._floor = held[-1][0]
+        return [record for _, _, record in held]
+
+    def _release_to(self, bound: Any, strict: bool) -> list[Any]:
+        heap, out = self._heap, []
+        while heap and (heap[0][0] < bound or (not strict and heap[0][0] <= bound)):
+            k, _, record = heapq.heappop(heap)
+            self._floor = k
+            out.append(record)
+        return out
+
+    def _reject(self, record: Any, k: Any, floor: Any) -> None:
+        self.late_count += 1
+        if self.late is None:
+            raise ValueError(f"a record of key {k!r} after one of key {floor!r} was released ({record!r:.100}): "
+                             f"later than the lateness of {self.lateness} allows")
+        self.late(record)
+
+
+def reorder(records: Iterable[Any], key: SortKey, lateness: float,
+            late: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """``records`` in key order, each held until the stream has gone ``lateness`` past its key.
+
+    Exact for a stream where no record comes more than ``lateness`` after a later one; a record
+    that does is late: given to ``late(record)``, or a ValueError when ``late`` is None. Holds the
+    records of one ``lateness`` span. ``key`` is spelt as for ``merge_sorted`` (keys.py).
+
+    Raises:
+        ValueError: ``lateness`` below 0; while iterating, a late record when ``late`` is None.
+        TypeError: a bad ``key``; while iterating, keys that cannot be compared or subtracted."""
+    buffer = Reorder(key, lateness, late)
+    for chunk in _chunks(records):
+        yield from buffer.push(chunk)
+    yield from buffer.flush()
+
+
+def _chunks(records: Iterable[Any], size: int = 1000) -> Iterator[list[Any]]:
+    it = iter(records)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
