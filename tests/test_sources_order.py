@@ -168,3 +168,16 @@ def test_merge_sorted_orders_two_iterated_sources_by_event_time():
         t.join()
     assert [_ts(r) for r in merged] == sorted(_ts(r.decode()) for r in lines_a + lines_b)
     assert len(merged) == 6000
+
+
+@pytest.mark.parametrize("kind", ["tcp", "udp"])
+def test_a_quiet_socket_lets_go_of_its_last_records(kind):
+    source = (TCPServerSource if kind == "tcp" else UDPSource)(event_time=_ts, lateness=0.3).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as peer:
+        peer.connect(("127.0.0.1", source.port))
+        peer.send(b"100 only\n" if kind == "tcp" else b"100 only")  # and nothing more, the peer stays
+        sent = time.monotonic()
+        assert source.queue.get(5) == "100 only"
+        assert 0.25 < time.monotonic() - sent < 2.0
+    source.stop()
+    source.join(5)

@@ -94,7 +94,10 @@ class TCPServerSource(_Listening):
         peers: dict[socket.socket, LineFramer | LengthFramer] = {}
         try:
             while not self.stopping:
-                for key, _ in selector.select(POLL):
+                events = selector.select(POLL)
+                if not events:
+                    yield []  # quiet (what a source ordering by event time learns it from)
+                for key, _ in events:
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     if sock is listener:
                         self._accept(listener, selector, peers)
@@ -211,6 +214,7 @@ class TCPClientSource(Source):
                     try:
                         data = sock.recv(self.chunk)
                     except TimeoutError:
+                        yield []
                         continue
                     except OSError as exc:
                         data, reason = b"", f"{type(exc).__name__}: {exc}"
@@ -274,6 +278,7 @@ class UDPSource(_Listening):
                 try:
                     data = sock.recv(65536)
                 except TimeoutError:
+                    yield []
                     continue
                 datagrams = [data]
                 sock.setblocking(False)

@@ -60,6 +60,7 @@ class StdinSource(Source):
             while not self.stopping:
                 ready, _, _ = select.select([fd], [], [], POLL)
                 if not ready:
+                    yield []
                     continue
                 data = os.read(fd, CHUNK)
                 self.bytes += len(data)
