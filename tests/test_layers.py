@@ -135,7 +135,8 @@ def test_import_chronopipe_loads_no_subpackage_no_parser_and_no_capture_code():
 def test_the_order_package_imports_nothing_else_of_chronopipe():
     loaded = loaded_after("import chronopipe.order")
     assert {m for m in loaded if m.startswith("chronopipe")} == {
-        "chronopipe", "chronopipe.order", "chronopipe.order.keys", "chronopipe.order.reorder", "chronopipe.order.window"}
+        "chronopipe", "chronopipe.order", "chronopipe.order.keys", "chronopipe.order.reorder",
+        "chronopipe.order.window"}
 
 
 def test_no_module_of_the_package_is_over_400_lines():

@@ -181,3 +181,35 @@ def test_a_quiet_socket_lets_go_of_its_last_records(kind):
         assert 0.25 < time.monotonic() - sent < 2.0
     source.stop()
     source.join(5)
+
+
+def test_records_held_for_order_go_out_when_the_source_is_stopped():
+    source = TCPServerSource(event_time=_ts, lateness=1000).start()  # holds everything: nothing is 1000 past
+    with socket.create_connection(("127.0.0.1", source.port)) as peer:
+        peer.sendall(b"".join(b"%d x\n" % i for i in range(500)))
+        deadline = time.monotonic() + 5
+        while source._reorder.held < 500 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        source.stop()
+        got = []
+        while (record := source.queue.get(5)) is not END:
+            got.append(record)
+    source.join(5)
+    assert got == [f"{i} x" for i in range(500)]
+
+
+def test_a_record_without_an_event_time_is_rejected_and_the_source_goes_on():
+    source = Script([[{"ts": 2}, {"no ts": 1}, {"ts": 1}]], event_time="ts", lateness=5)
+    assert list(source) == [{"ts": 1}, {"ts": 2}]
+    [reject] = source.rejects
+    assert source.rejected == 1 and reject.file == "script" and "no event time: KeyError" in reject.reason
+    assert "{'no ts': 1}" in reject.text
+
+
+def test_a_thread_channel_says_how_many_it_took_before_a_timeout():
+    from chronopipe.channels import Channel
+
+    channel = Channel(5, mode="thread")
+    with pytest.raises(TimeoutError) as caught:
+        channel.put_many(list(range(8)), timeout=0.1)
+    assert caught.value.taken == 5 and channel.statistics().items_put == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -359,3 +360,66 @@ def test_a_gigabyte_flood_into_a_slow_consumer_stays_under_100_mb(tmp_path):
         child.kill()
         child.wait()
         child.stdout.close()
+
+
+# -- what the hostile tester found -------------------------------------------------------------
+def test_stop_is_noticed_while_the_channel_is_full_and_the_port_is_released():
+    server = TCPServerSource(maxsize=10).start()
+    peer = socket.create_connection(("127.0.0.1", server.port))
+    peer.sendall(b"x\n" * 1000)  # nobody reads the channel
+    deadline = time.monotonic() + 5
+    while server.statistics().emitted < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    server.stop()
+    server.join(5)
+    assert time.monotonic() - started < 1.0
+    assert server.statistics().detail["unsent"] > 0  # read, but never taken: counted, not hidden
+    peer.close()
+    no_socket_left()
+
+
+def test_a_reset_connection_does_not_make_its_unfinished_line_a_record():
+    server = TCPServerSource(connections=1).start()
+    peer = socket.create_connection(("127.0.0.1", server.port))
+    peer.sendall(b"complete\npart")
+    time.sleep(0.2)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close = RST
+    peer.close()
+    assert drain(server.queue) == ["complete"]
+    stats = server.join()
+    assert stats.errors == 1 and "4 bytes of an unfinished record dropped" in stats.last_error
+
+
+def test_an_on_connect_that_raises_fails_the_client_naming_it_and_closes_the_socket():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def subscribe(sock):
+            raise TypeError("bad subscription")
+
+        client = TCPClientSource("127.0.0.1", listener.getsockname()[1], on_connect=subscribe).start()
+        with pytest.raises(ActorError, match=r"on_connect \(subscribe\) raised TypeError: bad subscription"):
+            client.join(5)
+        peer, _ = listener.accept()
+        peer.settimeout(2)
+        assert peer.recv(10) == b""  # the client's side was closed
+        peer.close()
+
+
+@pytest.mark.parametrize(("make", "says"), [
+    (lambda: TCPServerSource(chunk=0), "chunk must be >= 1"),
+    (lambda: TCPServerSource(max_connections=0), "max_connections must be >= 1"),
+    (lambda: TCPServerSource(encoding="bogus"), "unknown encoding 'bogus'"),
+    (lambda: UDPSource(encoding="bogus"), "unknown encoding 'bogus'"),
+    (lambda: StdinSource(encoding="bogus"), "unknown encoding 'bogus'"),
+    (lambda: TCPServerSource(port=70000), "port must be 0 to 65535"),
+    (lambda: UDPSource(port=-1), "port must be 0 to 65535"),
+    (lambda: TCPClientSource("127.0.0.1", 9, connect_timeout=0), "connect_timeout must be > 0"),
+    (lambda: TCPServerSource(max_record=0), "max_record must be a number of bytes >= 1"),
+], ids=["chunk", "max_connections", "tcp-encoding", "udp-encoding", "stdin-encoding", "port-high", "port-low",
+        "connect_timeout", "max_record"])
+def test_a_bad_argument_is_one_line_at_construction(make, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        make()

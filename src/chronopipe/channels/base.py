@@ -137,6 +137,13 @@ class Channel:
         """Append records in order (cheaper per record than ``put``); returns how many.
 
         An iterator is taken record by record as it yields, so it may be endless or pause.
+
+        Raises:
+            TimeoutError: the channel stayed full for ``timeout`` seconds. A thread channel's
+                error says in ``taken`` how many of a list it took before (the rest is the
+                caller's to put again or to count); for other channels ``taken`` is None.
+            ChannelBroken: the channel was broken (its reader failed or was cancelled).
+            ValueError: every writer has closed the channel.
         """
         raise NotImplementedError
 

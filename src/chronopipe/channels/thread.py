@@ -68,7 +68,12 @@ class ThreadChannel(Channel, mode="thread"):
                 self._check_broken()
                 room = self.maxsize - len(self._buf)
                 if room <= 0:
-                    self._not_full.wait(remaining(deadline, f"channel {self.name!r} stayed full for {timeout} s"))
+                    try:
+                        self._not_full.wait(remaining(deadline, f"channel {self.name!r} stayed full for {timeout} s"))
+                    except TimeoutError as exc:
+                        self._items_put += done
+                        exc.taken = done  # type: ignore[attr-defined]
+                        raise
                     continue
                 self._buf.extend(items[done : done + room] if done or room < n else items)
                 done = min(n, done + room)

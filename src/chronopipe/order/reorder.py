@@ -29,22 +29,23 @@ __all__ = ["Reorder", "reorder"]
 class Reorder:
     """The buffer of :func:`reorder`, fed a list at a time (a source's reads).
 
-    ``push(records)`` returns the records now certain of their place; ``release(before)``
-    releases every record whose key is before ``before`` (a source gone quiet moves the bound
-    on with the clock, so nothing waits forever); ``flush()`` releases the rest, at the end.
-    Ties keep their arrival order.
+    ``push(records)`` returns the records now certain of their place; ``flush()`` releases the
+    rest, at the end of the stream (or when a source has been quiet long enough that nothing
+    earlier can come). Ties keep their arrival order. ``unkeyed(record, error)``, when given, takes a record whose
+    key cannot be read (else the key's error is raised).
 
     >>> r = Reorder("t", 10)
     >>> r.push([{"t": 100}, {"t": 95}, {"t": 112}])
     [{'t': 95}, {'t': 100}]
-    >>> r.held, r.release(120), r.flush()
-    (1, [{'t': 112}], [])
+    >>> r.held, r.flush()
+    (1, [{'t': 112}])
     """
 
-    def __init__(self, key: SortKey, lateness: float, late: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, key: SortKey, lateness: float, late: Callable[[Any], Any] | None = None,
+                 unkeyed: Callable[[Any, Exception], Any] | None = None) -> None:
         if not lateness >= 0:
             raise ValueError(f"lateness must be >= 0, not {lateness!r}")
-        self.key, self.lateness, self.late = key_function(key), lateness, late
+        self.key, self.lateness, self.late, self.unkeyed = key_function(key), lateness, late, unkeyed
         self.late_count = 0
         self._heap: list[tuple[Any, int, Any]] = []
         self._order = itertools.count()
@@ -64,7 +65,13 @@ class Reorder:
         key, heap, order, lateness, out = self.key, self._heap, self._order, self.lateness, []
         top, floor = self._top, self._floor
         for record in records:  # released record by record: the result does not depend on how records are cut
-            k = key(record)
+            try:
+                k = key(record)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                if self.unkeyed is None:
+                    raise
+                self.unkeyed(record, exc)
+                continue
             if floor is not None and k < floor:
                 self._reject(record, k, floor)
                 continue
@@ -78,10 +85,6 @@ class Reorder:
         self._top, self._floor = top, floor
         return out
 
-    def release(self, before: Any) -> list[Any]:
-        """Release every held record whose key is before ``before``, in key order."""
-        return self._release_to(before, strict=True)
-
     def flush(self) -> list[Any]:
         """The stream ended: every held record, in key order."""
         held = sorted(self._heap)  # (key, arrival, record): the arrival settles ties, records are never compared
@@ -89,14 +92,6 @@ class Reorder:
         if held:
             self._floor = held[-1][0]
         return [record for _, _, record in held]
-
-    def _release_to(self, bound: Any, strict: bool) -> list[Any]:
-        heap, out = self._heap, []
-        while heap and (heap[0][0] < bound or (not strict and heap[0][0] <= bound)):
-            k, _, record = heapq.heappop(heap)
-            self._floor = k
-            out.append(record)
-        return out
 
     def _reject(self, record: Any, k: Any, floor: Any) -> None:
         self.late_count += 1

@@ -48,7 +48,9 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypedDict
 
 from ..actors.actor import Actor, ActorStatistics, Mode
+from ..channels.thread import ThreadChannel
 from ..order import Reorder, SortKey, key_function
+from ..readers.base import Reject
 from ..readers.hosting import ReaderHosting
 
 if TYPE_CHECKING:
@@ -67,8 +69,8 @@ __all__ = [
 
 #: Seconds a source may block before it looks at ``stopping`` again.
 POLL = 0.1
-#: Late records a source keeps in ``late_records``; later ones are only counted.
-MAX_LATE = 10_000
+#: Late records and rejects a source keeps in ``late_records`` and ``rejects``; more are only counted.
+MAX_KEPT = 10_000
 
 MarkerKind = Literal["gap_start", "gap_end", "missed"]
 
@@ -142,6 +144,7 @@ class SourceStatistics(ActorStatistics):
     - ``markers``: how many of the records were markers.
     - ``errors``: the errors it recovered from.
     - ``late``: records set aside because they came later than ``lateness`` allows.
+    - ``rejected``: records set aside because their event time could not be read.
     - ``last_error``: the latest of those errors, as text.
     - ``detail``: figures of the source's own kind (connections, polls, ticks, rotations).
 
@@ -152,6 +155,7 @@ class SourceStatistics(ActorStatistics):
     markers: int = 0
     errors: int = 0
     late: int = 0
+    rejected: int = 0
     last_error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -186,17 +190,18 @@ class Source(ReaderHosting, Actor):
         self.stamp = stamp
         self.maxsize = maxsize
         self._queue = queue
-        self.records = self.bytes = self.markers = self.errors = self.late = 0
+        self.records = self.bytes = self.markers = self.errors = self.late = self.rejected = 0
         self.last_error: str | None = None
         self.detail = {}
-        #: late records (up to MAX_LATE; all are counted in ``late``)
+        #: late records and rejects (up to MAX_KEPT each; all are counted in ``late`` and ``rejected``)
         self.late_records: list[Any] = []
+        self.rejects: list[Reject] = []
         self._seq = itertools.count()
         self.event_time, self.lateness = event_time, lateness
         self._reorder: Reorder | None = None
         if event_time is not None:
             key = key_function(event_time)
-            self._reorder = Reorder((lambda a: key(a.record)) if stamp else key, lateness, self._late)
+            self._reorder = Reorder((lambda a: key(a.record)) if stamp else key, lateness, self._late, self._reject)
 
     # -- for implementors --------------------------------------------------------------------
     def _batches(self) -> Iterator[list[Any]]:
@@ -226,8 +231,15 @@ class Source(ReaderHosting, Actor):
     # -- what every source does --------------------------------------------------------------
     def _late(self, record: Any) -> None:
         self.late += 1
-        if len(self.late_records) < MAX_LATE:
+        if len(self.late_records) < MAX_KEPT:
             self.late_records.append(record)
+
+    def _reject(self, record: Any, error: Exception) -> None:
+        """A record without a readable event time: set aside as a Reject (the source goes on)."""
+        self.rejected += 1
+        if len(self.rejects) < MAX_KEPT:
+            self.rejects.append(Reject(self.name, self.records + self.rejected + self.late, f"{record!r:.200}",
+                                       f"no event time: {type(error).__name__}: {error}"))
 
     def _counted(self) -> Iterator[list[Any]]:
         batches, reorder, heard = self._batches(), self._reorder, time.monotonic()
@@ -254,6 +266,8 @@ class Source(ReaderHosting, Actor):
                 yield rest
         finally:
             batches.close()
+            if reorder is not None and reorder.held:  # the reader stopped reading (or stop() met a full channel)
+                self.detail["unsent"] = self.detail.get("unsent", 0) + reorder.held
 
     def _stamped(self, batch: list[Any]) -> list[Any]:
         if not self.stamp:
@@ -281,14 +295,27 @@ class Source(ReaderHosting, Actor):
     def run(self) -> None:
         # Each list goes to the channel as it is read: the channel batches and lingers, so a
         # line that arrives alone leaves within the channel's linger, and a full channel blocks
-        # here, before the next read (the backpressure).
+        # here, before the next read (the backpressure). A stop asked for is noticed while the
+        # channel is full (a thread channel says what it took before each POLL); what stays unsent
+        # is counted in ``detail["unsent"]``. After stop() the source's own generator ends by
+        # itself (its contract), so records held for event-time order still go out.
         output, counts = self.outputs[0], self.counts
+        timeout = POLL if isinstance(output, ThreadChannel) else None  # others do not say what they took
         batches = self._counted()
         try:
             for batch in batches:
-                output.put_many(batch)
-                counts.emitted += len(batch)
-                if self.stopping:
+                while True:
+                    try:
+                        output.put_many(batch, timeout)
+                    except TimeoutError as exc:
+                        taken = exc.taken  # type: ignore[attr-defined]
+                        counts.emitted += taken
+                        batch = batch[taken:]
+                        if not self.stopping:
+                            continue
+                        self.detail["unsent"] = self.detail.get("unsent", 0) + len(batch)
+                        return
+                    counts.emitted += len(batch)
                     break
         finally:
             batches.close()
@@ -297,11 +324,12 @@ class Source(ReaderHosting, Actor):
         base = super().statistics()
         return SourceStatistics(**{f.name: getattr(base, f.name) for f in fields(base)}, records=self.records,
                                 bytes=self.bytes, markers=self.markers, errors=self.errors, late=self.late,
-                                last_error=self.last_error, detail=dict(self.detail))
+                                rejected=self.rejected, last_error=self.last_error, detail=dict(self.detail))
 
     def on_stop(self) -> dict[str, Any]:
         return {"records": self.records, "bytes": self.bytes, "markers": self.markers, "errors": self.errors,
-                "late": self.late, "late_records": self.late_records, "last_error": self.last_error,
+                "late": self.late, "late_records": self.late_records, "rejected": self.rejected,
+                "rejects": self.rejects, "last_error": self.last_error,
                 "detail": dict(self.detail)}
 
     def on_result(self, result: Any) -> None:

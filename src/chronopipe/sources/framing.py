@@ -16,6 +16,7 @@ framers do their work in C, a piece at a time, not a byte or a record at a time.
 
 from __future__ import annotations
 
+import codecs
 from typing import Any, Literal
 
 __all__ = ["Framing", "FramingError", "LengthFramer", "LineFramer", "framer"]
@@ -148,7 +149,14 @@ def framer(framing: Framing, encoding: str | None = "utf-8",
     """A new framer for one stream: ``"lines"`` (decoded with ``encoding``) or ``"length"``.
 
     Raises:
-        ValueError: another framing."""
+        ValueError: another framing, an unknown encoding, a ``max_record`` below 1."""
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}") from None
+    if not isinstance(max_record, int) or max_record < 1:
+        raise ValueError(f"max_record must be a number of bytes >= 1, not {max_record!r}")
     if framing == "lines":
         return LineFramer(encoding, max_record)
     if framing == "length":

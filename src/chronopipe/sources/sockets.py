@@ -32,6 +32,16 @@ __all__ = ["TCPClientSource", "TCPServerSource", "UDPSource"]
 CHUNK = 256 * 1024  # bytes read from a socket at once
 
 
+def _at_least_one(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be >= 1, not {value!r}")
+
+
+def _cut(framing: LineFramer | LengthFramer) -> str:
+    return f" ({framing.pending} bytes of an unfinished record dropped)" if framing.pending else ""
+
+
 class _Listening(Source):
     """A source that binds at construction: a port in use fails at once, and ``port`` tells the
     port the system chose for port 0. Until the source runs, ``close()`` releases it."""
@@ -39,6 +49,8 @@ class _Listening(Source):
     _sock: socket.socket
 
     def _bind(self, kind: int, host: str, port: int) -> None:
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"source {self.name!r}: port must be 0 to 65535, not {port!r}")
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +90,8 @@ class TCPServerSource(_Listening):
                  framing: Framing = "lines", encoding: str | None = "utf-8", max_record: int = MAX_RECORD,
                  connections: int | None = None, max_connections: int = 64, chunk: int = CHUNK,
                  **options: Unpack[SourceOptions]) -> None:
-        framer(framing, encoding)  # a bad framing fails here
+        framer(framing, encoding, max_record)  # a bad framing, encoding or bound fails here
+        _at_least_one(chunk=chunk, max_connections=max_connections)
         super().__init__(name or f"tcp:{port}", **options)
         self.framing, self.encoding, self.max_record = framing, encoding, max_record
         self.connections, self.max_connections, self.chunk = connections, max_connections, chunk
@@ -102,13 +115,14 @@ class TCPServerSource(_Listening):
                     if sock is listener:
                         self._accept(listener, selector, peers)
                         continue
+                    framing = peers[sock]
                     try:
                         data = sock.recv(chunk)
-                    except OSError as exc:  # reset by the peer
-                        self._failed(exc)
+                    except OSError as exc:  # reset by the peer: an unfinished last record is not a record
+                        self._failed(f"{type(exc).__name__}: {exc}" + _cut(framing))
+                        framing = framer(self.framing, self.encoding, self.max_record)
                         data = b""
                     self.bytes += len(data)
-                    framing = peers[sock]
                     try:
                         records = framing.feed(data) if data else framing.end()
                     except FramingError as exc:
@@ -166,7 +180,10 @@ class TCPClientSource(Source):
                  on_connect: Callable[[socket.socket], Any] | None = None, backoff: Backoff | None = None,
                  max_attempts: int | None = None, connect_timeout: float = 5.0, chunk: int = CHUNK,
                  **options: Unpack[SourceOptions]) -> None:
-        framer(framing, encoding)
+        framer(framing, encoding, max_record)
+        _at_least_one(chunk=chunk)
+        if not connect_timeout > 0:
+            raise ValueError(f"connect_timeout must be > 0 seconds, not {connect_timeout!r}")
         super().__init__(name or f"tcp:{host}:{port}", **options)
         self.host, self.port = host, port
         self.framing, self.encoding, self.max_record, self.chunk = framing, encoding, max_record, chunk
@@ -195,7 +212,12 @@ class TCPClientSource(Source):
             sock.settimeout(POLL)
             self.detail["connects"] += 1
             if self.on_connect is not None:
-                self.on_connect(sock)
+                try:
+                    self.on_connect(sock)
+                except Exception as exc:
+                    sock.close()
+                    hook = getattr(self.on_connect, "__name__", "on_connect")
+                    raise SourceError(self.name, f"on_connect ({hook}) raised {type(exc).__name__}: {exc}") from exc
             return sock
         return None
 
@@ -216,8 +238,10 @@ class TCPClientSource(Source):
                     except TimeoutError:
                         yield []
                         continue
-                    except OSError as exc:
+                    except OSError as exc:  # reset: an unfinished last record is not a record
                         data, reason = b"", f"{type(exc).__name__}: {exc}"
+                        self._failed(reason + _cut(framing))
+                        framing = framer(self.framing, self.encoding, self.max_record)
                     if data and not flowing:
                         flowing = True
                         if lost_at is not None:
@@ -263,6 +287,7 @@ class UDPSource(_Listening):
                  **options: Unpack[SourceOptions]) -> None:
         if framing not in (None, "lines"):
             raise ValueError(f"UDPSource framing must be None (a record per datagram) or 'lines', not {framing!r}")
+        framer("lines", encoding)  # an unknown encoding fails here
         super().__init__(name or f"udp:{port}", **options)
         self.framing, self.encoding = framing, encoding
         self.detail["datagrams"] = 0

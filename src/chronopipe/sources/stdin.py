@@ -37,7 +37,7 @@ class StdinSource(Source):
     def __init__(self, stream: IO[Any] | None = None, *, name: str = "stdin", framing: Framing = "lines",
                  encoding: str | None = "utf-8", max_record: int = MAX_RECORD,
                  **options: Unpack[SourceOptions]) -> None:
-        framer(framing, encoding)
+        framer(framing, encoding, max_record)  # a bad framing, encoding or bound fails here
         super().__init__(name, **options)
         self.stream = sys.stdin if stream is None else stream
         self.framing, self.encoding, self.max_record = framing, encoding, max_record
