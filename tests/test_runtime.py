@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 import chronopipe as cp
@@ -185,3 +187,20 @@ def test_a_ctrl_c_swallowed_by_a_weakref_callback_is_delivered_again(tmp_path):
     assert "went on" not in done.stdout
     assert done.returncode in (130, 1, -signal.SIGINT), done.stderr
     assert "Exception ignored" not in done.stderr
+
+
+def test_a_program_starting_process_actors_again_and_again_keeps_no_descriptor_of_theirs():
+    def one():
+        out = cp.Channel(10, mode="process")
+        actor = cp.Actor("again", source=[1, 2], outputs=out, mode="process").start()
+        assert list(out) == [1, 2]
+        actor.join(10)
+
+    for _ in range(40):  # past ENDED_KEPT: the oldest ended actors are let go
+        one()
+    gc.collect()
+    before = psutil.Process().num_fds()
+    for _ in range(60):
+        one()
+    gc.collect()
+    assert psutil.Process().num_fds() <= before + 4

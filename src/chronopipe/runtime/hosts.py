@@ -14,6 +14,7 @@ says how far each of them got and how many records were lost (counts.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -38,6 +39,9 @@ __all__ = ["ActorHosting", "HostRecord", "ProcessHost", "ThreadHost"]
 
 log = logging.getLogger("chronopipe.runtime")
 _ctx = multiprocess.get_context("fork")
+
+#: Ended actors the runtime keeps (for ``actors()`` and ``statistics()``); older ones are let go.
+ENDED_KEPT = 32
 
 
 class ThreadHost:
@@ -156,12 +160,25 @@ class ActorHosting:
             # Stop flag and counts in shared memory: the parent sees them live, even after a SIGKILL.
             actor._hosted(memoryview(_ctx.RawArray("B", 1)).cast("B"), counts.SharedCounts())
             record = HostRecord(actor, ProcessHost(actor))
+        self._forget_ended()
         self._records[id(actor)] = record
         record.host.start()
         actor.pid = record.host.pid
         if actor.mode == "process":
             self._ensure_supervisor()
         return record
+
+    def _forget_ended(self) -> None:
+        """Let go of the oldest ended actors beyond the last ENDED_KEPT (the caller holds the lock):
+        a long-running program that starts actors again and again keeps no process, pipe or
+        channel of theirs open (their objects are the caller's to keep)."""
+        ended = [key for key, r in self._records.items() if r.actor.state not in ("new", "running")]
+        for key in ended[:max(0, len(ended) - ENDED_KEPT)]:
+            host = self._records.pop(key).host
+            if isinstance(host, ProcessHost) and host.started:
+                host.status_r.close()
+                with contextlib.suppress(ValueError):  # (still being reaped: the supervisor closes it)
+                    host.proc.close()
 
     def _records_of(self, actors: Iterable[Actor]) -> list[HostRecord]:
         return [r for r in (self._records.get(id(a)) for a in actors) if r is not None]

@@ -118,7 +118,8 @@ class Runtime(SeedNames, ActorHosting):
         return actor
 
     def actors(self) -> list[Actor]:
-        """Every actor started since the last shutdown."""
+        """Every actor started since the last shutdown that is still running, and the last
+        ``ENDED_KEPT`` (32) that ended (older ones are let go, with their pipes)."""
         with self._lock:
             return [r.actor for r in self._records.values()]
 
