@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.server
 import itertools
@@ -16,6 +17,7 @@ import pytest
 
 import chronopipe as cp
 from chronopipe.sources.backoff import Backoff
+from chronopipe.sources.base import POLL, SourceError
 from chronopipe.sources.http import HTTPSource
 
 Response = tuple[int, dict[str, str], bytes]
@@ -98,6 +100,41 @@ def fast() -> Backoff:
 def client_sockets(port: int) -> list:
     """This process's sockets connected to ``port`` (the source's side, not the server's)."""
     return [c for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port]
+
+
+@contextlib.contextmanager
+def trickler(every: float = 0.02) -> Iterator[str]:
+    """The url of a server that sends its response's headers, then one byte of the body every
+    ``every`` seconds, for minutes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not done.wait(every):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow"
+    finally:
+        done.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        listener.close()
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -194,8 +231,26 @@ def test_max_errors_in_a_row_fail_the_hosted_source_naming_the_url():
     source = HTTPSource(url, name="feed", max_errors=3, backoff=fast()).start()
     with pytest.raises(cp.ActorError) as caught:
         source.join(5)
-    assert url in str(caught.value) and "3 errors in a row" in str(caught.value)
+    assert caught.value.message.startswith(f"source 'feed': {url}: 3 errors in a row, the last: ConnectionRefused")
     assert source.errors == 3
+
+
+def test_an_error_message_says_the_url_once_when_the_name_is_the_url():
+    url = f"http://127.0.0.1:{free_port()}/feed"
+    source = HTTPSource(url, max_errors=2, backoff=fast())
+    with pytest.raises(SourceError) as caught:
+        list(source)
+    message = str(caught.value)
+    assert message.count(url) == 1 and "\n" not in message
+    assert message.startswith(f"source '{url}': 2 errors in a row, the last: ConnectionRefusedError: ")
+
+
+def test_an_error_after_a_redirect_says_each_url_once(serve):
+    target = serve((404, {}, b""))
+    server = serve((302, {"Location": target.url}, b""))
+    with pytest.raises(SourceError) as caught:
+        list(HTTPSource(server.url))
+    assert str(caught.value) == f"source '{server.url}': HTTP 404 Not Found from {target.url} (redirected)"
 
 
 def test_404_fails_at_once_with_a_one_line_message(serve):
@@ -203,7 +258,7 @@ def test_404_fails_at_once_with_a_one_line_message(serve):
     source = HTTPSource(server.url, name="feed", backoff=fast()).start()
     with pytest.raises(cp.ActorError) as caught:
         source.join(5)
-    assert caught.value.message == f"source 'feed': HTTP 404 Not Found from {server.url}"
+    assert caught.value.message == f"source 'feed': {server.url}: HTTP 404 Not Found"
     assert len(server.requests) == 1 and source.errors == 0
 
 
@@ -214,6 +269,28 @@ def test_a_response_slower_than_timeout_is_an_error(serve):
     with pytest.raises(cp.ActorError, match=r"no response within 0.3 s"):
         source.join(5)
     assert time.monotonic() - started < 1.5
+
+
+def test_a_server_trickling_its_response_is_cut_off_after_timeout_as_an_error():
+    with trickler() as url:
+        source = HTTPSource(url, timeout=0.5, max_errors=2, backoff=fast()).start()
+        started = time.monotonic()
+        with pytest.raises(cp.ActorError, match=r"2 errors in a row, the last: TimeoutError: no response within 0.5 s"):
+            source.join(5)
+    took = time.monotonic() - started  # two requests of 0.5 s each, two short backoffs
+    assert 1.0 <= took < 1.0 + 2 * POLL + 0.5, took
+    assert source.statistics().detail["polls"] == 2
+
+
+def test_stop_during_a_trickling_response_ends_the_hosted_source_within_half_a_second():
+    with trickler() as url:
+        source = HTTPSource(url, timeout=30).start()
+        time.sleep(0.5)  # mid-response: a byte every 20 ms
+        started = time.monotonic()
+        source.stop()
+        assert source.wait(0.5), "still running"
+        assert time.monotonic() - started < 0.5
+        assert source.join(0).errors == 0
 
 
 def test_a_redirect_is_followed(serve):
@@ -248,6 +325,15 @@ def test_a_body_that_does_not_parse_is_counted_and_polling_goes_on(serve):
 def test_a_url_that_is_not_http_is_a_value_error(url):
     with pytest.raises(ValueError, match="HTTPSource"):
         HTTPSource(url)
+
+
+@pytest.mark.parametrize("kwargs", [{"interval": 0}, {"interval": float("inf")}, {"timeout": float("nan")},
+                                    {"timeout": float("inf")}, {"interval": "5"}, {"limit": True}, {"max_errors": 0},
+                                    {"limit": 1.5}, {"parse": "xml"}])
+def test_a_bad_argument_is_a_one_line_value_error_naming_it(kwargs):
+    with pytest.raises(ValueError, match=f"HTTPSource: {next(iter(kwargs))} ") as caught:
+        HTTPSource("http://127.0.0.1/feed", **kwargs)
+    assert "\n" not in str(caught.value)
 
 
 # -- stopping and cleaning up ----------------------------------------------------------------

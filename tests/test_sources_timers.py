@@ -129,6 +129,55 @@ def test_interval_must_be_positive() -> None:
         IntervalSource(0)
 
 
+@pytest.mark.parametrize("cron", [None, 5, b"* * * * *", ["*/5", "*", "*", "*", "*"]])
+def test_a_cron_that_is_not_a_str_is_a_one_line_type_error_naming_the_source(cron: object) -> None:
+    with pytest.raises(TypeError, match=r"^source 'nightly': the cron string must be a str, not ") as caught:
+        CronSource(cron, name="nightly")  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+
+
+def test_a_cron_string_with_no_time_left_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r"^source 'leap': the cron string '0 0 30 2 \*' names no time after 2024-"):
+        CronSource("0 0 30 2 *", name="leap", clock=FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"every": "x"}, TypeError, "every must be a number of seconds or a timedelta, not 'x'"),
+    ({"every": None}, TypeError, "every must be a number of seconds"),
+    ({"every": float("inf")}, ValueError, "every must be >= 0 seconds and finite"),
+    ({"jitter": None}, TypeError, "jitter must be a number of seconds"),
+    ({"jitter": float("inf")}, ValueError, "jitter must be >= 0 seconds and finite"),
+    ({"grace": "1"}, TypeError, "grace must be a number of seconds"),
+    ({"grace": float("nan")}, ValueError, "grace must be >= 0 seconds"),
+    ({"limit": 1.5}, TypeError, "limit must be an int"),
+    ({"limit": "3"}, TypeError, "limit must be an int"),
+    ({"start_at": "2024-01-01"}, TypeError, "start_at must be epoch seconds or a datetime"),
+    ({"start_at": float("nan")}, ValueError, "start_at must be finite"),
+    ({"clock": "system"}, TypeError, "clock must have time"),
+    ({"seed": [1]}, TypeError, "seed must be"),
+])
+def test_an_argument_of_a_bad_type_or_value_is_a_one_line_error_naming_the_source(
+        kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    kwargs = {"every": 1, **kwargs}
+    with pytest.raises(error, match=r"^source 'beat': " + match) as caught:
+        IntervalSource(name="beat", **kwargs)  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+
+
+def test_a_cron_tz_of_a_bad_type_or_jitter_of_a_bad_type_is_a_type_error_naming_the_source() -> None:
+    with pytest.raises(TypeError, match=r"^source 'cron': tz must be a zone name or a tzinfo, not 5"):
+        CronSource("* * * * *", tz=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^source 'cron': jitter must be a number of seconds"):
+        CronSource("* * * * *", jitter=None)  # type: ignore[arg-type]
+
+
+def test_an_infinite_grace_makes_no_misfire() -> None:
+    source = IntervalSource(10, grace=float("inf"), misfire="skip", start_at=T0 - 100, limit=3, clock=FakeClock(T0))
+    ticks = list(source)
+    assert [t.scheduled for t in ticks] == [T0 - 100, T0 - 90, T0 - 80]  # overdue, fired all the same
+    assert source.detail["missed"] == 0 and source.markers == 0
+
+
 # -- jitter ------------------------------------------------------------------------------------
 def test_jitter_delays_each_tick_within_bounds() -> None:
     ticks = list(IntervalSource(10, jitter=2, seed=1, limit=200, clock=FakeClock(T0)))

@@ -268,11 +268,23 @@ def test_backoff_waits_grow_while_the_server_is_down_and_stay_bounded():
 
 def test_max_attempts_fails_the_hosted_source_naming_the_uri():
     uri = f"ws://127.0.0.1:{free_port()}/trades"
-    source = WebSocketSource(uri, max_attempts=3, backoff=Backoff(**FAST)).start()
-    with pytest.raises(ActorError, match=re.escape(f"cannot connect to {uri}: 3 attempts in a row failed")) as caught:
+    source = WebSocketSource(uri, name="trades", max_attempts=3, backoff=Backoff(**FAST)).start()
+    expected = f"source 'trades': cannot connect ({uri}): 3 attempts in a row failed"
+    with pytest.raises(ActorError, match=re.escape(expected)) as caught:
         source.join(5)
     assert isinstance(caught.value.__cause__, SourceError)
     assert source.statistics().errors == 3
+
+
+def test_an_error_message_says_the_uri_once_when_the_default_name_is_made_of_it():
+    port = free_port()
+    source = WebSocketSource(f"ws://127.0.0.1:{port}/trades", max_attempts=2, backoff=Backoff(**FAST))
+    with pytest.raises(SourceError) as caught:
+        list(source)
+    message = str(caught.value)
+    assert message.startswith(f"source 'ws:127.0.0.1:{port}/trades': cannot connect: 2 attempts in a row failed, "
+                              "the last: ConnectionRefusedError: "), message
+    assert message.count(f"127.0.0.1:{port}/trades") == 1 and "\n" not in message
 
 
 def test_on_connect_that_raises_fails_the_source_naming_it():
@@ -281,8 +293,23 @@ def test_on_connect_that_raises_fails_the_source_naming_it():
 
     with websocket_server(lambda ws: [None for _ in ws]) as uri:
         source = WebSocketSource(uri, name="trades", on_connect=subscribe)
-        with pytest.raises(SourceError, match="source 'trades': on_connect failed .*no such channel"):
+        with pytest.raises(SourceError) as caught:
             list(source)
+        assert str(caught.value) == f"source 'trades': on_connect failed ({uri}): RuntimeError: no such channel"
+        assert_no_socket_to(port_of(uri))
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def test_on_connect_that_raises_a_base_exception_closes_the_connection_too():
+    def subscribe(ws):
+        raise Interrupted
+
+    with websocket_server(lambda ws: [None for _ in ws]) as uri:
+        with pytest.raises(Interrupted):
+            list(WebSocketSource(uri, on_connect=subscribe))
         assert_no_socket_to(port_of(uri))
 
 
@@ -290,6 +317,24 @@ def test_on_connect_that_raises_fails_the_source_naming_it():
 def test_a_bad_uri_is_a_value_error_at_construction(uri):
     with pytest.raises(ValueError, match="ws:// or wss://"):
         WebSocketSource(uri)
+
+
+@pytest.mark.parametrize(("uri", "kwargs", "error", "match"), [
+    ("ws://127.0.0.1:99999/", {}, ValueError, "Port out of range"),
+    ("ws://u:secret@h:99999/", {}, ValueError, r"'ws://u:\*\*\*@h:99999/'"),
+    (None, {}, ValueError, "ws:// or wss:// address, not None"),
+    ("ws://h/", {"open_timeout": -1}, ValueError, "open_timeout must be finite and > 0"),
+    ("ws://h/", {"open_timeout": float("inf")}, ValueError, "open_timeout must be finite and > 0"),
+    ("ws://h/", {"open_timeout": None}, TypeError, "open_timeout must be a number"),
+    ("ws://h/", {"max_attempts": 0}, ValueError, "max_attempts must be at least 1"),
+    ("ws://h/", {"max_attempts": "3"}, TypeError, "max_attempts must be an int"),
+    ("ws://h/", {"limit": 1.5}, TypeError, "limit must be an int"),
+    ("ws://h/", {"parse": "xml"}, ValueError, "parse must be"),
+])
+def test_a_bad_argument_is_a_one_line_error_at_construction(uri, kwargs, error, match):
+    with pytest.raises(error, match=f"WebSocketSource.*{match}") as caught:
+        WebSocketSource(uri, **kwargs)
+    assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
 
 
 def test_a_password_in_the_uri_is_not_shown():
@@ -323,6 +368,24 @@ def test_stop_ends_a_source_during_a_hanging_handshake_and_its_socket_is_closed_
         source.stop()
         assert source.wait(0.5)
         assert_no_socket_to(port, deadline=3.0)  # the attempt left behind ends within open_timeout
+
+
+def test_stop_while_the_channel_is_full_ends_the_source_and_closes_its_connection():
+    def flood(ws):
+        with contextlib.suppress(Exception):
+            for n in range(100_000):
+                ws.send(str(n))
+
+    with websocket_server(flood) as uri:
+        source = WebSocketSource(uri, maxsize=10).start()
+        wait_until(lambda: source.statistics().detail["messages"] > 10)
+        time.sleep(0.3)  # the channel is full; nobody reads it
+        started = time.monotonic()
+        source.stop()
+        assert source.wait(1.0), "still running"
+        assert time.monotonic() - started < 1.0
+        assert source.join(0).detail["unsent"] > 0
+        assert_no_socket_to(port_of(uri))
 
 
 def test_no_socket_is_left_after_the_end():

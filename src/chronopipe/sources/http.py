@@ -1,9 +1,9 @@
 """HTTPSource: poll a URL every ``interval`` seconds; each new response body becomes records.
 
-Each poll is a GET over its own connection (closed once the response is read), made with
-http.client in the source's thread; its socket waits at most :data:`POLL` seconds at a time
-(and a host name is looked up on a helper thread), so ``stop()`` ends a slow response too.
-Redirects are followed (five at most); environment proxies are not used.
+Each poll is a GET over its own connection (closed once the response is read) by http.client in
+the source's thread. Every read and every wait (at most :data:`POLL` s; a DNS lookup runs on a
+helper thread) checks ``stop()`` and ``timeout``: no server, not even one that trickles its
+response, holds the source past them. Redirects are followed (five at most); no proxies.
 
 - **Conditional requests**: the last ``ETag`` goes back as ``If-None-Match`` and the last
   ``Last-Modified`` as ``If-Modified-Since``. A 304 yields nothing (``detail["not_modified"]``).
@@ -36,6 +36,7 @@ Redirects are followed (five at most); environment proxies are not used.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import errno
 import http.client
@@ -142,10 +143,10 @@ class HTTPSource(Source):
         if parse not in PARSES:
             raise ValueError(f"HTTPSource: parse must be one of {', '.join(PARSES)}, not {parse!r}")
         for label, value in (("interval", interval), ("timeout", timeout)):
-            if not (isinstance(value, int | float) and value > 0):
-                raise ValueError(f"HTTPSource: {label} must be > 0 seconds, got {value!r}")
+            if not (isinstance(value, int | float) and value is not True and 0 < value < math.inf):
+                raise ValueError(f"HTTPSource: {label} must be finite and > 0 seconds, got {value!r}")
         for label, value in (("max_errors", max_errors), ("limit", limit)):
-            if value is not None and not (isinstance(value, int) and value >= 1):
+            if value is not None and not (isinstance(value, int) and value is not True and value >= 1):
                 raise ValueError(f"HTTPSource: {label} must be None or an int >= 1, got {value!r}")
         sent = {"user-agent": ("User-Agent", "chronopipe"), "connection": ("Connection", "close")}
         for key, value in (headers or {}).items():
@@ -155,8 +156,7 @@ class HTTPSource(Source):
         super().__init__(name or url, **options)
         self.url, self.interval, self.parse, self.timeout = url, float(interval), parse, float(timeout)
         self.headers = dict(sent.values())
-        self.backoff = backoff if backoff is not None else Backoff()
-        self.max_errors, self.limit = max_errors, limit
+        self.backoff, self.max_errors, self.limit = backoff if backoff is not None else Backoff(), max_errors, limit
         self.detail.update(polls=0, not_modified=0, throttled=0, status=None)
         self._tls_context: ssl.SSLContext | None = None  # made in the source's thread, on first use
 
@@ -201,8 +201,7 @@ class HTTPSource(Source):
                 elif status >= 500 or status == 408:
                     wait = self._error(f"HTTP {status} {reason}")
                 else:
-                    via = f" (redirected from {self.url})" if url != self.url else ""
-                    raise SourceError(self.name, f"HTTP {status} {reason} from {url}{via}")
+                    raise self._fail(f"HTTP {status} {reason}" + (f" from {url} (redirected)" * (url != self.url)))
             yield []  # between polls: quiet (what a source ordering by event time learns it from)
             if not self._pause(wait):
                 return
@@ -210,13 +209,17 @@ class HTTPSource(Source):
     def _left(self, started: float) -> float:
         return self.interval - (time.monotonic() - started)
 
+    def _fail(self, message: str) -> SourceError:
+        """The error that ends the source: the url said once (the default name is the url)."""
+        return SourceError(self.name, message if self.name == self.url else f"{self.url}: {message}")
+
     def _error(self, reason: str) -> float:
         """Count an error and return the wait before the next request; the ``max_errors``-th
         error in a row ends the source."""
         self._failed(f"{self.url}: {reason}")
         self._in_row += 1
         if self.max_errors is not None and self._in_row >= self.max_errors:
-            raise SourceError(self.name, f"{self.url}: {self._in_row} errors in a row, the last: {reason}")
+            raise self._fail(f"{self._in_row} errors in a row, the last: {reason}")
         return self.backoff.next()
 
     def _records(self, url: str, body: bytes, headers: Message) -> list[Any] | None:
@@ -267,13 +270,13 @@ class HTTPSource(Source):
             try:
                 parts = _check_url(url)
             except ValueError as exc:
-                raise SourceError(self.name, f"{self.url} redirects to a URL it cannot follow: {exc}") from None
+                raise self._fail(f"redirects to a URL it cannot follow: {exc}".replace("HTTPSource: ", "")) from None
             status, reason, headers, body = self._fetch(parts, {**self.headers, **validators}, check)
             location = headers.get("Location")
             if status not in _REDIRECTS or not location:
                 return status, reason, headers, body, url
             url = urllib.parse.urljoin(url, location.strip())
-        raise SourceError(self.name, f"{self.url}: more than {MAX_REDIRECTS} redirects (the last to {url})")
+        raise self._fail(f"more than {MAX_REDIRECTS} redirects (the last to {url})")
 
     def _fetch(self, parts: urllib.parse.SplitResult, headers: dict[str, str],
                check: Check) -> tuple[int, str, Message, bytes]:
@@ -301,7 +304,7 @@ class HTTPSource(Source):
 
 
 class _Socket(io.RawIOBase):
-    """What http.client sees of the socket: reads that wake every POLL to call ``check``. Its
+    """What http.client sees of the socket: reads that call ``check`` first and every POLL. Its
     close() leaves the socket open: http.client closes before it reads the body (a real
     socket stays open while its makefile() is); _fetch closes it."""
 
@@ -320,10 +323,9 @@ class _Socket(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         while True:
-            try:
+            self._check()  # at every read: a trickle of bytes must not outlast the timeout or stop()
+            with contextlib.suppress(TimeoutError):  # POLL went by with nothing: check again
                 return self._sock.recv_into(buffer)
-            except TimeoutError:  # POLL went by: stopping, or past the deadline?
-                self._check()
 
     def close(self) -> None:
         pass

@@ -28,6 +28,8 @@ process. A clock of your own must not sleep longer than POLL in real time at onc
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -104,11 +106,17 @@ class Tick:
     coalesced: int = 0
 
 
-def _seconds(value: float | timedelta, what: str, source: str = "") -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0 or seconds != seconds:
-        where = f"source {source!r}: " if source else ""
-        raise ValueError(f"{where}{what} must be >= 0 seconds, not {value!r}")
+def _seconds(value: float | timedelta, what: str, source: str = "", finite: bool = True) -> float:
+    """``value`` in seconds: a number (not a bool) or a timedelta, >= 0, finite unless told."""
+    where = f"source {source!r}: " if source else ""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{where}{what} must be a number of seconds or a timedelta, not {value!r}")
+    if not seconds >= 0 or (finite and seconds == math.inf):  # NaN is not >= 0
+        raise ValueError(f"{where}{what} must be >= 0 seconds{' and finite' * finite}, not {value!r}")
     return seconds
 
 
@@ -121,13 +129,19 @@ class _Timer(Source):
         super().__init__(name, **options)
         if misfire not in _POLICIES:
             raise ValueError(f"source {name!r}: misfire must be one of {', '.join(_POLICIES)}, not {misfire!r}")
+        if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool)):
+            raise TypeError(f"source {name!r}: limit must be an int (or None), not {limit!r}")
         if limit is not None and limit < 0:
             raise ValueError(f"source {name!r}: limit must be >= 0, not {limit!r}")
         if action is not None and not callable(action):
             raise TypeError(f"source {name!r}: action must be callable, not {action!r}")
+        if clock is not None and not all(callable(getattr(clock, what, None)) for what in ("time", "sleep")):
+            raise TypeError(f"source {name!r}: clock must have time() and sleep(), not {clock!r}")
+        if seed is not None and not isinstance(seed, int | float | str | bytes | bytearray):
+            raise TypeError(f"source {name!r}: seed must be an int, a float, a str or bytes, not {seed!r}")
         self.jitter = _seconds(jitter, "jitter", name)
         self.misfire: Misfire = misfire
-        self.grace = self._default_grace() if grace is None else _seconds(grace, "grace", name)
+        self.grace = self._default_grace() if grace is None else _seconds(grace, "grace", name, finite=False)
         self.action = action
         self.limit = limit
         self.clock = clock
@@ -225,7 +239,8 @@ class IntervalSource(_Timer):
     >>> [(t.n, t.scheduled - 1_700_000_000, t.value) for t in ticks]
     [(1, 60.0, 'ran'), (2, 120.0, 'ran'), (3, 180.0, 'ran')]
 
-    ``every``, ``jitter``, ``grace``: seconds, or a ``timedelta``. ``start_at``: epoch seconds
+    ``every``, ``jitter``, ``grace``: seconds, or a ``timedelta`` (``grace`` may be infinite:
+    then nothing is a misfire). ``start_at``: epoch seconds
     or a datetime; by default one interval after the source starts (a time in the past makes
     the ticks since then misfires). ``misfire``, ``grace``: see the module docstring (``grace``
     defaults to 1 s, or half the interval if shorter). ``action``: called (without arguments)
@@ -243,7 +258,13 @@ class IntervalSource(_Timer):
         self.every = _seconds(every, "every", name)
         if self.every <= 0:
             raise ValueError(f"source {name!r}: every must be > 0 seconds, not {every!r}")
-        self.start_at = start_at.timestamp() if isinstance(start_at, datetime) else start_at
+        if isinstance(start_at, datetime):
+            start_at = start_at.timestamp()
+        elif start_at is not None and not (isinstance(start_at, numbers.Real) and not isinstance(start_at, bool)):
+            raise TypeError(f"source {name!r}: start_at must be epoch seconds or a datetime, not {start_at!r}")
+        elif start_at is not None and not math.isfinite(start_at):
+            raise ValueError(f"source {name!r}: start_at must be finite, not {start_at!r}")
+        self.start_at = None if start_at is None else float(start_at)
         super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
                          seed=seed, **options)
 
@@ -277,7 +298,8 @@ class CronSource(_Timer):
 
     Raises:
         ImportError: croniter is not installed (``pip install chronopipe[cron]``).
-        ValueError: the cron string or the time zone is bad.
+        ValueError: the cron string or the time zone is bad, or no time is left in it.
+        TypeError: ``cron`` is not a str, or ``tz`` neither a str nor a tzinfo.
     """
 
     def __init__(self, cron: str, *, name: str = "cron", jitter: float | timedelta = 0.0, misfire: Misfire = "late",
@@ -286,14 +308,20 @@ class CronSource(_Timer):
                  seed: int | None = None,
                  **options: Unpack[SourceOptions]) -> None:
         croniter = _croniter()
+        if not isinstance(cron, str):
+            raise TypeError(f"source {name!r}: the cron string must be a str, not {cron!r}")
         try:
             croniter(cron)
-        except (ValueError, KeyError, TypeError, IndexError) as error:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise ValueError(f"source {name!r}: bad cron string {cron!r}: {error}") from None
         self.cron = cron
         self.tz = _zone(tz, name)
         super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
                          seed=seed, **options)
+        now = self._now()
+        if next(self._schedule(now), None) is None:  # "0 0 30 2 *": not one tick, ever
+            when = datetime.fromtimestamp(now, self.tz).isoformat(timespec="seconds")
+            raise ValueError(f"source {name!r}: the cron string {cron!r} names no time after {when}")
 
     def _schedule(self, now: float) -> Iterator[float]:
         times = _croniter()(self.cron, datetime.fromtimestamp(now, self.tz))
@@ -309,6 +337,8 @@ def _zone(tz: str | tzinfo | None, source: str) -> tzinfo:
         return UTC
     if isinstance(tz, tzinfo):
         return tz
+    if not isinstance(tz, str):
+        raise TypeError(f"source {source!r}: tz must be a zone name or a tzinfo, not {tz!r}")
     from zoneinfo import ZoneInfo
 
     try:

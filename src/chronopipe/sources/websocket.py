@@ -34,6 +34,7 @@ A server that ends its stream on purpose (close code 1000) ends the source with
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -111,9 +112,12 @@ class WebSocketSource(Source):
     ``messages`` (received, parsed or not) and ``uri`` (its password hidden).
 
     Raises:
-        ValueError: ``uri`` is not a ws:// or wss:// address; ``parse`` is unknown.
+        ValueError: ``uri`` is not a ws:// or wss:// address (with a port of 0-65535); ``parse``
+            is unknown; ``max_attempts``, ``open_timeout`` or ``limit`` is out of range.
+        TypeError: one of those is not a number.
         ImportError: the websockets library is not installed.
-        SourceError (from the run): ``on_connect`` raised; ``max_attempts`` attempts failed.
+        SourceError (from the run): ``on_connect`` raised; ``max_attempts`` attempts failed. Its
+            message names the uri once: the default name is made of it.
     """
 
     def __init__(self, uri: str, *, name: str | None = None, on_connect: Callable[[Any], Any] | None = None,
@@ -121,18 +125,30 @@ class WebSocketSource(Source):
                  open_timeout: float = 10.0, end_on_close: bool = False,
                  connect_options: Mapping[str, Any] | None = None, limit: int | None = None,
                  **options: Unpack[SourceOptions]) -> None:
-        parts = urllib.parse.urlsplit(uri)
+        shown = _shown(uri) if isinstance(uri, str) else ""  # the password hidden
+        parts = urllib.parse.urlsplit(shown)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError(f"WebSocketSource needs a ws:// or wss:// address, not {_shown(uri)!r}")
+            raise ValueError(f"WebSocketSource needs a ws:// or wss:// address, not {shown or uri!r}")
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a bad port)
+        except ValueError as exc:
+            raise ValueError(f"WebSocketSource: {shown!r}: {exc}") from None
         if parse not in ("text", "json", "bytes"):
-            raise ValueError(f"parse must be 'text', 'json' or 'bytes', not {parse!r}")
-        if max_attempts is not None and max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1 (or None), not {max_attempts}")
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be 0 or more (or None), not {limit}")
+            raise ValueError(f"WebSocketSource: parse must be 'text', 'json' or 'bytes', not {parse!r}")
+        for label, value, low in (("max_attempts", max_attempts, 1), ("limit", limit, 0)):
+            if value is not None and not (isinstance(value, int) and value is not True):
+                raise TypeError(f"WebSocketSource: {label} must be an int (or None), not {value!r}")
+            if value is not None and value < low:
+                raise ValueError(f"WebSocketSource: {label} must be at least {low} (or None), not {value}")
+        if not (isinstance(open_timeout, int | float) and open_timeout is not True):
+            raise TypeError(f"WebSocketSource: open_timeout must be a number of seconds, not {open_timeout!r}")
+        if not 0 < open_timeout < math.inf:
+            raise ValueError(f"WebSocketSource: open_timeout must be finite and > 0 seconds, not {open_timeout}")
         _websockets()  # not installed: fail here, not in the run
-        shown = _shown(uri)
-        super().__init__(name or f"ws:{shown.split('://', 1)[1]}", **options)
+        default = f"ws:{shown.split('://', 1)[1]}"
+        super().__init__(name or default, **options)
+        #: what an error message says of the uri: nothing when the name (the default) says it
+        self._at = "" if self.name == default else f" ({shown})"
         self.uri, self.parse, self.on_connect, self.end_on_close = uri, parse, on_connect, end_on_close
         self.max_attempts, self.open_timeout, self.limit = max_attempts, open_timeout, limit
         self.connect_options = dict(connect_options or {})
@@ -192,8 +208,7 @@ class WebSocketSource(Source):
             if self._failures:
                 if self.max_attempts is not None and self._failures >= self.max_attempts:
                     tries = f"{self._failures} attempts in a row failed" if self._failures > 1 else "it failed"
-                    raise SourceError(self.name, f"cannot connect to {_shown(self.uri)}: {tries}, "
-                                                 f"the last: {self.last_error}")
+                    raise SourceError(self.name, f"cannot connect{self._at}: {tries}, the last: {self.last_error}")
                 if not self._pause(self.backoff.next()):
                     return None
             ws, error = self._open(connect)
@@ -243,13 +258,13 @@ class WebSocketSource(Source):
             return None
         try:
             self.on_connect(ws)
-        except closed as exc:
+        except BaseException as exc:  # whatever it is, the connection is not used: closed here
             ws.close()
-            return exc
-        except Exception as exc:
-            ws.close()
-            raise SourceError(self.name, f"on_connect failed on {_shown(self.uri)}: "
-                                         f"{type(exc).__name__}: {exc}") from exc
+            if isinstance(exc, closed):
+                return exc
+            if not isinstance(exc, Exception):
+                raise
+            raise SourceError(self.name, f"on_connect failed{self._at}: {type(exc).__name__}: {exc}") from exc
         return None
 
     def _read(self, ws: Any, closed: type[Exception], most: int) -> tuple[list[bytes], str | None, bool]:
