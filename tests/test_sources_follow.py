@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -176,6 +177,41 @@ def test_undecodable_bytes_are_escaped_and_counted(tmp_path):
     assert stats.errors == 1 and "undecodable" in stats.last_error
 
 
+def test_a_line_longer_than_max_record_is_skipped_to_its_newline_and_counted(tmp_path):
+    path = tmp_path / "app.log"
+    path.write_bytes(b"short\n" + b"x" * 25 + b"\nfine\n" + b"y" * 11)
+    source = FollowSource(path, max_record=10).start()
+    assert take(source, 2) == ["short", "fine"]
+    append(path, "y" * 30)  # one long line over several reads, held bytes dropped as they come
+    nothing_more(source)
+    append(path, "\n0123456789\n")
+    assert take(source, 1) == ["0123456789"]  # exactly max_record bytes: kept
+    left, stats = stopped(source)
+    assert left == [] and stats.errors == 2
+    assert stats.last_error.endswith("line at byte 37 longer than 10 bytes: skipped")  # the y's, after 37 bytes
+    assert stats.detail["offset"] == path.stat().st_size
+
+
+def test_a_50_mb_file_without_a_newline_is_skipped_in_bounded_memory(tmp_path):
+    path = tmp_path / "blob.bin"
+    with open(path, "wb") as f:
+        f.truncate(50_000_000)  # 50 MB of zero bytes, no b"\n"
+    me = psutil.Process()
+    before = peak = me.memory_info().rss
+    source = FollowSource(path).start()
+    deadline = time.monotonic() + 20
+    while source.statistics().bytes < 50_000_000:
+        assert time.monotonic() < deadline, "the file was not read in 20 s"
+        peak = max(peak, me.memory_info().rss)
+        time.sleep(0.005)
+    peak = max(peak, me.memory_info().rss)
+    assert peak - before < 30_000_000
+    append(path, "\nafter\n")
+    assert take(source, 1) == ["after"]
+    stats = stopped(source)[1]
+    assert stats.errors == 1 and "line at byte 0 longer than 1,048,576 bytes: skipped" in stats.last_error
+
+
 def test_a_200k_line_file_is_read_whole(tmp_path):
     path = tmp_path / "big.log"
     records = lines(0, 200_000)
@@ -238,6 +274,48 @@ def test_copytruncate_with_rotated_loses_and_repeats_nothing(tmp_path):
     assert stats.detail["file"] == str(path)
 
 
+@pytest.mark.parametrize("copy", [True, False], ids=["copytruncate", "truncate"])
+def test_a_file_truncated_and_written_past_the_offset_between_two_looks_is_read_from_its_start(tmp_path, copy):
+    path, rotated = tmp_path / "app.log", tmp_path / "app.log.1"
+    path.write_text("a\nb\n")
+    source = FollowSource(path, rotated=rotated if copy else None, poll=0.01)
+    looks = 0
+
+    def pause(seconds: float) -> bool:  # the follower waits between two looks: the file is rotated now
+        nonlocal looks
+        looks += 1
+        if looks == 1:
+            if copy:
+                shutil.copyfile(path, rotated)
+            os.truncate(path, 0)
+            append(path, "c\nd\ne\nf\n")  # more than was read: the old offset is inside it
+        return not source.stopping
+
+    source._pause = pause
+    assert list(itertools.islice(source, 6)) == ["a", "b", "c", "d", "e", "f"]
+    assert source.detail["truncations"] == 1 and source.errors == 0
+
+
+def test_a_truncation_between_the_look_at_the_head_and_the_read_drops_that_read(tmp_path, monkeypatch):
+    path, rotated = tmp_path / "app.log", tmp_path / "app.log.1"
+    path.write_text(text(lines(0, 10)))
+    read_at = path.stat().st_size
+    real_pread, done = os.pread, []
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        if offset == read_at and size > 4096 and not done:  # the read after the first look: copytruncate now
+            done.append(True)
+            shutil.copyfile(path, rotated)
+            os.truncate(path, 0)
+            append(path, text(lines(10, 30)))
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    source = FollowSource(path, rotated=rotated, poll=0.01)
+    assert list(itertools.islice(source, 30)) == lines(0, 30)
+    assert done and source.detail["truncations"] == 1
+
+
 # -- restarts --------------------------------------------------------------------------------
 def test_a_restart_with_a_position_loses_and_repeats_nothing(tmp_path):
     path, position = tmp_path / "app.log", tmp_path / "app.pos"
@@ -283,6 +361,30 @@ def test_iteration_left_early_saves_the_position_before_the_lines_not_taken(tmp_
     assert list(itertools.islice(FollowSource(path, position=position), 6)) == lines(4, 10)
 
 
+def test_a_stop_with_a_full_channel_saves_the_position_before_the_lines_not_sent(tmp_path):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    expected = lines(0, 20_000)
+    path.write_text(text(expected))
+    first = FollowSource(path, position=position, maxsize=100).start()
+    wait_until(lambda: first.statistics().records == len(expected))  # all read; the channel is full
+    first.stop()
+    assert first.wait(2.0)  # ended before anyone took a record: what the channel did not take stays unsent
+    left, stats = rest(first), first.join(5)
+    assert stats.detail.get("unsent", 0) > 0 and len(left) < len(expected)
+    assert json.loads(position.read_text())["offset"] == len(text(left))
+    second = FollowSource(path, position=position).start()
+    assert left + take(second, len(expected) - len(left)) == expected
+    nothing_more(second)
+    stopped(second)
+
+
+def test_position_with_event_time_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"position= cannot be used with event_time= \(records held for ordering"):
+        FollowSource(tmp_path / "app.log", position=tmp_path / "app.pos", event_time=int)
+    FollowSource(tmp_path / "app.log", event_time=int)  # each alone is fine
+    FollowSource(tmp_path / "app.log", position=tmp_path / "app.pos", event_time=None)
+
+
 def test_a_position_that_does_not_match_the_file_restarts_from_its_start(tmp_path):
     path, position = tmp_path / "app.log", tmp_path / "app.pos"
     path.write_text(text(lines(0, 5)))
@@ -304,6 +406,19 @@ def test_a_corrupt_position_file_is_a_source_error_naming_it(tmp_path):
 
 
 # -- errors, stopping, hosting ---------------------------------------------------------------
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"encoding": "bogus"}, "FollowSource 'app.log': unknown encoding 'bogus'"),
+    ({"encoding": "utf-16"}, "FollowSource 'app.log': encoding 'utf-16' is not supported"),
+    ({"poll": 0}, "FollowSource 'app.log': poll must be more than 0 seconds, not 0"),
+    ({"poll": -1.0}, "poll must be more than 0"),
+    ({"poll": float("nan")}, "poll must be more than 0"),
+    ({"max_record": 0}, "max_record must be a number of bytes above 0, not 0"),
+])
+def test_a_bad_argument_is_a_value_error_naming_the_source_at_construction(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FollowSource(tmp_path / "app.log", **kwargs)
+
+
 def test_a_directory_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="is a directory"):
         FollowSource(tmp_path).start()

@@ -1,26 +1,31 @@
 """FollowSource: the lines of a file as it grows, like ``tail -F``.
 
-The file is read with ``os.pread`` on a raw descriptor, a MiB at a time, and split at ``\\n``
-a chunk at a time (one decode and one split per chunk, in C): one list of lines per read. At
-the end of the file the source looks, every ``poll`` seconds, for what changed:
+The file is read with ``os.pread`` on a raw descriptor, a MiB at a time, and split at ``\\n`` a chunk at a
+time (one decode and one split per chunk, in C): one list of lines per read. At the end of the file the
+source looks, every ``poll`` seconds, for what changed:
 
-- *rename rotation*: the path names another file now (its (st_dev, st_ino) is not the open
-  descriptor's). The old file is drained to its end, then the new one is read from 0.
-- *truncation* (``: > file``, logrotate's ``copytruncate``): the file is shorter than what was
-  read, or its first bytes changed. It is read again from 0. The lines appended between the
-  last read and a copytruncate are in the copy: given ``rotated`` (the copy's path), when
-  the copy starts with the same first bytes (up to 4 KiB, the file's *head*), the rest of the
-  copy is read from where the file was left first.
+- *rename rotation*: the path names another file now (its (st_dev, st_ino) is not the open descriptor's).
+  The old file is drained to its end, then the new one is read from 0.
+- *truncation* (``: > file``, logrotate's ``copytruncate``): the file is shorter than what was read, or its
+  first bytes (up to 4 KiB, the file's *head*) changed. It is read again from 0. The lines appended between
+  the last read and a copytruncate are in the copy: given ``rotated`` (the copy's path), when the copy
+  starts with the same head, the rest of the copy is read from where the file was left first.
 - the file does not exist (yet, or between a rename and the new file): the source waits.
 
-A line is emitted once its ``\\n`` arrived; a partial last line is held until then, also when
-the source stops. When a file is left for good (rotated away, truncated), its unterminated last
-line is emitted as it is (``detail["unterminated"]`` counts those).
+A file truncated and written past the old offset between two looks would give its new bytes there: so after
+each read the head is read again (a 4 KiB ``pread``); a read made after it changed is dropped, the truncation
+followed. A polling follower cannot tell a file written again with the same head (``min(offset, 4 KiB)``
+bytes) from the same file; nor recover what only a copy held that the next rotation replaced before it looked.
 
-With ``position`` the follower keeps its place in a small JSON file (replaced atomically):
-the file's device and inode, the offset after the last whole line emitted, and the head.
-A follower started again with it goes on from there: no line lost, none repeated, also when
-the file was rotated meanwhile (the old file being ``rotated``).
+A line is emitted once its ``\\n`` arrived; a partial last line is held until then, also when the source
+stops. When a file is left for good (rotated away, truncated), its unterminated last line is emitted as it
+is (``detail["unterminated"]`` counts those). A line longer than ``max_record`` bytes is skipped up to its
+``\\n`` and counted as an error: memory stays bounded.
+
+With ``position`` the follower keeps its place in a small JSON file (replaced atomically): device, inode,
+head, and the offset after the last whole line taken (not those a consumer left or stop() could not send).
+Started again with it, it goes on from there: no line lost, none repeated, also when the file was rotated
+meanwhile (the old file being ``rotated``). Not with ``event_time``: held records would be past it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from .base import Source, SourceError, SourceOptions
+from .framing import MAX_RECORD
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -68,58 +74,60 @@ class FollowSource(Source):
     >>> stats.records, stats.detail["offset"]
     (3, 14)
 
-    ``from_start``: read the file found at start from its beginning; when False, from the end of
-    its last whole line (ignored when a position is restored; a file created later is always
-    read from 0). ``poll``: seconds between looks at an idle file. ``encoding``: any
-    ASCII-compatible codec (a UTF-8 BOM is skipped); undecodable bytes become backslash escapes,
-    each such line counted as an error (``_failed``). ``rotated``: where a rotated copy or the
-    renamed file goes (``app.log.1``). ``position``: the file that keeps the follower's place,
-    saved at most every second and when the source ends. ``queue``, ``mode``, ``stamp``,
-    ``maxsize``: as for every :class:`Source`.
+    ``from_start``: read the file found at start from its beginning; when False, from the end of its last
+    whole line (ignored when a position is restored; a file created later is always read from 0). ``poll``:
+    seconds between looks at an idle file. ``encoding``: any ASCII-compatible codec (a UTF-8 BOM is skipped);
+    undecodable bytes become backslash escapes, each such line counted as an error (``_failed``). ``rotated``:
+    where a rotated copy or the renamed file goes (``app.log.1``). ``position``: the file keeping the place,
+    saved at most every second and at the end. ``max_record``: the longest line kept, in bytes. ``queue``,
+    ``mode``, ``stamp``, ``event_time``, ``lateness``, ``maxsize``: as for every :class:`Source`.
 
-    ``detail``: ``file`` (the path), ``offset`` (after the last whole line read), ``rotations``,
-    ``truncations``, ``recovered`` (bytes read from a rotated copy), ``unterminated``,
-    ``waiting`` (the path does not exist now).
+    ``detail``: ``file`` (the path), ``offset`` (after the last whole line read), ``rotations``, ``truncations``,
+    ``recovered`` (bytes read from a rotated copy), ``unterminated``, ``waiting`` (the path does not exist now).
 
-    Raises (as :class:`SourceError`, from the iteration or the actor's ``join()``): the path is
-    a directory or not a regular file, it cannot be opened or read, the position file is corrupt.
+    Raises ValueError at once for a bad argument; :class:`SourceError` (from the iteration or the actor's
+    ``join()``) when the path is a directory or no regular file, cannot be read, or the position is corrupt.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, name: str | None = None, from_start: bool = True,
                  poll: float = 0.05, encoding: str = "utf-8", rotated: str | os.PathLike[str] | None = None,
-                 position: str | os.PathLike[str] | None = None, **options: Unpack[SourceOptions]) -> None:
+                 position: str | os.PathLike[str] | None = None, max_record: int = MAX_RECORD,
+                 **options: Unpack[SourceOptions]) -> None:
         self.path = os.fspath(path)
         super().__init__(name or os.path.basename(self.path), **options)
+        what = f"FollowSource {self.name!r}:"
         if not poll > 0:
-            raise ValueError(f"poll must be more than 0 seconds, not {poll!r}")
-        self.encoding = codecs.lookup(encoding).name
+            raise ValueError(f"{what} poll must be more than 0 seconds, not {poll!r}")
+        if not (isinstance(max_record, int) and max_record > 0):
+            raise ValueError(f"{what} max_record must be a number of bytes above 0, not {max_record!r}")
+        if position is not None and options.get("event_time") is not None:
+            raise ValueError("FollowSource: position= cannot be used with event_time= (records held for"
+                             " ordering would be skipped on restart)")
+        try:
+            self.encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise ValueError(f"{what} unknown encoding {encoding!r}") from None
         if self.encoding.startswith(("utf-16", "utf-32")):
-            raise ValueError(f"encoding {encoding!r} is not supported: lines are split at b'\\n' (use utf-8)")
-        self.from_start, self.poll = from_start, poll
-        self.rotated = None if rotated is None else os.fspath(rotated)
-        self.position = None if position is None else os.fspath(position)
+            raise ValueError(f"{what} encoding {encoding!r} is not supported: lines are split at b'\\n' (use utf-8)")
+        self.from_start, self.poll, self.max_record = from_start, poll, max_record
+        self.rotated, self.position = (None if p is None else os.fspath(p) for p in (rotated, position))
         self.detail.update(file=self.path, offset=0, rotations=0, truncations=0, recovered=0, unterminated=0,
                            waiting=False)
         self._fd: int | None = None
         self._ident: _Ident | None = None
 
     def start(self, runtime: Runtime | None = None) -> Self:
-        """Host the source (one actor, in its mode) and return at once; returns self.
-
-        Raises:
-            SourceError: the path is a directory.
-        """
+        """Host the source (as :meth:`Source.start`); raises SourceError at once if the path is a directory."""
         if os.path.isdir(self.path):
             raise SourceError(self.name, f"{self.path} is a directory, not a file")
         return super().start(runtime)
 
-    # -- the loop ----------------------------------------------------------------------------
     def _batches(self) -> Iterator[list[str]]:
         self._fd, self._ident, self._read_at, self._head = None, None, 0, b""
         self._held: list[bytes] = []
         self._held_len = self._unconsumed = 0
         self._block: bytes | None = None  # the whole lines of the last list yielded
-        self._copy = False  # reading a rotated copy (copytruncate): leaving it is no rotation
+        self._skipping = self._copy = False  # in a line over max_record (dropped to its \n); in a rotated copy
         self._saved: tuple[Any, ...] | None = None
         self._saved_at = time.monotonic()
         try:
@@ -134,8 +142,7 @@ class FollowSource(Source):
                 if self.stopping:
                     break
                 self._save_now_and_then()
-                switched = yield from self._changed()
-                if not switched:
+                if not (yield from self._changed()):  # nothing changed
                     self._pause(self.poll)
                     yield []  # quiet (what a source ordering by event time learns it from)
         finally:
@@ -145,71 +152,80 @@ class FollowSource(Source):
                 self._close()
 
     def _read_to_end(self) -> Iterator[list[str]]:
-        """Lists of lines from the open file, until a read is short (its end, for now)."""
-        fd, head = self._fd, self._head
+        """Lists of lines from the open file, until a read is short (its end, for now) or the head changed."""
+        fd, limit = self._fd, self.max_record
         assert fd is not None
+        size = min(CHUNK, limit + 1)  # so a line longer than the limit never fits in one read
         while True:
-            at = self._read_at
-            try:
-                chunk = os.pread(fd, CHUNK, at)
+            at, head = self._read_at, self._head
+            try:  # the head is read after the bytes: if it changed, they may be the new file's
+                chunk = os.pread(fd, size, at)
+                if not chunk or (head and os.pread(fd, len(head), 0) != head):
+                    return
             except OSError as exc:
                 raise SourceError(self.name, f"cannot read {self.detail['file']}: {exc.strerror or exc}") from exc
-            n = len(chunk)
-            if not n:
-                return
-            self.bytes += n
-            if self._copy:
-                self.detail["recovered"] += n
+            self.bytes += (n := len(chunk))
+            self.detail["recovered"] += n if self._copy else 0
             self._read_at = at + n
             if len(head) < HEAD and at <= len(head) < at + n:
-                head = self._head = head + chunk[len(head) - at : HEAD - at]
-            end = chunk.rfind(b"\n") + 1
+                self._head = head + chunk[len(head) - at : HEAD - at]
+            begun, end = at - self._held_len, chunk.rfind(b"\n") + 1  # where the held line begins
             if not end:
-                self._held.append(chunk)
                 self._held_len += n
+                self._held.append(chunk)
+                if self._held_len > limit:
+                    self._skip(begun)
             else:
-                block = chunk if end == n else chunk[:end]
+                cut = 0
+                if self._skipping or self._held_len + chunk.find(b"\n") > limit:
+                    self._skip(begun)
+                    cut, self._skipping = chunk.find(b"\n") + 1, False
+                block = chunk if end == n and not cut else chunk[cut:end]
                 if self._held:
                     block = b"".join([*self._held, block])
-                first = at - self._held_len == 0
                 self._held, self._held_len = ([chunk[end:]], n - end) if end < n else ([], 0)
-                self._block = block
                 self.detail["offset"] = self._read_at - self._held_len
-                yield self._lines(block, first)
-                if self.stopping:
-                    return
-                self._save_now_and_then()
-            if n < CHUNK:
+                if block:
+                    self._block = block
+                    yield self._lines(block, begun == 0 and not cut)
+                    if self.stopping:
+                        return
+                    self._save_now_and_then()
+            if n < size:
                 return
+
+    def _skip(self, begun: int) -> None:
+        if not self._skipping:
+            self._failed(f"{self.detail['file']}: line at byte {begun} longer than {self.max_record:,} bytes: skipped")
+        self._held, self._skipping = [], True
 
     def _changed(self) -> Generator[list[str], None, bool]:
         """At the end of the file: follow a truncation or a rotation; True once it did."""
         fd = self._fd
         assert fd is not None
-        if os.fstat(fd).st_size < self._read_at or os.pread(fd, len(self._head), 0) != self._head:
+        if os.fstat(fd).st_size >= self._read_at and os.pread(fd, len(self._head), 0) == self._head:
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                self.detail["waiting"] = True
+                return False
+            except OSError as exc:
+                raise SourceError(self.name, f"cannot look at {self.path}: {exc.strerror or exc}") from exc
+            self.detail["waiting"] = False
+            if (now.st_dev, now.st_ino) == self._ident:
+                return False
+            yield from self._read_to_end()  # what was written to the old file since
+            if self.stopping:
+                return False
+            self.detail["rotations"] += not self._copy
+        else:  # truncated (a copy: replaced by the next rotation's, all unread, so it too is read from 0)
             self.detail["truncations"] += 1
             if not self._copy and self._adopt_copy():
                 return True  # the held partial line goes on in the copy
             yield from self._flush_held()
-            self._read_at, self._head, self._copy = 0, b"", False
-            self.detail["offset"] = 0
+            self._read_at, self._head, self.detail["offset"] = 0, b"", 0
             return True
-        try:
-            now = os.stat(self.path)
-        except FileNotFoundError:
-            self.detail["waiting"] = True
-            return False
-        except OSError as exc:
-            raise SourceError(self.name, f"cannot look at {self.path}: {exc.strerror or exc}") from exc
-        self.detail["waiting"] = False
-        if (now.st_dev, now.st_ino) == self._ident:
-            return False
-        yield from self._read_to_end()  # what was written to the old file since
-        if self.stopping:
-            return False
-        yield from self._flush_held()
-        if not self._copy:
-            self.detail["rotations"] += 1
+        yield from self._flush_held()  # the file is left for good: the path's file is read from 0
         self._close()
         self._copy = False
         self._open(self.path, 0)
@@ -224,8 +240,7 @@ class FollowSource(Source):
         except OSError:
             return False
         st = os.fstat(fd)
-        if (not stat.S_ISREG(st.st_mode) or st.st_size < self._read_at
-                or os.pread(fd, len(self._head), 0) != self._head):
+        if not stat.S_ISREG(st.st_mode) or st.st_size < self._read_at or os.pread(fd, len(self._head), 0) != self._head:
             os.close(fd)
             return False
         self._close()
@@ -235,15 +250,13 @@ class FollowSource(Source):
 
     def _flush_held(self) -> Iterator[list[str]]:
         """The unterminated last line of a file left for good, as a line."""
-        if self._held:
-            raw = b"".join(self._held)
-            first = self._read_at == len(raw)
-            self._held, self._held_len, self._block = [], 0, None
+        held, self._held, self._held_len, self._skipping = self._held, [], 0, False
+        if held:
+            raw, self._block = b"".join(held), None
             self.detail["unterminated"] += 1
             self.detail["offset"] = self._read_at
-            yield self._lines(raw + b"\n", first)
+            yield self._lines(raw + b"\n", self._read_at == len(raw))
 
-    # -- lines -------------------------------------------------------------------------------
     def _lines(self, block: bytes, first: bool) -> list[str]:
         """The lines of ``block`` (whole lines, each with its ``\\n``); ``first``: it starts the file."""
         if first and block.startswith(codecs.BOM_UTF8) and self.encoding in ("utf-8", "utf-8-sig"):
@@ -271,8 +284,7 @@ class FollowSource(Source):
         return lines
 
     def _stream(self) -> Iterator[Any]:
-        # as Source's, noting the records of the last list a consumer did not take (it broke
-        # out of its loop), so that the position saved stops before them
+        # as Source's, noting the records of the last list a consumer did not take: the position stops before them
         batches = self._counted()
         try:
             for batch in batches:
@@ -286,10 +298,8 @@ class FollowSource(Source):
         finally:
             batches.close()
 
-    # -- files -------------------------------------------------------------------------------
     def _open(self, path: str, offset: int | None) -> bool:
-        """Make ``path`` the file read, from ``offset`` (None: after its last whole line);
-        False when it does not exist."""
+        """Make ``path`` the file read, from ``offset`` (None: after its last whole line); False if missing."""
         try:
             fd = os.open(path, _OPEN)
         except FileNotFoundError:
@@ -302,10 +312,8 @@ class FollowSource(Source):
             what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             raise SourceError(self.name, f"{path} is {what}, not a file to follow")
         if offset is None:
-            offset = st.st_size
-            if offset:
-                tail = os.pread(fd, min(offset, TAIL), offset - min(offset, TAIL))
-                offset -= len(tail) - tail.rfind(b"\n") - 1 if b"\n" in tail else 0
+            tail = os.pread(fd, min(TAIL, st.st_size), max(0, st.st_size - TAIL))
+            offset = st.st_size - (len(tail) - tail.rfind(b"\n") - 1 if b"\n" in tail else 0)
         self._fd, self._ident, self._read_at = fd, (st.st_dev, st.st_ino), offset
         self._head = os.pread(fd, min(HEAD, offset), 0) if offset else b""
         self.detail.update(file=path, offset=offset, waiting=False)
@@ -316,7 +324,6 @@ class FollowSource(Source):
         if fd is not None:
             os.close(fd)
 
-    # -- the position ------------------------------------------------------------------------
     def _restore(self) -> bool:
         """Go on from the saved position, if there is one (False when there is none)."""
         assert self.position is not None
@@ -339,20 +346,17 @@ class FollowSource(Source):
         for candidate in (self.path, self.rotated):
             if candidate is None or not self._open(candidate, 0):
                 continue
-            fd = self._fd
+            fd, same = self._fd, self._ident == ident
             assert fd is not None
-            if self._ident == ident:
-                if os.fstat(fd).st_size >= offset and os.pread(fd, len(head), 0) == head:
-                    self._read_at, self._head = offset, head
-                    self._saved = (ident, offset, head)
-                    self.detail["offset"] = offset
-                    return True
-                self._close()
-                break
+            if same and os.fstat(fd).st_size >= offset and os.pread(fd, len(head), 0) == head:
+                self._read_at, self._head, self._saved = offset, head, (ident, offset, head)
+                self.detail["offset"] = offset
+                return True
             self._close()
+            if same:  # the file, but not as it was
+                break
         self._ident = None
-        self._failed(f"{self.path}: the saved position ({self.position}) does not match the file;"
-                     " reading from the start")
+        self._failed(f"{self.path}: the saved position ({self.position}) does not match the file; read from 0")
         self._open(self.path, 0)
         return True
 
@@ -366,9 +370,10 @@ class FollowSource(Source):
         if self.position is None or self._ident is None:
             return
         offset = self._read_at - self._held_len
-        if self._unconsumed and self._block is not None:  # the consumer left the last list early
+        unsent = self._unconsumed or self.detail.get("unsent", 0)  # stop() met a full channel
+        if unsent and self._block is not None:  # the last list was not all taken: save before the rest
             block, end = self._block, len(self._block) - 1
-            for _ in range(self._unconsumed):
+            for _ in range(unsent):
                 end = block.rfind(b"\n", 0, end)
             offset -= len(block) - end - 1
         state = (self._ident, offset, self._head)
@@ -376,7 +381,6 @@ class FollowSource(Source):
             return
         text = json.dumps({"file": self.detail["file"], "dev": self._ident[0], "ino": self._ident[1],
                            "offset": offset, "head": self._head.hex()})
-        folder = os.path.dirname(os.path.abspath(self.position))
         temporary = f"{self.position}.{os.getpid()}.tmp"
         try:
             with open(temporary, "w", encoding="ascii") as f:
@@ -384,7 +388,7 @@ class FollowSource(Source):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self.position)
-            dfd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+            dfd = os.open(os.path.dirname(os.path.abspath(self.position)), os.O_RDONLY | os.O_CLOEXEC)
             try:
                 os.fsync(dfd)
             finally:
