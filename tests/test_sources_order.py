@@ -4,6 +4,7 @@ stamps, and mixed sources merged by merge_sorted and the SortedQueueMultiplexer.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import threading
 import time
@@ -213,3 +214,12 @@ def test_a_thread_channel_says_how_many_it_took_before_a_timeout():
     with pytest.raises(TimeoutError) as caught:
         channel.put_many(list(range(8)), timeout=0.1)
     assert caught.value.taken == 5 and channel.statistics().items_put == 5
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"lateness": 5}, "lateness=5 needs event_time="),
+    ({"event_time": "ts", "lateness": -1}, "lateness must be >= 0"),
+])
+def test_a_bad_lateness_is_one_line_naming_the_source(options, says):
+    with pytest.raises(ValueError, match=f"source 'script': {re.escape(says)}"):
+        Script([], **options)

@@ -199,6 +199,10 @@ class Source(ReaderHosting, Actor):
         self._seq = itertools.count()
         self.event_time, self.lateness = event_time, lateness
         self._reorder: Reorder | None = None
+        if lateness and event_time is None:
+            raise ValueError(f"source {name!r}: lateness={lateness!r} needs event_time= (the key it is a lateness of)")
+        if not lateness >= 0:
+            raise ValueError(f"source {name!r}: lateness must be >= 0, not {lateness!r}")
         if event_time is not None:
             key = key_function(event_time)
             self._reorder = Reorder((lambda a: key(a.record)) if stamp else key, lateness, self._late, self._reject)
