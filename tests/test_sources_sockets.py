@@ -389,6 +389,7 @@ def test_a_reset_connection_does_not_make_its_unfinished_line_a_record():
     assert drain(server.queue) == ["complete"]
     stats = server.join()
     assert stats.errors == 1 and "4 bytes of an unfinished record dropped" in stats.last_error
+    assert stats.last_error.startswith("connection from 127.0.0.1:")
 
 
 def test_an_on_connect_that_raises_fails_the_client_naming_it_and_closes_the_socket():

@@ -105,6 +105,7 @@ class TCPServerSource(_Listening):
         selector = selectors.DefaultSelector()
         selector.register(listener, selectors.EVENT_READ)
         peers: dict[socket.socket, LineFramer | LengthFramer] = {}
+        self._from: dict[socket.socket, str] = {}  # each connection's peer, for the errors
         try:
             while not self.stopping:
                 events = selector.select(POLL)
@@ -119,14 +120,14 @@ class TCPServerSource(_Listening):
                     try:
                         data = sock.recv(chunk)
                     except OSError as exc:  # reset by the peer: an unfinished last record is not a record
-                        self._failed(f"{type(exc).__name__}: {exc}" + _cut(framing))
+                        self._failed(f"connection from {self._from[sock]}: {type(exc).__name__}: {exc}" + _cut(framing))
                         framing = framer(self.framing, self.encoding, self.max_record)
                         data = b""
                     self.bytes += len(data)
                     try:
                         records = framing.feed(data) if data else framing.end()
                     except FramingError as exc:
-                        self._failed(f"{self.name}: connection {detail['accepted']}: {exc}; connection closed")
+                        self._failed(f"connection from {self._from[sock]}: {exc}; connection closed")
                         detail["dropped"] += 1
                         records, data = exc.records, b""
                     if isinstance(framing, LineFramer) and framing.undecodable:
@@ -135,7 +136,7 @@ class TCPServerSource(_Listening):
                     if not data:
                         selector.unregister(sock)
                         sock.close()
-                        del peers[sock]
+                        del peers[sock], self._from[sock]
                         detail["closed"] += 1
                         if len(peers) < self.max_connections and listener not in selector.get_map():
                             selector.register(listener, selectors.EVENT_READ)
@@ -151,10 +152,11 @@ class TCPServerSource(_Listening):
     def _accept(self, listener: socket.socket, selector: selectors.BaseSelector,
                 peers: dict[socket.socket, LineFramer | LengthFramer]) -> None:
         try:
-            sock, _ = listener.accept()
+            sock, address = listener.accept()
         except BlockingIOError:  # another process or thread took it
             return
         sock.setblocking(False)
+        self._from[sock] = f"{address[0]}:{address[1]}"
         peers[sock] = framer(self.framing, self.encoding, self.max_record)
         selector.register(sock, selectors.EVENT_READ)
         self.detail["accepted"] += 1
