@@ -335,3 +335,25 @@ def test_the_records_lost_behind_a_broadcast_are_what_was_sent_and_not_handled(m
     # each copy sent counted once, not a's whole output charged to each branch (15,000 of 10,000)
     assert error.in_flight["b+c"] == sent - handled > 0
     assert error.lost == sum(error.in_flight.values()) <= sent <= 10_000
+
+
+def test_an_interrupted_feed_does_not_wait_for_a_linger_timer_stuck_on_a_full_channel() -> None:
+    # Ctrl-C while the feed's timer is blocked sending to a channel nobody reads any more
+    # (its readers were told to stop): unwinding must not join that timer forever.
+    from chronopipe.graph.wiring import lingering
+
+    stuck, release = threading.Event(), threading.Event()
+
+    class StuckPort:
+        lock = None
+
+        def flush_due(self, now: float) -> None:
+            stuck.set()
+            release.wait(30)  # a put into a full channel
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), lingering([StuckPort()]):
+        stuck.wait(5)
+        raise KeyboardInterrupt
+    assert time.monotonic() - started < 2.0
+    release.set()

@@ -194,9 +194,17 @@ def lingering(ports: Sequence[Port]) -> Iterator[None]:
     timer = start_quiet(threading.Thread(target=tick, name="chronopipe-feed-linger", daemon=True))
     try:
         yield
-    finally:
+    except BaseException:
+        # The feed failed or was interrupted (Ctrl-C): the timer may be blocked sending to a full
+        # channel whose readers stop now. Not waiting for it: the run's teardown breaks that
+        # channel, and the timer's send raises and ends it.
+        done.set()
+        timer.join(LINGER)
+        raise
+    else:
         done.set()
         timer.join()
+    finally:
         for port in ports:
             port.lock = None
 
