@@ -39,7 +39,7 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from .base import Source, SourceError, SourceOptions
-from .framing import MAX_RECORD
+from .framing import MAX_RECORD, split_lines
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -261,26 +261,11 @@ class FollowSource(Source):
         """The lines of ``block`` (whole lines, each with its ``\\n``); ``first``: it starts the file."""
         if first and block.startswith(codecs.BOM_UTF8) and self.encoding in ("utf-8", "utf-8-sig"):
             block = block[len(codecs.BOM_UTF8):]
-        try:
-            text = str(block, self.encoding)
-        except UnicodeDecodeError:
-            return self._lines_replaced(block)
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-        lines = text.split("\n")
-        lines.pop()
-        return lines
-
-    def _lines_replaced(self, block: bytes) -> list[str]:
-        lines = []
-        for raw in block.split(b"\n")[:-1]:
-            try:
-                line = str(raw, self.encoding)
-            except UnicodeDecodeError as exc:
-                line = str(raw, self.encoding, "backslashreplace")
-                self._failed(f"undecodable bytes ({self.encoding}: {exc.reason}) in a line of "
-                             f"{self.detail['file']}: {line[:80]!r}")
-            lines.append(line[:-1] if line.endswith("\r") else line)
+        lines, undecodable = split_lines(block[:-1], self.encoding)
+        if undecodable:  # each such line is an error
+            self._failed(f"{undecodable} line(s) of {self.detail['file']} with undecodable bytes ({self.encoding}): "
+                         "kept with backslash escapes")
+            self.errors += undecodable - 1
         return lines
 
     def _stream(self) -> Iterator[Any]:

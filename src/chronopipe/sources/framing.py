@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 from typing import Any, Literal
 
-__all__ = ["Framing", "FramingError", "LengthFramer", "LineFramer", "framer"]
+__all__ = ["Framing", "FramingError", "LengthFramer", "LineFramer", "framer", "split_lines"]
 
 Framing = Literal["lines", "length"]
 
@@ -81,26 +81,38 @@ class LineFramer:
         return self._split(rest) if rest else []
 
     def _split(self, whole: bytes) -> list[str] | list[bytes]:
-        if self.encoding is None:
-            raw: list[bytes] = whole.split(b"\n")
-            return [line.removesuffix(b"\r") for line in raw] if b"\r" in whole else raw
-        try:
-            text = whole.decode(self.encoding)
-        except UnicodeDecodeError:
-            return self._split_slowly(whole)
-        lines = text.split("\n")
-        return [line.removesuffix("\r") for line in lines] if "\r" in text else lines
+        lines, undecodable = split_lines(whole, self.encoding)
+        self.undecodable += undecodable
+        return lines
 
-    def _split_slowly(self, whole: bytes) -> list[str]:
-        out = []
-        for raw in whole.split(b"\n"):
-            try:
-                line = raw.decode(self.encoding)  # type: ignore[arg-type]
-            except UnicodeDecodeError:
-                line = raw.decode(self.encoding, "backslashreplace")  # type: ignore[arg-type]
-                self.undecodable += 1
-            out.append(line.removesuffix("\r"))
-        return out
+
+def split_lines(whole: bytes, encoding: str | None) -> tuple[list[Any], int]:
+    """The lines of ``whole`` cut at ``\\n`` (a ``\\r`` before it dropped), decoded with
+    ``encoding`` (None: bytes), and how many of them did not decode: those keep their bad bytes
+    as backslash escapes. The whole text is decoded and split at once, in C.
+
+    >>> split_lines(b"a\\r\\nb\\n\\xff", "utf-8")
+    (['a', 'b', '\\\\xff'], 1)
+    """
+    if encoding is None:
+        raw: list[bytes] = whole.split(b"\n")
+        return ([line.removesuffix(b"\r") for line in raw] if b"\r" in whole else raw), 0
+    try:
+        text = whole.decode(encoding)
+    except UnicodeDecodeError:
+        pass
+    else:
+        lines = text.split("\n")
+        return ([line.removesuffix("\r") for line in lines] if "\r" in text else lines), 0
+    out, undecodable = [], 0
+    for part in whole.split(b"\n"):
+        try:
+            line = part.decode(encoding)
+        except UnicodeDecodeError:
+            line = part.decode(encoding, "backslashreplace")
+            undecodable += 1
+        out.append(line.removesuffix("\r"))
+    return out, undecodable
 
 
 class LengthFramer:
