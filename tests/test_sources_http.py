@@ -18,6 +18,7 @@ import pytest
 import chronopipe as cp
 from chronopipe.sources.backoff import Backoff
 from chronopipe.sources.base import POLL, SourceError
+from chronopipe.sources.connect import connect
 from chronopipe.sources.http import HTTPSource
 
 Response = tuple[int, dict[str, str], bytes]
@@ -404,3 +405,28 @@ def test_a_large_body_is_read_whole(serve):
     records = [{"i": i, "pad": "x" * 100} for i in range(2000)]
     server = serve(ok(json.dumps(records)))
     assert list(HTTPSource(server.url, limit=1)) == [records]
+
+
+# -- connect ---------------------------------------------------------------------------------
+def test_connect_notices_check_during_a_slow_name_lookup(monkeypatch):
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def slow(*args, **kwargs):
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    deadline = time.monotonic() + 0.3
+
+    def check() -> None:
+        if time.monotonic() >= deadline:
+            raise TimeoutError("stop")
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="stop"):
+            connect("slow.example", 80, check)
+        assert time.monotonic() - started < 0.3 + 2 * POLL
+    finally:
+        release.set()

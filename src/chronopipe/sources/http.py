@@ -2,7 +2,7 @@
 
 Each poll is a GET over its own connection (closed once the response is read) by http.client in
 the source's thread. Every read and every wait (at most :data:`POLL` s; a DNS lookup runs on a
-helper thread) checks ``stop()`` and ``timeout``: no server, not even one that trickles its
+helper thread: :func:`.connect.connect`) checks ``stop()`` and ``timeout``: no server, not even one that trickles its
 response, holds the source past them. Redirects are followed (five at most); no proxies.
 
 - **Conditional requests**: the last ``ETag`` goes back as ``If-None-Match`` and the last
@@ -38,26 +38,23 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import errno
 import http.client
 import io
-import ipaddress
 import json
 import math
-import os
 import selectors
 import socket
 import ssl
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC
 from email.message import Message
 from typing import Any, Literal, Unpack, get_args
 
 from .backoff import Backoff
 from .base import POLL, Source, SourceError, SourceOptions
+from .connect import Check, connect, wait
 
 __all__ = ["MAX_RETRY_AFTER", "HTTPSource", "Parse", "retry_after"]
 
@@ -71,10 +68,6 @@ PARSES = get_args(Parse)
 MAX_RETRY_AFTER = 3600.0
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN})
-
-Check = Callable[[], None]
-
 
 class _Stopped(Exception):  # noqa: N818 (control flow, never escapes)
     """stop() was asked for in the middle of a request."""
@@ -282,7 +275,7 @@ class HTTPSource(Source):
                check: Check) -> tuple[int, str, Message, bytes]:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        sock = _connect(host, port, check)
+        sock = connect(host, port, check)
         try:
             if parts.scheme == "https":
                 if self._tls_context is None:
@@ -331,61 +324,6 @@ class _Socket(io.RawIOBase):
         pass
 
 
-def _wait(sock: socket.socket, events: int, check: Check) -> None:
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, events)
-        while not selector.select(POLL):
-            check()
-
-
-def _addresses(host: str, port: int, check: Check) -> list[Any]:
-    """getaddrinfo; for a name, on a helper thread (a DNS lookup cannot be interrupted)."""
-    try:
-        ipaddress.ip_address(host)
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except ValueError:
-        pass
-    found: list[Any] = []
-    done = threading.Event()
-
-    def lookup() -> None:
-        try:
-            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as exc:  # raised in the source's thread
-            found.append(exc)
-        done.set()
-
-    threading.Thread(target=lookup, name=f"chronopipe dns {host}", daemon=True).start()
-    while not done.wait(POLL):
-        check()
-    if isinstance(found[0], Exception):
-        raise found[0]
-    return found[0]
-
-
-def _connect(host: str, port: int, check: Check) -> socket.socket:
-    """A connected socket (timeout POLL), trying each address; connecting notices ``check``."""
-    error: OSError = OSError(f"no address for {host}")
-    for family, kind, proto, _, address in _addresses(host, port, check):
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            code = sock.connect_ex(address)
-            if code in _IN_PROGRESS:
-                _wait(sock, selectors.EVENT_WRITE, check)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                raise OSError(code, f"{os.strerror(code)} ({host} port {port})")
-            sock.settimeout(POLL)
-            return sock
-        except BaseException as exc:
-            sock.close()
-            if not isinstance(exc, OSError):
-                raise
-            error = exc
-    raise error
-
-
 def _handshake(sock: ssl.SSLSocket, check: Check) -> None:
     """The TLS handshake, on a non-blocking socket; noticing ``check``."""
     sock.settimeout(0.0)
@@ -394,7 +332,7 @@ def _handshake(sock: ssl.SSLSocket, check: Check) -> None:
             sock.do_handshake()
             break
         except ssl.SSLWantReadError:
-            _wait(sock, selectors.EVENT_READ, check)
+            wait(sock, selectors.EVENT_READ, check)
         except ssl.SSLWantWriteError:
-            _wait(sock, selectors.EVENT_WRITE, check)
+            wait(sock, selectors.EVENT_WRITE, check)
     sock.settimeout(POLL)
