@@ -253,6 +253,55 @@ def test_server_killed_and_restarted_gives_gap_markers_and_no_duplicates(killabl
     assert_no_socket_to(port)
 
 
+def test_a_drop_of_a_young_connection_waits_the_backoff_even_after_a_message():
+    accepted: list[float] = []
+
+    def handler(ws):  # one message, then a normal close: a storm of reconnects if data reset the wait
+        accepted.append(time.monotonic())
+        ws.send("hi")
+
+    with websocket_server(handler) as uri:
+        source = WebSocketSource(uri, backoff=Backoff(0.2, 0.2, jitter="none")).start()
+        time.sleep(1.0)
+        source.stop()
+        source.join(2)
+    waits = [b - a for a, b in itertools.pairwise(accepted)]
+    assert 3 <= len(accepted) <= 7 and all(w >= 0.18 for w in waits), waits
+    assert source.statistics().markers == 2 * len(accepted) - 1  # still a gap_start at every drop
+
+
+def test_a_drop_of_a_connection_up_longer_than_healthy_reconnects_at_once():
+    accepted: list[float] = []
+
+    def handler(ws):
+        accepted.append(time.monotonic())
+        ws.send("hi")
+        time.sleep(0.3)
+
+    with websocket_server(handler) as uri:
+        source = WebSocketSource(uri, healthy=0.2, backoff=Backoff(2.0, 2.0, jitter="none"), limit=3)
+        assert [r for r in source if not isinstance(r, Marker)] == ["hi"] * 3
+    waits = [b - a for a, b in itertools.pairwise(accepted)]
+    assert len(waits) == 2 and all(w < 0.3 + 0.5 for w in waits), waits  # not the 2 s of the backoff
+
+
+def test_connections_closed_before_any_message_are_failed_attempts_of_one_gap():
+    count = [0]
+
+    def handler(ws):  # data, then 4 connections closed at once without a message, then data again
+        count[0] += 1
+        if count[0] == 1 or count[0] >= 6:
+            ws.send(f"msg {count[0]}")
+            if count[0] >= 6:
+                [None for _ in ws]  # until the source closes
+
+    with websocket_server(handler) as uri:
+        source = WebSocketSource(uri, backoff=Backoff(**FAST), limit=2)
+        stream = [(r.kind, r.detail.get("attempts")) if isinstance(r, Marker) else r for r in source]
+    assert stream == ["msg 1", ("gap_start", None), ("gap_end", 5), "msg 6"]
+    assert source.detail["connects"] == 6 and source.detail["reconnects"] == 1 and source.errors == 5
+
+
 def test_backoff_waits_grow_while_the_server_is_down_and_stay_bounded():
     with tcp_listener(answer=True) as (port, accepted):  # every handshake fails at once
         source = WebSocketSource(f"ws://127.0.0.1:{port}/", backoff=Backoff(0.05, 0.2, jitter="none")).start()

@@ -4,9 +4,10 @@ It uses the synchronous client of the ``websockets`` library (an optional depend
 ``pip install chronopipe[websocket]``). A feed does not end, so a connection that drops (the
 server closes it, even normally, the network fails, the server dies) is reconnected after a
 capped, jittered :class:`~chronopipe.sources.backoff.Backoff`, and the gap shows in the
-stream: a ``Marker("gap_start")`` as soon as the drop is seen, a ``Marker("gap_end")`` once
-connected again. ``on_connect(ws)`` runs after every connection, before anything is read:
-there the source (re)subscribes::
+stream: a ``Marker("gap_start")`` as soon as the drop is seen, a ``Marker("gap_end")`` with the
+first message after it (not at the connection: a server going down may still accept a
+connection and close it, and that is one more failed attempt). ``on_connect(ws)`` runs after
+every connection, before anything is read: there the source (re)subscribes::
 
     def subscribe(ws):
         ws.send(json.dumps({"op": "subscribe", "channel": "trades"}))
@@ -45,11 +46,13 @@ from typing import Any, Literal, Unpack
 from .backoff import Backoff
 from .base import POLL, Source, SourceError, SourceOptions
 
-__all__ = ["Parse", "WebSocketSource"]
+__all__ = ["HEALTHY", "Parse", "WebSocketSource"]
 
 Parse = Literal["text", "json", "bytes"]
 
 BATCH = 1000  # messages read at most per wake-up (what is already there), one list
+#: Seconds a connection stays up before its drop resets the backoff (reconnecting at once).
+HEALTHY = 10.0
 
 
 def _websockets() -> tuple[Callable[..., Any], type[Exception]]:
@@ -87,15 +90,19 @@ class WebSocketSource(Source):
     ``on_connect(ws)``: called after every connection and reconnection, before reading; it
     sends the subscriptions (``ws.send(...)``). If it raises, the source fails.
 
-    Reconnection: a connection that drops is counted as an error and tried again at once, then
-    after the waits of ``backoff`` (default ``Backoff()``: 0.5 s doubling up to 30 s, full
-    jitter). Once the source has been connected, every drop yields ``Marker("gap_start",
-    reason=...)`` at once and the next connection ``Marker("gap_end", gap=seconds,
-    attempts=n)`` (``n`` attempts since the drop). Before the first connection nothing was
-    missed, so a failing first connection makes no markers, it counts errors. A close with code
-    1000 by the server is a drop too, unless ``end_on_close=True``: then the source ends there.
-    The waits restart from the shortest once a message arrives: a server that accepts and
-    drops at once is tried less and less often.
+    Reconnection: a connection that drops is counted as an error and tried again after the
+    waits of ``backoff`` (default ``Backoff()``: 0.5 s doubling up to 30 s, full jitter). The
+    waits restart from the shortest, and the first attempt is made at once, only after a
+    connection that stayed up ``healthy`` seconds (default :data:`HEALTHY`): a server that
+    accepts, sends a message and drops at once is tried less and less often.
+
+    Gaps: the drop of a connection that gave messages yields ``Marker("gap_start",
+    reason=...)`` at once, and the first message after it comes after ``Marker("gap_end",
+    gap=seconds, attempts=n)`` (``n`` attempts since the drop, the one that gave it included).
+    A connection that ends before any message is a failed attempt: it makes no markers (a gap
+    already open goes on). So before the first message nothing was missed and nothing is
+    marked; errors are counted. A close with code 1000 by the server is a drop too, unless
+    ``end_on_close=True``: then the source ends there.
 
     ``max_attempts``: fail after that many failed attempts in a row (None: never give up). An
     attempt fails when it cannot connect, or when its connection drops before any message.
@@ -108,7 +115,7 @@ class WebSocketSource(Source):
     connected, between attempts and during one (an attempt left behind closes its connection
     when it completes, within ``open_timeout``).
 
-    ``detail``: ``connects`` (connections made), ``reconnects`` (those after a drop),
+    ``detail``: ``connects`` (connections made), ``reconnects`` (gaps ended),
     ``messages`` (received, parsed or not) and ``uri`` (its password hidden).
 
     Raises:
@@ -124,7 +131,7 @@ class WebSocketSource(Source):
                  parse: Parse = "text", backoff: Backoff | None = None, max_attempts: int | None = None,
                  open_timeout: float = 10.0, end_on_close: bool = False,
                  connect_options: Mapping[str, Any] | None = None, limit: int | None = None,
-                 **options: Unpack[SourceOptions]) -> None:
+                 healthy: float = HEALTHY, **options: Unpack[SourceOptions]) -> None:
         shown = _shown(uri) if isinstance(uri, str) else ""  # the password hidden
         parts = urllib.parse.urlsplit(shown)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -144,6 +151,8 @@ class WebSocketSource(Source):
             raise TypeError(f"WebSocketSource: open_timeout must be a number of seconds, not {open_timeout!r}")
         if not 0 < open_timeout < math.inf:
             raise ValueError(f"WebSocketSource: open_timeout must be finite and > 0 seconds, not {open_timeout}")
+        if not (isinstance(healthy, int | float) and healthy is not True and 0 <= healthy < math.inf):
+            raise ValueError(f"WebSocketSource: healthy must be finite and >= 0 seconds, not {healthy!r}")
         _websockets()  # not installed: fail here, not in the run
         default = f"ws:{shown.split('://', 1)[1]}"
         super().__init__(name or default, **options)
@@ -151,6 +160,7 @@ class WebSocketSource(Source):
         self._at = "" if self.name == default else f" ({shown})"
         self.uri, self.parse, self.on_connect, self.end_on_close = uri, parse, on_connect, end_on_close
         self.max_attempts, self.open_timeout, self.limit = max_attempts, open_timeout, limit
+        self.healthy = float(healthy)
         self.connect_options = dict(connect_options or {})
         self.backoff = backoff or Backoff()
         self.detail.update(connects=0, reconnects=0, messages=0, uri=shown)
@@ -163,16 +173,15 @@ class WebSocketSource(Source):
         detail, delivered = self.detail, 0
         self._failures = self._attempts = 0
         self.backoff.reset()
-        lost_at: float | None = None  # time.time() of the last drop, until reconnected
+        lost_at: float | None = None  # time.time() of the last drop, until messages flow again
         ws: Any = None
+        wait = False  # before the next attempt: the drop was of a connection younger than healthy
         try:
             while not self.stopping and (self.limit is None or delivered < self.limit):
-                ws = self._connection(connect, closed)
+                ws = self._connection(connect, closed, wait)
                 if ws is None:
                     return
-                if lost_at is not None:
-                    detail["reconnects"] += 1
-                    yield [self._marker("gap_end", gap=time.time() - lost_at, attempts=self._attempts)]
+                connected_at = time.monotonic()
                 received, reason, normal = 0, None, False
                 while reason is None and not self.stopping:
                     left = BATCH if self.limit is None else min(BATCH, self.limit - delivered)
@@ -182,7 +191,10 @@ class WebSocketSource(Source):
                     if messages:
                         received += len(messages)
                         self._failures = 0
-                        self.backoff.reset()
+                        if lost_at is not None:
+                            detail["reconnects"] += 1
+                            yield [self._marker("gap_end", gap=time.time() - lost_at, attempts=self._attempts)]
+                            lost_at = None
                         records = self._parsed(messages)
                         delivered += len(records)
                         yield records
@@ -193,24 +205,27 @@ class WebSocketSource(Source):
                 if reason is None or (normal and self.end_on_close):
                     return
                 self._failed(reason)
+                wait = time.monotonic() - connected_at < self.healthy
+                if not wait:
+                    self.backoff.reset()
                 if not received:
-                    self._failures += 1
-                lost_at, self._attempts = time.time(), 0
-                yield [self._marker("gap_start", reason=reason)]
+                    self._failures += 1  # a failed attempt: a gap open goes on, none starts
+                else:
+                    lost_at, self._attempts = time.time(), 0
+                    yield [self._marker("gap_start", reason=reason)]
         finally:
             if ws is not None:
                 ws.close()
 
-    def _connection(self, connect: Callable[..., Any], closed: type[Exception]) -> Any:
+    def _connection(self, connect: Callable[..., Any], closed: type[Exception], wait: bool) -> Any:
         """An open connection, its ``on_connect`` done; None once stopping. Waits out the
-        backoff after a failed attempt."""
+        backoff first when ``wait``, and after a failed attempt."""
         while not self.stopping:
-            if self._failures:
-                if self.max_attempts is not None and self._failures >= self.max_attempts:
-                    tries = f"{self._failures} attempts in a row failed" if self._failures > 1 else "it failed"
-                    raise SourceError(self.name, f"cannot connect{self._at}: {tries}, the last: {self.last_error}")
-                if not self._pause(self.backoff.next()):
-                    return None
+            if self.max_attempts is not None and self._failures >= self.max_attempts:
+                tries = f"{self._failures} attempts in a row failed" if self._failures > 1 else "it failed"
+                raise SourceError(self.name, f"cannot connect{self._at}: {tries}, the last: {self.last_error}")
+            if (wait or self._failures) and not self._pause(self.backoff.next()):
+                return None
             ws, error = self._open(connect)
             if ws is None and error is None:
                 return None
