@@ -430,3 +430,40 @@ def test_connect_notices_check_during_a_slow_name_lookup(monkeypatch):
         assert time.monotonic() - started < 0.3 + 2 * POLL
     finally:
         release.set()
+
+
+# -- max_body --------------------------------------------------------------------------------
+def test_a_body_over_max_body_is_an_error_and_polling_goes_on(serve):
+    server = serve(ok(json.dumps("x" * 200)), ok('{"n": 2}'))
+    source = HTTPSource(server.url, interval=0.02, limit=1, max_body=100, backoff=fast())
+    assert list(source) == [{"n": 2}]
+    assert source.errors == 1 and source.last_error == f"{server.url}: HTTP 200: the body is over max_body (100 bytes)"
+    assert source.bytes == len(b'{"n": 2}')  # a Content-Length over max_body: nothing read
+
+
+def test_an_endless_body_is_read_no_further_than_max_body_and_its_bytes_are_counted():
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def endless() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+                while True:
+                    conn.sendall(b"x" * 65536)
+
+    threading.Thread(target=endless, daemon=True).start()
+    try:
+        source = HTTPSource(f"http://127.0.0.1:{listener.getsockname()[1]}/", parse="bytes",
+                            max_body=100_000, max_errors=1)
+        with pytest.raises(SourceError, match=r"the body is over max_body \(100000 bytes\)"):
+            list(source)
+        assert source.bytes == 100_001
+    finally:
+        listener.close()
+
+
+def test_max_body_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="HTTPSource: max_body must be an int >= 1"):
+        HTTPSource("http://127.0.0.1/feed", max_body=0)

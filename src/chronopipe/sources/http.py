@@ -8,7 +8,9 @@ response, holds the source past them. Redirects are followed (five at most); no 
 - **Conditional requests**: the last ``ETag`` goes back as ``If-None-Match`` and the last
   ``Last-Modified`` as ``If-Modified-Since``. A 304 yields nothing (``detail["not_modified"]``).
 - **2xx**: the body, parsed by ``parse``. A body that does not parse is counted as an error
-  (``_failed``, naming the url and why) and polling goes on.
+  (``_failed``, naming the url and why) and polling goes on. A body over ``max_body`` bytes
+  (64 MiB by default) is an error like those below; no more than ``max_body + 1`` bytes of it
+  are read.
 - **Throttling** (``detail["throttled"]``, not an error): a 429, or a 503 with ``Retry-After``
   (seconds or an HTTP date, at most :data:`MAX_RETRY_AFTER`), waits that long before the next
   request, and no less than the rest of the interval; a 429 without it, as after an error.
@@ -69,6 +71,10 @@ MAX_RETRY_AFTER = 3600.0
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
+class _TooLarge(Exception):  # noqa: N818 (an error counted, never escapes)
+    """The body is over ``max_body``."""
+
+
 class _Stopped(Exception):  # noqa: N818 (control flow, never escapes)
     """stop() was asked for in the middle of a request."""
 
@@ -122,7 +128,8 @@ class HTTPSource(Source):
     ``headers``: sent with every request. ``timeout``: seconds for a whole request. ``backoff``:
     the waits after errors (default ``Backoff()``). ``max_errors``: errors in a row that end the
     source (None: never). ``limit``: end after this many responses that gave records. ``queue``,
-    ``mode``, ``stamp``, ``maxsize``: as for every :class:`Source`. ``detail``: ``polls``,
+    ``max_body``: the most bytes a body may have (a larger one is an error). ``bytes``: the
+    bytes of the bodies read. ``mode``, ``stamp``, ``maxsize``: as for every :class:`Source`. ``detail``: ``polls``,
     ``not_modified``, ``throttled`` and the last ``status``.
 
     Raises:
@@ -131,7 +138,8 @@ class HTTPSource(Source):
 
     def __init__(self, url: str, *, name: str | None = None, interval: float = 5.0, parse: Parse = "json",
                  headers: Mapping[str, str] | None = None, timeout: float = 10.0, backoff: Backoff | None = None,
-                 max_errors: int | None = None, limit: int | None = None, **options: Unpack[SourceOptions]) -> None:
+                 max_errors: int | None = None, limit: int | None = None, max_body: int = 64 << 20,
+                 **options: Unpack[SourceOptions]) -> None:
         _check_url(url)
         if parse not in PARSES:
             raise ValueError(f"HTTPSource: parse must be one of {', '.join(PARSES)}, not {parse!r}")
@@ -141,6 +149,8 @@ class HTTPSource(Source):
         for label, value in (("max_errors", max_errors), ("limit", limit)):
             if value is not None and not (isinstance(value, int) and value is not True and value >= 1):
                 raise ValueError(f"HTTPSource: {label} must be None or an int >= 1, got {value!r}")
+        if not (isinstance(max_body, int) and max_body is not True and max_body >= 1):
+            raise ValueError(f"HTTPSource: max_body must be an int >= 1 (bytes), got {max_body!r}")
         sent = {"user-agent": ("User-Agent", "chronopipe"), "connection": ("Connection", "close")}
         for key, value in (headers or {}).items():
             if any(c in str(key) + str(value) for c in "\r\n\0") or not str(key).strip():
@@ -148,7 +158,7 @@ class HTTPSource(Source):
             sent[str(key).lower()] = (str(key), str(value))
         super().__init__(name or url, **options)
         self.url, self.interval, self.parse, self.timeout = url, float(interval), parse, float(timeout)
-        self.headers = dict(sent.values())
+        self.headers, self.max_body = dict(sent.values()), max_body
         self.backoff, self.max_errors, self.limit = backoff if backoff is not None else Backoff(), max_errors, limit
         self.detail.update(polls=0, not_modified=0, throttled=0, status=None)
         self._tls_context: ssl.SSLContext | None = None  # made in the source's thread, on first use
@@ -167,9 +177,10 @@ class HTTPSource(Source):
                 return
             except (OSError, http.client.HTTPException) as exc:
                 wait = self._error(f"{type(exc).__name__}: {exc}")
+            except _TooLarge as exc:
+                wait = self._error(str(exc))
             else:
                 detail["status"] = status
-                self.bytes += len(body)
                 delay = retry_after(headers.get("Retry-After")) if status in (429, 503) else None
                 if status == 429 or delay is not None:
                     detail["throttled"] += 1
@@ -291,9 +302,25 @@ class HTTPSource(Source):
                 connection.putheader(name, value)
             connection.endheaders()
             response = connection.getresponse()
-            return response.status, response.reason, response.headers, response.read()
+            return response.status, response.reason, response.headers, self._body(response)
         finally:
             sock.close()
+
+
+    def _body(self, response: http.client.HTTPResponse) -> bytes:
+        """The response's body, counted in ``bytes`` as it comes; _TooLarge past ``max_body``."""
+        most = self.max_body
+        chunks: list[bytes] = []
+        size = 0 if response.length is None or response.length <= most else most + 1
+        while size <= most:
+            chunk = response.read(min(1 << 16, most + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            self.bytes += len(chunk)
+        chunks.clear()  # not kept alive by the traceback until the next collection
+        raise _TooLarge(f"HTTP {response.status}: the body is over max_body ({most} bytes)")
 
 
 class _Socket(io.RawIOBase):
