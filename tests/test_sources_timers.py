@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -343,3 +344,70 @@ def test_backpressure_is_a_misfire_handled_by_the_policy(misfire: str) -> None:
         assert markers and all(m.kind == "missed" for m in markers)
         assert len(markers[0].detail["ticks"]) >= 3
         assert stats.detail["missed"] == sum(len(m.detail["ticks"]) for m in markers)
+
+
+# -- long suspends, jitter bounds, daylight saving time -----------------------------------------
+def _after_suspend(source: IntervalSource | CronSource, clock: FakeClock, seconds: float) -> object:
+    """The first record after the source's first tick and a suspend of ``seconds``."""
+    records = iter(source)
+    next(records)
+    clock.advance(seconds)
+    record = next(records)
+    records.close()
+    return record
+
+
+def test_a_skip_marker_lists_the_first_100_and_the_last_time_and_counts_them_all() -> None:
+    clock = FakeClock(T0)
+    source = IntervalSource(0.01, misfire="skip", grace=0.005, clock=clock)
+    marker = _after_suspend(source, clock, 10.0)  # wakes at 10.01: ticks at 0.02 .. 10.00 are overdue
+    assert isinstance(marker, Marker) and marker.detail["count"] == 999 == source.detail["missed"]
+    ticks = marker.detail["ticks"]
+    assert len(ticks) == 101 and ticks[-1] == pytest.approx(T0 + 10.0)
+    assert ticks[:100] == pytest.approx([T0 + 0.02 + 0.01 * k for k in range(100)])
+
+
+@pytest.mark.parametrize("misfire", ["skip", "coalesce"])
+def test_a_week_long_suspend_of_a_1_ms_interval_is_skipped_or_coalesced_at_once(misfire: str) -> None:
+    clock = FakeClock(T0)
+    source = IntervalSource(0.001, misfire=misfire, grace=0.0005, clock=clock)  # type: ignore[arg-type]
+    started = time.monotonic()
+    record = _after_suspend(source, clock, 7 * 86400.0)
+    assert time.monotonic() - started < 1.0
+    count = 7 * 86400 * 1000 - 1  # 0.002 .. 604800.000 (604800.001 is due: it comes next)
+    if misfire == "skip":
+        assert isinstance(record, Marker) and record.detail["count"] == count and len(record.detail["ticks"]) == 101
+    else:
+        assert isinstance(record, Tick) and record.coalesced == count - 1
+        assert record.scheduled == pytest.approx(T0 + 7 * 86400)
+
+
+def test_a_cron_source_skipping_a_week_keeps_no_more_than_the_listed_times() -> None:
+    clock = FakeClock(T0)
+    marker = _after_suspend(CronSource("* * * * *", misfire="skip", clock=clock), clock, 7 * 86400.0)
+    assert isinstance(marker, Marker) and marker.detail["count"] == 7 * 1440 - 1
+    assert len(marker.detail["ticks"]) == 101
+
+
+@pytest.mark.parametrize("jitter", [1.0, 5, timedelta(seconds=2)])
+def test_jitter_not_less_than_every_is_a_one_line_value_error_naming_the_source(jitter: object) -> None:
+    with pytest.raises(ValueError, match=r"^source 'beat': jitter must be less than every \(1 s\)") as caught:
+        IntervalSource(1, jitter=jitter, name="beat")  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+    assert IntervalSource(1, jitter=0.99).jitter == 0.99
+
+
+def test_cron_at_a_fixed_time_fires_once_when_clocks_go_back_as_classic_cron() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    clock = FakeClock(datetime(2024, 10, 26, 12, tzinfo=paris))  # 02:30 comes twice on the 27th
+    ticks = list(CronSource("30 2 * * *", tz="Europe/Paris", limit=3, clock=clock))
+    assert [datetime.fromtimestamp(t.scheduled, paris).isoformat() for t in ticks] == [
+        "2024-10-27T02:30:00+02:00", "2024-10-28T02:30:00+01:00", "2024-10-29T02:30:00+01:00"]
+
+
+def test_a_periodic_cron_fires_in_both_passes_of_the_hour_clocks_go_back() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    clock = FakeClock(datetime(2024, 10, 27, 1, 40, tzinfo=paris))
+    ticks = list(CronSource("*/30 * * * *", tz="Europe/Paris", limit=5, clock=clock))
+    assert [datetime.fromtimestamp(t.scheduled, paris).strftime("%H:%M%z") for t in ticks] == [
+        "02:00+0200", "02:30+0200", "02:00+0100", "02:30+0100", "03:00+0100"]

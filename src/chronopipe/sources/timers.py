@@ -13,8 +13,12 @@ backpressure), the ``misfire`` policy says what happens to those times:
   scheduled time.
 - ``"coalesce"``: one Tick fires now, for the latest of them; its ``coalesced`` field says
   how many earlier ones it stands for.
-- ``"skip"``: none fires; one ``Marker("missed", ticks=[scheduled times])`` takes their place,
-  then the source waits for the next scheduled time.
+- ``"skip"``: none fires; one ``Marker("missed", ticks=[scheduled times], count=n)`` takes
+  their place, then the source waits for the next scheduled time. ``count`` is how many were
+  skipped; ``ticks`` lists at most the first :data:`MAX_LISTED` of them and the last.
+
+Skipping or coalescing a long suspend is quick and small: an IntervalSource counts the times
+arithmetically; a CronSource keeps no more of them than ``ticks`` lists.
 
 ``statistics().detail`` counts ``fired``, ``missed`` (skipped), ``coalesced`` (folded into a
 later tick) and ``late`` (ticks fired more than ``grace`` after their time).
@@ -27,7 +31,6 @@ process. A clock of your own must not sleep longer than POLL in real time at onc
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 import random
@@ -45,6 +48,8 @@ Misfire = Literal["late", "coalesce", "skip"]
 _POLICIES = ("late", "coalesce", "skip")
 #: ``grace`` when none is given: 1 s, or half the interval if that is shorter.
 GRACE = 1.0
+#: The most scheduled times a ``"missed"`` Marker lists before the last one.
+MAX_LISTED = 100
 
 
 class Clock(Protocol):
@@ -192,26 +197,35 @@ class _Timer(Source):
                 yield [self._fire(*current)]
                 current = slot()
                 continue
-            missed = [current]  # a misfire: gather every time overdue by more than grace
-            current = slot()
-            while current is not None and now - current[1] > self.grace:
-                missed.append(current)
+            if self.misfire == "late":  # a misfire: each overdue time fires, late
+                yield [self._fire(*current)]
                 current = slot()
-            yield from self._misfired(missed, now)
+                continue
+            # skip or coalesce: count every time overdue by more than grace, keep a few
+            count, listed, last = 1, [current[0]], current
+            skip = getattr(times, "skip", None)  # an arithmetic schedule's: no loop per time
+            while True:
+                skipped, first, final = (0, [], 0.0) if skip is None else skip(now - self.grace - self.jitter)
+                if skipped:  # the times certainly overdue, jitter or not
+                    count, last = count + skipped, (final, final)
+                    listed.extend(first[: MAX_LISTED - len(listed)])
+                current = slot()
+                if current is None or now - current[1] <= self.grace:
+                    break
+                count += 1
+                if len(listed) < MAX_LISTED:
+                    listed.append(current[0])
+                last = current
+            yield [self._misfired(count, listed, last, now)]
 
-    def _misfired(self, missed: list[tuple[float, float]], now: float) -> Iterator[list[Any]]:
+    def _misfired(self, count: int, listed: list[float], last: tuple[float, float], now: float) -> Any:
+        """The Marker or the Tick for ``count`` overdue times: the first ``listed``, ``last``."""
         if self.misfire == "skip":
-            self.detail["missed"] += len(missed)
-            marker = self._marker("missed", ticks=[scheduled for scheduled, _ in missed])
-            yield [replace(marker, at=now)]
-        elif self.misfire == "coalesce":
-            self.detail["coalesced"] += len(missed) - 1
-            yield [self._fire(*missed[-1], coalesced=len(missed) - 1)]
-        else:
-            for scheduled, due in missed:
-                if not self._more():
-                    return
-                yield [self._fire(scheduled, due)]
+            self.detail["missed"] += count
+            ticks = listed if count <= len(listed) else [*listed, last[0]]
+            return replace(self._marker("missed", ticks=ticks, count=count), at=now)
+        self.detail["coalesced"] += count - 1
+        return self._fire(*last, coalesced=count - 1)
 
     def _fire(self, scheduled: float, due: float, coalesced: int = 0) -> Tick:
         n = self.detail["fired"] + 1
@@ -239,14 +253,14 @@ class IntervalSource(_Timer):
     >>> [(t.n, t.scheduled - 1_700_000_000, t.value) for t in ticks]
     [(1, 60.0, 'ran'), (2, 120.0, 'ran'), (3, 180.0, 'ran')]
 
-    ``every``, ``jitter``, ``grace``: seconds, or a ``timedelta`` (``grace`` may be infinite:
-    then nothing is a misfire). ``start_at``: epoch seconds
-    or a datetime; by default one interval after the source starts (a time in the past makes
-    the ticks since then misfires). ``misfire``, ``grace``: see the module docstring (``grace``
-    defaults to 1 s, or half the interval if shorter). ``action``: called (without arguments)
-    at each tick; what it returns is the Tick's ``value``; if it raises, the source fails with
-    a SourceError naming the tick. ``limit``: end after that many ticks (default: run until
-    ``stop()``). ``clock``: see :class:`FakeClock`. ``seed``: seeds the jitter. ``queue``,
+    ``every``, ``jitter`` (less than ``every``), ``grace``: seconds, or a ``timedelta``
+    (``grace`` may be infinite: then nothing is a misfire). ``start_at``: epoch seconds or a
+    datetime; by default one interval after the source starts (a past time: misfires).
+    ``misfire``, ``grace``: see the module docstring (``grace`` defaults to 1 s, or half the
+    interval if shorter). ``action``: called (without arguments) at each tick; what it returns
+    is the Tick's ``value``; if it raises, the source fails with a SourceError naming the tick.
+    ``limit``: end after that many ticks (default: run until ``stop()``). ``clock``: see
+    :class:`FakeClock`. ``seed``: seeds the jitter. ``queue``,
     ``mode``, ``stamp``, ``maxsize``: as for every :class:`Source`.
     """
 
@@ -267,13 +281,43 @@ class IntervalSource(_Timer):
         self.start_at = None if start_at is None else float(start_at)
         super().__init__(name, jitter=jitter, misfire=misfire, grace=grace, action=action, limit=limit, clock=clock,
                          seed=seed, **options)
+        if self.jitter >= self.every:  # a tick's jitter would carry it past the next one's time
+            raise ValueError(f"source {name!r}: jitter must be less than every ({self.every:g} s), not {jitter!r}")
 
     def _default_grace(self) -> float:
         return min(GRACE, self.every / 2)
 
     def _schedule(self, now: float) -> Iterator[float]:
-        start = now + self.every if self.start_at is None else float(self.start_at)
-        return (start + k * self.every for k in itertools.count())  # multiplied: no drift
+        return _Every(now + self.every if self.start_at is None else float(self.start_at), self.every)
+
+
+class _Every:
+    """``start + k * every`` for k = 0, 1, ..., and ``skip``."""
+
+    def __init__(self, start: float, every: float) -> None:
+        self.start, self.every, self.k = start, every, 0
+
+    def __iter__(self) -> _Every:
+        return self
+
+    def __next__(self) -> float:
+        self.k += 1
+        return self.at(self.k - 1)
+
+    def at(self, k: int) -> float:  # multiplied: no drift
+        return self.start + k * self.every
+
+    def skip(self, before: float) -> tuple[int, list[float], float]:
+        """Pass the next times earlier than ``before``: how many, the first MAX_LISTED, the last."""
+        if not self.at(self.k) < before:
+            return 0, [], 0.0
+        n = max(1, math.ceil((before - self.at(self.k)) / self.every))
+        while n > 1 and self.at(self.k + n - 1) >= before:  # float rounding, either way
+            n -= 1
+        while self.at(self.k + n) < before:
+            n += 1
+        self.k += n
+        return n, [self.at(self.k - n + i) for i in range(min(n, MAX_LISTED))], self.at(self.k - 1)
 
 
 def _croniter() -> Any:
@@ -293,7 +337,10 @@ class CronSource(_Timer):
     ['00:05', '00:10', '00:15']
 
     ``tz``: a zoneinfo name (``"Europe/Paris"``) or a tzinfo; UTC by default. The first tick
-    is the first time after the source starts. The other arguments are
+    is the first time after the source starts. Daylight saving time, as classic (Vixie) cron:
+    a time skipped when clocks go forward fires at the first time after it (02:30 at 03:00);
+    when they go back, a wall-clock time that comes twice fires once, unless the minute or the
+    hour field starts with ``*`` (``"*/30 * * * *"`` fires in both passes: it is periodic). The other arguments are
     :class:`IntervalSource`'s (``grace`` defaults to 1 s).
 
     Raises:
@@ -325,11 +372,17 @@ class CronSource(_Timer):
 
     def _schedule(self, now: float) -> Iterator[float]:
         times = _croniter()(self.cron, datetime.fromtimestamp(now, self.tz))
+        periodic = any(field.startswith("*") for field in self.cron.split()[:2])
+        latest: datetime | None = None  # the latest wall-clock time yielded
         while True:
             try:
-                yield times.get_next(datetime).timestamp()
+                when = times.get_next(datetime)
             except (ValueError, KeyError):  # CroniterBadDateError: no time is left (a year field)
                 return
+            wall = when.replace(tzinfo=None)
+            if periodic or latest is None or wall > latest:  # not a repeat of the hour clocks went back
+                latest = wall if latest is None else max(latest, wall)
+                yield when.timestamp()
 
 
 def _zone(tz: str | tzinfo | None, source: str) -> tzinfo:
