@@ -3,6 +3,7 @@ restarts; every line exactly once, in order."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from chronopipe.channels import END
+from chronopipe.sources import follow
 from chronopipe.sources.base import SourceError
 from chronopipe.sources.follow import FollowSource
 
@@ -481,3 +483,38 @@ def test_in_a_process_the_statistics_are_adopted_after_join(tmp_path):
     assert (stats.records, stats.bytes) == (5, path.stat().st_size)
     assert stats.detail["offset"] == path.stat().st_size
     assert json.loads(position.read_text())["offset"] == path.stat().st_size
+
+
+def test_a_save_failing_on_a_full_disk_leaves_no_temporary_file_and_is_counted_once(tmp_path, monkeypatch):
+    path, position = tmp_path / "app.log", tmp_path / "app.pos"
+    path.write_text(text(lines(0, 10)))
+    real_fsync, full = os.fsync, threading.Event()
+    full.set()
+
+    def fsync(fd: int) -> None:
+        if full.is_set():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(follow, "SAVE_EVERY", 0.02)
+    source = FollowSource(path, position=position, from_start=True).start()
+    try:
+        assert take(source, 10) == lines(0, 10)
+        time.sleep(0.5)  # idle: about 25 retries of the same save
+        assert source.statistics().errors == 1 and "No space left" in source.statistics().last_error
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.log"]  # no state.json.<pid>.tmp
+        append(path, text(lines(10, 11)))  # a new position: its failing save is counted too
+        assert take(source, 1) == lines(10, 11)
+        time.sleep(0.3)
+        assert source.statistics().errors == 2
+        full.clear()  # space again: the next save succeeds
+        deadline = time.monotonic() + 5
+        while not position.exists():
+            assert time.monotonic() < deadline, "the position was never saved"
+            time.sleep(0.02)
+        assert json.loads(position.read_text())["offset"] == len(text(lines(0, 11)))
+    finally:
+        source.stop()
+        source.join(5)
+    assert source.statistics().errors == 2

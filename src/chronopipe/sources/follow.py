@@ -26,11 +26,14 @@ With ``position`` the follower keeps its place in a small JSON file (replaced at
 head, and the offset after the last whole line taken (not those a consumer left or stop() could not send).
 Started again with it, it goes on from there: no line lost, none repeated, also when the file was rotated
 meanwhile (the old file being ``rotated``). Not with ``event_time``: held records would be past it.
+A save that fails (a full disk) leaves no temporary file, is counted as an error once, and is tried
+again every second (silently while the position is the same) until one succeeds.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import stat
@@ -128,7 +131,8 @@ class FollowSource(Source):
         self._held_len = self._unconsumed = 0
         self._block: bytes | None = None  # the whole lines of the last list yielded
         self._skipping = self._copy = False  # in a line over max_record (dropped to its \n); in a rotated copy
-        self._saved: tuple[Any, ...] | None = None
+        self._saved: tuple[Any, ...] | None = None  # the state saved
+        self._unsaved: tuple[Any, ...] | None = None  # the state whose save failed (counted once)
         self._saved_at = time.monotonic()
         try:
             if self.position is None or not self._restore():
@@ -379,6 +383,10 @@ class FollowSource(Source):
             finally:
                 os.close(dfd)
         except OSError as exc:
-            self._failed(f"cannot save the position to {self.position}: {exc}")
+            with contextlib.suppress(OSError):  # FileNotFoundError: replaced before the folder's fsync
+                os.remove(temporary)
+            if state != self._unsaved:  # once, not at every retry
+                self._failed(f"cannot save the position to {self.position}: {exc}")
+            self._unsaved = state
             return
-        self._saved = state
+        self._saved, self._unsaved = state, None
