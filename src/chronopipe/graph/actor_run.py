@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import multiprocess
@@ -17,14 +18,16 @@ from ..actors.actor import Actor
 from ..actors.errors import ActorError
 from ..actors.home import apply
 from ..channels import ChannelBroken
+from ..channels.quiet import start_quiet
 from ..delivery import SINK_ACTOR, Delivery
 from ..delivery.acks import Ledger, Mark
 from ..runtime import Runtime
+from ..sources import Source
 from .actors import NodeActor
 from .errors import from_actor_error
 from .node import Node
 from .plan import Plan, build_plan
-from .wiring import LIMIT, MARKED, fed_in_batches, lingering, send_mark, stdout_write
+from .wiring import LIMIT, MARKED, fed_in_batches, fed_in_chunks, lingering, put_all, send_mark, stdout_write
 
 __all__ = ["ActorRun"]
 
@@ -32,6 +35,8 @@ log = logging.getLogger("chronopipe.graph")
 _ctx = multiprocess.get_context("fork")
 #: How long the caller waits for actors to end once the run was cancelled (they take ~1 s at most).
 CANCEL_WAIT = 5.0
+#: Seconds between two looks of the feed's watcher at the run's actors (a source of ours, quiet).
+WATCH = 0.05
 _PIPELINE_MODE = {"thread": "threads", "process": "processes"}
 
 
@@ -95,19 +100,49 @@ class ActorRun:
         assert plan is not None
         try:
             channel = plan.feed_channel
-            if channel is not None and isinstance(iterable, (list, tuple, range)):
+            sized = isinstance(iterable, (list, tuple, range))
+            if channel is not None and sized:
                 for start in range(0, len(iterable), LIMIT):  # whole batches, sent as they are
                     channel.put_many(list(iterable[start:start + LIMIT]))
-            elif channel is not None:  # stream straight in (a live source's items go as they come)
-                channel.put_many(iter(iterable))
-            else:  # an iterator may pause (a live source): what came meanwhile leaves when due
-                sized = isinstance(iterable, (list, tuple, range))
-                with nullcontext() if sized else lingering(plan.feed_ports):
-                    deque(map(plan.feed, iterable), maxlen=0)
-                for port in plan.feed_ports:
-                    port.flush()
+            elif sized:
+                deque(map(plan.feed, iterable), maxlen=0)
+            else:  # an iterator may pause (a live source): records go in as they come, what came
+                # meanwhile leaves when due, and a node failing is noticed between chunks (or, for a
+                # source of ours waiting for data, stops it)
+                put_chunk, put = (channel.put_many, channel.put) if channel is not None else (
+                    put_all(plan.feed), plan.feed)
+                with self._stopping(iterable), lingering(plan.feed_ports):
+                    fed_in_chunks(iter(iterable), put_chunk, put, self._failed)
+            for port in plan.feed_ports:
+                port.flush()
         except BaseException as exc:
             raise self._fail(exc) from None
+
+    def _failed(self) -> bool:
+        """Whether an actor of this run has failed (its component is being torn down)."""
+        return any(a.state == "failed" for a in self.actors)
+
+    @contextmanager
+    def _stopping(self, iterable: Iterable[Any]) -> Iterator[None]:
+        """While feeding from one of chronopipe's sources: a watcher that stops it once an actor
+        of this run failed, so a source waiting for data (quiet) does not hold the failure back."""
+        if not isinstance(iterable, Source):
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(WATCH):
+                if self._failed():
+                    iterable.stop()
+                    return
+
+        watcher = start_quiet(threading.Thread(target=watch, name="chronopipe-feed-watch", daemon=True))
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
 
     def feed_marked(self, records: Iterable[Any], offset: int, marked: Callable[[int, bool], Any]) -> None:
         """Under acks: feed ``records`` (those of the source after ``offset``), a mark after every

@@ -46,6 +46,8 @@ LIMIT = BATCH
 MARKED = LIMIT - 1
 #: Seconds a partial batch for a process channel may wait while its actor keeps busy.
 LINGER = 0.005
+#: seconds: a source slower than this to give its next record makes the feed's chunks one record (fed_in_chunks)
+SLOW_CHUNK = 0.02
 
 
 def stdout_write(line: str) -> None:
@@ -224,6 +226,41 @@ def fed_in_batches(records: Iterator[Any], put: Target, size: int = LIMIT) -> It
         yield n
         if n < size:
             return
+
+
+def fed_in_chunks(records: Iterator[Any], put_chunk: Callable[[Iterator[Any]], Any], put: Target,
+                  stop: Callable[[], bool]) -> None:
+    """Feed ``records`` a chunk at a time to ``put_chunk`` (which takes an iterator), asking
+    ``stop()`` between chunks; ``put`` takes the one record read ahead to learn whether a chunk was
+    the last. Chunks grow from 1 to LIMIT records while records come fast and fall back to 1 when
+    the source keeps the next one waiting (a live source that pauses), so a failure downstream is
+    noticed within about one record of a slow source, at no cost per record of a fast one.
+
+    >>> out = []
+    >>> fed_in_chunks(iter(range(5)), out.extend, out.append, lambda: False); out
+    [0, 1, 2, 3, 4]
+    >>> out = []  # a chunk of 1 and the record after it, then stopped
+    >>> fed_in_chunks(iter(range(5)), out.extend, out.append, lambda: len(out) >= 2); out
+    [0, 1]
+    """
+    size = 1
+    while not stop():
+        put_chunk(itertools.islice(records, size))
+        started = time.monotonic()  # (how long the source takes, not a put held by a full channel)
+        ahead = next(records, _DONE)
+        if ahead is _DONE:
+            return
+        slow = time.monotonic() - started > SLOW_CHUNK
+        put(ahead)
+        size = 1 if slow else min(size * 2, LIMIT)
+
+
+def put_all(put: Target) -> Callable[[Iterator[Any]], None]:
+    """``put_chunk`` for :func:`fed_in_chunks` from a target that takes one record, in C."""
+    return lambda chunk: deque(map(put, chunk), maxlen=0)
+
+
+_DONE: Any = object()  # no record left
 
 
 #: the first of a pair, in C (a Python function per record would cost more than the count it feeds)
