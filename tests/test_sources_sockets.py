@@ -424,3 +424,64 @@ def test_an_on_connect_that_raises_fails_the_client_naming_it_and_closes_the_soc
 def test_a_bad_argument_is_one_line_at_construction(make, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         make()
+
+
+def test_a_server_dropping_every_connection_at_once_is_not_hammered():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        accepted = [0]
+
+        def serve():
+            with contextlib.suppress(OSError):
+                while True:
+                    peer, _ = listener.accept()
+                    accepted[0] += 1
+                    peer.sendall(b"one line\n")
+                    peer.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        client = TCPClientSource("127.0.0.1", listener.getsockname()[1],
+                                 backoff=Backoff(initial=0.05, maximum=0.4, seed=2)).start()
+        time.sleep(2.0)
+        client.stop()
+        client.join(5)
+    assert 3 <= accepted[0] <= 40, f"{accepted[0]} connections in 2 s"  # (thousands without the backoff)
+
+
+def test_stop_is_noticed_while_the_client_connects():
+    with socket.socket() as listener:  # a backlog that is full: connects hang
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        client = TCPClientSource("127.0.0.1", port, connect_timeout=30).start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        client.stop()
+        client.join(5)
+        assert time.monotonic() - started < 0.5
+        for s in fillers:
+            s.close()
+
+
+def test_a_reset_before_any_data_is_one_error():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = TCPClientSource("127.0.0.1", listener.getsockname()[1],
+                                 backoff=Backoff(initial=0.01, maximum=0.02)).start()
+        for _ in range(3):
+            peer, _ = listener.accept()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            peer.close()
+        peer, _ = listener.accept()
+        client.stop()
+        client.join(5)
+        peer.close()
+    assert client.statistics().errors == 3

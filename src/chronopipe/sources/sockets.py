@@ -25,11 +25,15 @@ from typing import Any, Self, Unpack
 
 from .backoff import Backoff
 from .base import POLL, Source, SourceError, SourceOptions
+from .connect import connect
 from .framing import MAX_RECORD, Framing, FramingError, LengthFramer, LineFramer, framer
 
 __all__ = ["TCPClientSource", "TCPServerSource", "UDPSource"]
 
 CHUNK = 256 * 1024  # bytes read from a socket at once
+#: Seconds a connection must have stayed up for a drop to reconnect at once (and reset the
+#: backoff); a younger one waits the backoff first (as WebSocketSource does).
+HEALTHY = 10.0
 
 
 def _at_least_one(**values: int) -> None:
@@ -168,8 +172,9 @@ class TCPClientSource(Source):
     """Connects to ``host:port`` and frames what the server sends.
 
     When the connection drops or cannot be made, the source tries again after a capped,
-    jittered backoff. Once data has flowed, a drop yields a ``Marker("gap_start")`` at once and
-    the reconnection a ``Marker("gap_end", gap=seconds, attempts=n)``. ``on_connect(sock)``
+    jittered backoff (at once after a connection that stayed up HEALTHY seconds). Once data has
+    flowed, a drop yields a ``Marker("gap_start")`` at once, and the first data after it a
+    ``Marker("gap_end", gap=seconds, attempts=n)``. ``on_connect(sock)``
     runs after every connection, before reading (to send a request or a subscription).
     ``max_attempts``: consecutive failed connections before the source fails (None: never).
     ``reconnect=False``: end when the server closes the connection.
@@ -193,6 +198,7 @@ class TCPClientSource(Source):
         self.connect_timeout = connect_timeout
         self.backoff = backoff or Backoff()
         self.detail.update(connects=0, reconnects=0, address=f"{host}:{port}")
+        self._tries = 0  # connection attempts since data last flowed
 
     def _retry(self, reason: str) -> None:
         """A failed attempt: wait out the backoff, or fail once ``max_attempts`` were made."""
@@ -202,16 +208,28 @@ class TCPClientSource(Source):
                                          f"{reason}")
         self._pause(self.backoff.next())
 
+    def _check_within(self, deadline: float) -> Callable[[], None]:
+        def check() -> None:
+            if self.stopping:
+                raise _Stopped
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no connection within {self.connect_timeout} s")
+
+        return check
+
     def _connect(self) -> socket.socket | None:
-        """A connection, or None once stopping; waits out the backoff between attempts."""
+        """A connection, or None once stopping; waits out the backoff between attempts, and
+        notices stop() within POLL while it connects (connect.py)."""
         while not self.stopping:
+            self._tries += 1
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+                sock = connect(self.host, self.port, self._check_within(time.monotonic() + self.connect_timeout))
+            except _Stopped:
+                return None
             except OSError as exc:
                 self._failed(exc)
                 self._retry(f"{type(exc).__name__}: {exc}")
                 continue
-            sock.settimeout(POLL)
             self.detail["connects"] += 1
             if self.on_connect is not None:
                 try:
@@ -225,15 +243,19 @@ class TCPClientSource(Source):
 
     def _batches(self) -> Iterator[list[Any]]:
         # The gap ends when data flows again, not at the connection: a server going down may
-        # still accept a connection and reset it, and that is one more failed attempt.
+        # still accept a connection and reset it, and that is one more failed attempt. The backoff
+        # starts again only after a connection that stayed up HEALTHY seconds: a server that drops
+        # every connection at once is not hammered.
         sock: socket.socket | None = None
         lost_at: float | None = None
+        self._tries = 0
         try:
             while not self.stopping:
                 sock = self._connect()
                 if sock is None:
                     return
                 framing, reason, flowing = framer(self.framing, self.encoding, self.max_record), "", False
+                connected_at = time.monotonic()
                 while not self.stopping:
                     try:
                         data = sock.recv(self.chunk)
@@ -241,23 +263,20 @@ class TCPClientSource(Source):
                         yield []
                         continue
                     except OSError as exc:  # reset: an unfinished last record is not a record
-                        data, reason = b"", f"{type(exc).__name__}: {exc}"
-                        self._failed(reason + _cut(framing))
+                        data, reason = b"", f"{type(exc).__name__}: {exc}" + _cut(framing)
                         framing = framer(self.framing, self.encoding, self.max_record)
                     if data and not flowing:
                         flowing = True
                         if lost_at is not None:
                             self.detail["reconnects"] += 1
-                            yield [self._marker("gap_end", gap=time.time() - lost_at,
-                                                attempts=self.backoff.attempts + 1)]
+                            yield [self._marker("gap_end", gap=time.time() - lost_at, attempts=self._tries)]
                             lost_at = None
-                        self.backoff.reset()
+                        self._tries = 0
                     self.bytes += len(data)
                     try:
                         records = framing.feed(data) if data else framing.end()
                     except FramingError as exc:
                         records, data, reason = exc.records, b"", str(exc)
-                        self._failed(exc)
                     yield records
                     if not data:
                         break
@@ -265,15 +284,25 @@ class TCPClientSource(Source):
                 if self.stopping or not self.reconnect:
                     return
                 reason = reason or "closed by the server"
-                if flowing:
-                    lost_at = time.time()
-                    yield [self._marker("gap_start", reason=reason)]
-                else:
+                if not flowing:  # one more failed attempt of this gap (or of the first connection)
                     self._failed(f"the connection ended before any data came: {reason}")
                     self._retry(reason)
+                    continue
+                if reason != "closed by the server":
+                    self._failed(reason)
+                lost_at = time.time()
+                yield [self._marker("gap_start", reason=reason)]
+                if time.monotonic() - connected_at >= HEALTHY:
+                    self.backoff.reset()  # it had been up a while: try again at once
+                else:
+                    self._pause(self.backoff.next())
         finally:
             if sock is not None:
                 sock.close()
+
+
+class _Stopped(Exception):  # noqa: N818 (control flow: stop() during a connect, never escapes)
+    pass
 
 
 class UDPSource(_Listening):
