@@ -223,3 +223,19 @@ def test_a_thread_channel_says_how_many_it_took_before_a_timeout():
 def test_a_bad_lateness_is_one_line_naming_the_source(options, says):
     with pytest.raises(ValueError, match=f"source 'script': {re.escape(says)}"):
         Script([], **options)
+
+
+def test_a_key_that_cannot_be_compared_is_rejected_with_its_record_number():
+    stream = [{"ts": 1}, {"ts": 5}, {"ts": None}, {"ts": 6}, {"ts": "7"}, {"ts": 9}]
+    source = Script([stream[:3], stream[3:]], event_time="ts", lateness=2)
+    assert [r["ts"] for r in source] == [1, 5, 6, 9]
+    assert [(r.line, r.text) for r in source.rejects] == [(3, "{'ts': None}"), (5, "{'ts': '7'}")]
+
+
+def test_datetime_event_times_take_a_lateness_in_seconds_or_as_a_timedelta():
+    from datetime import datetime, timedelta
+
+    at = [datetime(2024, 1, 1, 0, 0, s) for s in (0, 3, 1, 9, 8)]
+    for lateness in (5, timedelta(seconds=5)):
+        source = Script([[{"ts": t} for t in at]], event_time="ts", lateness=lateness)
+        assert [r["ts"].second for r in source] == [0, 1, 3, 8, 9] and source.late == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from .keys import SortKey, key_function
@@ -41,12 +42,13 @@ class Reorder:
     (1, [{'t': 112}])
     """
 
-    def __init__(self, key: SortKey, lateness: float, late: Callable[[Any], Any] | None = None,
+    def __init__(self, key: SortKey, lateness: float | timedelta, late: Callable[[Any], Any] | None = None,
                  unkeyed: Callable[[Any, Exception], Any] | None = None) -> None:
-        if not lateness >= 0:
+        if not (lateness >= timedelta(0) if isinstance(lateness, timedelta) else lateness >= 0):
             raise ValueError(f"lateness must be >= 0, not {lateness!r}")
         self.key, self.lateness, self.late, self.unkeyed = key_function(key), lateness, late, unkeyed
         self.late_count = 0
+        self.seen = 0  #: records pushed so far (the one being handled is record number ``seen``)
         self._heap: list[tuple[Any, int, Any]] = []
         self._order = itertools.count()
         self._top: Any = None  # the largest key seen
@@ -62,28 +64,37 @@ class Reorder:
 
         Raises:
             ValueError: a record is late and no ``late`` was given."""
-        key, heap, order, lateness, out = self.key, self._heap, self._order, self.lateness, []
+        key, heap, order, out = self.key, self._heap, self._order, []
         top, floor = self._top, self._floor
         for record in records:  # released record by record: the result does not depend on how records are cut
+            self.seen += 1
             try:
                 k = key(record)
+                later = floor is not None and k < floor
+                newest = top is None or k > top  # (a key that cannot be compared with the others fails here)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 if self.unkeyed is None:
                     raise
                 self.unkeyed(record, exc)
                 continue
-            if floor is not None and k < floor:
+            if later:
                 self._reject(record, k, floor)
                 continue
             heapq.heappush(heap, (k, next(order), record))
-            if top is None or k > top:
+            if newest:
                 top = k
-                bound = top - lateness
+                bound = self._bound(top)
                 while heap and heap[0][0] <= bound:
                     floor, _, released = heapq.heappop(heap)
                     out.append(released)
         self._top, self._floor = top, floor
         return out
+
+    def _bound(self, top: Any) -> Any:
+        """``top - lateness``: a lateness in seconds goes with datetime keys as a timedelta."""
+        if isinstance(top, datetime) and not isinstance(self.lateness, timedelta):
+            self.lateness = timedelta(seconds=self.lateness)
+        return top - self.lateness
 
     def flush(self) -> list[Any]:
         """The stream ended: every held record, in key order."""

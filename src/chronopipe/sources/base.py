@@ -45,6 +45,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypedDict
 
 from ..actors.actor import Actor, ActorStatistics, Mode
@@ -167,7 +168,7 @@ class SourceOptions(TypedDict, total=False):
     mode: Mode
     stamp: bool
     event_time: SortKey | None
-    lateness: float
+    lateness: float | timedelta
     maxsize: int
 
 
@@ -185,7 +186,8 @@ class Source(ReaderHosting, Actor):
     detail: dict[str, Any]
 
     def __init__(self, name: str, *, queue: Any = None, mode: Mode = "thread", stamp: bool = False,
-                 event_time: SortKey | None = None, lateness: float = 0.0, maxsize: int = 10_000) -> None:
+                 event_time: SortKey | None = None, lateness: float | timedelta = 0.0,
+                 maxsize: int = 10_000) -> None:
         super().__init__(name, mode=mode)
         self.stamp = stamp
         self.maxsize = maxsize
@@ -201,8 +203,10 @@ class Source(ReaderHosting, Actor):
         self._reorder: Reorder | None = None
         if lateness and event_time is None:
             raise ValueError(f"source {name!r}: lateness={lateness!r} needs event_time= (the key it is a lateness of)")
-        if not lateness >= 0:
+        if not (lateness >= timedelta(0) if isinstance(lateness, timedelta) else lateness >= 0):
             raise ValueError(f"source {name!r}: lateness must be >= 0, not {lateness!r}")
+        #: seconds of quiet after which what is held goes out
+        self._quiet = lateness.total_seconds() if isinstance(lateness, timedelta) else float(lateness)
         if event_time is not None:
             key = key_function(event_time)
             self._reorder = Reorder((lambda a: key(a.record)) if stamp else key, lateness, self._late, self._reject)
@@ -242,7 +246,8 @@ class Source(ReaderHosting, Actor):
         """A record without a readable event time: set aside as a Reject (the source goes on)."""
         self.rejected += 1
         if len(self.rejects) < MAX_KEPT:
-            self.rejects.append(Reject(self.name, self.records + self.rejected + self.late, f"{record!r:.200}",
+            assert self._reorder is not None
+            self.rejects.append(Reject(self.name, self._reorder.seen, f"{record!r:.200}",
                                        f"no event time: {type(error).__name__}: {error}"))
 
     def _counted(self) -> Iterator[list[Any]]:
@@ -251,7 +256,7 @@ class Source(ReaderHosting, Actor):
             for batch in batches:
                 held: list[Any] = []
                 if not batch:  # nothing came: a source quiet for ``lateness`` lets go of what it held
-                    if reorder is not None and reorder.held and time.monotonic() - heard >= self.lateness:
+                    if reorder is not None and reorder.held and time.monotonic() - heard >= self._quiet:
                         held = reorder.flush()
                 elif isinstance(batch[0], Marker):  # markers come alone, and what is held goes before them
                     held = reorder.flush() if reorder is not None else []
