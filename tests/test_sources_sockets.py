@@ -485,3 +485,20 @@ def test_a_reset_before_any_data_is_one_error():
         client.join(5)
         peer.close()
     assert client.statistics().errors == 3
+
+
+def test_a_line_over_the_limit_inside_one_read_breaks_the_framing_too():
+    server = TCPServerSource(connections=2, max_record=100).start()
+    send(server.port, b"short\n" + b"y" * 5000 + b"\nnever\n")
+    send(server.port, b"next\n")
+    assert drain(server.queue) == ["short", "next"]
+    assert server.join().detail["dropped"] == 1
+
+
+def test_udp_lines_count_undecodable_bytes():
+    receiver = UDPSource(framing="lines").start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.sendto(b"ok\n\xff\xfe", ("127.0.0.1", receiver.port))
+    assert take(receiver.queue, 2) == ["ok", "\\xff\\xfe"]
+    receiver.stop()
+    assert receiver.join(5).errors == 1

@@ -70,9 +70,14 @@ class LineFramer:
             return []
         whole = self._rest + data[:cut] if self._rest else data[:cut]
         self._rest = data[cut + 1:]
+        lines = self._split(whole)
         if len(self._rest) > self.max_line:
-            raise FramingError(f"a line longer than {self.max_line:,} bytes", self._split(whole))
-        return self._split(whole)
+            raise FramingError(f"a line longer than {self.max_line:,} bytes", lines)
+        if len(whole) > self.max_line:  # (only then can a whole line be too long: no cost on short reads)
+            for i, line in enumerate(lines):
+                if len(line) > self.max_line:
+                    raise FramingError(f"a line longer than {self.max_line:,} bytes", lines[:i])
+        return lines
 
     def end(self) -> list[str] | list[bytes]:
         """The stream ended: its last line, if it had no ``\\n`` (the stream closed cleanly, so

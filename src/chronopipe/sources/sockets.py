@@ -354,7 +354,11 @@ class UDPSource(_Listening):
     def _records(self, datagrams: list[bytes]) -> list[Any]:
         if self.framing == "lines":
             lines = LineFramer(self.encoding)
-            return [line for d in datagrams for line in lines.feed(d) + lines.end()]
+            out = [line for d in datagrams for line in lines.feed(d) + lines.end()]
+            if lines.undecodable:
+                self._failed(f"{lines.undecodable} line(s) with undecodable bytes ({self.encoding})")
+                self.errors += lines.undecodable - 1
+            return out
         if self.encoding is None:
             return datagrams
         out = []
