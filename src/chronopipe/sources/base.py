@@ -313,6 +313,8 @@ class Source(ReaderHosting, Actor):
         batches = self._counted()
         try:
             for batch in batches:
+                if type(batch) is not list:  # (a thread channel says what it took of a list)
+                    batch = list(batch)
                 while True:
                     try:
                         output.put_many(batch, timeout)
