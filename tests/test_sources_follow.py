@@ -18,10 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from chronopipe.channels import END
 from chronopipe.sources import follow
 from chronopipe.sources.base import SourceError
 from chronopipe.sources.follow import FollowSource
+from sources_helper import drain, take, wait_until
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -38,54 +38,15 @@ def append(path: Path, data: str | bytes) -> None:
         f.write(data.encode() if isinstance(data, str) else data)
 
 
-def take(source: FollowSource, count: int, timeout: float = 10.0) -> list[str]:
-    """``count`` records from the hosted source's queue, or fail after ``timeout`` seconds."""
-    got: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{len(got)} of {count} records after {timeout} s; the last: {got[-3:]}"
-        try:
-            record = source.queue.get(timeout=min(left, 0.2))
-        except TimeoutError:
-            continue
-        assert record is not END, f"the source ended after {len(got)} of {count} records"
-        got.append(record)
-    return got
-
-
-def rest(source: FollowSource, timeout: float = 10.0) -> list[str]:
-    """The records left in a stopped source's queue, up to its END."""
-    got: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no END after {timeout} s ({len(got)} records)"
-        try:
-            record = source.queue.get(timeout=min(left, 0.2))
-        except TimeoutError:
-            continue
-        if record is END:
-            return got
-        got.append(record)
-
-
 def nothing_more(source: FollowSource, seconds: float = 0.3) -> None:
     with pytest.raises(TimeoutError):
         source.queue.get(timeout=seconds)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"still not true after {timeout} s"
-        time.sleep(0.01)
-
-
 def stopped(source: FollowSource) -> tuple[list[str], object]:
     """Stop a hosted source: the records it still had, and its statistics."""
     source.stop()
-    left = rest(source)
+    left = drain(source.queue)
     return left, source.join(5)
 
 
@@ -127,7 +88,7 @@ def test_a_one_byte_file_is_read(tmp_path):
     path = tmp_path / "tiny.log"
     path.write_bytes(b"\n")
     with FollowSource(path).start() as source:
-        assert take(source, 1) == [""]
+        assert take(source.queue, 1) == [""]
         assert source.statistics().bytes == 1
 
 
@@ -135,10 +96,10 @@ def test_a_partial_last_line_is_held_until_its_newline_arrives(tmp_path):
     path = tmp_path / "app.log"
     path.write_bytes(b"first\nsec")
     source = FollowSource(path).start()
-    assert take(source, 1) == ["first"]
+    assert take(source.queue, 1) == ["first"]
     nothing_more(source)
     append(path, "ond\nthi")
-    assert take(source, 1) == ["second"]
+    assert take(source.queue, 1) == ["second"]
     left, stats = stopped(source)
     assert left == []  # "thi" is not emitted at the stop either
     assert stats.detail["offset"] == len(b"first\nsecond\n")
@@ -149,7 +110,7 @@ def test_a_file_created_after_the_start_is_read_from_its_start(tmp_path):
     source = FollowSource(path, from_start=False).start()
     wait_until(lambda: source.statistics().detail["waiting"])
     path.write_text(text(lines(0, 3)))
-    assert take(source, 3) == lines(0, 3)
+    assert take(source.queue, 3) == lines(0, 3)
     assert stopped(source)[1].detail["waiting"] is False
 
 
@@ -159,7 +120,7 @@ def test_from_start_false_begins_after_the_last_whole_line(tmp_path):
     source = FollowSource(path, from_start=False).start()
     nothing_more(source)
     append(path, " now\nnew\n")
-    assert take(source, 2) == ["started now", "new"]
+    assert take(source.queue, 2) == ["started now", "new"]
     stopped(source)
 
 
@@ -167,14 +128,14 @@ def test_crlf_line_endings_are_taken_off(tmp_path):
     path = tmp_path / "dos.log"
     path.write_bytes(b"a\r\nb\r\n\r\nc\rd\r\n")
     with FollowSource(path).start() as source:
-        assert take(source, 4) == ["a", "b", "", "c\rd"]
+        assert take(source.queue, 4) == ["a", "b", "", "c\rd"]
 
 
 def test_undecodable_bytes_are_escaped_and_counted(tmp_path):
     path = tmp_path / "bad.log"
     path.write_bytes(b"fine\nbad \xff byte\nfine again\n")
     source = FollowSource(path).start()
-    assert take(source, 3) == ["fine", "bad \\xff byte", "fine again"]
+    assert take(source.queue, 3) == ["fine", "bad \\xff byte", "fine again"]
     stats = stopped(source)[1]
     assert stats.errors == 1 and "undecodable" in stats.last_error
 
@@ -183,11 +144,11 @@ def test_a_line_longer_than_max_record_is_skipped_to_its_newline_and_counted(tmp
     path = tmp_path / "app.log"
     path.write_bytes(b"short\n" + b"x" * 25 + b"\nfine\n" + b"y" * 11)
     source = FollowSource(path, max_record=10).start()
-    assert take(source, 2) == ["short", "fine"]
+    assert take(source.queue, 2) == ["short", "fine"]
     append(path, "y" * 30)  # one long line over several reads, held bytes dropped as they come
     nothing_more(source)
     append(path, "\n0123456789\n")
-    assert take(source, 1) == ["0123456789"]  # exactly max_record bytes: kept
+    assert take(source.queue, 1) == ["0123456789"]  # exactly max_record bytes: kept
     left, stats = stopped(source)
     assert left == [] and stats.errors == 2
     assert stats.last_error.endswith("line at byte 37 longer than 10 bytes: skipped")  # the y's, after 37 bytes
@@ -209,7 +170,7 @@ def test_a_50_mb_file_without_a_newline_is_skipped_in_bounded_memory(tmp_path):
     peak = max(peak, me.memory_info().rss)
     assert peak - before < 30_000_000
     append(path, "\nafter\n")
-    assert take(source, 1) == ["after"]
+    assert take(source.queue, 1) == ["after"]
     stats = stopped(source)[1]
     assert stats.errors == 1 and "line at byte 0 longer than 1,048,576 bytes: skipped" in stats.last_error
 
@@ -240,7 +201,7 @@ def test_rename_rotation_gives_every_line_once_in_order(tmp_path):
     source = FollowSource(path).start()
     writer = Writer(write)
     writer.start()
-    got = take(source, len(expected), timeout=30)
+    got = take(source.queue, len(expected), timeout=30)
     writer.finish()
     left, stats = stopped(source)
     assert got + left == expected
@@ -251,9 +212,9 @@ def test_a_truncated_file_is_read_again_from_its_start(tmp_path):
     path = tmp_path / "app.log"
     path.write_text(text(lines(0, 10)))
     source = FollowSource(path).start()
-    assert take(source, 10) == lines(0, 10)
+    assert take(source.queue, 10) == lines(0, 10)
     path.write_text("again\n")  # shorter than what was read
-    assert take(source, 1) == ["again"]
+    assert take(source.queue, 1) == ["again"]
     stats = stopped(source)[1]
     assert stats.detail["truncations"] == 1 and stats.detail["offset"] == len("again\n")
 
@@ -262,13 +223,13 @@ def test_copytruncate_with_rotated_loses_and_repeats_nothing(tmp_path):
     path, copy = tmp_path / "app.log", tmp_path / "app.log.1"
     path.write_text(text(lines(0, 100)))
     source = FollowSource(path, rotated=copy, poll=0.5).start()
-    assert take(source, 100) == lines(0, 100)
+    assert take(source.queue, 100) == lines(0, 100)
     # while the follower sleeps: lines appended after its last read, then logrotate's copytruncate
     append(path, text(lines(100, 150)))
     shutil.copyfile(path, copy)
     os.truncate(path, 0)
     append(path, text(lines(150, 153)))
-    assert take(source, 53) == lines(100, 153)
+    assert take(source.queue, 53) == lines(100, 153)
     nothing_more(source)
     stats = stopped(source)[1]
     assert stats.detail["truncations"] == 1 and stats.detail["rotations"] == 0
@@ -326,14 +287,14 @@ def test_a_restart_with_a_position_loses_and_repeats_nothing(tmp_path):
     writer = Writer(lambda: trickle(path, expected))
     writer.start()
     first = FollowSource(path, position=position).start()
-    got = take(first, 3000)
+    got = take(first.queue, 3000)
     left, stats = stopped(first)  # in the middle of the file, the writer still writing
     got += left
     assert stats.records == len(got) and writer.is_alive()
     saved = json.loads(position.read_text())
     assert saved["offset"] == len(text(got))
     second = FollowSource(path, position=position).start()
-    got += take(second, len(expected) - len(got), timeout=30)
+    got += take(second.queue, len(expected) - len(got), timeout=30)
     writer.finish()
     assert got == expected
     nothing_more(second)
@@ -344,13 +305,13 @@ def test_a_restart_after_a_rotation_while_stopped_reads_the_rest_of_the_rotated_
     path, copy, position = tmp_path / "app.log", tmp_path / "app.log.1", tmp_path / "app.pos"
     path.write_text(text(lines(0, 100)) + "partial")
     first = FollowSource(path, position=position, rotated=copy).start()
-    assert take(first, 100) == lines(0, 100)
+    assert take(first.queue, 100) == lines(0, 100)
     stopped(first)
     append(path, " line\n" + text(lines(100, 150)))  # while no follower runs
     os.rename(path, copy)
     path.write_text(text(lines(150, 200)))
     second = FollowSource(path, position=position, rotated=copy).start()
-    assert take(second, 101) == ["partial line", *lines(100, 200)]
+    assert take(second.queue, 101) == ["partial line", *lines(100, 200)]
     nothing_more(second)
     stats = stopped(second)[1]
     assert stats.detail["rotations"] == 1 and stats.errors == 0
@@ -371,11 +332,11 @@ def test_a_stop_with_a_full_channel_saves_the_position_before_the_lines_not_sent
     wait_until(lambda: first.statistics().records == len(expected))  # all read; the channel is full
     first.stop()
     assert first.wait(2.0)  # ended before anyone took a record: what the channel did not take stays unsent
-    left, stats = rest(first), first.join(5)
+    left, stats = drain(first.queue), first.join(5)
     assert stats.detail.get("unsent", 0) > 0 and len(left) < len(expected)
     assert json.loads(position.read_text())["offset"] == len(text(left))
     second = FollowSource(path, position=position).start()
-    assert left + take(second, len(expected) - len(left)) == expected
+    assert left + take(second.queue, len(expected) - len(left)) == expected
     nothing_more(second)
     stopped(second)
 
@@ -451,7 +412,7 @@ def test_stop_ends_the_hosted_source_within_a_second_and_closes_every_fd(tmp_pat
     me = psutil.Process()
     fds = me.num_fds()
     source = FollowSource(path, position=position, rotated=tmp_path / "app.log.1").start()
-    assert take(source, 10) == lines(0, 10)
+    assert take(source.queue, 10) == lines(0, 10)
     assert any(f.path == str(path) for f in me.open_files())
     began = time.monotonic()
     source.stop()
@@ -475,9 +436,9 @@ def test_in_a_process_the_statistics_are_adopted_after_join(tmp_path):
     path, position = tmp_path / "app.log", tmp_path / "app.pos"
     path.write_text(text(lines(0, 3)))
     source = FollowSource(path, mode="process", position=position).start()
-    assert take(source, 3) == lines(0, 3)
+    assert take(source.queue, 3) == lines(0, 3)
     append(path, text(lines(3, 5)))
-    assert take(source, 2) == lines(3, 5)
+    assert take(source.queue, 2) == lines(3, 5)
     left, stats = stopped(source)
     assert left == [] and source.pid != os.getpid()
     assert (stats.records, stats.bytes) == (5, path.stat().st_size)
@@ -500,12 +461,12 @@ def test_a_save_failing_on_a_full_disk_leaves_no_temporary_file_and_is_counted_o
     monkeypatch.setattr(follow, "SAVE_EVERY", 0.02)
     source = FollowSource(path, position=position, from_start=True).start()
     try:
-        assert take(source, 10) == lines(0, 10)
+        assert take(source.queue, 10) == lines(0, 10)
         time.sleep(0.5)  # idle: about 25 retries of the same save
         assert source.statistics().errors == 1 and "No space left" in source.statistics().last_error
         assert sorted(p.name for p in tmp_path.iterdir()) == ["app.log"]  # no state.json.<pid>.tmp
         append(path, text(lines(10, 11)))  # a new position: its failing save is counted too
-        assert take(source, 1) == lines(10, 11)
+        assert take(source.queue, 1) == lines(10, 11)
         time.sleep(0.3)
         assert source.statistics().errors == 2
         full.clear()  # space again: the next save succeeds

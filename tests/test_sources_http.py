@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import psutil
 import pytest
 
 import chronopipe as cp
@@ -20,6 +19,7 @@ from chronopipe.sources.backoff import Backoff
 from chronopipe.sources.base import POLL, SourceError
 from chronopipe.sources.connect import connect
 from chronopipe.sources.http import HTTPSource
+from sources_helper import client_sockets, free_port, wait_until
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -88,19 +88,8 @@ def ok(body: bytes | str = b'{"n": 1}', **headers: str) -> Response:
     return 200, {k.replace("_", "-"): v for k, v in headers.items()}, body.encode() if isinstance(body, str) else body
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def fast() -> Backoff:
     return Backoff(initial=0.01, maximum=0.02, seed=1)
-
-
-def client_sockets(port: int) -> list:
-    """This process's sockets connected to ``port`` (the source's side, not the server's)."""
-    return [c for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port]
 
 
 @contextlib.contextmanager
@@ -136,13 +125,6 @@ def trickler(every: float = 0.02) -> Iterator[str]:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
         listener.close()
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # -- conditional requests --------------------------------------------------------------------
@@ -215,7 +197,7 @@ def test_refused_connections_back_off_with_growing_jittered_waits_then_recover(s
     port = free_port()
     backoff = RecordedBackoff(initial=0.05, maximum=0.4, seed=3)
     source = HTTPSource(f"http://127.0.0.1:{port}/feed", interval=0.02, limit=1, backoff=backoff).start()
-    wait_for(lambda: len(backoff.calls) >= 5)
+    wait_until(lambda: len(backoff.calls) >= 5)
     serve(ok(), port=port)
     assert source.queue.get(timeout=5) == {"n": 1}
     source.join(5)
@@ -351,11 +333,11 @@ def test_stop_during_a_long_interval_ends_the_hosted_source_within_half_a_second
 def test_stop_during_a_slow_response_ends_the_hosted_source_within_half_a_second(serve):
     server = serve("hang")
     source = HTTPSource(server.url, timeout=30).start()
-    wait_for(lambda: server.requests)
+    wait_until(lambda: server.requests)
     source.stop()
     assert source.wait(0.5), "still running"
     source.join(0)
-    wait_for(lambda: not client_sockets(server.port), timeout=2)
+    wait_until(lambda: not client_sockets(server.port), timeout=2)
 
 
 def test_no_socket_is_left_open_after_the_source_ends(serve):
@@ -363,7 +345,7 @@ def test_no_socket_is_left_open_after_the_source_ends(serve):
     source = HTTPSource(server.url, interval=0.02, limit=2, backoff=fast()).start()
     statistics = source.join(5)
     assert statistics.records == 2 and statistics.detail["polls"] == 4
-    wait_for(lambda: not client_sockets(server.port), timeout=2)
+    wait_until(lambda: not client_sockets(server.port), timeout=2)
 
 
 def test_hosted_in_a_process_the_figures_come_back(serve):

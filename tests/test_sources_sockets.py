@@ -19,31 +19,7 @@ from chronopipe import ActorError
 from chronopipe.channels import END
 from chronopipe.sources import Marker, SourceError, StdinSource, TCPClientSource, TCPServerSource, UDPSource
 from chronopipe.sources.backoff import Backoff
-
-
-def drain(queue, timeout: float = 10.0) -> list:
-    """Every record of a hosted source's channel, up to its END."""
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            batch = queue.get_batch(0.5)
-        except TimeoutError:
-            continue
-        if batch and batch[-1] is END:
-            return out + batch[:-1]
-        out += batch
-    raise AssertionError(f"no END within {timeout} s ({len(out)} records)")
-
-
-def take(queue, n: int, timeout: float = 10.0) -> list:
-    out, deadline = [], time.monotonic() + timeout
-    while len(out) < n:
-        assert time.monotonic() < deadline, f"only {len(out)} of {n} records within {timeout} s: {out[-3:]}"
-        try:
-            out.append(queue.get(0.2))
-        except TimeoutError:
-            pass
-    return out
+from sources_helper import drain, free_port, take
 
 
 def sockets_of(pid: int) -> list:
@@ -237,9 +213,7 @@ def test_a_client_reconnects_with_a_gap_marked_and_nothing_duplicated():
 
 
 def test_a_client_fails_after_max_attempts_naming_the_address():
-    with socket.socket() as probe:  # a port with nobody listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens there
     client = TCPClientSource("127.0.0.1", port, max_attempts=3, backoff=Backoff(initial=0.01, maximum=0.02)).start()
     with pytest.raises(ActorError, match=rf"cannot connect to 127.0.0.1:{port} after 3 attempts"):
         client.join(10)

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import psutil
 import pytest
 from websockets.sync.server import serve
 
@@ -23,6 +22,7 @@ from chronopipe import ActorError
 from chronopipe.sources.backoff import Backoff
 from chronopipe.sources.base import Marker, SourceError
 from chronopipe.sources.websocket import WebSocketSource
+from sources_helper import client_sockets, free_port, wait_until
 
 FAST = {"initial": 0.02, "maximum": 0.05, "jitter": "none"}  # Backoff of the tests that wait for no wait
 
@@ -124,11 +124,6 @@ def killable() -> Iterator[KillableServer]:
         server.kill()
 
 
-def client_sockets(port: int) -> list:
-    """This process's TCP connections to ``port`` (a server of the test holds the other ends)."""
-    return [c for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port]
-
-
 def assert_no_socket_to(port: int, deadline: float = 2.0) -> None:
     end = time.monotonic() + deadline
     while client_sockets(port) and time.monotonic() < end:
@@ -138,18 +133,6 @@ def assert_no_socket_to(port: int, deadline: float = 2.0) -> None:
 
 def port_of(uri: str) -> int:
     return int(uri.rsplit(":", 1)[1].split("/")[0])
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.01)
 
 
 def send_all(messages: list) -> Callable:
