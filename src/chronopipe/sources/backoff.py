@@ -28,9 +28,13 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-__all__ = ["Backoff", "Jitter"]
+__all__ = ["HEALTHY", "Backoff", "Jitter"]
 
 Jitter = Literal["full", "equal", "none"]
+#: Seconds a connection must have stayed up for its drop to reset the backoff and reconnect at
+#: once; a younger one waits ``next()`` first, so a server that drops every connection is not
+#: hammered (the TCP and websocket clients' rule).
+HEALTHY = 10.0
 
 
 class Backoff:

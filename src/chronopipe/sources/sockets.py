@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Self, Unpack
 
-from .backoff import Backoff
+from .backoff import HEALTHY, Backoff
 from .base import POLL, Source, SourceError, SourceOptions
 from .connect import connect
 from .framing import MAX_RECORD, Framing, FramingError, LengthFramer, LineFramer, framer
@@ -31,9 +31,6 @@ from .framing import MAX_RECORD, Framing, FramingError, LengthFramer, LineFramer
 __all__ = ["TCPClientSource", "TCPServerSource", "UDPSource"]
 
 CHUNK = 256 * 1024  # bytes read from a socket at once
-#: Seconds a connection must have stayed up for a drop to reconnect at once (and reset the
-#: backoff); a younger one waits the backoff first (as WebSocketSource does).
-HEALTHY = 10.0
 
 
 def _at_least_one(**values: int) -> None:

@@ -43,16 +43,14 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from typing import Any, Literal, Unpack
 
-from .backoff import Backoff
+from .backoff import HEALTHY, Backoff
 from .base import POLL, Source, SourceError, SourceOptions
 
-__all__ = ["HEALTHY", "Parse", "WebSocketSource"]
+__all__ = ["Parse", "WebSocketSource"]
 
 Parse = Literal["text", "json", "bytes"]
 
 BATCH = 1000  # messages read at most per wake-up (what is already there), one list
-#: Seconds a connection stays up before its drop resets the backoff (reconnecting at once).
-HEALTHY = 10.0
 
 
 def _websockets() -> tuple[Callable[..., Any], type[Exception]]:
