@@ -221,9 +221,10 @@ class Source(ReaderHosting, Actor):
         self.markers += 1
         return Marker(kind, self.name, time.time(), detail)
 
-    def _failed(self, error: BaseException | str) -> None:
-        """Count an error the source recovers from (it goes on after it)."""
-        self.errors += 1
+    def _failed(self, error: BaseException | str, count: int = 1) -> None:
+        """Count an error the source recovers from (it goes on after it); ``count``: as many
+        errors of one kind at once (lines that did not decode)."""
+        self.errors += count
         self.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
 
     def _pause(self, seconds: float) -> bool:

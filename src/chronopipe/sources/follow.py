@@ -268,8 +268,7 @@ class FollowSource(Source):
         lines, undecodable = split_lines(block[:-1], self.encoding)
         if undecodable:  # each such line is an error
             self._failed(f"{undecodable} line(s) of {self.detail['file']} with undecodable bytes ({self.encoding}): "
-                         "kept with backslash escapes")
-            self.errors += undecodable - 1
+                         "kept with backslash escapes", undecodable)
         return lines
 
     def _stream(self) -> Iterator[Any]:

@@ -132,8 +132,8 @@ class TCPServerSource(_Listening):
                         detail["dropped"] += 1
                         records, data = exc.records, b""
                     if isinstance(framing, LineFramer) and framing.undecodable:
-                        self.errors += framing.undecodable
-                        self.last_error, framing.undecodable = "undecodable bytes in a line", 0
+                        self._failed("undecodable bytes in a line", framing.undecodable)
+                        framing.undecodable = 0
                     if not data:
                         selector.unregister(sock)
                         sock.close()
@@ -353,8 +353,7 @@ class UDPSource(_Listening):
             lines = LineFramer(self.encoding)
             out = [line for d in datagrams for line in lines.feed(d) + lines.end()]
             if lines.undecodable:
-                self._failed(f"{lines.undecodable} line(s) with undecodable bytes ({self.encoding})")
-                self.errors += lines.undecodable - 1
+                self._failed(f"{lines.undecodable} line(s) with undecodable bytes ({self.encoding})", lines.undecodable)
             return out
         if self.encoding is None:
             return datagrams
