@@ -476,3 +476,21 @@ def test_udp_lines_count_undecodable_bytes():
     assert take(receiver.queue, 2) == ["ok", "\\xff\\xfe"]
     receiver.stop()
     assert receiver.join(5).errors == 1
+
+
+def test_every_line_framed_source_counts_undecodable_lines():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = TCPClientSource("127.0.0.1", listener.getsockname()[1], reconnect=False).start()
+        peer, _ = listener.accept()
+        peer.sendall(b"ok\n\xff one\n\xfe two\n")
+        peer.close()
+        assert drain(client.queue) == ["ok", "\\xff one", "\\xfe two"]
+    assert client.join(5).errors == 2
+    r, w = os.pipe()
+    os.write(w, b"\xffbad\ngood\n")
+    os.close(w)
+    with os.fdopen(r, "rb") as stream:
+        source = StdinSource(stream)
+        assert list(source) == ["\\xffbad", "good"] and source.errors == 1

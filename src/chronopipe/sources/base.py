@@ -53,6 +53,7 @@ from ..channels.thread import ThreadChannel
 from ..order import Reorder, SortKey, key_function
 from ..readers.base import Reject
 from ..readers.hosting import ReaderHosting
+from .framing import LengthFramer, LineFramer
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -226,6 +227,18 @@ class Source(ReaderHosting, Actor):
         errors of one kind at once (lines that did not decode)."""
         self.errors += count
         self.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+
+    def _framed(self, framing: LineFramer | LengthFramer, data: bytes) -> list[Any]:
+        """The records ``data`` completes (b"": the stream ended), lines that did not decode
+        counted as errors.
+
+        Raises:
+            FramingError: the stream broke its framing (framing.py)."""
+        records = framing.feed(data) if data else framing.end()
+        if isinstance(framing, LineFramer) and framing.undecodable:
+            self._failed("undecodable bytes in a line, kept with backslash escapes", framing.undecodable)
+            framing.undecodable = 0
+        return records
 
     def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds``, waking every POLL to look at ``stopping``; False once stopping."""

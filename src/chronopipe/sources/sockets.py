@@ -126,14 +126,11 @@ class TCPServerSource(_Listening):
                         data = b""
                     self.bytes += len(data)
                     try:
-                        records = framing.feed(data) if data else framing.end()
+                        records = self._framed(framing, data)
                     except FramingError as exc:
                         self._failed(f"connection from {self._from[sock]}: {exc}; connection closed")
                         detail["dropped"] += 1
                         records, data = exc.records, b""
-                    if isinstance(framing, LineFramer) and framing.undecodable:
-                        self._failed("undecodable bytes in a line", framing.undecodable)
-                        framing.undecodable = 0
                     if not data:
                         selector.unregister(sock)
                         sock.close()
@@ -271,7 +268,7 @@ class TCPClientSource(Source):
                         self._tries = 0
                     self.bytes += len(data)
                     try:
-                        records = framing.feed(data) if data else framing.end()
+                        records = self._framed(framing, data)
                     except FramingError as exc:
                         records, data, reason = exc.records, b"", str(exc)
                     yield records

@@ -65,7 +65,7 @@ class StdinSource(Source):
                 data = os.read(fd, CHUNK)
                 self.bytes += len(data)
                 try:
-                    records = framing.feed(data) if data else framing.end()
+                    records = self._framed(framing, data)
                 except FramingError as exc:
                     yield exc.records
                     raise SourceError(self.name, str(exc)) from None
