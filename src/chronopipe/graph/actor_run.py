@@ -112,13 +112,13 @@ class ActorRun:
                 put_chunk, put = (channel.put_many, channel.put) if channel is not None else (
                     put_all(plan.feed), plan.feed)
                 with self._stopping(iterable), lingering(plan.feed_ports):
-                    fed_in_chunks(iter(iterable), put_chunk, put, self._failed)
+                    fed_in_chunks(iter(iterable), put_chunk, put, self._an_actor_failed)
             for port in plan.feed_ports:
                 port.flush()
         except BaseException as exc:
             raise self._fail(exc) from None
 
-    def _failed(self) -> bool:
+    def _an_actor_failed(self) -> bool:
         """Whether an actor of this run has failed (its component is being torn down)."""
         return any(a.state == "failed" for a in self.actors)
 
@@ -133,7 +133,7 @@ class ActorRun:
 
         def watch() -> None:
             while not done.wait(WATCH):
-                if self._failed():
+                if self._an_actor_failed():
                     iterable.stop()
                     return
 
