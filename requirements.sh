@@ -54,12 +54,15 @@ if [ "$(cat "$STAMP_DIR/installed" 2>/dev/null)" != "$setup_hash" ]; then
     echo "$setup_hash" > "$STAMP_DIR/installed"
 fi
 # System tools the tests use: tshark (with capinfos, editcap, mergecap) is the reference capture
-# reader, chromium renders the HTML report, graphviz draws Pipeline.plot(). Installed where this runs as root with
-# apt-get (CI, containers); elsewhere the tests that need them are skipped and say how to get them.
+# reader, chromium renders the HTML report, graphviz draws Pipeline.plot(), postgresql (initdb, pg_ctl) runs the
+# throwaway server of the PostgreSQL sink's tests (tests/postgres_helper.py; the cluster service Debian may start
+# is not used). Installed where this runs as root with apt-get (CI, containers); elsewhere the tests that need
+# them are skipped and say how to get them.
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "requirements.sh: installing ${missing[*]} (apt-get)"
