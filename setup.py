@@ -35,6 +35,9 @@ setup(
         "plot": ["graphviz>=0.20"],  # Pipeline.plot()
         "websocket": ["websockets>=13"],  # chronopipe.sources.WebSocketSource
         "cron": ["croniter>=2"],  # chronopipe.sources.CronSource
+        "runs": ["pyyaml>=6", "pydantic>=2.7"],  # chronopipe run / lint pipeline.yml
+        "parquet": ["pyarrow>=15"],  # CSV consumers, Parquet stages and sinks
+        "postgres": ["psycopg[binary]>=3.2", "pyarrow>=15"],  # the PostgreSQL sink (COPY)
     },
     entry_points={"console_scripts": ["chronopipe=chronopipe.__main__:main"]},
     classifiers=[
