@@ -341,7 +341,8 @@ class LocalStage(Stage):
 
 class ParquetStage(Stage):
     """Batches as Parquet files (pyarrow, zstd): a Table is written and read as Arrow, never
-    through Python rows; rows are converted with ``Table.from_pylist``.
+    through Python rows, and comes back with its column types (timestamps in seconds too); rows
+    are converted with ``Table.from_pylist``.
     """
 
     suffix = ".parquet"
@@ -357,7 +358,24 @@ class ParquetStage(Stage):
         import pyarrow.parquet as pq
 
         with pq.ParquetFile(file) as parquet:
-            return Batch(parquet.read())
+            return Batch(_restore_seconds(parquet.read(), parquet.metadata.metadata or {}))
+
+
+def _restore_seconds(table: Any, metadata: dict[bytes, bytes]) -> Any:
+    """Parquet has no timestamp in seconds: pyarrow writes them as milliseconds and keeps the
+    Arrow schema beside; cast such columns back, so a Table comes out as it went in."""
+    import base64
+
+    import pyarrow as pa
+
+    if b"ARROW:schema" not in metadata:
+        return table
+    stored = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(metadata[b"ARROW:schema"])))
+    for i, field in enumerate(stored):
+        if (i < table.num_columns and table.field(i).name == field.name and pa.types.is_timestamp(field.type)
+                and table.field(i).type != field.type):
+            table = table.set_column(i, table.field(i).with_type(field.type), table.column(i).cast(field.type))
+    return table
 
 
 _STAGES: dict[str, type[Stage]] = {"local": LocalStage, "parquet": ParquetStage}
