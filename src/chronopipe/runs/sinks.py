@@ -143,8 +143,8 @@ class CSVSink(_FolderSink):
     """Each batch as a CSV file with a header row (UTF-8, ``\\n`` line ends).
 
     A batch held as a Table is written by ``pyarrow.csv.write_csv`` (strings quoted, null an
-    empty field, timestamps as ``2015-02-04 17:51:00.000000``); a Table with nested columns
-    (which it cannot write) goes as rows. Rows are written with :mod:`csv`: columns in the
+    empty field, timestamps as ``2015-02-04 17:51:00`` with their unit's fraction); nested columns
+    (which it cannot write) make the Table go as rows. Rows are written with :mod:`csv`: columns in the
     order keys first appear, a key a row lacks and None are empty fields, bools ``true`` /
     ``false`` (as pyarrow writes them), bytes base64 text, lists and dicts JSON, anything else
     ``str(value)``.
