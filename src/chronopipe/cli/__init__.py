@@ -5,6 +5,8 @@
     chronopipe validate CAPTURE... [--rules F] [--json F] [--html F]
     chronopipe scl FILE|-
     chronopipe dead-letters FILE [--verbose] [--replay PIPELINE [--dead-letter OUT]]
+    chronopipe run PIPELINE.yml [--profiles FILE]
+    chronopipe lint PIPELINE.yml [--profiles FILE]
 
 Exit status (see outputs.EXIT_CODES): 0 all good; 1 the run finished but found something; 2 usage
 error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM. A routine mistake
@@ -29,6 +31,7 @@ from typing import Any
 
 from .deadletters import add_parser as add_dead_letters_parser
 from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, UsageError
+from .run import add_parsers as add_run_parsers
 from .scl import add_parser as add_scl_parser
 from .validate import add_parser as add_validate_parser
 
@@ -78,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     add_scl_parser(sub)
     add_validate_parser(sub)
     add_dead_letters_parser(sub)
+    add_run_parsers(sub)
     for command in sub.choices.values():  # every --help ends with the exit status table, as written
         command.formatter_class = argparse.RawDescriptionHelpFormatter
         command.epilog = EXIT_CODES
@@ -138,8 +142,8 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command is None:
             top.print_usage(sys.stderr)
-            print("chronopipe: error: give a command (merge, merge-csv, validate, scl, dead-letters) or --help",
-                  file=sys.stderr)
+            print("chronopipe: error: give a command (merge, merge-csv, validate, scl, dead-letters, run, lint) "
+                  "or --help", file=sys.stderr)
             return EXIT_USAGE
         return _run(args)
     except KeyboardInterrupt:
@@ -162,6 +166,8 @@ COMMAND_MODULES = {
     "merge-csv": ("chronopipe.cli.merge",),
     "validate": ("chronopipe.capture.validate", "chronopipe.capture.report", "chronopipe.capture.rules"),
     "scl": ("chronopipe.scl",),
+    "run": ("chronopipe.runs.engine", "chronopipe.runs.config", "chronopipe.runs.profiles"),
+    "lint": ("chronopipe.runs.config", "chronopipe.runs.profiles"),
 }
 
 
@@ -189,7 +195,8 @@ def _run(args: argparse.Namespace) -> int:
     with _deferred_signals():
         for module in COMMAND_MODULES.get(args.command, ()):
             importlib.import_module(module)
-        if args.command not in ("scl", "dead-letters") and _OWNER[0] == os.getpid():  # the commands that run actors
+        runs_actors = args.command not in ("scl", "dead-letters", "lint")
+        if runs_actors and _OWNER[0] == os.getpid():
             from ..runtime.signals import redeliver_when_swallowed
 
             redeliver_when_swallowed(Terminated, signal.SIGTERM)
@@ -197,6 +204,10 @@ def _run(args: argparse.Namespace) -> int:
         from .deadletters import run_dead_letters
 
         return run_dead_letters(args)
+    if args.command in ("run", "lint"):
+        from .run import run_lint, run_run
+
+        return run_run(args) if args.command == "run" else run_lint(args)
     if args.command == "validate":
         from .validate import run_validate
 

@@ -1,0 +1,174 @@
+"""``chronopipe run pipeline.yml`` and ``chronopipe lint pipeline.yml``: runs from YAML.
+
+    chronopipe lint pipeline.yml                 # check the file: every error as FILE:LINE:COL: PATH: message
+    chronopipe run pipeline.yml [--profiles F]   # run it: a progress bar per runner, a summary table
+
+``lint`` loads and validates the config (and the profiles it names) and runs nothing. ``run``
+starts every runner as an actor and waits for all of them; the first Ctrl-C (or SIGTERM) stops
+the consumers, which stage what they hold, and lets the producers load what was staged (a
+second one stops everything at once; what was not loaded stays staged for the next run).
+Output: one summary table on stdout (rows, batches, seconds per runner), then for each consumer
+``rows in = staged + rejected + late``; rejects on stderr as ``file:line: reason``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["add_parsers", "run_lint", "run_run"]
+
+GRACE = 60.0  # seconds the producers get to load what was staged after a Ctrl-C
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register ``run`` and ``lint`` on ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    for command, text in (("run", "run a pipeline.yml: consumers into stages, producers into sinks"),
+                          ("lint", "check a pipeline.yml (and the profiles it names) without running it")):
+        parser = subparsers.add_parser(command, help=text, description=text + ". Format: docs/runs.md.")
+        parser.add_argument("config", type=Path, metavar="PIPELINE.yml", help="the run's YAML file")
+        parser.add_argument("--profiles", type=Path, metavar="FILE",
+                            help="the profiles file (default ~/.chronopipe/profiles.yml; also "
+                                 "CHRONOPIPE_PROFILE_<NAME>_<FIELD> environment variables)")
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The validated config and the profiles it names; UsageError (exit 2) for any mistake."""
+    from ..runs.config import ConfigError, load_config
+    from ..runs.profiles import ProfileError, load_profiles
+    from ..runs.varieties import accepted_options
+    from .outputs import UsageError, check_inputs
+
+    check_inputs([args.config])
+    try:
+        config = load_config(args.config, accepted_options=accepted_options)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    wanted = sorted({r.profile for r in config.runners if getattr(r, "profile", None)})
+    profiles: dict[str, Any] = {}
+    if wanted:
+        try:
+            known = load_profiles(args.profiles)
+        except ProfileError as exc:
+            raise UsageError(str(exc)) from None
+        for name in wanted:
+            if name not in known:
+                users = [r.name for r in config.runners if getattr(r, "profile", None) == name]
+                where = config.where(("runners", [r.name for r in config.runners].index(users[0]), "profile"))
+                raise UsageError(f"{where}: no profile {name!r} in {args.profiles or '~/.chronopipe/profiles.yml'} "
+                                 f"(known: {', '.join(sorted(known)) or 'none'})")
+            profiles[name] = known[name]
+    _check_paths(config)
+    return config, profiles
+
+
+def _check_paths(config: Any) -> None:
+    """A stage folder that is a file, or a sink folder inside a stage folder: refused before
+    anything runs (a sink never writes among the batches it reads, nor onto an input)."""
+    from .outputs import UsageError
+
+    base = Path(config.base)
+    stages = {}
+    for index, runner in enumerate(config.runners):
+        if runner.type == "consumer":
+            path = (base / runner.stage.path).resolve()
+            if path.exists() and not path.is_dir():
+                raise UsageError(f"{config.where(('runners', index, 'stage', 'path'))}: {path} is a file, "
+                                 "not a folder")
+            stages[path] = runner.name
+    for index, runner in enumerate(config.runners):
+        target = runner.options.get("path") if runner.type == "producer" else None
+        if isinstance(target, str):
+            path = (base / target).resolve()
+            for stage, consumer in stages.items():
+                if path == stage or stage in path.parents:
+                    raise UsageError(f"{config.where(('runners', index, 'path'))}: {target} is inside the stage "
+                                     f"of {consumer!r}; give the sink its own folder")
+
+
+def run_lint(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """Validate the file; print what would run. Exit status 0, or 2 with the errors."""
+    config, _ = _load(args)
+    out = sys.stdout if out is None else out
+    for runner in config.runners:
+        after = f" after {', '.join(runner.depends_on)}" if runner.type == "producer" else ""
+        into = f" -> {runner.stage.type} stage {runner.stage.path}" if runner.type == "consumer" else ""
+        print(f"{runner.type} {runner.name}: {runner.variety}{into}{after}", file=out)
+    print(f"{args.config}: ok ({len(config.runners)} runners)", file=out)
+    return 0
+
+
+def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the file; the exit status (0; 1 rejected or late rows; 3 a runner died; 130)."""
+    from ..runs.engine import Run
+    from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    config, profiles = _load(args)
+    run = Run(config, profiles, base=Path(config.base)).start()
+    interrupted = False
+    try:
+        _watch(run, err)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("chronopipe run: stopping: the consumers stage what they hold, the producers load it "
+              "(Ctrl-C again to stop at once)", file=err)
+        run.stop()
+        try:
+            if not run.wait(GRACE):
+                run.cancel()
+        except KeyboardInterrupt:
+            run.cancel()
+        run.wait(5.0)
+    summaries = run.join(0) if not interrupted else run.summary()
+    _print_summary(summaries, out, err, time.monotonic() - (run.started_at or time.monotonic()))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    found = any(s.rejected or s.late for s in summaries)
+    return EXIT_FOUND if found else EXIT_OK
+
+
+def _watch(run: Any, err: TextIO) -> None:
+    """Wait for the run; on a terminal, a progress bar per runner (rows so far)."""
+    if not (hasattr(err, "isatty") and err.isatty()):
+        while not run.wait(0.2):
+            pass
+        return
+    from tqdm import tqdm
+
+    bars = [tqdm(desc=r.name, unit=" rows", unit_scale=True, file=err, position=i, leave=False, dynamic_ncols=True)
+            for i, r in enumerate(run.runners)]
+    try:
+        while not run.wait(0.2):
+            for bar, runner in zip(bars, run.runners, strict=True):
+                rows = runner.figures.get("rows", 0)
+                bar.update(rows - bar.n)
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def _print_summary(summaries: list[Any], out: TextIO, err: TextIO, seconds: float) -> None:
+    header = ("runner", "type", "variety", "rows", "batches", "skipped", "seconds")
+    rows = [(s.name, s.type, s.variety, f"{s.rows:,}", f"{s.batches:,}", f"{s.skipped:,}", f"{s.seconds:.2f}")
+            for s in summaries]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) if i < 3 else str(c).rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells).rstrip(), file=out)
+    for s in summaries:
+        if s.type != "consumer":
+            continue
+        records_in = s.records + s.rejected + s.late
+        extra = "".join(f" + {label} {n:,}" for label, n in (("markers", s.markers), ("over limit", s.over_limit))
+                        if n)
+        print(f"{s.name}: rows in {records_in:,} = staged {s.rows:,} + rejected {s.rejected:,} + late {s.late:,}"
+              f"{extra}", file=out)
+        for reject in s.rejects:
+            print(reject, file=err)
+    print(f"{len(summaries)} runners, {seconds:.2f} s", file=out)

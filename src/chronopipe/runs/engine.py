@@ -1,0 +1,172 @@
+"""Run: a validated run config started as actors, waited for, stopped, summed up.
+
+Each runner is one actor. Every producer has one inbox channel with a writer per consumer it
+depends on; a consumer writes a message per complete batch to the inbox of each producer that
+depends on it. So ``depends_on`` orders the run for real: a producer loads only batches its
+consumers completed, and ends when all of them ended (each closed its end of the inbox) and it
+has drained their stages. The run ends when every runner has.
+
+    run = Run(config, profiles)
+    run.start()
+    run.join()            # raises the first runner's ActorError, if one failed
+    run.summary()         # one RunnerSummary per runner
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..actors import Actor, ActorError
+from ..channels import open_channel
+from .runners import ConsumerRunner, ProducerRunner
+
+__all__ = ["Run", "RunnerSummary"]
+
+INBOX = 64  # batch messages waiting at a producer before its consumers wait (backpressure)
+
+
+@dataclass(frozen=True)
+class RunnerSummary:
+    """What one runner did: rows staged (consumer) or loaded (producer), batches, seconds."""
+
+    name: str
+    type: str
+    variety: str
+    rows: int
+    batches: int
+    skipped: int  #: batches an earlier run had already staged (consumer) or loaded (producer)
+    seconds: float
+    state: str
+    records: int = 0  #: consumer: records read from the source
+    rejected: int = 0
+    late: int = 0
+    markers: int = 0
+    over_limit: int = 0
+    rejects: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        """A consumer's records in = rows staged + rejected + late + markers + over the limit
+        (rejected and late records never reach the runner, so they are not in ``records``)."""
+        return self.records == self.rows + self.markers + self.over_limit
+
+
+class Run:
+    """The runners of one config, as actors (see the module docstring).
+
+    ``profiles``: name -> profile, for the runners that name one. ``base``: the folder relative
+    stage paths and file options are taken from (the YAML file's).
+    """
+
+    def __init__(self, config: Any, profiles: Mapping[str, Any] | None = None, *, base: Path | None = None) -> None:
+        self.config = config
+        self.base = Path(base if base is not None else getattr(config, "base", Path.cwd()))
+        self.profiles = dict(profiles or {})
+        self.runners: list[Actor] = []
+        self.started_at: float | None = None
+        self._build()
+
+    def _build(self) -> None:
+        runners = list(self.config.runners)
+        consumers = {r.name: r for r in runners if r.type == "consumer"}
+        producers = [r for r in runners if r.type == "producer"]
+        producers_of: dict[str, list[str]] = {name: [] for name in consumers}
+        for producer in producers:
+            for name in producer.depends_on:
+                producers_of[name].append(producer.name)
+        modes = {r.name: r.mode for r in runners}
+        inboxes = {}
+        for producer in producers:
+            crossing = modes[producer.name] == "process" or any(modes[c] == "process" for c in producer.depends_on)
+            inboxes[producer.name] = open_channel(INBOX, mode="process" if crossing else "thread",
+                                                  name=f"{producer.name} inbox", writers=len(producer.depends_on))
+        for consumer in consumers.values():
+            self.runners.append(ConsumerRunner(
+                consumer.name, variety=consumer.variety, options=consumer.options, base=self.base,
+                stage=_stage_spec(consumer, self.base), size=consumer.batch_configuration.size,
+                seconds=consumer.batch_configuration.seconds,
+                outputs=[inboxes[p] for p in producers_of[consumer.name]], mode=consumer.mode))
+        for producer in producers:
+            self.runners.append(ProducerRunner(
+                producer.name, variety=producer.variety, options=producer.options, base=self.base,
+                stages={c: _stage_spec(consumers[c], self.base) for c in producer.depends_on},
+                producers_of=producers_of, inbox=inboxes[producer.name], mode=producer.mode,
+                profile=self.profiles.get(producer.profile) if producer.profile else None))
+
+    def start(self) -> Run:
+        """Start every runner (producers first, so their inboxes have a reader); returns self."""
+        self.started_at = time.monotonic()
+        for runner in sorted(self.runners, key=lambda r: isinstance(r, ConsumerRunner)):
+            runner.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether every runner has ended, waiting up to ``timeout`` seconds for it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for runner in self.runners:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not runner.wait(left):
+                return False
+        return True
+
+    def join(self, timeout: float | None = None) -> list[RunnerSummary]:
+        """Wait for every runner; their summaries.
+
+        Raises:
+            ActorError: a runner failed (the first one that did, by start order); the others
+                were stopped by then (a failure stops the actors connected to it).
+            TimeoutError: still running after ``timeout`` seconds.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"the run is still going after {timeout} s")
+        errors = [r.error for r in self.runners if r.error is not None]
+        if errors:
+            raise _root(errors)
+        return self.summary()
+
+    def stop(self) -> None:
+        """Ask the consumers to stop (their sources stop, partial batches are staged); the
+        producers then drain what was staged and end. Returns at once; any thread."""
+        for runner in self.runners:
+            if isinstance(runner, ConsumerRunner):
+                runner.stop()
+
+    def cancel(self) -> None:
+        """Stop every runner now, producers too (what they had not loaded stays staged)."""
+        for runner in self.runners:
+            runner.stop()
+
+    def summary(self) -> list[RunnerSummary]:
+        """One summary per runner, in config order (figures so far for a running thread runner)."""
+        kinds = {r.name: r for r in self.config.runners}
+        out = []
+        for runner in self.runners:
+            figures: dict[str, Any] = dict(getattr(runner, "figures", {}))
+            spec = kinds[runner.name]
+            out.append(RunnerSummary(
+                runner.name, spec.type, spec.variety, figures.get("rows", 0), figures.get("batches", 0),
+                figures.get("skipped", 0), float(figures.get("seconds", 0.0)), runner.state,
+                records=figures.get("records", 0), rejected=figures.get("rejected", 0),
+                late=figures.get("late", 0), markers=figures.get("markers", 0),
+                over_limit=figures.get("over_limit", 0), rejects=list(figures.get("rejects", []))))
+        order = {r.name: i for i, r in enumerate(self.config.runners)}
+        return sorted(out, key=lambda s: order[s.name])
+
+
+def _stage_spec(consumer: Any, base: Path) -> dict[str, Any]:
+    stage = consumer.stage
+    path = Path(stage.path)
+    return {"type": stage.type, "path": str(path if path.is_absolute() else base / path),
+            "keep": bool(getattr(stage, "keep", False))}
+
+
+def _root(errors: list[ActorError]) -> ActorError:
+    """The error that started it: the one not caused by a neighbour's failure, if any."""
+    for error in errors:
+        if error.exc_type not in ("ChannelBroken", "ActorError"):
+            return error
+    return errors[0]
