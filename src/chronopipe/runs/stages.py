@@ -36,6 +36,7 @@ staged); ``_read(file, ref)`` returns the batch in ``file`` (in ``load``'s calle
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import json
@@ -93,15 +94,13 @@ class _Journal:
             return []
         end = data.rfind(b"\n") + 1  # a last line without its newline is being written, or torn
         records = []
-        for line in data[:end].splitlines():
+        for line in filter(bytes.strip, data[:end].splitlines()):  # blank lines are no records
             try:
-                record = json.loads(line) if line.strip() else None
+                records.append(json.loads(line))
             except ValueError:
-                record = False
-            if isinstance(record, dict):
-                records.append(record)
-            elif record is not None:
                 self.ignored += 1
+        self.ignored += sum(not isinstance(record, dict) for record in records)
+        records = [record for record in records if isinstance(record, dict)]
         self.offset += end
         return records
 
@@ -143,8 +142,8 @@ class Stage(ABC):
             removed = remove_dead_temps(path)
         except OSError as exc:
             raise StageError(f"{path}: cannot use it as a stage folder ({exc.strerror or exc})") from None
-        counts = {"put": 0, "skipped": 0, "loaded": 0, "released": 0, "temps_removed": removed}
-        self.__setstate__({"path": path, "keep": keep, "_counts": counts})
+        self.__setstate__({"path": path, "keep": keep,
+                           "_counts": {"put": 0, "skipped": 0, "loaded": 0, "released": 0, "temps_removed": removed}})
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "keep": self.keep, "_counts": dict(self._counts)}
@@ -152,9 +151,9 @@ class Stage(ABC):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._manifest = _Journal(self.path / MANIFEST)
-        self._refs: dict[str, BatchRef] = {}
+        self._refs: dict[str, BatchRef] = {}  # the manifest read so far: by id, and in order
         self._order: list[BatchRef] = []
-        self._done: dict[str, tuple[_Journal, set[str]]] = {}
+        self._done: dict[str, tuple[_Journal, set[str]]] = {}  # producer -> its done file, the ids in it
         self._lock_pid, self._thread_lock = os.getpid(), threading.RLock()
 
     @property
@@ -327,8 +326,15 @@ class LocalStage(Stage):
         data = file.read_bytes()
         if data and not data.endswith(b"\n"):
             raise ValueError("truncated (the last line has no newline)")
+        lines = data.splitlines()
+        try:  # one parse of the lines as a JSON array is twice as fast as a parse per line
+            rows = json.loads(b"[" + b",".join(lines) + b"]")
+            if len(rows) == len(lines) and all(isinstance(row, dict) for row in rows):
+                return Batch(rows)
+        except ValueError:
+            pass  # find the damaged line below
         rows = []
-        for number, line in enumerate(data.splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             try:
                 row = json.loads(line)
             except ValueError as exc:
@@ -364,13 +370,10 @@ class ParquetStage(Stage):
 def _restore_seconds(table: Any, metadata: dict[bytes, bytes]) -> Any:
     """Parquet has no timestamp in seconds: pyarrow writes them as milliseconds and keeps the
     Arrow schema beside; cast such columns back, so a Table comes out as it went in."""
-    import base64
-
     import pyarrow as pa
 
-    if b"ARROW:schema" not in metadata:
-        return table
-    stored = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(metadata[b"ARROW:schema"])))
+    schema = metadata.get(b"ARROW:schema")
+    stored = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(schema))) if schema else []
     for i, field in enumerate(stored):
         if (i < table.num_columns and table.field(i).name == field.name and pa.types.is_timestamp(field.type)
                 and table.field(i).type != field.type):
