@@ -60,13 +60,15 @@ class PostgresUnavailable(Exception):
     """PostgreSQL cannot be found or started here; the message is the reason a skip shows."""
 
 
-def find_postgres_bin(root: Path = DEBIAN_ROOT, path: str | None = None) -> Path:
+def find_postgres_bin(root: Path | None = None, path: str | None = None) -> Path:
     """The folder holding ``initdb``, ``pg_ctl`` and ``postgres``: the highest ``root/<version>/bin``
     with all three, else the folder of ``initdb`` found on ``path`` (default: ``$PATH``).
 
     Raises:
         PostgresUnavailable: "PostgreSQL not found: ..." naming where it looked and what to install.
     """
+
+    root = DEBIAN_ROOT if root is None else root
 
     def version(folder: Path) -> tuple[int, ...]:
         return tuple(int(part) for part in re.findall(r"\d+", folder.parent.name)) or (0,)
@@ -217,13 +219,13 @@ def start_server(bindir: Path | None = None, attempts: int = 3) -> PostgresServe
                     timeout=START_SECONDS)
         if done.returncode:
             raise PostgresUnavailable(f"PostgreSQL could not start: initdb failed: {_last(done)}")
-        (server.data / "pg_hba.conf").write_text(
-            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n")
+        _write(server, "pg_hba.conf",
+               "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n")
         for attempt in range(attempts):
             server.port = _free_port()
             settings = {**FAST, "port": server.port, "listen_addresses": "'127.0.0.1'",
                         "unix_socket_directories": f"'{folder}'"}
-            (server.data / "postgresql.auto.conf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+            _write(server, "postgresql.auto.conf", "".join(f"{k} = {v}\n" for k, v in settings.items()))
             log = folder / "server.log"
             log.unlink(missing_ok=True)
             done = _run(server, [bindir / "pg_ctl", "-D", server.data, "-l", log, "-w", "-t",
@@ -242,6 +244,14 @@ def start_server(bindir: Path | None = None, attempts: int = 3) -> PostgresServe
     except BaseException:
         server.stop()
         raise
+
+
+def _write(server: PostgresServer, name: str, text: str) -> None:
+    """A configuration file of the data folder, owned by the server's user."""
+    path = server.data / name
+    path.write_text(text)
+    if server.run_as:
+        shutil.chown(path, "postgres", "postgres")
 
 
 def _last(done: subprocess.CompletedProcess) -> str:
