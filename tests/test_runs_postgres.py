@@ -227,6 +227,22 @@ def test_a_bad_password_is_one_line_without_the_password(postgres):  # noqa: F81
     assert password not in repr(PostgresSink(profile))
 
 
+def test_a_profile_with_its_password_a_secret_loads(postgres, schema):  # noqa: F811
+    from chronopipe.runs.profiles import Profile, Secret
+
+    profile = Profile(name="pg", fields=postgres.profile_dict())
+    assert isinstance(profile["password"], Secret)
+    with PostgresSink(profile, schema=schema) as each:
+        assert each.write(Batch(numbered(0, 3), id="b1", consumer="profiled")) == 3
+
+
+def test_a_consumer_name_postgresql_would_truncate_is_refused(schema, sink):
+    with pytest.raises(PostgresSinkError, match="must have 1 to 63 bytes"):
+        sink.write(Batch(numbered(0, 1), id="b1", consumer="c" * 64))
+    with pytest.raises(ValueError, match="must have 1 to 63 bytes"):
+        PostgresSink({}, table="t" * 64)
+
+
 def test_a_lost_connection_fails_that_batch_and_the_next_write_reconnects(postgres, schema, sink):  # noqa: F811
     sink.write(Batch(numbered(0, 1), id="b1", consumer="lost"))
     with postgres.admin() as admin:

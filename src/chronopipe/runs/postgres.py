@@ -21,9 +21,7 @@ Contracts:
     nested values (list, struct, map) JSON text for ``jsonb``, binary ``bytea`` hex. Both stream in
     CHUNK_ROWS pieces. Do not change a target's column types while a sink loads it.
   * Secrets: the password reaches psycopg only as ``password=`` (never in a DSN string) and is
-    scrubbed from every message this module raises.
-
-Heavy dependencies (psycopg, pyarrow) are imported inside the functions that use them.
+    scrubbed from every message this module raises. psycopg and pyarrow are imported when used.
 """
 
 from __future__ import annotations
@@ -227,6 +225,9 @@ class PostgresSink(Sink):
     ``profile``: a Profile (``.name``, ``.connect_options()``) or a dict of psycopg connect keywords.
     ``table``: the target table (default: each batch's consumer name). ``schema``: default the
     connection's current schema. ``connect_timeout``: seconds for a connection attempt.
+
+    Raises:
+        ValueError: ``table`` or ``schema`` is empty or longer than MAX_IDENTIFIER bytes.
     """
 
     def __init__(self, profile: Any, *, table: str | None = None, schema: str | None = None,
@@ -234,8 +235,7 @@ class PostgresSink(Sink):
         for what, value in (("table", table), ("schema", schema)):
             if value is not None and not 0 < len(value.encode()) <= MAX_IDENTIFIER:
                 raise ValueError(f"postgres sink: {what} name {value!r} must have 1 to {MAX_IDENTIFIER} bytes")
-        self.profile, self.table, self.schema = profile, table, schema
-        self.connect_timeout = connect_timeout
+        self.profile, self.table, self.schema, self.connect_timeout = profile, table, schema, connect_timeout
         self._conn: Any = None
         self._schema = ""  # resolved by open()
         self._columns: dict[str, dict[str, str]] = {}  # target -> {column: its type on the server}
@@ -263,8 +263,9 @@ class PostgresSink(Sink):
         """
         started = time.perf_counter()
         target = self.table or batch.consumer
-        if not target:
-            raise PostgresSinkError("postgres sink: no table: give table= or batches with a consumer name")
+        if not 0 < len(target.encode()) <= MAX_IDENTIFIER:
+            raise PostgresSinkError(f"postgres sink: table name {target!r} must have 1 to {MAX_IDENTIFIER} bytes "
+                                    "(give table= or batches with a consumer name)")
         if not batch.id:
             raise PostgresSinkError(f"postgres sink: {target}: a batch without an id cannot be loaded exactly once")
         try:
@@ -275,7 +276,8 @@ class PostgresSink(Sink):
     def close(self) -> None:
         """Close the connection (idempotent)."""
         conn, self._conn = self._conn, None
-        conn and conn.close()
+        if conn is not None:
+            conn.close()
 
     def statistics(self) -> dict[str, Any]:
         """batches and rows loaded, batches skipped (loaded before), seconds spent in write()."""
