@@ -209,3 +209,12 @@ def test_open_sink_makes_a_built_in_sink_and_refuses_unknown_names_and_options(t
         open_sink("kafka")
     with pytest.raises(ValueError, match=r"csv sink: unknown option 'compression' \(accepted: path\)"):
         open_sink("csv", path=tmp_path, compression="zstd")
+
+
+def test_opening_a_file_sink_removes_what_a_dead_writer_left_and_no_batch(file_sink, tmp_path):
+    dead = tmp_path / f".c-000000001-ab{file_sink.suffix}.tmp-999999999-0a1b"  # no such pid
+    dead.write_text("half")
+    (tmp_path / f"c-000000001-ab{file_sink.suffix}").write_text("a batch, kept")
+    with file_sink(path=tmp_path):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"c-000000001-ab{file_sink.suffix}"]

@@ -39,9 +39,9 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from .batch import Batch, batch_file_name, check_name, content_id, json_default, one_line, write_once
+from .batch import Batch, batch_file_name, check_name, content_id, json_default, one_line, remove_dead_temps, write_once
 
 __all__ = ["SINKS", "CSVSink", "CallableSink", "ParquetSink", "Sink", "SinkError", "open_sink", "resolve_target"]
 
@@ -84,7 +84,7 @@ class Sink(ABC):
         self.rows += written
         return written
 
-    def __enter__(self) -> Sink:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
@@ -107,13 +107,14 @@ class _FolderSink(Sink):
         return f"{type(self).__name__}({os.fspath(self.path)!r})"
 
     def open(self) -> None:
-        """Make the folder.
+        """Make the folder; remove the temporary files a dead writer left in it.
 
         Raises:
-            SinkError: it cannot be made.
+            SinkError: it cannot be made or listed.
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            remove_dead_temps(self.path)
         except OSError as exc:
             raise SinkError(f"{self.path}: cannot make the output folder ({exc.strerror or exc})") from None
 

@@ -29,9 +29,9 @@ pickled (its caches are left behind). Its counters are those of the object in th
 
 For implementors of a stage type (a subclass sets ``suffix`` and implements two methods):
 ``_write(batch, tmp)`` writes the whole batch to the path ``tmp`` (it runs in ``put``'s caller
-thread, with no lock held; anything it raises becomes a :class:`StageError` and nothing is
-staged); ``_read(file, ref)`` returns the batch in ``file`` (in ``load``'s caller thread; an
-``OSError``, ``ValueError`` or ``TypeError`` becomes a :class:`StageError` naming the file).
+thread, with no lock held); ``_read(file, ref)`` returns the batch in ``file`` (in ``load``'s
+caller thread). An ``OSError``, ``ValueError``, ``TypeError`` or ``NotImplementedError`` either
+raises (pyarrow's are among them) becomes a :class:`StageError` naming the file; a failed ``_write`` stages nothing.
 """
 
 from __future__ import annotations
