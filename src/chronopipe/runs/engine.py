@@ -14,6 +14,8 @@ has drained their stages. The run ends when every runner has.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +101,7 @@ class Run:
 
     def start(self) -> Run:
         """Start every runner (producers first, so their inboxes have a reader); returns self."""
+        _preload(self.config.runners)
         self.started_at = time.monotonic()
         for runner in sorted(self.runners, key=lambda r: isinstance(r, ConsumerRunner)):
             runner.start()
@@ -155,6 +158,27 @@ class Run:
                 over_limit=figures.get("over_limit", 0), rejects=list(figures.get("rejects", []))))
         order = {r.name: i for i, r in enumerate(self.config.runners)}
         return sorted(out, key=lambda s: order[s.name])
+
+
+def _preload(runners: list[Any]) -> None:
+    """Import what the runners will use, here, before any runner starts: two runner threads
+    importing pyarrow at once can see it half initialised (its circular imports), and a process
+    runner forked after the import does not import it again."""
+    from .varieties import CONSUMERS, PRODUCERS, resolve_import
+
+    for runner in runners:
+        table = CONSUMERS if runner.type == "consumer" else PRODUCERS
+        spec = table.get(runner.variety, runner.variety if ":" in runner.variety else None)
+        if spec:
+            with contextlib.suppress(Exception):  # the runner reports it, with its name
+                resolve_import(spec)
+    heavy = ["chronopipe.runs.batch", "chronopipe.runs.stages"]
+    if any(getattr(getattr(r, "stage", None), "type", None) == "parquet" for r in runners) or any(
+            r.variety in ("csv", "parquet", "postgres") for r in runners):
+        heavy += ["pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet"]
+    for module in heavy:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def _stage_spec(consumer: Any, base: Path) -> dict[str, Any]:
