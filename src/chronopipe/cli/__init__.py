@@ -159,6 +159,9 @@ def _main(argv: list[str] | None) -> int:
         return _failed(args, exc)
 
 
+#: The extra (setup.py) that brings an optional module a command imports.
+EXTRAS = {"pydantic": "runs", "yaml": "runs", "pyarrow": "parquet", "psycopg": "postgres"}
+
 #: What each command imports, loaded with Ctrl-C held back (see _deferred_signals).
 COMMAND_MODULES = {
     "dead-letters": ("chronopipe.delivery",),
@@ -194,7 +197,13 @@ def _deferred_signals() -> Iterator[None]:
 def _run(args: argparse.Namespace) -> int:
     with _deferred_signals():
         for module in COMMAND_MODULES.get(args.command, ()):
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:  # an optional dependency this command needs
+                extra = EXTRAS.get((exc.name or "").partition(".")[0])
+                if extra is None:
+                    raise
+                raise UsageError(f"needs {exc.name}: pip install 'chronopipe[{extra}]'") from None
         runs_actors = args.command not in ("scl", "dead-letters", "lint")
         if runs_actors and _OWNER[0] == os.getpid():
             from ..runtime.signals import redeliver_when_swallowed
