@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["CONSUMERS", "PRODUCERS", "VarietyError", "accepted_options", "make_sink", "make_source",
-           "resolve_import"]
+           "packet_row", "resolve_import", "row_maker"]
 
 #: consumer varieties: name -> "module:attribute" of what they construct (imported when used)
 CONSUMERS: dict[str, str] = {
@@ -173,6 +173,26 @@ def make_sink(variety: str, options: Mapping[str, Any], *, base: Path, profile: 
                                "(a key of ~/.chronopipe/profiles.yml)")
         values["profile"] = profile
     return target(**values)
+
+
+def packet_row(packet: tuple[Any, ...]) -> dict[str, Any]:
+    """A capture's packet (a plain tuple, capture.reader.PACKET_FIELDS) as a stage row.
+
+    >>> packet_row((1564085940628353000, "a.pcap", 0, 1, 60, 60, 1, b"..."))["wirelen"]
+    60
+    """
+    from ..capture.reader import PACKET_FIELDS
+
+    return dict(zip(PACKET_FIELDS, packet, strict=False))
+
+
+def row_maker(variety: str) -> Callable[[Any], dict[str, Any] | None]:
+    """How a consumer of ``variety`` makes a stage row of a record (None: a marker, not a row)."""
+    if variety == "capture":
+        return packet_row
+    from .runners import as_row
+
+    return as_row
 
 
 def generator(target: Callable[..., Iterable[Any]] | str, args: list[Any] | None = None,
