@@ -64,7 +64,7 @@ def test_content_id_is_the_same_in_another_process():
             "print(content_id('c', 3, Batch([{'a': 1, 'b': 'x'}])), "
             "content_id('c', 3, Batch(pa.table({'a': [1, 2]}))))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    here = [content_id("c", 3, Batch([{"b": "x", "a": 1}])), content_id("c", 3, Batch(pa.table({"a": [1, 2]})))]
+    here = [content_id("c", 3, Batch([{"a": 1, "b": "x"}])), content_id("c", 3, Batch(pa.table({"a": [1, 2]})))]
     assert other == here
 
 

@@ -93,11 +93,12 @@ class Batch:
     (2, {'a': 2}, Batch(id='', consumer='c', seq=3, rows=2))
     """
 
-    __slots__ = ("_rows", "_table", "arrow", "consumer", "id", "seq")
+    __slots__ = ("_lines", "_rows", "_table", "arrow", "consumer", "id", "seq")
 
     def __init__(self, data: list[dict[str, Any]] | pyarrow.Table, *, id: str = "", consumer: str = "",
                  seq: int = 0) -> None:
         self._rows: list[dict[str, Any]] | None = None
+        self._lines: bytes | None = None  # the rows as JSON lines, once encoded (id and local stage share it)
         self._table: pyarrow.Table | None = None
         #: whether the batch was given as a Table (the form its content id hashes)
         self.arrow = _is_table(data)
@@ -134,6 +135,15 @@ class Batch:
             self._table = pa.Table.from_pylist(self._rows)
         return self._table
 
+    def json_lines(self) -> bytes:
+        """The rows as JSON lines (UTF-8, compact, keys in their order, :func:`json_default` for
+        other values), encoded once: the content id and the local stage use the same bytes."""
+        if self._lines is None:
+            encode = json_encoder().encode
+            text = "".join([encode(row) + "\n" for row in self.rows])
+            self._lines = text.encode("utf-8", "surrogatepass")
+        return self._lines
+
     def __repr__(self) -> str:
         return f"Batch(id={self.id!r}, consumer={self.consumer!r}, seq={self.seq}, rows={self.num_rows})"
 
@@ -143,13 +153,14 @@ def content_id(consumer: str, seq: int, batch: Batch) -> str:
     :data:`ID_LENGTH` hex digits.
 
     The content is hashed in the form the batch holds: a Table as the Arrow IPC stream of its
-    chunks combined into one (schema and metadata included), rows as JSON lines with sorted
-    keys (:func:`json_default` for other values). So the same input read the same way gives the
-    same id in every process and run; the same values as rows and as a Table give different ids.
-    Values under null slots of a Table are assumed zeroed, as pyarrow's readers leave them.
+    chunks combined into one (schema and metadata included), rows as their JSON lines
+    (:meth:`Batch.json_lines`, keys in their order: a source read again gives them in the same
+    order). So the same input read the same way gives the same id in every process and run; the
+    same values as rows and as a Table give different ids. Values under null slots of a Table
+    are assumed zeroed, as pyarrow's readers leave them.
 
     >>> a = content_id("c", 1, Batch([{"x": 1, "y": "s"}]))
-    >>> a == content_id("c", 1, Batch([{"y": "s", "x": 1}])), len(a)
+    >>> a == content_id("c", 1, Batch([{"x": 1, "y": "s"}])), len(a)
     (True, 24)
     >>> a != content_id("c", 2, Batch([{"x": 1, "y": "s"}])) != content_id("c", 1, Batch([{"x": 2, "y": "s"}]))
     True
@@ -165,11 +176,8 @@ def content_id(consumer: str, seq: int, batch: Batch) -> str:
         digest.update(b"arrow\0")
         digest.update(out.getvalue())
     else:
-        encode = json_encoder(sort_keys=True).encode
         digest.update(b"rows\0")
-        for row in batch.rows:
-            digest.update(encode(row).encode("utf-8", "surrogatepass"))
-            digest.update(b"\n")
+        digest.update(batch.json_lines())
     return digest.hexdigest()[:ID_LENGTH]
 
 

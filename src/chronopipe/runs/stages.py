@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .batch import Batch, batch_file_name, check_name, content_id, json_encoder, one_line, remove_dead_temps, write_once
+from .batch import Batch, batch_file_name, check_name, content_id, one_line, remove_dead_temps, write_once
 
 __all__ = ["MANIFEST", "BatchRef", "LocalStage", "ParquetStage", "Stage", "StageError", "open_stage"]
 
@@ -317,10 +317,8 @@ class LocalStage(Stage):
     suffix = ".jsonl"
 
     def _write(self, batch: Batch, tmp: Path) -> None:
-        encode = json_encoder().encode
-        data = "".join([encode(row) + "\n" for row in batch.rows]).encode("utf-8", "surrogatepass")
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(batch.json_lines())
 
     def _read(self, file: Path, ref: BatchRef) -> Batch:
         data = file.read_bytes()
