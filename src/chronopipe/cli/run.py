@@ -14,7 +14,9 @@ Output: one summary table on stdout (rows, batches, seconds per runner), then fo
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +24,7 @@ from typing import Any, TextIO
 __all__ = ["add_parsers", "run_lint", "run_run"]
 
 GRACE = 60.0  # seconds the producers get to load what was staged after a Ctrl-C
+CANCEL_WAIT = 5.0  # seconds the runners get to end once told to stop at once
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -102,34 +105,80 @@ def run_lint(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
 
 
 def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the file; the exit status (0; 1 rejected or late rows; 3 a runner died; 130)."""
+    """Run the file; the exit status (0; 1 rejected or late rows; 3 a runner died; 130 Ctrl-C;
+    143 SIGTERM). The first Ctrl-C or SIGTERM drains (the consumers stage what they hold, the
+    producers load what was staged, within GRACE seconds); a second one stops everything at once.
+    """
     from ..runs.engine import Run
-    from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK
+    from ..runtime import Runtime
+    from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     config, profiles = _load(args)
-    run = Run(config, profiles, base=Path(config.base)).start()
-    interrupted = False
-    try:
-        _watch(run, err)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("chronopipe run: stopping: the consumers stage what they hold, the producers load it "
-              "(Ctrl-C again to stop at once)", file=err)
-        run.stop()
+    Runtime()  # its signal handlers first, so that ours, put in front of them, decide
+    with _Signals() as signals:
+        run = Run(config, profiles, base=Path(config.base))
         try:
-            if not run.wait(GRACE):
+            run.start()
+            _watch(run, err)
+        except _Interrupted:
+            print("chronopipe run: stopping: the consumers stage what they hold, the producers load it "
+                  "(Ctrl-C again to stop at once)", file=err)
+            try:
+                run.stop()
+                if not run.wait(GRACE):
+                    print(f"chronopipe run: still loading after {GRACE:.0f} s: stopping at once", file=err)
+                    run.cancel()
+            except _Interrupted:
+                print("chronopipe run: stopping at once: what was not loaded stays staged for the next run",
+                      file=err)
                 run.cancel()
-        except KeyboardInterrupt:
-            run.cancel()
-        run.wait(5.0)
-    summaries = run.join(0) if not interrupted else run.summary()
+            signals.restore()  # a third signal: what it does outside a run (the runtime's teardown)
+            run.wait(CANCEL_WAIT)
+    summaries = run.join(0) if signals.received is None else run.summary()
     _print_summary(summaries, out, err, time.monotonic() - (run.started_at or time.monotonic()))
-    if interrupted:
-        return EXIT_INTERRUPTED
+    if signals.received is not None:
+        return EXIT_TERMINATED if signals.received == signal.SIGTERM else EXIT_INTERRUPTED
     found = any(s.rejected or s.late for s in summaries)
     return EXIT_FOUND if found else EXIT_OK
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a run (raised in the main thread by _Signals)."""
+
+
+class _Signals:
+    """While a run goes, SIGINT and SIGTERM raise _Interrupted in the main thread and remember
+    which came first (``received``), in place of the runtime's handlers, which would end the
+    runners' processes at once, before they staged and loaded what they hold. A signal the
+    program ignores (``cmd &``) stays ignored. Off the main thread, nothing changes."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                current = signal.getsignal(signum)
+                if current is not signal.SIG_IGN:
+                    self._previous[signum] = current
+                    signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        raise _Interrupted(signum)
+
+    def restore(self) -> None:
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.restore()
 
 
 def _watch(run: Any, err: TextIO) -> None:
@@ -163,6 +212,9 @@ def _print_summary(summaries: list[Any], out: TextIO, err: TextIO, seconds: floa
         print("  ".join(cells).rstrip(), file=out)
     for s in summaries:
         if s.type != "consumer":
+            continue
+        if s.state not in ("finished", "stopped"):  # cancelled or failed: a process runner's figures never came back
+            print(f"{s.name}: {s.state}: its figures are incomplete; what it staged stays staged", file=out)
             continue
         records_in = s.records + s.rejected + s.late
         extra = "".join(f" + {label} {n:,}" for label, n in (("markers", s.markers), ("over limit", s.over_limit))

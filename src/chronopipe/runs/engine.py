@@ -138,10 +138,19 @@ class Run:
             if isinstance(runner, ConsumerRunner):
                 runner.stop()
 
-    def cancel(self) -> None:
-        """Stop every runner now, producers too (what they had not loaded stays staged)."""
+    def cancel(self, wait: float = 1.0) -> None:
+        """Stop every runner now, producers too; what they had not loaded stays staged. Each is
+        told to stop; those still running after ``wait`` seconds (a consumer waiting on the full
+        inbox of a producer that no longer reads it, a sink stuck in a write) are cancelled by
+        the runtime: their channels break and their processes are terminated. Main thread only."""
         for runner in self.runners:
             runner.stop()
+        if self.wait(wait):
+            return
+        from ..runtime import Runtime
+
+        reason = ActorError("run", "Cancelled", "the run was stopped at once (Ctrl-C or SIGTERM twice)")
+        Runtime().cancel([r for r in self.runners if r.state != "new"], reason, wait=wait)
 
     def summary(self) -> list[RunnerSummary]:
         """One summary per runner, in config order (figures so far for a running thread runner)."""

@@ -43,11 +43,9 @@ def as_row(record: Any) -> dict[str, Any] | None:
     """
     if type(record) is dict:
         return record
-    kind = type(record).__name__
-    if kind == "Marker":
+    kind = type(record)
+    if kind.__name__ == "Marker" and kind.__module__.startswith("chronopipe."):  # not a class of yours so named
         return None
-    if kind == "Tick":
-        return {"tick": record.time, "scheduled": record.scheduled, "value": record.value}
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return dataclasses.asdict(record)
     if hasattr(record, "_asdict"):
@@ -74,13 +72,14 @@ class ConsumerRunner(Actor):
     # -- in the runner's thread or process ---------------------------------------------
     def run(self) -> None:
         from .stages import open_stage
-        from .varieties import make_source
+        from .varieties import make_source, row_maker
 
         self._began = time.monotonic()
         self._stage = open_stage(self.stage_spec["type"], self.stage_spec["path"],
                                  keep=self.stage_spec.get("keep", False))
         self._seq = 0
         source = make_source(self.variety, self.options, name=self.name, base=self.base, size=self.size)
+        self._row = row_maker(self.variety)
         if type(source).__name__ == "CSVBatches":
             self._tables(source)
         elif isinstance(source, Actor):
@@ -152,7 +151,7 @@ class ConsumerRunner(Actor):
 
     def _take(self, record: Any, pending: list[dict[str, Any]]) -> None:
         self.figures["records"] += 1
-        row = as_row(record)
+        row = self._row(record)
         if row is None:
             self.figures["markers"] += 1
             return
@@ -229,6 +228,8 @@ class ProducerRunner(Actor):
         self._sweep()  # what an earlier run staged and did not load
 
     def on_receive(self, message: dict[str, Any]) -> None:
+        if self.stopping:  # told to stop at once: what is left stays staged for the next run
+            return
         if message["batch"] in self._loaded:
             self.figures["skipped"] += 1  # loaded by an earlier run (or by the start-up sweep)
             return

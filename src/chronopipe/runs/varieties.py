@@ -53,6 +53,8 @@ PRODUCERS: dict[str, str] = {
 #: parameters a YAML file cannot give: the runtime's own, or objects
 NOT_OPTIONS = frozenset({"self", "name", "queue", "mode", "wrapper", "start", "stream", "backoff", "clock",
                          "stamp", "maxsize", "event_time", "lateness", "profile", "size", "connect_options"})
+#: parameters of a class of yours that the runner fills in itself (make_source, make_sink)
+RUNNER_GIVES = frozenset({"self", "name", "size", "profile"})
 #: options whose value is a file: taken relative to the YAML file's folder
 PATH_OPTIONS = frozenset({"path", "filename", "position", "rotated"})
 #: options whose value may be an import path to a callable
@@ -116,7 +118,10 @@ def accepted_options(kind: str, variety: str) -> set[str] | None:
     params = inspect.signature(_target(kind, variety)).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params) and ":" in variety:
         return None
-    names = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - NOT_OPTIONS
+    # a class of yours takes whatever its parameters say, but what the runner itself passes
+    hidden = RUNNER_GIVES if ":" in variety and variety not in (CONSUMERS if kind == "consumer" else PRODUCERS) \
+        else NOT_OPTIONS
+    names = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - hidden
     if kind == "consumer":
         names.add("limit")  # every consumer: stop after this many records
     return names

@@ -1,0 +1,624 @@
+"""``chronopipe run`` / ``chronopipe lint`` end to end (issue 19): real files, real processes, real signals.
+
+Each test writes a pipeline.yml (and, where it needs one, a module of its own: consumers, recording
+sinks, failing generators) into its tmp_path and runs the command line on it: in a subprocess where
+what is tested is the process itself (signals, exit status, every byte of output, processes left
+behind), through ``chronopipe.cli.main`` in-process where that is cheaper. What must hold: nothing
+lost (rows in = staged + rejected + late, read back), nothing loaded twice (reruns), ``depends_on``
+obeyed, one-line errors with the documented exit status, no traceback, no secret, nothing hung.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from chronopipe.cli import main
+from sources_helper import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "data"
+BALANCE = re.compile(r"^(\S+): rows in ([\d,]+) = staged ([\d,]+) \+ rejected ([\d,]+) \+ late ([\d,]+)", re.M)
+ERROR_LINE = re.compile(r"pipeline\.yml:\d+:\d+: runners\[\d+\]\S*: \S")
+
+#: The module each test imports its consumers and sinks from (written under tmp_path, imported by name).
+MODULE = '''
+import json, os, time
+from pathlib import Path
+
+LOG = Path({log!r})
+
+def _log(event, **fields):
+    with LOG.open("a") as f:
+        f.write(json.dumps({{"event": event, "t": time.time(), "pid": os.getpid(), **fields}}) + "\\n")
+
+def _complete(stage, batch_id):
+    manifest = Path(stage) / "manifest.jsonl"
+    return any(json.loads(line)["batch"] == batch_id for line in manifest.read_text().splitlines() if line)
+
+def record(batch):
+    _log("batch", id=batch.id, consumer=batch.consumer, rows=[row for row in batch.rows])
+
+def slow(batch):
+    record(batch)
+    time.sleep(0.3)
+
+def numbers(n, fail_at=None, consumer="numbers"):
+    for i in range(n):
+        if fail_at is not None and i == fail_at:
+            raise RuntimeError(f"the source broke at record {{i}}")
+        yield {{"consumer": consumer, "i": i}}
+    _log("consumer_end", consumer=consumer)
+
+class Counter:
+    """A consumer of yours: constructed with its options, iterated for dict rows."""
+    def __init__(self, count, start=0, label="counter"):
+        self.count, self.start, self.label = count, start, label
+    def __iter__(self):
+        for i in range(self.start, self.start + self.count):
+            yield {{"consumer": self.label, "i": i}}
+        _log("consumer_end", consumer=self.label)
+
+class Recorder:
+    """A sink of yours: logs each batch it gets, whether it was complete in its stage then, and its close."""
+    def __init__(self, watch, who="recorder"):
+        self.stage, self.who = watch, who
+    def open(self):
+        _log("open", who=self.who)
+    def write(self, batch):
+        _log("batch", who=self.who, id=batch.id, consumer=batch.consumer, rows=batch.rows,
+             complete=_complete(self.stage, batch.id), files=sorted(os.listdir(self.stage)))
+        return batch.num_rows
+    def close(self):
+        _log("close", who=self.who)
+'''
+
+
+# -- helpers -----------------------------------------------------------------------------------
+class Project:
+    """A tmp_path with a pipeline.yml and a module of consumers and sinks (``self.module``)."""
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path, self.log = path, path / "log.jsonl"
+        self.module = f"runs_cli_{uuid.uuid4().hex[:10]}"  # a name of its own: no module cached across tests
+        (path / f"{self.module}.py").write_text(MODULE.format(log=str(self.log)))
+        monkeypatch.syspath_prepend(str(path))
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])}
+
+    def pipeline(self, text: str, name: str = "pipeline.yml") -> Path:
+        file = self.path / name
+        file.write_text(textwrap.dedent(text).replace("MOD", self.module))
+        return file
+
+    def events(self, event: str | None = None) -> list[dict]:
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        return [e for e in map(json.loads, lines) if event is None or e["event"] == event]
+
+    def loaded(self) -> list:
+        return [(row.get("consumer"), row.get("i")) for e in self.events("batch") for row in e["rows"]]
+
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """``chronopipe ARGS`` in a subprocess in this folder; every byte of its output."""
+        done = subprocess.run([sys.executable, "-m", "chronopipe", *args], cwd=self.path, env=self.env,
+                              capture_output=True, timeout=timeout)
+        assert b"Traceback" not in done.stderr, done.stderr.decode()
+        return done
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "chronopipe", *args], cwd=self.path, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.chdir(tmp_path)
+    return Project(tmp_path, monkeypatch)
+
+
+def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``chronopipe ARGS`` in this process: (status, stdout, stderr)."""
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return status, out, err
+
+
+def balances(out: str) -> dict[str, tuple[int, ...]]:
+    """consumer -> (rows in, staged, rejected, late) from a run's summary."""
+    return {m[1]: tuple(int(x.replace(",", "")) for x in m.groups()[1:]) for m in BALANCE.finditer(out)}
+
+
+def table_rows(out: str, runner: str) -> tuple[int, int, int]:
+    """(rows, batches, skipped) of one runner in the summary table."""
+    line = next(line for line in out.splitlines() if line.split()[:1] == [runner] and "rows in" not in line)
+    rows, batches, skipped = line.split()[3:6]
+    return int(rows.replace(",", "")), int(batches.replace(",", "")), int(skipped.replace(",", ""))
+
+
+def no_children_left(timeout: float = 3.0) -> None:
+    """No process this test started is still alive (zombies aside)."""
+
+    def alive() -> list:
+        out = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE and "postgres" not in p.name():
+                    out.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    wait_until(lambda: not alive(), timeout)
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="") as f:
+        return list(csv.reader(f))
+
+
+def same(a: str, b: str) -> bool:
+    """Two CSV cells hold the same value (``426`` and ``426.0``; a date with or without microseconds)."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(a) == datetime.fromisoformat(b)
+    except ValueError:
+        return False
+
+
+# -- lint ------------------------------------------------------------------------------------------
+SEED = """\
+runners:
+  - name: websocket_1
+    variety: socket
+    type: consumer
+    uri: ws://127.0.0.1:8765/trades
+    stage: {type: local, path: tmp}
+    batch_configuration: {size: 100}
+  - name: websocket_2
+    variety: socket
+    type: consumer
+    uri: ws://127.0.0.1:8765/quotes
+    stage: {type: local, path: tmp}
+    batch_configuration: {size: 100}
+  - name: postgres
+    variety: postgres
+    type: producer
+    depends_on: [websocket_1, websocket_2]
+    profile: postgres
+"""
+
+
+def write_profiles(path: Path, fields: dict, mode: int = 0o600, name: str = "postgres") -> Path:
+    path.write_text(f"{name}:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in fields.items()))
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.timeout(30)
+def test_lint_passes_the_seed_config_and_lists_its_runners(project):
+    project.pipeline(SEED)
+    write_profiles(project.path / "profiles.yml", {"host": "127.0.0.1", "user": "u", "password": "pw"})
+    done = project.run("lint", "pipeline.yml", "--profiles", "profiles.yml")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "consumer websocket_1: socket -> local stage tmp" in out
+    assert "producer postgres: postgres after websocket_1, websocket_2" in out
+    assert "ok (3 runners)" in out
+    assert not (project.path / "tmp").exists(), "lint ran nothing, made nothing"
+
+
+BROKEN = {
+    "unknown variety": ("variety: socket", "variety: nosuch", "runners[0].variety: unknown consumer variety 'nosuch'"),
+    "unknown option": ("uri: ws://127.0.0.1:8765/trades", "colour: red",
+                       "runners[0].colour: unknown option for variety 'socket'"),
+    "unknown stage type": ("{type: local, path: tmp}\n    batch_configuration: {size: 100}\n  - name: websocket_2",
+                           "{type: csv, path: tmp}\n    batch_configuration: {size: 100}\n  - name: websocket_2",
+                           "runners[0].stage.type"),
+    "depends on no consumer": ("[websocket_1, websocket_2]", "[websocket_1, websocket_9]", "runners[2].depends_on"),
+    "batch size zero": ("{size: 100}\n  - name: websocket_2", "{size: 0}\n  - name: websocket_2",
+                        "runners[0].batch_configuration.size"),
+    "a key given twice": ("type: producer", "type: producer\n    type: producer", "duplicate key 'type'"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mistake", BROKEN)
+def test_lint_refuses_a_config_error_in_one_line_naming_file_line_column_and_path(project, capsys, mistake):
+    old, new, expected = BROKEN[mistake]
+    assert old in SEED
+    project.pipeline(SEED.replace(old, new, 1))
+    status, out, err = cli(capsys, "lint", "pipeline.yml")
+    assert status == 2
+    assert expected in err
+    first = err.splitlines()[0].removeprefix("chronopipe lint: ")
+    assert re.match(r"pipeline\.yml:\d+:\d+: ", first), err
+    assert out == ""
+
+
+@pytest.mark.timeout(30)
+def test_lint_reports_every_error_of_the_file_at_once(project, capsys):
+    project.pipeline(SEED.replace("variety: socket", "variety: nosuch", 1).replace("uri: ws://127.0.0.1:8765/quotes",
+                                                                                  "colour: red"))
+    status, _, err = cli(capsys, "lint", "pipeline.yml")
+    assert status == 2
+    assert len(ERROR_LINE.findall(err)) == 2, err
+
+
+@pytest.mark.timeout(30)
+def test_lint_refuses_a_profile_the_profiles_file_lacks(project, capsys):
+    project.pipeline(SEED)
+    write_profiles(project.path / "profiles.yml", {"host": "h"}, name="other")
+    status, _, err = cli(capsys, "lint", "pipeline.yml", "--profiles", "profiles.yml")
+    assert status == 2
+    assert re.search(r"pipeline\.yml:18:\d+: runners\[2\]\.profile: no profile 'postgres'", err), err
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_lint_refuses_a_profiles_file_others_may_read(project, capsys, mode):
+    project.pipeline(SEED)
+    write_profiles(project.path / "profiles.yml", {"host": "h", "password": "Zq-9-never-shown"}, mode=mode)
+    status, _, err = cli(capsys, "lint", "pipeline.yml", "--profiles", "profiles.yml")
+    assert status == 2
+    assert "chmod 600" in err and len(err.strip().splitlines()) == 1
+    assert "Zq-9-never-shown" not in err
+
+
+# -- CSV -> Parquet stage -> CSV and Parquet sinks ---------------------------------------------------
+CSV_RUN = """\
+runners:
+  - name: training
+    variety: csv
+    type: consumer
+    path: {data}
+    stage: {{type: parquet, path: stage}}
+    batch_configuration: {{size: 1000}}
+  - name: to_csv
+    variety: csv
+    type: producer
+    depends_on: [training]
+    path: out_csv
+  - name: to_parquet
+    variety: parquet
+    type: producer
+    depends_on: [training]
+    path: out_parquet
+"""
+
+
+def input_rows(path: Path) -> list[list[str]]:
+    header, *rows = csv_rows(path)
+    return [["row", *header], *rows]  # the UCI files' unnamed first column is named "row"
+
+
+def output_rows(folder: Path) -> list[list[str]]:
+    files = sorted(folder.glob("*.csv"))
+    header = csv_rows(files[0])[0]
+    return [header] + [row for file in files for row in csv_rows(file)[1:]]
+
+
+def parquet_rows(folder: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [row for file in sorted(folder.glob("*.parquet")) for row in pq.read_table(file).to_pylist()]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["datatraining.txt", "datatest.txt"])
+def test_a_csv_run_loads_every_input_row_into_both_sinks(project, name):
+    data = project.path / name
+    data.write_bytes((DATA / name).read_bytes())
+    project.pipeline(CSV_RUN.format(data=name))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 0, done.stderr
+    expected = input_rows(data)
+    assert balances(done.stdout.decode()) == {"training": (len(expected) - 1, len(expected) - 1, 0, 0)}
+    got = output_rows(project.path / "out_csv")
+    assert got[0] == expected[0] and len(got) == len(expected)
+    assert all(same(a, b) for want, have in zip(expected, got, strict=True) for a, b in zip(want, have, strict=True))
+    pq_rows = parquet_rows(project.path / "out_parquet")
+    assert [r["row"] for r in pq_rows] == [int(r[0]) for r in expected[1:]]
+    assert [r["CO2"] for r in pq_rows] == [float(r[5]) for r in expected[1:]]
+    assert not list((project.path / "stage").glob("*.parquet")), "loaded by both producers: released"
+
+
+@pytest.mark.timeout(60)
+def test_a_second_csv_run_changes_nothing(project, capsys):
+    (project.path / "in.csv").write_bytes((DATA / "datatest.txt").read_bytes())
+    project.pipeline(CSV_RUN.format(data="in.csv"))
+    assert cli(capsys, "run", "pipeline.yml")[0] == 0
+    before = {p.relative_to(project.path): p.read_bytes() for p in project.path.glob("out_*/*")}
+    status, out, _ = cli(capsys, "run", "pipeline.yml")
+    assert status == 0
+    after = {p.relative_to(project.path): p.read_bytes() for p in project.path.glob("out_*/*")}
+    assert after == before
+    assert table_rows(out, "training") == (2665, 0, 3)
+    assert table_rows(out, "to_csv") == (0, 0, 3) and table_rows(out, "to_parquet") == (0, 0, 3)
+
+
+@pytest.mark.timeout(60)
+def test_a_csv_with_a_bad_row_exits_1_naming_the_reject(project):
+    lines = (DATA / "datatraining.txt").read_text().splitlines(keepends=True)[:300]
+    lines[120] = '"120","2015-02-04 19:50:59",21.2,25.5\n'  # four fields of eight: line 121 of the file
+    (project.path / "bad.csv").write_text("".join(lines))
+    project.pipeline(CSV_RUN.format(data="bad.csv"))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 1
+    assert re.search(r"bad\.csv:121: expected 8 fields, got 4", done.stderr.decode()), done.stderr
+    assert balances(done.stdout.decode())["training"] == (299, 298, 1, 0)
+    assert len(output_rows(project.path / "out_csv")) == 1 + 298
+
+
+# -- depends_on ----------------------------------------------------------------------------------
+def consumer(name: str, count: int, *, stage: str = "stage", size: int = 7, mode: str = "thread",
+             start: int = 0) -> str:
+    return f"""
+  - name: {name}
+    variety: MOD:Counter
+    type: consumer
+    mode: {mode}
+    count: {count}
+    start: {start}
+    label: {name}
+    stage: {{type: local, path: {stage}}}
+    batch_configuration: {{size: {size}}}"""
+
+
+def recorder(name: str, depends_on: list[str], *, stage: str = "stage", mode: str = "thread") -> str:
+    return f"""
+  - name: {name}
+    variety: MOD:Recorder
+    type: producer
+    mode: {mode}
+    depends_on: [{', '.join(depends_on)}]
+    watch: {stage}
+    who: {name}"""
+
+
+def pipeline(*runners: str) -> str:
+    return "runners:" + "".join(runners) + "\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_producer_gets_only_complete_batches_and_ends_after_its_consumer(project, capsys):
+    project.pipeline(pipeline(consumer("numbers", 100), recorder("loader", ["numbers"])))
+    status, out, err = cli(capsys, "run", "pipeline.yml")
+    assert status == 0, err
+    batches = project.events("batch")
+    assert len(batches) == 15 and all(b["complete"] for b in batches)
+    assert sorted(project.loaded()) == [("numbers", i) for i in range(100)]
+    (end,), (close,) = project.events("consumer_end"), project.events("close")
+    assert close["t"] >= end["t"] and close["t"] >= max(b["t"] for b in batches)
+    assert table_rows(out, "loader") == (100, 15, 0)
+
+
+@pytest.mark.timeout(60)
+def test_two_consumers_into_one_stage_reach_their_producer_exactly_once(project, capsys):
+    project.pipeline(pipeline(consumer("left", 120, size=10), consumer("right", 95, size=9, start=1000),
+                              recorder("loader", ["left", "right"])))
+    status, out, _ = cli(capsys, "run", "pipeline.yml")
+    assert status == 0
+    loaded = project.loaded()
+    assert sorted(loaded) == sorted([("left", i) for i in range(120)] + [("right", i) for i in range(1000, 1095)])
+    assert all(b["complete"] for b in project.events("batch"))
+    close = project.events("close")[0]["t"]
+    assert all(close >= end["t"] for end in project.events("consumer_end"))
+    assert balances(out) == {"left": (120, 120, 0, 0), "right": (95, 95, 0, 0)}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("keep", [False, True])
+def test_two_producers_of_one_consumer_both_get_everything_and_files_go_only_after_both(project, capsys, keep):
+    text = pipeline(consumer("numbers", 50, size=10), recorder("first", ["numbers"]), recorder("second", ["numbers"]))
+    project.pipeline(text.replace("path: stage}", f"path: stage, keep: {str(keep).lower()}}}"))
+    assert cli(capsys, "run", "pipeline.yml")[0] == 0
+    for who in ("first", "second"):
+        rows = [(r["consumer"], r["i"]) for e in project.events("batch") if e["who"] == who for r in e["rows"]]
+        assert sorted(rows) == [("numbers", i) for i in range(50)]
+    for event in project.events("batch"):  # what a producer gets is still on disk when it gets it
+        assert any(event["id"] in f for f in event["files"])
+    left = sorted(f.name for f in (project.path / "stage").glob("numbers-*.jsonl"))
+    assert len(left) == (5 if keep else 0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("consumer_mode", "producer_mode"), [("process", "process"), ("process", "thread"),
+                                                              ("thread", "process")])
+def test_process_runners_load_everything_and_leave_no_process(project, consumer_mode, producer_mode):
+    project.pipeline(pipeline(consumer("left", 60, mode=consumer_mode), consumer("right", 40, start=500),
+                              recorder("loader", ["left", "right"], mode=producer_mode)))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 0, done.stderr
+    expected = [("left", i) for i in range(60)] + [("right", i) for i in range(500, 540)]
+    assert sorted(project.loaded()) == sorted(expected)
+    assert len({e["pid"] for e in project.events("batch")}) == 1, "one producer, one process"
+    assert balances(done.stdout.decode()) == {"left": (60, 60, 0, 0), "right": (40, 40, 0, 0)}
+    no_children_left()
+
+
+# -- live sources ----------------------------------------------------------------------------------
+def live_run(variety: str, options: str, *, size: int, seconds: float | None = None, mode: str = "thread",
+             sink: str = "record") -> str:
+    cut = f", seconds: {seconds}" if seconds else ""
+    return f"""\
+runners:
+  - name: live
+    variety: {variety}
+    type: consumer
+    mode: {mode}
+    {options}
+    stage: {{type: local, path: stage}}
+    batch_configuration: {{size: {size}{cut}}}
+  - name: loader
+    variety: callable
+    type: producer
+    mode: {mode}
+    depends_on: [live]
+    target: MOD:{sink}
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_an_interval_consumer_stages_and_loads_its_limit_of_ticks(project, mode):
+    project.pipeline(live_run("interval", "every: 0.01\n    limit: 50", size=7, mode=mode))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 0, done.stderr
+    rows = [row for e in project.events("batch") for row in e["rows"]]
+    assert [row["n"] for row in rows] == list(range(1, 51))
+    assert [len(e["rows"]) for e in project.events("batch")] == [7] * 7 + [1]
+    assert balances(done.stdout.decode()) == {"live": (50, 50, 0, 0)}
+    no_children_left()
+
+
+@pytest.mark.timeout(60)
+def test_a_tcp_server_consumer_cuts_a_partial_batch_after_its_seconds(project):
+    port = free_port()
+    project.pipeline(live_run("tcp-server", f"port: {port}\n    limit: 10", size=1000, seconds=0.2))
+    run = project.start("run", "pipeline.yml")
+    try:
+        wait_until(lambda: run.poll() is None and _listening(port), 20)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"".join(b"line %d\n" % i for i in range(4)))
+            wait_until(lambda: len(project.events("batch")) == 1, 10)  # loaded long before 1000 lines came
+            client.sendall(b"".join(b"line %d\n" % i for i in range(4, 10)))
+            out, err = run.communicate(timeout=20)
+    finally:
+        run.kill() if run.poll() is None else None
+    assert run.returncode == 0, err
+    assert [[row["value"] for row in e["rows"]] for e in project.events("batch")] == [
+        [f"line {i}" for i in range(4)], [f"line {i}" for i in range(4, 10)]]
+    assert balances(out.decode()) == {"live": (10, 10, 0, 0)}
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+# -- signals ---------------------------------------------------------------------------------------
+def staged_rows(stage: Path) -> int:
+    manifest = stage / "manifest.jsonl"
+    return sum(json.loads(line)["rows"] for line in manifest.read_text().splitlines()) if manifest.exists() else 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_the_first_signal_drains_what_was_read_into_the_sink(project, signum, status, mode):
+    project.pipeline(live_run("interval", "every: 0.01", size=1000, seconds=30.0, mode=mode))
+    run = project.start("run", "pipeline.yml")
+    try:
+        time.sleep(1.0)  # about 100 ticks read, none staged: the batch is neither full nor old
+        assert run.poll() is None and not project.events("batch")
+        children = psutil.Process(run.pid).children(recursive=True)
+        sent = time.monotonic()
+        run.send_signal(signum)
+        out, err = run.communicate(timeout=15)
+    finally:
+        run.kill() if run.poll() is None else None
+    assert run.returncode == status, err
+    assert time.monotonic() - sent < 5
+    assert b"Traceback" not in err
+    (read, staged, _, _), = balances(out.decode()).values()
+    assert read == staged == staged_rows(project.path / "stage") == len(project.loaded()) > 20
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_second_sigint_stops_at_once_and_a_rerun_loads_what_was_left(project, mode):
+    project.pipeline(live_run("interval", "every: 0.002", size=5, mode=mode, sink="slow"))
+    run = project.start("run", "pipeline.yml")
+    try:
+        wait_until(lambda: len(project.events("batch")) >= 2, 20)  # a backlog: 0.3 s a batch to load
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        sent = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=15)
+    finally:
+        run.kill() if run.poll() is None else None
+    assert run.returncode == 130 and time.monotonic() - sent < 3, err
+    assert b"stopping at once" in err and b"Traceback" not in err
+    first = project.events("batch")
+    assert sum(len(e["rows"]) for e in first) < staged_rows(project.path / "stage")
+    # the same consumer, now reading nothing: its producer loads what the first run left staged
+    project.pipeline(live_run("generator", "target: builtins:range\n    args: [0]", size=5, sink="record"))
+    assert project.run("run", "pipeline.yml").returncode == 0
+    ids = [e["id"] for e in project.events("batch")]
+    assert len(ids) == len(set(ids))
+    assert sum(len(e["rows"]) for e in project.events("batch")) == staged_rows(project.path / "stage")
+    no_children_left()
+
+
+# -- consumers of yours, failures ------------------------------------------------------------------
+@pytest.mark.timeout(30)
+def test_a_consumer_class_of_yours_takes_its_options_even_named_like_the_runtimes(project, capsys):
+    project.pipeline(pipeline(consumer("mine", 25, start=7, size=10), recorder("loader", ["mine"])))
+    assert cli(capsys, "run", "pipeline.yml")[0] == 0
+    assert sorted(project.loaded()) == [("mine", i) for i in range(7, 32)]
+
+
+@pytest.mark.timeout(30)
+def test_an_option_your_consumer_class_does_not_take_is_refused(project, capsys):
+    project.pipeline(pipeline(consumer("mine", 25), recorder("loader", ["mine"])).replace("    label: mine",
+                                                                                        "    colour: red"))
+    status, _, err = cli(capsys, "lint", "pipeline.yml")
+    assert status == 2
+    assert re.search(r"pipeline\.yml:8:5: runners\[0\]\.colour: unknown option .*\(accepted: count, label, limit, "
+                     r"start\)", err), err
+
+
+FAILING = """\
+runners:
+  - name: numbers
+    variety: generator
+    type: consumer
+    target: MOD:numbers
+    args: [100]
+    kwargs: {{fail_at: {fail_at}}}
+    stage: {{type: local, path: stage}}
+    batch_configuration: {{size: 10}}
+  - name: loader
+    variety: callable
+    type: producer
+    depends_on: [numbers]
+    target: MOD:record
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_consumer_exits_3_naming_it_and_a_fixed_rerun_loads_every_row_once(project):
+    project.pipeline(FAILING.format(fail_at=45))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 3
+    err = done.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "'numbers'" in err[0] and "the source broke at record 45" in err[0]
+    assert staged_rows(project.path / "stage") == 40  # its four complete batches stay staged
+    project.pipeline(FAILING.format(fail_at="null"))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 0, done.stderr
+    assert sorted(project.loaded()) == [("numbers", i) for i in range(100)]
