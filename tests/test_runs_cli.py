@@ -28,6 +28,7 @@ import psutil
 import pytest
 
 from chronopipe.cli import main
+from postgres_helper import postgres  # noqa: F401
 from sources_helper import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -622,3 +623,88 @@ def test_a_failing_consumer_exits_3_naming_it_and_a_fixed_rerun_loads_every_row_
     done = project.run("run", "pipeline.yml")
     assert done.returncode == 0, done.stderr
     assert sorted(project.loaded()) == [("numbers", i) for i in range(100)]
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+PG_RUN = """\
+runners:
+  - name: training
+    variety: csv
+    type: consumer
+    path: in.csv
+    stage: {{type: parquet, path: stage}}
+    batch_configuration: {{size: 2000}}
+  - name: load
+    variety: postgres
+    type: producer
+    depends_on: [training]
+    profile: warehouse
+    table: {table}
+"""
+
+
+def pg_project(project: Project, server, **changes) -> tuple[str, bytes]:
+    """CSV -> Parquet stage -> the fixture's server (profile chmod 600); (table, password bytes)."""
+    (project.path / "in.csv").write_bytes((DATA / "datatraining.txt").read_bytes())
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    project.pipeline(PG_RUN.format(table=table))
+    fields = {**server.profile_dict(), **changes}
+    write_profiles(project.path / "profiles.yml", fields, name="warehouse")
+    return table, str(fields["password"]).encode()
+
+
+def table_count(server, table: str) -> tuple[int, int]:
+    with server.connect() as conn:
+        return conn.execute(f'SELECT count(*), count(DISTINCT "row") FROM "{table}"').fetchone()
+
+
+@pytest.mark.timeout(90)
+def test_csv_to_postgres_loads_each_row_once_and_never_shows_the_password(project, postgres):  # noqa: F811
+    table, password = pg_project(project, postgres)
+    outputs = [project.run("lint", "pipeline.yml", "--profiles", "profiles.yml")]
+    outputs.append(project.run("run", "pipeline.yml", "--profiles", "profiles.yml"))
+    assert outputs[-1].returncode == 0, outputs[-1].stderr
+    assert table_count(postgres, table) == (8143, 8143)
+    outputs.append(project.run("run", "pipeline.yml", "--profiles", "profiles.yml"))
+    assert outputs[-1].returncode == 0, outputs[-1].stderr
+    assert table_count(postgres, table) == (8143, 8143), "a rerun adds nothing"
+    assert table_rows(outputs[-1].stdout.decode(), "load") == (0, 0, 5)
+    for done in outputs:
+        assert password not in done.stdout + done.stderr
+
+
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("failure", ["no server on the port", "wrong password"])
+def test_a_postgres_producer_that_cannot_connect_exits_3_in_one_line_without_the_password(project, postgres,  # noqa: F811
+                                                                                          failure):
+    changes = {"no server on the port": {"port": free_port()},
+               "wrong password": {"password": postgres.password + "-Wrong"}}[failure]
+    _, password = pg_project(project, postgres, **changes)
+    done = project.run("run", "pipeline.yml", "--profiles", "profiles.yml")
+    assert done.returncode == 3, done.stderr
+    err = done.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "'load'" in err[0], err
+    assert password not in done.stdout + done.stderr
+    assert postgres.password.encode() not in done.stdout + done.stderr
+    no_children_left()
+
+
+@pytest.mark.timeout(90)
+def test_a_load_into_a_table_of_the_wrong_schema_exits_3_and_once_fixed_loads_each_row_once(project,
+                                                                                           postgres):  # noqa: F811
+    table, password = pg_project(project, postgres)
+    with postgres.connect() as conn:
+        conn.execute(f'CREATE TABLE "{table}" ("row" bigint, "date" integer, "CO2" date)')
+    done = project.run("run", "pipeline.yml", "--profiles", "profiles.yml")
+    assert done.returncode == 3, done.stderr
+    err = done.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "'load'" in err[0], err
+    assert password not in done.stdout + done.stderr
+    with postgres.connect() as conn:
+        conn.execute(f'DROP TABLE "{table}"')
+    again = project.run("run", "pipeline.yml", "--profiles", "profiles.yml")
+    assert again.returncode == 0, again.stderr
+    assert table_count(postgres, table) == (8143, 8143)
+    assert password not in again.stdout + again.stderr
