@@ -111,7 +111,7 @@ def test_an_option_named_like_a_pydantic_method_is_an_option_still(tmp_path):
 def test_the_defaults_of_a_runner(tmp_path):
     runner = load_config(write(tmp_path, CONSUMER)).runners[0]
     assert runner.mode == "thread" and runner.profile is None
-    assert runner.batch_configuration == BatchConfig(size=1000, seconds=None)
+    assert runner.batch_configuration == BatchConfig(size=None, seconds=None)  # the variety's default size
     assert runner.stage.keep is False
 
 
@@ -450,3 +450,12 @@ def test_the_schema_tells_consumers_from_producers_by_type_and_keeps_each_types_
     assert definitions["ProducerConfig"]["not"] == {
         "anyOf": [{"required": ["batch_configuration"]}, {"required": ["stage"]}]
     }
+
+
+@pytest.mark.parametrize(("variety", "size"), [("csv", 50_000), ("file", 1000)])
+def test_a_consumer_without_a_batch_size_gets_its_varietys(tmp_path, variety, size):
+    from chronopipe.runs.engine import batch_size
+
+    text = CONSUMER.replace("variety: socket", f"variety: {variety}")
+    assert "variety: " + variety in text
+    assert batch_size(load_config(write(tmp_path, text)).runners[0]) == size

@@ -78,7 +78,8 @@ class BatchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    size: int = Field(1000, ge=1, description="rows per batch")
+    size: int | None = Field(None, ge=1, description="rows per batch (default: 50,000 for csv consumers, "
+                                                     "whose batches are Arrow tables; 1,000 for the others)")
     seconds: float | None = Field(None, gt=0, description="flush a partial batch after this many seconds")
 
 
