@@ -60,6 +60,18 @@ class Marker:
 def markers(n):
     return [Marker("markers", i) for i in range(n)]
 
+def tick():
+    _log("tick")
+
+def trickle(n, pause, forever=False):
+    """A live source of yours: a record every ``pause`` seconds, then (``forever``) waits for good."""
+    for i in range(n):
+        yield {{"consumer": "trickle", "i": i}}
+        _log("read", i=i)
+        time.sleep(pause)
+    while forever:
+        time.sleep(1)
+
 def record(batch):
     _log("batch", id=batch.id, consumer=batch.consumer, rows=[row for row in batch.rows])
 
@@ -538,10 +550,10 @@ def staged_rows(stage: Path) -> int:
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_the_first_signal_drains_what_was_read_into_the_sink(project, signum, status, mode):
-    project.pipeline(live_run("interval", "every: 0.01", size=1000, seconds=30.0, mode=mode))
+    project.pipeline(live_run("interval", "every: 0.01\n    action: MOD:tick", size=1000, seconds=30.0, mode=mode))
     run = project.start("run", "pipeline.yml")
     try:
-        time.sleep(1.0)  # about 100 ticks read, none staged: the batch is neither full nor old
+        wait_until(lambda: len(project.events("tick")) >= 30, 20)  # read, not staged: the batch is not full nor old
         assert run.poll() is None and not project.events("batch")
         children = psutil.Process(run.pid).children(recursive=True)
         sent = time.monotonic()
@@ -553,7 +565,7 @@ def test_the_first_signal_drains_what_was_read_into_the_sink(project, signum, st
     assert time.monotonic() - sent < 5
     assert b"Traceback" not in err
     (read, staged, _, _), = balances(out.decode()).values()
-    assert read == staged == staged_rows(project.path / "stage") == len(project.loaded()) > 20
+    assert read == staged == staged_rows(project.path / "stage") == len(project.loaded()) >= 30
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
@@ -611,6 +623,33 @@ def test_a_record_class_of_yours_named_marker_is_staged_not_dropped(project, cap
     assert status == 0
     assert sorted(project.loaded()) == [("markers", i) for i in range(30)]
     assert balances(out) == {"live": (30, 30, 0, 0)}
+
+
+@pytest.mark.timeout(30)
+def test_a_live_iterable_of_yours_gets_partial_batches_cut_after_seconds(project, capsys):
+    project.pipeline(live_run("generator", "target: MOD:trickle\n    args: [12, 0.05]", size=1000, seconds=0.15))
+    assert cli(capsys, "run", "pipeline.yml")[0] == 0
+    sizes = [len(e["rows"]) for e in project.events("batch")]
+    assert len(sizes) >= 3 and max(sizes) <= 5, sizes
+    assert project.loaded() == [("trickle", i) for i in range(12)]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_ctrl_c_drains_a_live_iterable_of_yours_waiting_for_its_next_record(project, mode):
+    project.pipeline(live_run("generator", "target: MOD:trickle\n    args: [5, 0.01, true]", size=1000,
+                              seconds=30.0, mode=mode))
+    run = project.start("run", "pipeline.yml")
+    try:
+        wait_until(lambda: len(project.events("read")) == 5, 20)
+        time.sleep(0.2)  # the iterable asleep inside itself
+        sent = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=15)
+    finally:
+        run.kill() if run.poll() is None else None
+    assert run.returncode == 130 and time.monotonic() - sent < 3, err
+    assert project.loaded() == [("trickle", i) for i in range(5)]
 
 
 FAILING = """\

@@ -14,10 +14,12 @@ Output: one summary table on stdout (rows, batches, seconds per runner), then fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -120,7 +122,8 @@ def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO 
     with _Signals() as signals:
         run = Run(config, profiles, base=Path(config.base))
         try:
-            run.start()
+            with _held():  # a runner never started would be waited for, and its producers with it
+                run.start()
             _watch(run, err)
         except _Interrupted:
             print("chronopipe run: stopping: the consumers stage what they hold, the producers load it "
@@ -142,6 +145,20 @@ def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO 
         return EXIT_TERMINATED if signals.received == signal.SIGTERM else EXIT_INTERRUPTED
     found = any(s.rejected or s.late for s in summaries)
     return EXIT_FOUND if found else EXIT_OK
+
+
+@contextlib.contextmanager
+def _held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (pending) until the block ends, then arrive."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Interrupted(BaseException):

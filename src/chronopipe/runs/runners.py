@@ -55,6 +55,16 @@ def as_row(record: Any) -> dict[str, Any] | None:
     return {"value": record}
 
 
+_END_OF_ROWS = object()  # a live iterable's helper thread: the iterable ended
+
+
+class _Raised:
+    """A live iterable's helper thread: the iterable raised ``exc``."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
 class ConsumerRunner(Actor):
     """One consumer: its source into its stage, batch by batch (see the module docstring)."""
 
@@ -101,12 +111,76 @@ class ConsumerRunner(Actor):
 
     def _rows(self, records: Iterator[Any]) -> None:
         """A plain iterable (generator, a class of yours): records one by one, stop between them."""
+        if self.seconds is not None:
+            return self._rows_live(records)
         pending: list[dict[str, Any]] = []
         for record in records:
             self._take(record, pending)
             if self.stopping:
                 break
         self._cut(pending)
+
+    def _rows_live(self, records: Iterator[Any]) -> None:
+        """A plain iterable of a live source (``seconds`` set) is read on a helper thread, so a
+        partial batch is cut after ``seconds`` and a stop is seen within POLL even while the
+        iterable waits for its next record (the helper, left waiting inside it, is a daemon).
+        What the helper read before the stop is staged; an error of the iterable is raised here."""
+        import queue
+        import threading
+
+        handed: queue.Queue[Any] = queue.Queue(maxsize=self.size)
+
+        def pump() -> None:
+            item: Any = _END_OF_ROWS
+            try:
+                for record in records:
+                    if not self._hand(handed, record):
+                        return
+            except BaseException as exc:  # raised again in the runner's thread
+                item = _Raised(exc)
+            self._hand(handed, item)
+
+        helper = threading.Thread(target=pump, name=f"chronopipe:{self.name}:reader", daemon=True)
+        helper.start()
+        pending: list[dict[str, Any]] = []
+        first_at, item = 0.0, None
+        while not self.stopping:
+            wait = max(0.0, min(POLL, first_at + self.seconds - time.monotonic())) if pending else POLL
+            try:
+                item = handed.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            if item is _END_OF_ROWS or isinstance(item, _Raised):
+                break
+            if item is not None:
+                first_at = first_at if pending else time.monotonic()
+                self._take(item, pending)
+            if pending and time.monotonic() - first_at >= self.seconds:
+                self._cut(pending)
+        while self.stopping:  # what the helper read by now (and hands within POLL) is staged too
+            try:
+                item = handed.get(timeout=POLL)
+            except queue.Empty:
+                break
+            if item is _END_OF_ROWS or isinstance(item, _Raised):
+                break
+            self._take(item, pending)
+        self._cut(pending)
+        if isinstance(item, _Raised):
+            raise item.exc
+
+    def _hand(self, handed: Any, item: Any) -> bool:
+        """Put ``item`` on the helper's queue, waiting for room (at most POLL once the runner
+        stops); whether the helper should read on (False once the runner stops)."""
+        import queue
+
+        while True:
+            try:
+                handed.put(item, timeout=POLL)
+                return not self.stopping
+            except queue.Full:
+                if self.stopping:
+                    return False
 
     def _limited(self, records: Iterator[Any]) -> Iterator[Any]:
         for count, record in enumerate(records, 1):
