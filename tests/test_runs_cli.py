@@ -767,3 +767,45 @@ def test_a_load_into_a_table_of_the_wrong_schema_exits_3_and_once_fixed_loads_ea
     assert again.returncode == 0, again.stderr
     assert table_count(postgres, table) == (8143, 8143)
     assert password not in again.stdout + again.stderr
+
+
+# -- what is checked before anything runs ----------------------------------------------------
+MISTAKES = {
+    "missing input": ("    variety: csv\n    path: nothere.csv\n", "runners[0].path: nothere.csv: does not exist"),
+    "folder input": ("    variety: file\n    filename: .\n", "runners[0].filename: .: is a folder"),
+    "unresolvable function": ("    variety: generator\n    target: 'builtins:nope'\n",
+                              "runners[0].target: option target 'builtins:nope': 'builtins' has no 'nope'"),
+}
+
+
+@pytest.mark.parametrize("command", ["lint", "run"])
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_mistake_in_an_option_is_one_line_before_anything_runs(tmp_path, capsys, command, mistake):
+    lines, message = MISTAKES[mistake]
+    config = tmp_path / "p.yml"
+    config.write_text("runners:\n  - name: a\n    type: consumer\n" + lines + "    stage: {type: local, path: stage}\n")
+    assert main([command, str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith(message), err
+    assert not (tmp_path / "stage").exists()  # nothing ran
+
+
+def test_a_failed_run_prints_its_summary_and_says_its_batches_stay_staged(tmp_path, capsys):
+    module = tmp_path / "failing_rows.py"
+    module.write_text("def rows():\n    yield from ({'n': n} for n in range(30))\n"
+                      "    raise ValueError('row 31 is bad')\n")
+    config = tmp_path / "p.yml"
+    config.write_text("runners:\n  - name: a\n    type: consumer\n    variety: generator\n"
+                      "    target: 'failing_rows:rows'\n    stage: {type: local, path: stage}\n"
+                      "    batch_configuration: {size: 10}\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(["run", str(config)]) == 3
+    finally:
+        sys.path.remove(str(tmp_path))
+    printed = capsys.readouterr()
+    assert printed.out.startswith("runner  type")
+    assert printed.err.strip().splitlines()[-1] == (
+        "chronopipe run: actor 'a' failed: ValueError: row 31 is bad; progress: a emitted 3; "
+        "complete batches stay staged for the next run")
+    assert len((tmp_path / "stage" / "manifest.jsonl").read_text().splitlines()) == 3

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -25,6 +26,8 @@ from typing import Any, TextIO
 
 __all__ = ["add_parsers", "run_lint", "run_run"]
 
+#: the option naming the input file of the consumer varieties that read one (checked before a run)
+INPUT_OPTIONS = {"csv": "path", "file": "filename", "capture": "filename"}
 GRACE = 60.0  # seconds the producers get to load what was staged after a Ctrl-C
 CANCEL_WAIT = 5.0  # seconds the runners get to end once told to stop at once
 
@@ -66,13 +69,16 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                 raise UsageError(f"{where}: no profile {name!r} in {args.profiles or '~/.chronopipe/profiles.yml'} "
                                  f"(known: {', '.join(sorted(known)) or 'none'})")
             profiles[name] = known[name]
-    _check_paths(config)
+    _preflight(config)
     return config, profiles
 
 
-def _check_paths(config: Any) -> None:
-    """A stage folder that is a file, or a sink folder inside a stage folder: refused before
-    anything runs (a sink never writes among the batches it reads, nor onto an input)."""
+def _preflight(config: Any) -> None:
+    """What can be checked before anything runs, each a UsageError (exit 2) at its place in the
+    file: an input file (csv, file, capture) missing or unreadable, a function's import path
+    that does not resolve, a stage folder that is a file, a sink folder inside a stage folder
+    (a sink never writes among the batches it reads, nor onto an input)."""
+    from ..runs.varieties import CALLABLE_OPTIONS, VarietyError, resolve_import
     from .outputs import UsageError
 
     base = Path(config.base)
@@ -84,6 +90,24 @@ def _check_paths(config: Any) -> None:
                 raise UsageError(f"{config.where(('runners', index, 'stage', 'path'))}: {path} is a file, "
                                  "not a folder")
             stages[path] = runner.name
+    for index, runner in enumerate(config.runners):
+        key = INPUT_OPTIONS.get(runner.variety) if runner.type == "consumer" else None
+        value = runner.options.get(key) if key else None
+        if isinstance(value, str):
+            path = base / value
+            if not path.is_file():
+                why = "is a folder" if path.is_dir() else "does not exist" if not path.exists() else "is not a file"
+                raise UsageError(f"{config.where(('runners', index, key))}: {value}: {why}")
+            if not os.access(path, os.R_OK):
+                raise UsageError(f"{config.where(('runners', index, key))}: {value}: permission denied")
+    for index, runner in enumerate(config.runners):
+        for key in CALLABLE_OPTIONS & runner.options.keys():
+            value = runner.options[key]
+            if isinstance(value, str) and ":" in value:
+                try:
+                    resolve_import(value, f"option {key}")
+                except VarietyError as exc:
+                    raise UsageError(f"{config.where(('runners', index, key))}: {exc}") from None
     for index, runner in enumerate(config.runners):
         target = runner.options.get("path") if runner.type == "producer" else None
         if isinstance(target, str):
@@ -111,6 +135,7 @@ def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO 
     143 SIGTERM). The first Ctrl-C or SIGTERM drains (the consumers stage what they hold, the
     producers load what was staged, within GRACE seconds); a second one stops everything at once.
     """
+    from ..actors import ActorError
     from ..runs.engine import Run
     from ..runtime import Runtime
     from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
@@ -139,12 +164,31 @@ def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO 
                 run.cancel()
             signals.restore()  # a third signal: what it does outside a run (the runtime's teardown)
             run.wait(CANCEL_WAIT)
-    summaries = run.join(0) if signals.received is None else run.summary()
-    _print_summary(summaries, out, err, time.monotonic() - (run.started_at or time.monotonic()))
+    seconds = time.monotonic() - (run.started_at or time.monotonic())
+    try:
+        summaries = run.join(0) if signals.received is None else run.summary()
+    except ActorError as exc:
+        return _failed(exc, run, out, err, seconds)
+    _print_summary(summaries, out, err, seconds)
     if signals.received is not None:
         return EXIT_TERMINATED if signals.received == signal.SIGTERM else EXIT_INTERRUPTED
     found = any(s.rejected or s.late for s in summaries)
     return EXIT_FOUND if found else EXIT_OK
+
+
+def _failed(exc: Any, run: Any, out: TextIO, err: TextIO, seconds: float) -> int:
+    """A runner failed: the summary so far, then one line naming it (exit 3; 2 when it could not
+    read its input). Nothing it completed is lost: complete batches stay staged for the next run."""
+    from . import INPUT_ERRORS, failure_summary
+    from .outputs import EXIT_DIED, EXIT_USAGE
+
+    _print_summary(run.summary(), out, err, seconds)
+    if exc.exc_type in INPUT_ERRORS:
+        print(f"chronopipe run: {str(exc).splitlines()[0]}", file=err)
+        return EXIT_USAGE
+    line = failure_summary(exc).split("; in flight (lost)")[0]  # messages about staged batches, not rows
+    print(f"chronopipe run: {line}; complete batches stay staged for the next run", file=err)
+    return EXIT_DIED
 
 
 @contextlib.contextmanager
