@@ -153,7 +153,7 @@ def content_id(consumer: str, seq: int, batch: Batch) -> str:
     :data:`ID_LENGTH` hex digits.
 
     The content is hashed in the form the batch holds: a Table as the Arrow IPC stream of its
-    chunks combined into one (schema and metadata included), rows as their JSON lines
+    rows alone, each column in one chunk (schema and metadata included), rows as their JSON lines
     (:meth:`Batch.json_lines`, keys in their order: a source read again gives them in the same
     order). So the same input read the same way gives the same id in every process and run; the
     same values as rows and as a Table give different ids. Values under null slots of a Table
@@ -169,7 +169,11 @@ def content_id(consumer: str, seq: int, batch: Batch) -> str:
     if batch.arrow:
         import pyarrow as pa
 
-        table = batch.table.combine_chunks()
+        # Each column copied into buffers of its own: a slice of a bigger table shares the
+        # bigger table's buffers, which the IPC stream would carry beyond the slice's rows.
+        table = batch.table
+        table = pa.table([pa.concat_arrays(column.chunks) if column.num_chunks else column.combine_chunks()
+                          for column in table.columns], schema=table.schema)
         out = pa.BufferOutputStream()
         with pa.ipc.new_stream(out, table.schema) as writer:
             writer.write_table(table)
