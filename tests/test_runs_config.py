@@ -364,6 +364,22 @@ def test_a_self_referencing_alias_loads_without_walking_forever(tmp_path):
     assert loop[0] == 1 and loop[1] is loop
 
 
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)) + "runners: *i\n"
+
+
+@pytest.mark.timeout(20)
+def test_a_billion_laughs_of_aliases_is_refused_in_one_line_at_the_first_node_too_big(tmp_path):
+    # 9**9 nodes expanded: before the refusal, loading it grew to gigabytes and never ended
+    assert errors(tmp_path, BILLION_LAUGHS) == [
+        "pipeline.yml:6:4: the document expands to more than 100,000 nodes through aliases"]
+
+
+def test_a_big_document_without_aliases_is_not_refused_for_its_size(tmp_path):
+    config = load_config(write(tmp_path, CONSUMER + f"    kwargs: {{values: {list(range(150_000))}}}\n"))
+    assert len(config.runners[0].options["kwargs"]["values"]) == 150_000
+
+
 # -- where: positions for errors found after loading ------------------------------------------
 def test_where_names_the_file_line_and_column_of_a_value(tmp_path):
     path = write(tmp_path, SEED)

@@ -4,7 +4,8 @@ A run is a list of runners: a consumer reads a source into a stage folder in bat
 loads the batches of the consumers it ``depends_on`` into a sink. Keys beside the common ones are
 the variety's options (``uri:`` of a socket consumer). docs/runs.schema.json describes the format.
 
-Read with a yaml ``SafeLoader`` (a key given twice in one mapping is refused), validated by the
+Read with :class:`~chronopipe.runs.yamlread.StrictLoader` (a yaml ``SafeLoader`` refusing a key given
+twice in one mapping, and aliases expanding the document by more than 100,000 nodes), validated by the
 models below. All errors are reported at once, one line each in the file's order, naming the file,
 line, column and YAML path (a missing key at the mapping lacking it, an unknown key at the key)::
 
@@ -14,12 +15,14 @@ line, column and YAML path (a missing key at the mapping lacking it, an unknown 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
+
+from .yamlread import StrictLoader, yaml_error_line
 
 __all__ = [
     "AcceptedOptions", "BatchConfig", "ConfigError", "ConsumerConfig", "Loc", "ProducerConfig", "RunConfig",
@@ -170,37 +173,6 @@ class RunConfig(BaseModel):
 
 
 # -- YAML with positions ---------------------------------------------------------------------
-class StrictLoader(yaml.SafeLoader):
-    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (yaml keeps the last one
-    silently). Keys brought in by a ``<<`` merge may still be overridden, as YAML intends."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            first = seen.get(key) if isinstance(key, Hashable) else None  # unhashable: SafeLoader says so
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark
-                )
-            if isinstance(key, Hashable):
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-def yaml_error_line(source: str, error: yaml.YAMLError) -> str:
-    """One line ``FILE:LINE:COL: problem`` for a yaml error, at yaml's own position, without the
-    snippet of the line yaml prints (it could show a password, in a profiles file)."""
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    problem = getattr(error, "problem", None) or getattr(error, "context", None) or type(error).__name__
-    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
-    if context and context != problem and context_mark is not None:
-        problem += f" ({context} at line {context_mark.line + 1})"
-    return f"{source}{f':{mark.line + 1}:{mark.column + 1}' if mark else ''}: {problem}"
-
-
 def format_loc(loc: Sequence[str | int]) -> str:
     """``runners[2].stage.path`` for ``("runners", 2, "stage", "path")``.
 

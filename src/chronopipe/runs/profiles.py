@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 from pydantic_core import core_schema
 
-from .config import StrictLoader, yaml_error_line
+from .yamlread import StrictLoader, yaml_error_line
 
 __all__ = [
     "ENV_PREFIX",
