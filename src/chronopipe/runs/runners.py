@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..actors import Actor
 from ..channels import END, Channel
+from .intake import POLL, Pump, recut
 
-__all__ = ["ConsumerRunner", "ProducerRunner", "as_row"]
-
-POLL = 0.1  # seconds: how often a waiting consumer looks at its stop flag and its batch's age
+__all__ = ["ConsumerRunner", "InputChanged", "ProducerRunner", "as_row"]
 
 
 def as_row(record: Any) -> dict[str, Any] | None:
@@ -55,18 +55,28 @@ def as_row(record: Any) -> dict[str, Any] | None:
     return {"value": record}
 
 
-_END_OF_ROWS = object()  # a live iterable's helper thread: the iterable ended
+#: consumers whose source gives the same records again when read again (a file): a rerun checks
+#: that the batches an earlier run staged come again, and fails if the input changed
+REREAD = frozenset({"csv", "file", "capture"})
+#: consumers of live sources: what they read is new; a rerun numbers its batches after the last
+LIVE = frozenset({"socket", "websocket", "tcp-server", "tcp-client", "udp", "http", "interval", "cron",
+                  "follow", "stdin"})
 
 
-class _Raised:
-    """A live iterable's helper thread: the iterable raised ``exc``."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+class InputChanged(Exception):  # noqa: N818 (what happened, not whose fault)
+    """A consumer's input is not what an earlier run staged from it (exactly once would break)."""
 
 
 class ConsumerRunner(Actor):
-    """One consumer: its source into its stage, batch by batch (see the module docstring)."""
+    """One consumer: its source into its stage, batch by batch (see the module docstring).
+
+    A rerun resumes: the batches an earlier run staged for this consumer are cut again at the
+    same rows, in order, and must come out the same (same content id), so they are neither
+    staged nor loaded twice; the rows after them make new batches, numbered after the last.
+    A file whose rows changed fails the run (:class:`InputChanged`); a generator or a class of
+    yours that gives other rows this time gives new rows, numbered after the earlier ones. A
+    live source's rows are new: its batches are numbered after the last one staged.
+    """
 
     def __init__(self, name: str, *, variety: str, options: Mapping[str, Any], base: Path, stage: Mapping[str, Any],
                  size: int, seconds: float | None = None, outputs: Iterable[Channel] = (),
@@ -87,7 +97,10 @@ class ConsumerRunner(Actor):
         self._began = time.monotonic()
         self._stage = open_stage(self.stage_spec["type"], self.stage_spec["path"],
                                  keep=self.stage_spec.get("keep", False))
-        self._seq = 0
+        earlier = sorted(self._stage.complete([self.name]), key=lambda ref: ref.seq)
+        self._after = max((ref.seq for ref in earlier), default=-1) + 1  # the first number no batch has
+        self._plan = deque([] if self.variety in LIVE else earlier)  # to cut again, in order
+        self._seq = self._after if self.variety in LIVE else 0
         source = make_source(self.variety, self.options, name=self.name, base=self.base, size=self.size)
         self._row = row_maker(self.variety)
         if type(source).__name__ == "CSVBatches":
@@ -98,89 +111,46 @@ class ConsumerRunner(Actor):
             self._rows(self._limited(iter(source)))
         self._account(source)
 
+    def _target(self) -> int:
+        """The rows of the next batch: where an earlier run cut, else ``size``."""
+        return self._plan[0].rows if self._plan else self.size
+
     def _tables(self, source: Any) -> None:
-        """A source of whole tables (CSVBatches): each is one batch already."""
+        """A source of Arrow tables (CSVBatches): cut again only where an earlier run cut elsewhere."""
         from .batch import Batch
 
-        for table in source:
+        for table in recut(source, self._target):
+            self.figures["records"] += table.num_rows
+            self._put(Batch(table))
             if self.stopping:
                 source.stop() if hasattr(source, "stop") else None
                 break
-            self.figures["records"] += table.num_rows
-            self._put(Batch(table))
 
     def _rows(self, records: Iterator[Any]) -> None:
-        """A plain iterable (generator, a class of yours): records one by one, stop between them."""
-        if self.seconds is not None:
-            return self._rows_live(records)
+        """A plain iterable (generator, a class of yours), read by a Pump: a partial batch is cut
+        after ``seconds``, and a stop is seen within POLL even while the iterable waits for its
+        next record; what was read by then is staged. An error of the iterable is raised here."""
+        pump = Pump(records, name=self.name, stopping=lambda: self.stopping, high=max(self.size, 1000)).start()
         pending: list[dict[str, Any]] = []
-        for record in records:
-            self._take(record, pending)
-            if self.stopping:
-                break
-        self._cut(pending)
-
-    def _rows_live(self, records: Iterator[Any]) -> None:
-        """A plain iterable of a live source (``seconds`` set) is read on a helper thread, so a
-        partial batch is cut after ``seconds`` and a stop is seen within POLL even while the
-        iterable waits for its next record (the helper, left waiting inside it, is a daemon).
-        What the helper read before the stop is staged; an error of the iterable is raised here."""
-        import queue
-        import threading
-
-        handed: queue.Queue[Any] = queue.Queue(maxsize=self.size)
-
-        def pump() -> None:
-            item: Any = _END_OF_ROWS
-            try:
-                for record in records:
-                    if not self._hand(handed, record):
-                        return
-            except BaseException as exc:  # raised again in the runner's thread
-                item = _Raised(exc)
-            self._hand(handed, item)
-
-        helper = threading.Thread(target=pump, name=f"chronopipe:{self.name}:reader", daemon=True)
-        helper.start()
-        pending: list[dict[str, Any]] = []
-        first_at, item = 0.0, None
-        while not self.stopping:
-            wait = max(0.0, min(POLL, first_at + self.seconds - time.monotonic())) if pending else POLL
-            try:
-                item = handed.get(timeout=wait)
-            except queue.Empty:
-                item = None
-            if item is _END_OF_ROWS or isinstance(item, _Raised):
-                break
-            if item is not None:
-                first_at = first_at if pending else time.monotonic()
-                self._take(item, pending)
-            if pending and time.monotonic() - first_at >= self.seconds:
+        first_at = 0.0
+        while not pump.ended:
+            wait = POLL
+            if pending and self.seconds is not None:
+                wait = max(0.0, min(POLL, first_at + self.seconds - time.monotonic()))
+            taken = pump.take(wait)
+            if taken and not pending:
+                first_at = time.monotonic()
+            for record in taken:
+                self._take(record, pending)
+            if pending and self.seconds is not None and time.monotonic() - first_at >= self.seconds:
                 self._cut(pending)
-        while self.stopping:  # what the helper read by now (and hands within POLL) is staged too
-            try:
-                item = handed.get(timeout=POLL)
-            except queue.Empty:
+            if self.stopping:
+                for record in pump.take(0.0):  # what it read by now is staged too
+                    self._take(record, pending)
                 break
-            if item is _END_OF_ROWS or isinstance(item, _Raised):
-                break
-            self._take(item, pending)
         self._cut(pending)
-        if isinstance(item, _Raised):
-            raise item.exc
-
-    def _hand(self, handed: Any, item: Any) -> bool:
-        """Put ``item`` on the helper's queue, waiting for room (at most POLL once the runner
-        stops); whether the helper should read on (False once the runner stops)."""
-        import queue
-
-        while True:
-            try:
-                handed.put(item, timeout=POLL)
-                return not self.stopping
-            except queue.Full:
-                if self.stopping:
-                    return False
+        if pump.ended and pump.error is not None:
+            raise pump.error
 
     def _limited(self, records: Iterator[Any]) -> Iterator[Any]:
         for count, record in enumerate(records, 1):
@@ -233,7 +203,7 @@ class ConsumerRunner(Actor):
             self.figures["over_limit"] += 1  # arrived before the source saw our stop
             return
         pending.append(row)
-        if len(pending) >= self.size:
+        if len(pending) >= self._target():
             self._cut(pending)
 
     def _cut(self, pending: list[dict[str, Any]]) -> None:
@@ -248,6 +218,16 @@ class ConsumerRunner(Actor):
 
         batch.consumer, batch.seq = self.name, self._seq
         batch.id = content_id(self.name, self._seq, batch)
+        if self._plan:
+            staged = self._plan.popleft()
+            if batch.id != staged.id:  # not the rows the earlier run staged as this batch
+                if self.variety in REREAD:
+                    raise InputChanged(
+                        f"{self.name}: the input changed since an earlier run staged it (batch {staged.seq}, "
+                        f"{staged.rows:,} rows, differs): give the consumer a new stage folder to load it again")
+                self._plan.clear()  # new rows: numbered after the earlier run's batches
+                batch.seq = self._seq = self._after
+                batch.id = content_id(self.name, self._seq, batch)
         self._seq += 1
         if self._stage.put(batch):
             self.figures["batches"] += 1
@@ -297,6 +277,7 @@ class ProducerRunner(Actor):
         self._loaded: set[str] = set()
         for stage in self._stages.values():
             self._loaded |= stage.done(self.name)
+        self._before = frozenset(self._loaded)  # what earlier runs loaded
         self._sink = make_sink(self.variety, self.options, base=self.base, profile=self.profile)
         self._sink.open()
         self._sweep()  # what an earlier run staged and did not load
@@ -305,7 +286,8 @@ class ProducerRunner(Actor):
         if self.stopping:  # told to stop at once: what is left stays staged for the next run
             return
         if message["batch"] in self._loaded:
-            self.figures["skipped"] += 1  # loaded by an earlier run (or by the start-up sweep)
+            if message["batch"] in self._before:
+                self.figures["skipped"] += 1  # loaded by an earlier run (not: by our start-up sweep)
             return
         self._load(message["consumer"], message["batch"])
 
