@@ -16,11 +16,14 @@ import time
 import uuid
 from decimal import Decimal
 
+import psutil
 import pyarrow as pa
 import pytest
 
 from chronopipe.runs.batch import Batch
-from chronopipe.runs.postgres import LEDGER, PostgresSink, PostgresSinkError, _binary_chunks
+from chronopipe.runs.pgbinary import binary_chunks
+from chronopipe.runs.postgres import KEEPALIVES, LEDGER, PostgresSink, PostgresSinkError
+from chronopipe.runs.profiles import Profile, Secret
 from chronopipe.runs.sinks import SinkError
 from postgres_helper import (
     NOT_FOUND,
@@ -142,8 +145,8 @@ def test_numbers_dates_and_timestamps_load_the_same_in_binary_as_in_csv(postgres
     binary, csv = pa.table(NUMBERS), pa.table({**NUMBERS, "text": ["x"] * 4})
     sink.write(Batch(binary, id="b1", consumer="binary"))
     sink.write(Batch(csv, id="b1", consumer="csv"))
-    assert _binary_chunks(binary, sink._columns["binary"]) is not None  # the binary path was taken...
-    assert _binary_chunks(csv, sink._columns["csv"]) is None  # ...and the other one was not
+    assert binary_chunks(binary, sink._columns["binary"]) is not None  # the binary path was taken...
+    assert binary_chunks(csv, sink._columns["csv"]) is None  # ...and the other one was not
     columns = ", ".join(NUMBERS)
     got = query(postgres, f'SELECT {columns} FROM "{schema}".binary ORDER BY i NULLS LAST, j')
     assert got == query(postgres, f'SELECT {columns} FROM "{schema}".csv ORDER BY i NULLS LAST, j')
@@ -259,6 +262,103 @@ def test_statistics_count_batches_rows_skipped_and_seconds(schema, sink):
         sink.write(Batch(numbered(0, 5), id=batch_id, consumer="stats"))
     stats = sink.statistics()
     assert (stats["batches"], stats["rows"], stats["skipped"]) == (2, 10, 1) and stats["seconds"] > 0
+
+
+# -- the profile: its schema, a dsn, secrets typed into other fields -----------------------------
+def test_a_profiles_schema_is_the_sinks_schema_and_is_created_when_missing(postgres, schema):  # noqa: F811
+    profile = Profile(name="pg", fields={**postgres.profile_dict(), "schema": schema})  # as the seed's: schema: test
+    with PostgresSink(profile) as each:
+        assert each.write(Batch(numbered(0, 2), id="b1", consumer="seeded")) == 2
+    assert query(postgres, f'SELECT id FROM "{schema}".seeded ORDER BY id') == [(0,), (1,)]
+
+
+def test_a_dict_profiles_schema_is_the_sinks_schema_not_a_connect_keyword(postgres, schema):  # noqa: F811
+    with PostgresSink({**postgres.connect_options(), "schema": schema}) as each:
+        assert each.write(Batch(numbered(0, 1), id="b1", consumer="dicted")) == 1
+    assert query(postgres, f'SELECT id FROM "{schema}".dicted') == [(0,)]
+
+
+def test_the_producers_schema_wins_over_the_profiles(postgres, schema):  # noqa: F811
+    profile = Profile(name="pg", fields={**postgres.profile_dict(), "schema": "not_this_one"})
+    assert PostgresSink(profile, schema=schema).schema == schema
+
+
+def test_a_profiles_dsn_connects_with_its_password_inside(postgres, schema):  # noqa: F811
+    dsn = f"postgresql://{postgres.user}:{postgres.password}@{postgres.host}:{postgres.port}/{postgres.dbname}"
+    profile = Profile(name="pg", fields={"dsn": dsn})
+    assert isinstance(profile["dsn"], Secret)
+    with PostgresSink(profile, schema=schema) as each:
+        assert each.write(Batch(numbered(0, 1), id="b1", consumer="by_dsn")) == 1
+
+
+def test_a_dsn_that_cannot_connect_shows_as_stars_and_its_parts_without_the_password(postgres):  # noqa: F811
+    password = "Wr0ng-" + uuid.uuid4().hex
+    dsn = f"postgresql://{postgres.user}:{password}@{postgres.host}:{postgres.port}/{postgres.dbname}"
+    with pytest.raises(PostgresSinkError, match="password authentication failed") as e:
+        PostgresSink(Profile(name="pg", fields={"conninfo": dsn})).open()
+    message = str(e.value)
+    assert message.startswith(f"postgres sink: cannot connect to {postgres.user}@{postgres.host}:{postgres.port}/")
+    assert "(profile pg, dsn ***)" in message and password not in message and dsn not in message
+
+
+def test_the_password_typed_into_another_field_too_is_scrubbed_from_the_whole_message(postgres):  # noqa: F811
+    password = "Wr0ng-" + uuid.uuid4().hex
+    profile = Profile(name="pg", fields={**postgres.profile_dict(), "user": password, "password": password})
+    with pytest.raises(PostgresSinkError, match="password authentication failed") as e:
+        PostgresSink(profile).open()
+    assert password not in str(e.value) and str(e.value).startswith("postgres sink: cannot connect to ***@")
+
+
+def test_the_password_typed_into_the_port_is_not_printed_by_the_port_check():
+    from chronopipe.runs.profiles import ProfileError
+
+    profile = Profile(name="pg", fields={"host": "127.0.0.1", "port": "hunter2", "password": "hunter2"})
+    with pytest.raises(ProfileError, match=r"port must be a whole number, not '\*\*\*'$") as e:
+        PostgresSink(profile).open()
+    assert "hunter2" not in str(e.value)
+
+
+# -- a dead or stalled server ----------------------------------------------------------------------
+def test_a_connection_has_keepalives_and_a_tcp_user_timeout_by_default(sink):
+    sink.write(Batch(numbered(0, 1), id="b1", consumer="alive"))
+    parameters = sink._conn.info.get_parameters()
+    assert {key: parameters.get(key) for key in KEEPALIVES} == {key: str(value) for key, value in KEEPALIVES.items()}
+
+
+def test_a_profiles_fields_override_the_keepalive_defaults(postgres, schema):  # noqa: F811
+    fields = {**postgres.profile_dict(), "keepalives_idle": 5, "tcp_user_timeout": 7000}
+    with PostgresSink(Profile(name="pg", fields=fields), schema=schema) as each:
+        each.open()
+        parameters = each._conn.info.get_parameters()
+    assert [parameters[key] for key in ("keepalives_idle", "tcp_user_timeout", "keepalives")] == ["5", "7000", "1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_server_stopped_mid_copy_fails_the_batch_after_tcp_user_timeout(postgres, schema, monkeypatch):  # noqa: F811
+    import chronopipe.runs.postgres as module
+
+    fields = {**postgres.profile_dict(), "tcp_user_timeout": 2000}  # milliseconds
+    backend: list[psutil.Process] = []
+    encode, rescue = module.binary_chunks, threading.Timer(20, lambda: backend[0].resume())
+
+    def stalling(*args):  # the server stops (SIGSTOP) once the COPY has begun, before its first row
+        chunks = encode(*args)
+        backend[0].suspend()
+        rescue.start()  # resumed after 20 s whatever this thread is stuck in (else a hang fails the test late)
+        yield from chunks
+
+    monkeypatch.setattr(module, "binary_chunks", lambda *args: stalling(*args))
+    with PostgresSink(Profile(name="pg", fields=fields), schema=schema) as each:
+        each.open()
+        backend.append(psutil.Process(each._conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+        started = time.monotonic()
+        try:  # 14 MB of COPY: more than the socket buffers hold, so the server's receive window closes
+            with pytest.raises(PostgresSinkError, match=rf"^postgres sink: {schema}\.stalled: .*"):
+                each.write(Batch(numbered(0, 1_000_000), id="b1", consumer="stalled"))
+            assert time.monotonic() - started < 15
+        finally:
+            rescue.cancel()
+            backend[0].resume()  # ALWAYS: the session's server is shared
 
 
 # -- a process killed mid-load, then a rerun ------------------------------------------------------

@@ -92,6 +92,39 @@ def test_a_missing_default_file_leaves_the_profiles_of_the_environment(tmp_path,
     assert list(profiles) == ["warehouse"] and profiles["warehouse"]["host"] == "db"
 
 
+def test_without_the_default_file_the_seeds_socket_el_profile_file_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".socket_el").mkdir()
+    seed = write(tmp_path / ".socket_el", name="profile.yml")
+    profile = load_profiles(environ={})["postgres"]
+    assert profile["host"] == "127.0.0.1" and profile.source == str(seed)
+
+
+def test_the_default_file_wins_over_the_seeds_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".socket_el").mkdir()
+    (tmp_path / ".chronopipe").mkdir()
+    write(tmp_path / ".socket_el", name="profile.yml")
+    write(tmp_path / ".chronopipe", SEED.replace("127.0.0.1", "db.example"))
+    assert load_profiles(environ={})["postgres"]["host"] == "db.example"
+
+
+def test_the_seeds_file_others_may_read_is_refused_with_the_chmod_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".socket_el").mkdir()
+    seed = write(tmp_path / ".socket_el", name="profile.yml", mode=0o644)
+    with pytest.raises(ProfileError, match=rf"^{seed}: group or others may read .*run: chmod 600 {seed}$"):
+        load_profiles(environ={})
+
+
+def test_an_unknown_profile_names_both_files_looked_in_when_neither_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ProfileError) as caught:
+        load_profiles(environ={})["postgres"]
+    assert (f"looked in {tmp_path}/.chronopipe/profiles.yml, not found, {tmp_path}/.socket_el/profile.yml, "
+            "not found, and CHRONOPIPE_PROFILE_* variables") in str(caught.value)
+
+
 def test_a_missing_explicit_file_is_an_error(tmp_path):
     with pytest.raises(ProfileError, match=r"^.*nope\.yml: no such profiles file$"):
         load_profiles(tmp_path / "nope.yml", environ={})
@@ -183,9 +216,13 @@ def test_an_unknown_field_is_a_key_error_naming_the_fields():
         ({"passwd": "pw"}, {"password": "pw"}),
         ({"schema": "my schema"}, {"options": r"-c search_path=my\ schema"}),
         ({"sslmode": "require", "connect_timeout": 5, "table": "t"}, {"sslmode": "require", "connect_timeout": "5"}),
+        ({"keepalives_idle": 5, "tcp_user_timeout": 9000}, {"keepalives_idle": "5", "tcp_user_timeout": "9000"}),
+        ({"dsn": "host=db password=pw"}, {"conninfo": "host=db password=pw"}),
+        ({"conninfo": "host=db", "port": 5433}, {"conninfo": "host=db", "port": 5433}),
         ({}, {}),
     ],
-    ids=["dbname first", "database", "port as int", "user", "passwd", "schema escaped", "libpq keys only", "none"],
+    ids=["dbname first", "database", "port as int", "user", "passwd", "schema escaped", "libpq keys only",
+         "keepalive keys", "dsn", "conninfo under the fields", "none"],
 )
 def test_connect_options_gives_the_fields_set_in_psycopgs_terms(fields, expected):
     assert Profile(name="p", fields=fields).connect_options() == expected
@@ -195,6 +232,17 @@ def test_connect_options_gives_the_fields_set_in_psycopgs_terms(fields, expected
 def test_a_port_that_is_not_a_whole_number_is_an_error_naming_the_profile(port):
     with pytest.raises(ProfileError, match=r"^profile 'p' \(f\.yml\): port must be a whole number"):
         Profile(name="p", fields={"port": port}, source="f.yml").connect_options()
+
+
+@pytest.mark.parametrize("key", ["dsn", "conninfo", "warehouse_dsn"])
+def test_a_connection_string_is_a_secret_since_it_may_hold_the_password(key):
+    assert isinstance(Profile(name="p", fields={key: "postgresql://u:pw@db/x"})[key], Secret)
+
+
+def test_the_password_typed_into_the_port_is_not_printed_by_the_port_check():
+    with pytest.raises(ProfileError) as caught:
+        Profile(name="p", fields={"port": "hunter2", "password": "hunter2"}).connect_options()
+    assert str(caught.value) == "profile 'p': port must be a whole number, not '***'"
 
 
 # -- Secret ---------------------------------------------------------------------------------

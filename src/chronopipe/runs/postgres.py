@@ -5,7 +5,8 @@ Contracts:
     ``write(batch)`` per batch, ``close()`` at the end (also after a failure). One sink, one
     connection, one thread: a producer owns its sink.
   * Target: ``{schema}.{table}``; ``table`` defaults to the batch's consumer name (one table per
-    consumer), ``schema`` to the connection's ``current_schema()`` (a given schema is created).
+    consumer), ``schema`` to the profile's ``schema``, else the connection's ``current_schema()``
+    (a schema given either way is created).
     ``CREATE TABLE IF NOT EXISTS`` from the batch's Arrow schema (:func:`postgres_type`); a column a
     later batch brings is added (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``). Columns are matched by
     name, so the table's column order does not matter. Identifiers are quoted, never interpolated.
@@ -15,23 +16,30 @@ Contracts:
     The ledger row and the rows commit together, so a process killed at any point leaves each row
     once after a rerun, and two sinks loading the same batch concurrently load it once (the second
     waits on the first's ledger row, then sees the conflict).
-  * Values: ``COPY (FORMAT binary)`` built with numpy when every column is a number, boolean, date or
-    timestamp that its column on the server takes exactly; else ``COPY (FORMAT csv)`` written by
-    ``pyarrow.csv``: NULL an unquoted empty field, an empty string a quoted one (they stay apart),
-    nested values (list, struct, map) JSON text for ``jsonb``, binary ``bytea`` hex. Both stream in
-    CHUNK_ROWS pieces. Do not change a target's column types while a sink loads it.
-  * Secrets: the password reaches psycopg only as ``password=`` (never in a DSN string) and is
-    scrubbed from every message this module raises. psycopg and pyarrow are imported when used.
+  * Values: ``COPY (FORMAT binary)`` built with numpy (``runs.pgbinary``) when every column is a
+    number, boolean, date or timestamp that its column on the server takes exactly; else ``COPY
+    (FORMAT csv)`` written by ``pyarrow.csv``: NULL an unquoted empty field, an empty string a quoted
+    one (they stay apart), nested values (list, struct, map) JSON text for ``jsonb``, binary ``bytea``
+    hex. Both stream in CHUNK_ROWS pieces. Do not change a target's column types while a sink loads it.
+  * A dead or stalled server: :data:`KEEPALIVES` (a profile's fields override them) end the
+    connection, failing the batch, when a sent piece of a COPY stays unacknowledged, or the server's
+    receive buffer full, for ``tcp_user_timeout`` (a host down, a server stopped mid-COPY), or when
+    the server's host stops answering keepalives while we wait. NOT noticed: a server process that is
+    stopped or hung while we wait for its answer (its kernel still answers): the producer waits.
+  * Secrets: every Secret value of the profile (and a dict's password and dsn) is scrubbed from every
+    message this module raises. psycopg and pyarrow are imported when used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .batch import json_default
+from .pgbinary import binary_chunks
 from .sinks import Sink, SinkError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,11 +47,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .batch import Batch
 
-__all__ = ["LEDGER", "PostgresSink", "PostgresSinkError", "postgres_type"]
+__all__ = ["KEEPALIVES", "LEDGER", "PostgresSink", "PostgresSinkError", "postgres_type"]
 
 LEDGER = "_chronopipe_batches"
 CHUNK_ROWS = 10_000  # rows per COPY write: small enough to overlap our encoding with the server's parsing
 MAX_IDENTIFIER = 63  # bytes: PostgreSQL silently truncates longer names (two columns could become one)
+_DSN = ("dsn", "conninfo")  # a connection string, given whole: a secret (it may hold the password)
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+              "tcp_user_timeout": 30_000}  # fmt: skip
+"""libpq options every connection gets unless its profile sets them: probes after 30 s idle, every 10 s,
+3 unanswered ends it; data unacknowledged (or a zero window) for 30,000 ms ends it."""
 
 
 class PostgresSinkError(SinkError):
@@ -126,91 +139,11 @@ def _csv_chunks(table: pa.Table) -> Iterator[memoryview]:
         yield memoryview(out.getvalue())
 
 
-#: COPY (FORMAT binary) encodings: the column's type on the server -> (Arrow types it takes, wire dtype)
-_BINARY = {"bigint": ("integer", ">i8"), "integer": ("integer", ">i4"), "smallint": ("integer", ">i2"),
-           "double precision": ("float64", ">f8"), "boolean": ("boolean", "u1"), "date": ("date", ">i4"),
-           "timestamp without time zone": ("naive", ">i8"), "timestamp with time zone": ("aware", ">i8")}
-_PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days after 1970-01-01
-
-
-def _binary_column(column: pa.ChunkedArray, server_type: str) -> tuple[Any, Any] | None:
-    """(big-endian values with nulls as 0, validity or None) of ``column`` for a ``server_type``
-    column, or None when it does not encode exactly as the CSV text would load (then CSV it is)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.types as t
-
-    takes, wire = _BINARY.get(server_type, ("", ""))
-    kind = column.type
-    if t.is_dictionary(kind):
-        column, kind = column.cast(kind.value_type), kind.value_type
-    fits = {"integer": t.is_integer(kind), "float64": t.is_float64(kind) or t.is_integer(kind),
-            "boolean": t.is_boolean(kind), "date": t.is_date(kind), "naive": t.is_timestamp(kind) and kind.tz is None,
-            "aware": t.is_timestamp(kind) and kind.tz is not None}
-    if not fits.get(takes):
-        return None
-    valid = None if column.null_count == 0 else pc.is_valid(column).to_numpy(zero_copy_only=False)
-    try:
-        if takes in ("naive", "aware"):  # microseconds after 2000-01-01 (UTC for an aware one)
-            micros = column if kind.unit == "ns" else column.cast(pa.timestamp("us", kind.tz))  # safe: may raise
-            values = pc.fill_null(micros.cast(pa.int64()), 0).to_numpy()
-            if kind.unit == "ns":
-                values = (values + 500) // 1000  # rounded, as the server rounds a text value
-            values = values - _PG_EPOCH_DAYS * 86_400_000_000
-        elif takes == "date":
-            values = pc.fill_null(column.cast(pa.date32()).cast(pa.int32()), 0).to_numpy() - _PG_EPOCH_DAYS
-        else:
-            to = {"boolean": pa.bool_(), "float64": pa.float64()}.get(takes) or pa.from_numpy_dtype(wire[1:])
-            zero = False if takes == "boolean" else 0
-            values = pc.fill_null(column.cast(to), zero).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # out of range: let the server say so in CSV
-        return None
-    return np.asarray(values).astype(wire), valid
-
-
-def _binary_chunks(table: pa.Table, server_types: dict[str, str]) -> Iterator[memoryview] | None:
-    """COPY (FORMAT binary) of ``table`` in CHUNK_ROWS pieces built with numpy, or None when a column
-    has no exact binary encoding for its server type. Each row: int16 field count, then per field an
-    int32 length (-1: NULL) and the big-endian value; null fields' value bytes are masked out."""
-    import numpy as np
-
-    encoded = [_binary_column(column, server_types.get(name, "")) for name, column in
-               zip(table.column_names, table.columns, strict=True)]
-    if not encoded or any(e is None for e in encoded):
-        return None
-    row = np.dtype([("n", ">i2")] + [f for i, (v, _) in enumerate(encoded) for f in
-                                     ((f"l{i}", ">i4"), (f"v{i}", v.dtype))])
-
-    def chunks() -> Iterator[memoryview]:
-        yield memoryview(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
-        for start in range(0, table.num_rows, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, table.num_rows)
-            rec = np.empty(stop - start, row)
-            rec["n"] = len(encoded)
-            keep = None
-            for i, (values, valid) in enumerate(encoded):
-                rec[f"v{i}"] = values[start:stop]
-                size = values.dtype.itemsize
-                if valid is None:
-                    rec[f"l{i}"] = size
-                    continue
-                rec[f"l{i}"] = np.where(valid[start:stop], size, -1)
-                if keep is None:
-                    keep = np.ones((stop - start, row.itemsize), bool)
-                offset = row.fields[f"v{i}"][1]
-                keep[~valid[start:stop], offset:offset + size] = False
-            raw = rec.view(np.uint8).reshape(stop - start, row.itemsize)
-            yield memoryview(raw.reshape(-1) if keep is None else raw[keep])
-        yield memoryview(b"\xff\xff")
-
-    return chunks()
-
-
 def _connect_options(profile: Any) -> tuple[str, dict[str, Any]]:
-    """(profile name, psycopg keywords with every Secret revealed) from a Profile or a plain dict."""
+    """(profile name, psycopg keywords with every Secret revealed) from a Profile or a plain dict
+    (its ``schema`` is the sink's, not a keyword)."""
     if isinstance(profile, Mapping):
-        name, options = "", dict(profile)
+        name, options = "", {key: value for key, value in profile.items() if key != "schema"}
     else:
         name, options = str(getattr(profile, "name", "") or ""), dict(profile.connect_options())
     options = {k: v.reveal() if hasattr(v, "reveal") else v for k, v in options.items()}
@@ -224,7 +157,8 @@ class PostgresSink(Sink):
 
     ``profile``: a Profile (``.name``, ``.connect_options()``) or a dict of psycopg connect keywords.
     ``table``: the target table (default: each batch's consumer name). ``schema``: default the
-    connection's current schema. ``connect_timeout``: seconds for a connection attempt.
+    profile's ``schema``, else the connection's current schema. ``connect_timeout``: seconds for a
+    connection attempt.
 
     Raises:
         ValueError: ``table`` or ``schema`` is empty or longer than MAX_IDENTIFIER bytes.
@@ -232,6 +166,8 @@ class PostgresSink(Sink):
 
     def __init__(self, profile: Any, *, table: str | None = None, schema: str | None = None,
                  connect_timeout: float = 10.0) -> None:
+        if schema is None and callable(get := getattr(profile, "get", None)) and get("schema") is not None:
+            schema = str(get("schema"))  # the seed's profile names its schema: created if missing, as schema= is
         for what, value in (("table", table), ("schema", schema)):
             if value is not None and not 0 < len(value.encode()) <= MAX_IDENTIFIER:
                 raise ValueError(f"postgres sink: {what} name {value!r} must have 1 to {MAX_IDENTIFIER} bytes")
@@ -285,35 +221,50 @@ class PostgresSink(Sink):
 
     # -- internals ------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
-        _, options = _connect_options(self.profile)
-        fields = getattr(self.profile, "fields", None) or {}  # a Profile's other Secret fields too
-        return [str(v) for k, v in options.items() if k in ("password", "dsn", "conninfo") and v] + [
-            v.reveal() for v in fields.values() if hasattr(v, "reveal") and v.reveal()]
+        """Every Secret value of the profile, its password and dsn whatever their type, and the password
+        inside its dsn: the longest first (one may hold another)."""
+        from psycopg import Error
+        from psycopg.conninfo import conninfo_to_dict
+
+        profile = self.profile
+        fields = profile if isinstance(profile, Mapping) else getattr(profile, "fields", None)
+        fields = fields if fields is not None else profile.connect_options()  # a tempdb server, say
+        found = {key: value.reveal() if hasattr(value, "reveal") else str(value) for key, value in fields.items()
+                 if value is not None and (hasattr(value, "reveal") or key in ("password", "passwd", *_DSN))}
+        for key in _DSN:
+            with contextlib.suppress(Error):
+                found[f"{key} password"] = conninfo_to_dict(found.get(key, "")).get("password") or ""
+        return sorted({secret for secret in found.values() if secret}, key=len, reverse=True)
 
     def _say(self, where: str, error: BaseException) -> str:
-        """A one-line message for ``error`` with every secret of the profile replaced by ***."""
-        reason = " ".join(str(error).split()) or type(error).__name__
+        """A one-line message for ``error``, with every secret of the profile replaced by ***."""
+        message = f"postgres sink: {where}: {' '.join(str(error).split()) or type(error).__name__}"
         for secret in self._secrets():
-            reason = reason.replace(secret, "***")
-        return f"postgres sink: {where}: {reason}"
+            message = message.replace(secret, "***")
+        return message
 
     def _connection(self) -> Any:
         """The open connection, (re)connecting and setting up the schema and ledger when needed."""
         import psycopg
         from psycopg import sql
+        from psycopg.conninfo import conninfo_to_dict
 
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         self._columns.clear()
         name, options = _connect_options(self.profile)
-        conninfo = str(options.pop("dsn", "") or options.pop("conninfo", "") or "")
-        options.setdefault("connect_timeout", max(1, round(self.connect_timeout)))
-        options.setdefault("application_name", "chronopipe")
-        where = (f"cannot connect to {options.get('user', '')}@{options.get('host', '')}:{options.get('port', '')}"
-                 f"/{options.get('dbname', '')}" + (f" (profile {name})" if name else ""))
-        schema = self.schema or "current_schema()"
+        dsn = next((str(given) for given in [options.pop(key, None) for key in _DSN] if given), "")
+        notes = [f"profile {name}"] * bool(name) + ["dsn ***"] * bool(dsn)  # the dsn may hold a password
+        suffix = f" ({', '.join(notes)})" if notes else ""
+        where, schema = "cannot connect" + suffix, self.schema or "current_schema()"
         try:
-            conn = psycopg.connect(conninfo, **options, autocommit=True)
+            params = conninfo_to_dict(dsn, **options)  # the profile's own fields over the dsn's
+            for key, value in {**KEEPALIVES, "connect_timeout": max(1, round(self.connect_timeout)),
+                               "application_name": "chronopipe"}.items():  # fmt: skip
+                params.setdefault(key, value)
+            user, host, port, dbname = (params.get(key, "") for key in ("user", "host", "port", "dbname"))
+            where = f"cannot connect to {user}@{host}:{port}/{dbname}{suffix}"
+            conn = psycopg.connect(**params, autocommit=True)
         except psycopg.Error as e:
             raise PostgresSinkError(self._say(where, e)) from None
         try:
@@ -357,7 +308,7 @@ class PostgresSink(Sink):
             ledger = sql.SQL("INSERT INTO {} (batch_id, target, rows) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING "
                              "RETURNING batch_id").format(sql.Identifier(self._schema, LEDGER))
             self._ensure_table(conn, target, columns)
-            chunks = _binary_chunks(table, self._columns[target])
+            chunks = binary_chunks(table, self._columns[target], CHUNK_ROWS)
             copy_format = "binary" if chunks is not None else "csv"
             copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(name, names, sql.SQL(copy_format))
             with conn.transaction():

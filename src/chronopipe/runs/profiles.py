@@ -1,7 +1,8 @@
 """Profiles: named connection settings kept out of the run configuration, with secrets that do not print.
 
 A run configuration names a profile (``profile: postgres``); its fields come from
-``~/.chronopipe/profiles.yml`` (or a file given explicitly) and from environment variables::
+``~/.chronopipe/profiles.yml`` (or a file given explicitly; the seed's ``~/.socket_el/profile.yml``
+when that one does not exist and it does) and from environment variables::
 
     postgres:
       user: postgres
@@ -48,17 +49,20 @@ __all__ = [
     "default_profiles_path",
     "is_secret_key",
     "load_profiles",
+    "seed_profiles_path",
 ]
 
-SECRET_KEYS: frozenset[str] = frozenset({"password", "passwd", "secret", "token", "api_key", "key"})
+SECRET_KEYS: frozenset[str] = frozenset({"password", "passwd", "secret", "token", "api_key", "key", "dsn",
+                                         "conninfo"})  # fmt: skip
 """Keys whose values are secrets: the key itself, any case, or ending with ``_`` and one of these
-(``db_password``, ``access_token``, ``client_secret``)."""
+(``db_password``, ``access_token``, ``client_secret``). A ``dsn`` may hold a password: a secret too."""
 
 ENV_PREFIX = "CHRONOPIPE_PROFILE_"
 
 # libpq connection keywords a profile may carry that Profile.connect_options passes on as they are.
 _LIBPQ = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name",
-          "target_session_attrs")  # fmt: skip
+          "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+          "tcp_user_timeout")  # fmt: skip
 
 
 class ProfileError(Exception):
@@ -177,24 +181,30 @@ class Profile(BaseModel):
         return self.fields.get(key, default)
 
     def connect_options(self) -> dict[str, Any]:
-        """Keywords for ``psycopg.connect(**options)``: host, port (int), user, password (revealed:
-        keep the dict out of logs), dbname (``dbname`` or ``database``), the libpq keys sslmode,
-        sslrootcert, sslcert, sslkey, connect_timeout, application_name and target_session_attrs,
-        and ``options="-c search_path=SCHEMA"`` when ``schema`` is set. Only the fields set.
+        """Keywords for ``psycopg.connect(**options)``: ``conninfo`` (a ``dsn`` or ``conninfo`` field,
+        revealed: the fields below override its parameters), host, port (int), user, password
+        (revealed: keep the dict out of logs), dbname (``dbname`` or ``database``), the libpq keys
+        sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name,
+        target_session_attrs, keepalives, keepalives_idle, keepalives_interval, keepalives_count and
+        tcp_user_timeout, and ``options="-c search_path=SCHEMA"`` when ``schema`` is set. Only the
+        fields set; any other field is the business of whoever reads the profile.
 
-        Raises: ProfileError when port is not a whole number.
+        Raises: ProfileError when port is not a whole number (the message shows no secret).
 
         >>> Profile(name="pg", fields={"host": "db", "port": "5432", "database": "test", "schema": "raw"}
         ...         ).connect_options()
         {'host': 'db', 'port': 5432, 'dbname': 'test', 'options': '-c search_path=raw'}
         """
         fields, options = self.fields, {}
+        dsn = fields.get("dsn", fields.get("conninfo"))
+        if dsn is not None:
+            options["conninfo"] = dsn.reveal() if isinstance(dsn, Secret) else str(dsn)
         if fields.get("host") is not None:
             options["host"] = str(fields["host"])
         if fields.get("port") is not None:
             port = fields["port"]
             if isinstance(port, bool) or not re.fullmatch(r"\s*\d+\s*", str(port)):
-                raise ProfileError(f"{self._where()}: port must be a whole number, not {port!r}")
+                raise ProfileError(self.scrub(f"{self._where()}: port must be a whole number, not {port!r}"))
             options["port"] = int(str(port))
         if fields.get("user") is not None:
             options["user"] = str(fields["user"])
@@ -211,6 +221,14 @@ class Profile(BaseModel):
             schema = re.sub(r"([\\\s])", r"\\\1", str(fields["schema"]))
             options["options"] = f"-c search_path={schema}"
         return options
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the value of every Secret field of this profile written ``***`` (a password
+        typed into another field by mistake, say)."""
+        secrets = [value.reveal() for value in self.fields.values() if isinstance(value, Secret) and value]
+        for secret in sorted(secrets, key=len, reverse=True):  # the longest first: one may hold another
+            text = text.replace(secret, "***")
+        return text
 
     def _where(self) -> str:
         return f"profile {self.name!r}" + (f" ({self.source})" if self.source else "")
@@ -245,16 +263,24 @@ def default_profiles_path() -> Path:
     return Path.home() / ".chronopipe" / "profiles.yml"
 
 
+def seed_profiles_path() -> Path:
+    """``~/.socket_el/profile.yml``, where the seed (socket_el) kept its profiles."""
+    return Path.home() / ".socket_el" / "profile.yml"
+
+
 def load_profiles(
     path: str | Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     secret_keys: Collection[str] = SECRET_KEYS,
 ) -> Profiles:
-    """The profiles of ``path`` (default ``~/.chronopipe/profiles.yml``) with the environment's
-    ``CHRONOPIPE_PROFILE_<NAME>_<FIELD>`` variables over them (``environ``: default ``os.environ``).
+    """The profiles of ``path`` (default ``~/.chronopipe/profiles.yml``; when that does not exist and
+    the seed's ``~/.socket_el/profile.yml`` does, that one, under the same rules) with the
+    environment's ``CHRONOPIPE_PROFILE_<NAME>_<FIELD>`` variables over them (``environ``: default
+    ``os.environ``).
 
-    A missing default file gives no profiles but those of the environment.
+    Missing default files give no profiles but those of the environment. An unknown name's
+    ProfileError names the files looked in.
 
     Raises:
         ProfileError: an explicit file is missing; the file is readable or writable by group or
@@ -263,7 +289,10 @@ def load_profiles(
     """
     environ = os.environ if environ is None else environ
     explicit = path is not None
-    path = Path(path).expanduser() if path is not None else default_profiles_path()
+    looked = [Path(path).expanduser() if explicit else default_profiles_path()]
+    if not explicit and not looked[0].exists():
+        looked.append(seed_profiles_path())
+    path = next((file for file in looked if file.exists()), looked[0])
     secret_keys = frozenset(key.lower() for key in secret_keys)
     profiles: dict[str, dict[str, Any]] = {}
     if explicit or path.exists():
@@ -285,8 +314,8 @@ def load_profiles(
         found[name] = Profile.model_validate(
             {"name": name, "fields": fields, "source": source}, context={"secret_keys": secret_keys}
         )
-    state = "" if path.exists() else ", not found"
-    return Profiles(found, source=f"{path}{state}, and {ENV_PREFIX}* variables")
+    files = "".join(f"{file}{'' if file.exists() else ', not found'}, " for file in looked)
+    return Profiles(found, source=f"{files}and {ENV_PREFIX}* variables")
 
 
 def _read(path: Path, secret_keys: frozenset[str]) -> dict[str, dict[str, Any]]:
