@@ -809,3 +809,219 @@ def test_a_failed_run_prints_its_summary_and_says_its_batches_stay_staged(tmp_pa
         "chronopipe run: actor 'a' failed: ValueError: row 31 is bad; progress: a emitted 3; "
         "complete batches stay staged for the next run")
     assert len((tmp_path / "stage" / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+# -- preflight: what a variety's constructor refuses is a mistake in the file, found before anything runs --
+def _consumer_csv(extra: str = "", stage: str = "stage") -> str:
+    return f"  - name: a\n    type: consumer\n    variety: csv\n    path: in.csv\n{extra}" \
+           f"    stage: {{type: local, path: {stage}}}\n"
+
+
+def _producer(variety: str, extra: str) -> str:
+    return f"  - name: p\n    type: producer\n    variety: {variety}\n    depends_on: [a]\n{extra}"
+
+
+OPTION_MISTAKES = {
+    "limit not a number": (_consumer_csv("    limit: abc\n"), "runners[0].limit: limit must be a whole number"),
+    "negative limit": (_consumer_csv("    limit: -3\n"), "runners[0].limit: limit must be a whole number"),
+    "unknown column type": (_consumer_csv("    column_types: {Temperature: bogus}\n"),
+                            "runners[0].column_types: unknown column type 'bogus'"),
+    "negative interval": ("  - name: a\n    type: consumer\n    variety: interval\n    every: -1\n"
+                          "    stage: {type: local, path: stage}\n", "runners[0].every: source 'a': every must be"),
+    "unknown compression": (_consumer_csv() + _producer("parquet", "    path: out\n    compression: nosuch\n"),
+                            "runners[1].compression: parquet sink compression 'nosuch'"),
+    "sink path is the input file": (_consumer_csv() + _producer("csv", "    path: in.csv\n"),
+                                    "runners[1].path: in.csv is a file, not a folder"),
+    "stage folder cannot be made": (_consumer_csv(stage="/proc/nope/st"),
+                                    "runners[0].stage.path: /proc/nope/st: cannot "),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("command", ["lint", "run"])
+@pytest.mark.parametrize("mistake", sorted(OPTION_MISTAKES))
+def test_an_option_value_the_variety_refuses_is_one_line_exit_2_before_anything_runs(tmp_path, command, mistake):
+    text, message = OPTION_MISTAKES[mistake]
+    (tmp_path / "in.csv").write_bytes((DATA / "datatest.txt").read_bytes())
+    before = (tmp_path / "in.csv").read_bytes()
+    (tmp_path / "p.yml").write_text("runners:\n" + text)
+    done = subprocess.run([sys.executable, "-m", "chronopipe", command, "p.yml"], cwd=tmp_path,
+                          capture_output=True, timeout=30)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.count("\n") == 1 and re.match(rf"chronopipe {command}: p\.yml:\d+:\d+: ", err), err
+    assert message in err, err
+    assert done.stdout == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "p.yml"], "nothing ran, nothing was made"
+    assert (tmp_path / "in.csv").read_bytes() == before
+
+
+@pytest.mark.timeout(30)
+def test_lint_and_run_leave_the_port_of_a_tcp_server_consumer_alone(project, capsys):
+    with socket.socket() as held:  # taken: a source that bound it while checking would fail here
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        project.pipeline(live_run("tcp-server", f"port: {port}", size=10))
+        status, out, err = cli(capsys, "lint", "pipeline.yml")
+    assert status == 0, err
+    assert "ok (2 runners)" in out
+
+
+@pytest.mark.timeout(30)
+def test_run_makes_a_missing_stage_folder_and_lint_does_not(project, capsys):
+    project.pipeline(live_run("generator", "target: builtins:range\n    args: [3]", size=10)
+                     .replace("path: stage", "path: deep/er/stage"))
+    assert cli(capsys, "lint", "pipeline.yml")[0] == 0
+    assert not (project.path / "deep").exists()
+    assert cli(capsys, "run", "pipeline.yml")[0] == 0
+    assert (project.path / "deep" / "er" / "stage").is_dir()
+
+
+# -- a stage folder belongs to one run at a time ------------------------------------------------
+SLOW_TICKS = """\
+runners:
+  - name: ticks
+    variety: interval
+    type: consumer
+    every: {every}
+    limit: {limit}
+    stage: {{type: local, path: stage}}
+    batch_configuration: {{size: 5}}
+  - name: loader
+    variety: callable
+    type: producer
+    depends_on: [ticks]
+    target: MOD:record
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_second_run_of_the_same_file_is_refused_while_the_first_loads_every_row_once(project):
+    project.pipeline(SLOW_TICKS.format(every=0.1, limit=40))  # 4 s of ticks
+    first = project.start("run", "pipeline.yml")
+    others = []
+    try:
+        wait_until(lambda: len(project.events("batch")) >= 1, 20)
+        others = [project.start("run", "pipeline.yml") for _ in range(2)]
+        refused = [p.communicate(timeout=30) for p in others]
+        assert first.poll() is None, "the first run was still going while the others tried"
+        out, err = first.communicate(timeout=30)
+    finally:
+        for p in [first, *others]:
+            p.kill() if p.poll() is None else None
+    assert first.returncode == 0, err
+    assert [p.returncode for p in others] == [2, 2], refused
+    for stdout, stderr in refused:
+        assert stderr.decode() == (f"chronopipe run: stage folder {project.path / 'stage'} is in use by "
+                                   f"another run (pid {first.pid})\n")
+        assert stdout == b""
+    assert [row["n"] for row in (r for e in project.events("batch") for r in e["rows"])] == list(range(1, 41))
+    assert balances(out.decode()) == {"ticks": (40, 40, 0, 0)}
+    assert project.run("run", "pipeline.yml").returncode == 0, "the folder is free once the run ended"
+    no_children_left()
+
+
+@pytest.mark.timeout(60)
+def test_a_sigkilled_run_does_not_block_the_next(project):
+    project.pipeline(SLOW_TICKS.format(every=0.05, limit=10_000).replace("    every:", "    mode: process\n    every:"))
+    first = project.start("run", "pipeline.yml")
+    try:
+        wait_until(lambda: len(project.events("batch")) >= 1, 20)
+        children = psutil.Process(first.pid).children(recursive=True)
+        assert children, "a process runner"
+        first.kill()
+        first.wait(10)
+    finally:
+        first.kill() if first.poll() is None else None
+    project.pipeline(SLOW_TICKS.format(every=0.01, limit=12))
+    done = project.run("run", "pipeline.yml")  # at once: the killed run's process runner may be ending still
+    assert done.returncode == 0, done.stderr
+    assert balances(done.stdout.decode()) == {"ticks": (12, 12, 0, 0)}
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "the killed run's process runner ended"
+    no_children_left()
+
+
+# -- what the failure line and --help say ---------------------------------------------------------
+@pytest.mark.timeout(30)
+def test_a_failure_line_names_the_exception_class_without_its_module(project):
+    (project.path / "broken_sink.py").write_text(
+        "class LoadError(Exception):\n    pass\n\n"
+        "class Broken:\n    def open(self):\n        pass\n"
+        "    def write(self, batch):\n        raise LoadError('the table is read-only')\n"
+        "    def close(self):\n        pass\n")
+    project.pipeline(live_run("generator", "target: builtins:range\n    args: [5]", size=10)
+                     .replace("variety: callable", "variety: broken_sink:Broken").replace("target: MOD:record\n", ""))
+    done = project.run("run", "pipeline.yml")
+    assert done.returncode == 3, done.stderr
+    line = done.stderr.decode().strip().splitlines()[-1]
+    assert "actor 'loader' failed: LoadError: the table is read-only" in line, line
+    assert "broken_sink." not in line
+
+
+@pytest.mark.timeout(30)
+def test_lint_help_lists_only_the_exit_statuses_lint_returns(capsys):
+    with pytest.raises(SystemExit):
+        main(["lint", "--help"])
+    lint_help = capsys.readouterr().out.split("exit status:")[1]
+    statuses = re.findall(r"^\s+(\d+)\s", lint_help, re.M)
+    assert statuses == ["0", "2"], lint_help
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    run_help = capsys.readouterr().out.split("exit status:")[1]
+    assert re.findall(r"^\s+(\d+)\s", run_help, re.M) == ["0", "1", "2", "3", "130", "143"]
+
+
+# -- the summary table ---------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_a_cancelled_runner_shows_the_seconds_it_ran(project):
+    project.pipeline(live_run("interval", "every: 0.002", size=5, mode="process", sink="slow"))
+    began = time.monotonic()
+    run = project.start("run", "pipeline.yml")
+    try:
+        wait_until(lambda: len(project.events("batch")) >= 3, 20)  # 0.3 s a batch: it ran over 0.6 s
+        ran = time.monotonic() - began
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=15)
+    finally:
+        run.kill() if run.poll() is None else None
+    assert run.returncode == 130, err
+    table = {line.split()[0]: line.split() for line in out.decode().splitlines()[1:3]}
+    assert set(table) == {"live", "loader"}, out
+    assert "live: cancelled" in out.decode(), out
+    for name, cells in table.items():
+        assert 0.6 <= float(cells[-1]) <= ran + 5, (name, out)
+    no_children_left()
+
+
+@pytest.mark.timeout(60)
+def test_a_run_waits_for_the_lock_the_ending_runners_of_a_dead_run_still_hold(project):
+    project.pipeline(SLOW_TICKS.format(every=0.01, limit=12))
+    lock = project.path / "stage" / ".run.lock"
+    lock.parent.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    lock.write_bytes(dead.stdout)  # the run that took it is gone; an orphaned process runner of it holds it still
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2)", str(lock)],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        done = project.run("run", "pipeline.yml")
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert done.returncode == 0, done.stderr
+    assert balances(done.stdout.decode()) == {"ticks": (12, 12, 0, 0)}
+
+
+@pytest.mark.timeout(30)
+def test_consumers_sharing_a_stage_folder_spelled_two_ways_lock_it_once(project, capsys):
+    text = pipeline(consumer("left", 20), consumer("right", 9, start=100, stage="./other/../stage"),
+                    recorder("loader", ["left", "right"]))
+    project.pipeline(text)
+    status, _, err = cli(capsys, "run", "pipeline.yml")
+    assert status == 0, err
+    expected = [("left", i) for i in range(20)] + [("right", i) for i in range(100, 109)]
+    assert sorted(project.loaded()) == sorted(expected)

@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     add_run_parsers(sub)
     for command in sub.choices.values():  # every --help ends with the exit status table, as written
         command.formatter_class = argparse.RawDescriptionHelpFormatter
-        command.epilog = EXIT_CODES
+        command.epilog = command.epilog or EXIT_CODES  # or its own (lint's)
     return top
 
 

@@ -28,6 +28,14 @@ __all__ = ["add_parsers", "run_lint", "run_run"]
 
 #: the option naming the input file of the consumer varieties that read one (checked before a run)
 INPUT_OPTIONS = {"csv": "path", "file": "filename", "capture": "filename"}
+#: consumer varieties preflight does not construct: what their constructor does is not a check
+UNBUILT = {"generator": "it calls your function", "tcp-server": "it binds its port",
+           "udp": "it binds its port"}
+#: producer varieties whose ``path`` is a folder of batch files
+FOLDER_SINKS = frozenset({"csv", "parquet"})
+LINT_EXIT_CODES = """exit status:
+  0    the file is valid (nothing ran)
+  2    errors in the file or its profiles, each listed as FILE:LINE:COL: PATH: message"""
 GRACE = 60.0  # seconds the producers get to load what was staged after a Ctrl-C
 CANCEL_WAIT = 5.0  # seconds the runners get to end once told to stop at once
 
@@ -36,15 +44,17 @@ def add_parsers(subparsers: Any) -> None:
     """Register ``run`` and ``lint`` on ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
     for command, text in (("run", "run a pipeline.yml: consumers into stages, producers into sinks"),
                           ("lint", "check a pipeline.yml (and the profiles it names) without running it")):
-        parser = subparsers.add_parser(command, help=text, description=text + ". Format: docs/runs.md.")
+        parser = subparsers.add_parser(command, help=text, description=text + ". Format: docs/runs.md.",
+                                       epilog=LINT_EXIT_CODES if command == "lint" else None)
         parser.add_argument("config", type=Path, metavar="PIPELINE.yml", help="the run's YAML file")
         parser.add_argument("--profiles", type=Path, metavar="FILE",
                             help="the profiles file (default ~/.chronopipe/profiles.yml; also "
                                  "CHRONOPIPE_PROFILE_<NAME>_<FIELD> environment variables)")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The validated config and the profiles it names; UsageError (exit 2) for any mistake."""
+def _load(args: argparse.Namespace, *, lint: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The validated config and the profiles it names; UsageError (exit 2) for any mistake.
+    ``lint``: make no stage folder (check that one could be made)."""
     from ..runs.config import ConfigError, load_config
     from ..runs.profiles import ProfileError, load_profiles
     from ..runs.varieties import accepted_options
@@ -69,15 +79,16 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                 raise UsageError(f"{where}: no profile {name!r} in {args.profiles or '~/.chronopipe/profiles.yml'} "
                                  f"(known: {', '.join(sorted(known)) or 'none'})")
             profiles[name] = known[name]
-    _preflight(config)
+    _preflight(config, profiles, lint=lint)
     return config, profiles
 
 
-def _preflight(config: Any) -> None:
+def _preflight(config: Any, profiles: dict[str, Any], *, lint: bool = False) -> None:
     """What can be checked before anything runs, each a UsageError (exit 2) at its place in the
-    file: an input file (csv, file, capture) missing or unreadable, a function's import path
-    that does not resolve, a stage folder that is a file, a sink folder inside a stage folder
-    (a sink never writes among the batches it reads, nor onto an input)."""
+    file: an input (csv, file, capture) missing or unreadable, an import path that does not
+    resolve, a ``limit`` that is no count, an option value the variety's constructor refuses, a
+    sink folder that is a file or inside a stage folder (a sink never writes among the batches
+    it reads, nor onto an input), a stage folder that cannot be made (made last; lint makes none)."""
     from ..runs.varieties import CALLABLE_OPTIONS, VarietyError, resolve_import
     from .outputs import UsageError
 
@@ -116,11 +127,94 @@ def _preflight(config: Any) -> None:
                 if path == stage or stage in path.parents:
                     raise UsageError(f"{config.where(('runners', index, 'path'))}: {target} is inside the stage "
                                      f"of {consumer!r}; give the sink its own folder")
+            if runner.variety in FOLDER_SINKS and path.exists() and not path.is_dir():
+                raise UsageError(f"{config.where(('runners', index, 'path'))}: {target} is a file, not a folder "
+                                 "(a sink writes a folder of batch files, never onto an input)")
+    for index, runner in enumerate(config.runners):
+        limit = runner.options.get("limit") if runner.type == "consumer" else None
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise UsageError(f"{config.where(('runners', index, 'limit'))}: limit must be a whole number >= 0 "
+                             f"(records), not {limit!r}")
+    for index, runner in enumerate(config.runners):
+        _construct(config, index, runner, profiles)
+    _stage_folders(config, stages, lint=lint)
+
+
+def _construct(config: Any, index: int, runner: Any, profiles: dict[str, Any]) -> None:
+    """Make a built-in runner's source or sink once, not started: a value its constructor refuses
+    is a UsageError at that option (else at the variety). Not made, only imported: classes of
+    yours, and UNBUILT. The others connect to nothing and open no file before they start (the
+    websocket, http, tcp-client, follow, stdin sources) or ``open()`` (the sinks, PostgreSQL's too)."""
+    from ..runs.engine import batch_size
+    from ..runs.varieties import CONSUMERS, PRODUCERS, VarietyError, make_sink, make_source, resolve_import
+    from .outputs import UsageError
+
+    consumer = runner.type == "consumer"
+    base = Path(config.base)
+    try:
+        if runner.variety not in (CONSUMERS if consumer else PRODUCERS):
+            resolve_import(runner.variety, f"{runner.type} variety")
+        elif consumer and runner.variety not in UNBUILT:
+            make_source(runner.variety, runner.options, name=runner.name, base=base, size=batch_size(runner))
+        elif not consumer:
+            profile = profiles.get(runner.profile) if getattr(runner, "profile", None) else None
+            make_sink(runner.variety, runner.options, base=base, profile=profile)
+    except (TypeError, ValueError, LookupError, VarietyError, OSError, ImportError) as exc:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        key = _named_option(line, runner.options)
+        where = config.where(("runners", index, key or "variety"))
+        raise UsageError(f"{where}: {line}" if key else f"{where}: {runner.variety} {runner.type}: {line}") from None
+
+
+def _named_option(message: str, options: dict[str, Any]) -> str | None:
+    """The option key ``message`` names (``column_types`` also as "column type"), if one.
+
+    >>> _named_option("unknown column type 'bogus'", {"path": "a.csv", "column_types": {}})
+    'column_types'
+    """
+    import re
+
+    for key in sorted(options, key=len, reverse=True):
+        spellings = {key, key.replace("_", " "), key.rstrip("s"), key.replace("_", " ").rstrip("s")}
+        if any(re.search(rf"(?<![\w.]){re.escape(s)}(?!\w)", message) for s in spellings if s):
+            return key
+    return None
+
+
+def _stage_folders(config: Any, stages: dict[Path, str], *, lint: bool) -> None:
+    """Make each stage folder (``run``), or check that it could be made (``lint``: the nearest
+    existing folder takes a new folder: one is made and removed there at once, nothing stays)."""
+    from ..runs.stages import StageError, open_stage
+    from .outputs import UsageError
+
+    for index, runner in enumerate(config.runners):
+        path = (Path(config.base) / runner.stage.path).resolve() if runner.type == "consumer" else None
+        if path is None or stages.pop(path, None) is None:
+            continue  # a producer, or a stage folder checked already (consumers may share one)
+        where = config.where(("runners", index, "stage", "path"))
+        if not lint:
+            try:
+                open_stage(runner.stage.type, path)
+            except StageError as exc:
+                raise UsageError(f"{where}: {str(exc).splitlines()[0]}") from None
+            continue
+        if path.is_dir():
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise UsageError(f"{where}: {path}: cannot use it as a stage folder (permission denied)")
+            continue
+        first = path
+        while not first.parent.exists() and first.parent != first:
+            first = first.parent
+        try:
+            first.mkdir()
+            first.rmdir()
+        except OSError as exc:
+            raise UsageError(f"{where}: {path}: cannot make the stage folder ({exc.strerror or exc})") from None
 
 
 def run_lint(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Validate the file; print what would run. Exit status 0, or 2 with the errors."""
-    config, _ = _load(args)
+    config, _ = _load(args, lint=True)
     out = sys.stdout if out is None else out
     for runner in config.runners:
         after = f" after {', '.join(runner.depends_on)}" if runner.type == "producer" else ""
@@ -135,20 +229,33 @@ def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO 
     143 SIGTERM). The first Ctrl-C or SIGTERM drains (the consumers stage what they hold, the
     producers load what was staged, within GRACE seconds); a second one stops everything at once.
     """
-    from ..actors import ActorError
     from ..runs.engine import Run
     from ..runtime import Runtime
-    from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+
+    config, profiles = _load(args)
+    Runtime()  # its signal handlers first, so that ours, put in front of them, decide
+    run = Run(config, profiles, base=Path(config.base))
+    try:
+        return _go(run, out, err)
+    finally:
+        run.close()  # the stage folders are free for the next run
+
+
+def _go(run: Any, out: TextIO | None, err: TextIO | None) -> int:
+    """Start ``run`` (UsageError when a stage folder is another run's), watch it, sum it up."""
+    from ..actors import ActorError
+    from ..runs.engine import StageInUse
+    from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    config, profiles = _load(args)
-    Runtime()  # its signal handlers first, so that ours, put in front of them, decide
     with _Signals() as signals:
-        run = Run(config, profiles, base=Path(config.base))
         try:
             with _held():  # a runner never started would be waited for, and its producers with it
-                run.start()
+                try:
+                    run.start()
+                except StageInUse as exc:
+                    raise UsageError(str(exc)) from None
             _watch(run, err)
         except _Interrupted:
             print("chronopipe run: stopping: the consumers stage what they hold, the producers load it "
@@ -187,6 +294,8 @@ def _failed(exc: Any, run: Any, out: TextIO, err: TextIO, seconds: float) -> int
         print(f"chronopipe run: {str(exc).splitlines()[0]}", file=err)
         return EXIT_USAGE
     line = failure_summary(exc).split("; in flight (lost)")[0]  # messages about staged batches, not rows
+    short = exc.exc_type.rpartition(".")[2]  # the class, not its module: PostgresSinkError
+    line = line.replace(f"failed: {exc.exc_type}", f"failed: {short}", 1)
     print(f"chronopipe run: {line}; complete batches stay staged for the next run", file=err)
     return EXIT_DIED
 

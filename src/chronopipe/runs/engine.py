@@ -10,12 +10,15 @@ has drained their stages. The run ends when every runner has.
     run.start()
     run.join()            # raises the first runner's ActorError, if one failed
     run.summary()         # one RunnerSummary per runner
+    run.close()           # lets the stage folders go (see Run.start)
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,8 +29,10 @@ from ..actors import Actor, ActorError
 from ..channels import open_channel
 from .runners import ConsumerRunner, ProducerRunner
 
-__all__ = ["Run", "RunnerSummary"]
+__all__ = ["LOCK", "Run", "RunnerSummary", "StageInUse"]
 
+LOCK = ".run.lock"  #: in each stage folder: held by the run using it (the holder's pid in it)
+ORPHANS_END = 3.0  # seconds the process runners of a killed run may take to see it and end
 INBOX = 64  # batch messages waiting at a producer before its consumers wait (backpressure)
 
 
@@ -57,6 +62,10 @@ class RunnerSummary:
         return self.records == self.rows + self.markers + self.over_limit
 
 
+class StageInUse(Exception):  # noqa: N818 (what it says is the state, not a fault)
+    """A stage folder is held by another run (its pid in the message): nothing was started."""
+
+
 class Run:
     """The runners of one config, as actors (see the module docstring).
 
@@ -70,6 +79,7 @@ class Run:
         self.profiles = dict(profiles or {})
         self.runners: list[Actor] = []
         self.started_at: float | None = None
+        self._locks: list[int] = []  # the file descriptors of the stage folders' LOCK files we hold
         self._build()
 
     def _build(self) -> None:
@@ -100,12 +110,54 @@ class Run:
                 profile=self.profiles.get(producer.profile) if producer.profile else None))
 
     def start(self) -> Run:
-        """Start every runner (producers first, so their inboxes have a reader); returns self."""
+        """Take each stage folder for this run, then start every runner (producers first, so
+        their inboxes have a reader); returns self. Two runs never share a stage folder: each
+        holds an exclusive ``flock`` on the folder's LOCK file for its whole life (its process
+        runners inherit it), released by :meth:`close`, or by the system when the process dies
+        (a killed run never blocks the next).
+
+        Raises:
+            StageInUse: another run holds a stage folder (nothing was started, nothing is held).
+            StageError: a stage folder cannot be made.
+        """
+        self._lock_stages()
         _preload(self.config.runners)
         self.started_at = time.monotonic()
         for runner in sorted(self.runners, key=lambda r: isinstance(r, ConsumerRunner)):
             runner.start()
         return self
+
+    def _lock_stages(self) -> None:
+        from .stages import StageError
+
+        # once each, however written (one process locking a file twice would lock itself out)
+        folders = {Path(_stage_spec(r, self.base)["path"]).resolve() for r in self.config.runners
+                   if r.type == "consumer"}
+        try:
+            for folder in sorted(folders):
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                except OSError as exc:
+                    raise StageError(f"{folder}: cannot use it as a stage folder ({exc.strerror or exc})") from None
+                if not _take(fd):
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                    os.close(fd)
+                    raise StageInUse(f"stage folder {folder} is in use by another run (pid {holder})")
+                self._locks.append(fd)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let the stage folders go (after the run; again: nothing). The LOCK files stay (empty)."""
+        locks, self._locks = self._locks, []
+        for fd in locks:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # the lock goes with the last descriptor of it (a process runner's copy ended)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether every runner has ended, waiting up to ``timeout`` seconds for it."""
@@ -159,9 +211,12 @@ class Run:
         for runner in self.runners:
             figures: dict[str, Any] = dict(getattr(runner, "figures", {}))
             spec = kinds[runner.name]
+            seconds = float(figures.get("seconds") or 0.0)
+            if not seconds and runner.started_at is not None:  # cancelled, or running: its figures have none
+                seconds = max(0.0, (runner.ended_at or time.time()) - runner.started_at)
             out.append(RunnerSummary(
                 runner.name, spec.type, spec.variety, figures.get("rows", 0), figures.get("batches", 0),
-                figures.get("skipped", 0), float(figures.get("seconds", 0.0)), runner.state,
+                figures.get("skipped", 0), seconds, runner.state,
                 records=figures.get("records", 0), rejected=figures.get("rejected", 0),
                 late=figures.get("late", 0), markers=figures.get("markers", 0),
                 over_limit=figures.get("over_limit", 0), rejects=list(figures.get("rejects", []))))
@@ -199,6 +254,29 @@ def _preload(runners: list[Any]) -> None:
     for module in heavy:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+
+
+def _take(fd: int, orphans: float = ORPHANS_END) -> bool:
+    """Whether the exclusive lock of ``fd`` is ours. While its holder (the pid in the file) is
+    dead, its process runners, orphaned, are ending (runtime/child.py): wait up to ``orphans``."""
+    deadline = time.monotonic() + orphans
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            if time.monotonic() > deadline:
+                return False
+            try:
+                if holder.isdigit():
+                    os.kill(int(holder), 0)
+                    return False  # alive: a run (no pid yet: one starting, or one's runners ending)
+            except PermissionError:
+                return False
+            except (ProcessLookupError, OverflowError):
+                pass
+            time.sleep(0.05)
 
 
 def _stage_spec(consumer: Any, base: Path) -> dict[str, Any]:
