@@ -1025,3 +1025,26 @@ def test_consumers_sharing_a_stage_folder_spelled_two_ways_lock_it_once(project,
     assert status == 0, err
     expected = [("left", i) for i in range(20)] + [("right", i) for i in range(100, 109)]
     assert sorted(project.loaded()) == sorted(expected)
+
+
+def test_a_csv_that_cannot_be_read_is_exit_2_in_one_line_naming_the_file_and_line(tmp_path, capsys):
+    (tmp_path / "blank.csv").write_text('\n"a","b"\n1,2\n')
+    config = tmp_path / "p.yml"
+    config.write_text("runners:\n  - name: c\n    variety: csv\n    type: consumer\n    path: blank.csv\n"
+                      "    stage: {type: parquet, path: stage}\n")
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"chronopipe run: actor 'c' failed: ReaderError: {tmp_path}/blank.csv:1: the first line is "
+                   "blank: expected the header\n")
+
+
+def test_an_unknown_profile_names_the_files_looked_in(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "p.yml"
+    config.write_text("runners:\n  - name: c\n    variety: interval\n    type: consumer\n    every: 1\n"
+                      "    stage: {type: local, path: stage}\n  - name: p\n    variety: postgres\n"
+                      "    type: producer\n    depends_on: [c]\n    profile: warehouse\n")
+    assert main(["lint", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chronopipe lint: ") and "p.yml:11:14: runners[1].profile: no profile 'warehouse'" in err
+    assert ".chronopipe/profiles.yml" in err and ".socket_el/profile.yml" in err and err.count("\n") == 1

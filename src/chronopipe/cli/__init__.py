@@ -285,7 +285,7 @@ def _failed(args: argparse.Namespace | None, exc: Exception) -> int:
     from ..channels import ChannelBroken
 
     if isinstance(exc, ActorError):
-        if exc.exc_type in INPUT_ERRORS:
+        if exc.exc_type.rsplit(".", 1)[-1] in INPUT_ERRORS:  # a qualified name for classes of modules
             print(f"{_prog(args)}: {str(exc).splitlines()[0]}", file=sys.stderr)
             return EXIT_USAGE
         print(f"{_prog(args)}: {failure_summary(exc)}", file=sys.stderr)

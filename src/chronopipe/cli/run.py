@@ -73,12 +73,11 @@ def _load(args: argparse.Namespace, *, lint: bool = False) -> tuple[Any, dict[st
         except ProfileError as exc:
             raise UsageError(str(exc)) from None
         for name in wanted:
-            if name not in known:
-                users = [r.name for r in config.runners if getattr(r, "profile", None) == name]
-                where = config.where(("runners", [r.name for r in config.runners].index(users[0]), "profile"))
-                raise UsageError(f"{where}: no profile {name!r} in {args.profiles or '~/.chronopipe/profiles.yml'} "
-                                 f"(known: {', '.join(sorted(known)) or 'none'})")
-            profiles[name] = known[name]
+            try:
+                profiles[name] = known[name]
+            except ProfileError as exc:  # it names the profiles known and the files looked in
+                first = next(i for i, r in enumerate(config.runners) if getattr(r, "profile", None) == name)
+                raise UsageError(f"{config.where(('runners', first, 'profile'))}: {exc}") from None
     _preflight(config, profiles, lint=lint)
     return config, profiles
 
@@ -290,11 +289,12 @@ def _failed(exc: Any, run: Any, out: TextIO, err: TextIO, seconds: float) -> int
     from .outputs import EXIT_DIED, EXIT_USAGE
 
     _print_summary(run.summary(), out, err, seconds)
-    if exc.exc_type in INPUT_ERRORS:
-        print(f"chronopipe run: {str(exc).splitlines()[0]}", file=err)
+    short = exc.exc_type.rpartition(".")[2]  # the class, not its module: PostgresSinkError
+    if short in INPUT_ERRORS:
+        line = str(exc).splitlines()[0].replace(f"failed: {exc.exc_type}", f"failed: {short}", 1)
+        print(f"chronopipe run: {line}", file=err)
         return EXIT_USAGE
     line = failure_summary(exc).split("; in flight (lost)")[0]  # messages about staged batches, not rows
-    short = exc.exc_type.rpartition(".")[2]  # the class, not its module: PostgresSinkError
     line = line.replace(f"failed: {exc.exc_type}", f"failed: {short}", 1)
     print(f"chronopipe run: {line}; complete batches stay staged for the next run", file=err)
     return EXIT_DIED
