@@ -38,8 +38,8 @@ from .validate import add_parser as add_validate_parser
 __all__ = ["main", "parser"]
 
 #: An actor that failed on these could not read its input: exit status 2, not 3.
-INPUT_ERRORS = frozenset({"ReaderError", "FileNotFoundError", "IsADirectoryError", "PermissionError",
-                          "UnicodeDecodeError", "NotADirectoryError"})
+INPUT_ERRORS = frozenset({"ReaderError", "InputChanged", "FileNotFoundError", "IsADirectoryError",
+                          "PermissionError", "UnicodeDecodeError", "NotADirectoryError"})
 
 
 def parser() -> argparse.ArgumentParser:

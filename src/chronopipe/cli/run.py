@@ -258,7 +258,7 @@ def _go(run: Any, out: TextIO | None, err: TextIO | None) -> int:
             _watch(run, err)
         except _Interrupted:
             print("chronopipe run: stopping: the consumers stage what they hold, the producers load it "
-                  "(Ctrl-C again to stop at once)", file=err)
+                  "(a second Ctrl-C or SIGTERM stops at once)", file=err)
             try:
                 run.stop()
                 if not run.wait(GRACE):
@@ -326,6 +326,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._count = 0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Signals:
@@ -338,9 +339,12 @@ class _Signals:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        # The first signal drains, the second stops at once, later ones change nothing (the stop has its deadline)
+        self._count += 1
         if self.received is None:
             self.received = signum
-        raise _Interrupted(signum)
+        if self._count <= 2:
+            raise _Interrupted(signum)
 
     def restore(self) -> None:
         previous, self._previous = self._previous, {}

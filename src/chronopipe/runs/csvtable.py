@@ -76,7 +76,7 @@ _SHAPES = {"int64": r"(?i)^[+-]?(\d+|0x[0-9a-f]+)$", "date32[day]": r"^\d{4}-\d\
            "timestamp[us]": _TIME, "timestamp[us, tz=UTC]": _TIME, "bool": r"(?i)^(true|false|1|0)$"}
 
 
-def arrow_type(name: str) -> pa.DataType:
+def arrow_type(name: str | pa.DataType) -> pa.DataType:
     """The Arrow type a ``column_types`` value names.
 
     >>> arrow_type("float"), arrow_type("datetime"), arrow_type("string")
@@ -85,8 +85,8 @@ def arrow_type(name: str) -> pa.DataType:
     Raises:
         ValueError: an unknown name.
     """
-    try:
-        return pa.type_for_alias(_ALIASES.get(name, name))
+    try:  # a type itself passes (a rerun pins the types it staged)
+        return name if isinstance(name, pa.DataType) else pa.type_for_alias(_ALIASES.get(name, name))
     except ValueError:
         raise ValueError(f"unknown column type {name!r} (int, float, str, date, datetime, bool, ...)") from None
 

@@ -94,8 +94,11 @@ class Run:
         inboxes = {}
         for producer in producers:
             crossing = modes[producer.name] == "process" or any(modes[c] == "process" for c in producer.depends_on)
+            # between processes a message travels alone (batch_size=1), so INBOX of them wait, not one batch
+            extra = {"batch_size": 1} if crossing else {}
             inboxes[producer.name] = open_channel(INBOX, mode="process" if crossing else "thread",
-                                                  name=f"{producer.name} inbox", writers=len(producer.depends_on))
+                                                  name=f"{producer.name} inbox", writers=len(producer.depends_on),
+                                                  **extra)
         for consumer in consumers.values():
             self.runners.append(ConsumerRunner(
                 consumer.name, variety=consumer.variety, options=consumer.options, base=self.base,

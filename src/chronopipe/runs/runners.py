@@ -101,7 +101,10 @@ class ConsumerRunner(Actor):
         self._after = max((ref.seq for ref in earlier), default=-1) + 1  # the first number no batch has
         self._plan = deque([] if self.variety in LIVE else earlier)  # to cut again, in order
         self._seq = self._after if self.variety in LIVE else 0
-        source = make_source(self.variety, self.options, name=self.name, base=self.base, size=self.size)
+        options = self.options
+        if self.variety == "csv" and self._plan:  # the types of what was staged, not inferred again
+            options = {"column_types": self._staged_types(), **options}
+        source = make_source(self.variety, options, name=self.name, base=self.base, size=self.size)
         self._row = row_maker(self.variety)
         if type(source).__name__ == "CSVBatches":
             self._tables(source)
@@ -110,6 +113,31 @@ class ConsumerRunner(Actor):
         else:
             self._rows(self._limited(iter(source)))
         self._account(source)
+
+    def _schema_file(self) -> Path:
+        """Where the Arrow schema of this consumer's staged batches is kept (a rerun reads it)."""
+        return Path(self.stage_spec["path"]) / f".{self.name}.schema"
+
+    def _staged_types(self) -> dict[str, Any]:
+        """The column types of the batches an earlier run staged: a file whose rows are read again
+        gets them, not types inferred again from other rows (which would change the batches' ids)."""
+        import pyarrow as pa
+
+        try:
+            schema = pa.ipc.read_schema(pa.py_buffer(self._schema_file().read_bytes()))
+        except (OSError, pa.ArrowInvalid):
+            return {}
+        return {field.name: field.type for field in schema}
+
+    def _keep_schema(self, batch: Any) -> None:
+        """Keep the schema of the first Arrow batch staged (written whole, then renamed)."""
+        import os
+
+        path = self._schema_file()
+        if not path.exists():
+            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(batch.table.schema.serialize().to_pybytes())
+            os.replace(tmp, path)
 
     def _target(self) -> int:
         """The rows of the next batch: where an earlier run cut, else ``size``."""
@@ -125,6 +153,7 @@ class ConsumerRunner(Actor):
             if self.stopping:
                 source.stop() if hasattr(source, "stop") else None
                 break
+        self._end([])  # a file that ends before the rows an earlier run staged from it has changed
 
     def _rows(self, records: Iterator[Any]) -> None:
         """A plain iterable (generator, a class of yours), read by a Pump: a partial batch is cut
@@ -142,13 +171,13 @@ class ConsumerRunner(Actor):
                 first_at = time.monotonic()
             for record in taken:
                 self._take(record, pending)
-            if pending and self.seconds is not None and time.monotonic() - first_at >= self.seconds:
+            if pending and self._timed() and time.monotonic() - first_at >= self.seconds:
                 self._cut(pending)
             if self.stopping:
                 for record in pump.take(0.0):  # what it read by now is staged too
                     self._take(record, pending)
                 break
-        self._cut(pending)
+        self._end(pending)
         if pump.ended and pump.error is not None:
             raise pump.error
 
@@ -180,11 +209,11 @@ class ConsumerRunner(Actor):
                     if not pending:
                         first_at = time.monotonic()
                     self._take(record, pending)
-                if pending and self.seconds is not None and time.monotonic() - first_at >= self.seconds:
+                if pending and self._timed() and time.monotonic() - first_at >= self.seconds:
                     self._cut(pending)
                 if ended:
                     break
-            self._cut(pending)
+            self._end(pending)
         finally:
             if not asked:
                 source.stop()
@@ -205,6 +234,25 @@ class ConsumerRunner(Actor):
         pending.append(row)
         if len(pending) >= self._target():
             self._cut(pending)
+
+    def _timed(self) -> bool:
+        """Whether a partial batch is cut after ``seconds``: not while cutting again where an
+        earlier run cut (the batch would differ from the one staged)."""
+        return self.seconds is not None and not self._plan
+
+    def _end(self, pending: list[dict[str, Any]]) -> None:
+        """The source ended or the runner stops: stage what is pending, unless an earlier run
+        staged more of this consumer than was read again. Then what is pending is the start of a
+        batch staged whole already (a stop mid-replay; a generator giving fewer rows this time),
+        and a file that ended before its staged rows did has changed."""
+        if not self._plan:
+            self._cut(pending)
+            return
+        if self.variety in REREAD and not (self.stopping or self._over()):
+            raise InputChanged(f"{self.name}: the input changed since an earlier run staged it (it ends before "
+                               f"batch {self._plan[0].seq}): give the consumer a new stage folder to load it again")
+        self.figures["rows"] += len(pending)  # in the stage already, in the earlier run's batch
+        pending.clear()
 
     def _cut(self, pending: list[dict[str, Any]]) -> None:
         if pending:
@@ -229,6 +277,8 @@ class ConsumerRunner(Actor):
                 batch.seq = self._seq = self._after
                 batch.id = content_id(self.name, self._seq, batch)
         self._seq += 1
+        if batch.arrow and self._seq == 1:
+            self._keep_schema(batch)
         if self._stage.put(batch):
             self.figures["batches"] += 1
         else:
