@@ -1068,3 +1068,18 @@ def test_a_third_signal_while_stopping_at_once_changes_nothing_and_prints_no_tra
         run.kill() if run.poll() is None else None
     assert run.returncode == 130, err
     assert b"Traceback" not in err and b"_Interrupted" not in err, err
+
+
+@pytest.mark.parametrize("command", ["lint", "run"])
+def test_a_profile_value_it_cannot_take_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, command):
+    profiles = tmp_path / "profiles.yml"
+    profiles.touch(mode=0o600)
+    profiles.write_text("warehouse:\n  host: 127.0.0.1\n  port: abc\n  user: u\n  password: s3cr3t-PW\n")
+    config = tmp_path / "p.yml"
+    config.write_text("runners:\n  - name: c\n    variety: interval\n    type: consumer\n    every: 1\n"
+                      "    stage: {type: local, path: stage}\n  - name: p\n    variety: postgres\n"
+                      "    type: producer\n    depends_on: [c]\n    profile: warehouse\n")
+    assert main([command, str(config), "--profiles", str(profiles)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runners[1].profile:" in err and "port must be a whole number" in err
+    assert "s3cr3t-PW" not in err and not (tmp_path / "stage").exists()

@@ -75,6 +75,7 @@ def _load(args: argparse.Namespace, *, lint: bool = False) -> tuple[Any, dict[st
         for name in wanted:
             try:
                 profiles[name] = known[name]
+                profiles[name].connect_options()  # a value it cannot take (port: abc) is refused here
             except ProfileError as exc:  # it names the profiles known and the files looked in
                 first = next(i for i, r in enumerate(config.runners) if getattr(r, "profile", None) == name)
                 raise UsageError(f"{config.where(('runners', first, 'profile'))}: {exc}") from None
@@ -226,8 +227,7 @@ def run_lint(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
 def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the file; the exit status (0; 1 rejected or late rows; 3 a runner died; 130 Ctrl-C;
     143 SIGTERM). The first Ctrl-C or SIGTERM drains (the consumers stage what they hold, the
-    producers load what was staged, within GRACE seconds); a second one stops everything at once.
-    """
+    producers load what was staged, within GRACE seconds); a second one stops everything at once."""
     from ..runs.engine import Run
     from ..runtime import Runtime
 
