@@ -217,7 +217,8 @@ class ParquetSink(_FolderSink):
 
 
 def resolve_target(spec: str) -> Callable[..., Any]:
-    """The callable ``package.module:function`` names (``module:Class.method`` too).
+    """The callable ``package.module:function`` names (``module:Class.method`` too), found by
+    :func:`chronopipe.runs.varieties.resolve_import`.
 
     Raises:
         ValueError: not of that form, the module cannot be imported, no such attribute, or not
@@ -226,20 +227,11 @@ def resolve_target(spec: str) -> Callable[..., Any]:
     >>> resolve_target("os.path:basename")("a/b")
     'b'
     """
-    import importlib
+    from .varieties import resolve_import
 
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
+    if not all(spec.partition(":")[::2]):  # a module and a name
         raise ValueError(f"callable sink target {spec!r}: expected 'package.module:function'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or whatever importing the module raised
-        raise ValueError(f"callable sink target {spec!r}: cannot import {module_name!r}: "
-                         f"{type(exc).__name__}: {one_line(exc)}") from None
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"callable sink target {spec!r}: {module_name!r} has no {attribute!r}")
-        obj = getattr(obj, part)
+    obj = resolve_import(spec, "callable sink target")
     if not callable(obj):
         raise ValueError(f"callable sink target {spec!r} is a {type(obj).__name__}, not callable")
     return obj

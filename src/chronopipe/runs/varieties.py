@@ -79,8 +79,11 @@ def resolve_import(spec: str, what: str = "import path") -> Any:
         raise VarietyError(f"{what} {spec!r}: expected 'package.module:name'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise VarietyError(f"{what} {spec!r}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # ImportError, or whatever importing the module raised
+        from .batch import one_line
+
+        raise VarietyError(f"{what} {spec!r}: cannot import {module_name!r}: "
+                           f"{type(exc).__name__}: {one_line(exc)}") from None
     obj: Any = module
     for part in attribute.split("."):
         if not hasattr(obj, part):
