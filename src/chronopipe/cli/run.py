@@ -14,13 +14,11 @@ Output: one summary table on stdout (rows, batches, seconds per runner), then fo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -244,13 +242,14 @@ def _go(run: Any, out: TextIO | None, err: TextIO | None) -> int:
     """Start ``run`` (UsageError when a stage folder is another run's), watch it, sum it up."""
     from ..actors import ActorError
     from ..runs.engine import StageInUse
+    from . import _deferred_signals  # SIGINT and SIGTERM held back until the block ends
     from .outputs import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     with _Signals() as signals:
         try:
-            with _held():  # a runner never started would be waited for, and its producers with it
+            with _deferred_signals():  # a runner never started would be waited for, and its producers with it
                 try:
                     run.start()
                 except StageInUse as exc:
@@ -298,20 +297,6 @@ def _failed(exc: Any, run: Any, out: TextIO, err: TextIO, seconds: float) -> int
     line = line.replace(f"failed: {exc.exc_type}", f"failed: {short}", 1)
     print(f"chronopipe run: {line}; complete batches stay staged for the next run", file=err)
     return EXIT_DIED
-
-
-@contextlib.contextmanager
-def _held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait (pending) until the block ends, then arrive."""
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Interrupted(BaseException):
