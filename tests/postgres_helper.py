@@ -13,6 +13,7 @@ reason ("PostgreSQL not found: ..." or "PostgreSQL could not start: ..."), never
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -27,7 +28,7 @@ from chronopipe.runs.tempdb import (
 )
 
 __all__ = ["NOT_FOUND", "PostgresServer", "PostgresUnavailable", "find_postgres_bin", "postgres",
-           "processes_of", "start_server"]
+           "processes_of", "schema", "start_server"]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,13 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def schema(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh schema name per test (dropped after it, with what it holds): tests sharing the
+    session's server never meet."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with postgres.connect() as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psutil
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from chronopipe.runs.postgres import LEDGER
-from postgres_helper import postgres  # noqa: F401
+from postgres_helper import postgres, schema  # noqa: F401
 
 ROWS = 1_000_000
 BATCH = 25_000
@@ -48,15 +47,6 @@ def uci_csv(tmp_path_factory) -> Path:
         for start in range(0, ROWS, 100_000):
             f.write("".join(f'"{i + 1}",{body[i % len(body)]}\n' for i in range(start, min(ROWS, start + 100_000))))
     return path
-
-
-@pytest.fixture
-def schema(postgres):  # noqa: F811
-    """A fresh schema per test, for the target table and the ledger (dropped after the test)."""
-    name = f"crash_{uuid.uuid4().hex[:12]}"
-    yield name
-    with postgres.connect() as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @pytest.fixture

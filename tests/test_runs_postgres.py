@@ -31,17 +31,9 @@ from postgres_helper import (
     find_postgres_bin,
     postgres,  # noqa: F401
     processes_of,
+    schema,  # noqa: F401
     start_server,
 )
-
-
-@pytest.fixture
-def schema(postgres):  # noqa: F811
-    """A fresh schema per test (dropped after it): tests sharing the session's server never meet."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with postgres.connect() as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @pytest.fixture
@@ -239,7 +231,7 @@ def test_a_profile_with_its_password_a_secret_loads(postgres, schema):  # noqa: 
         assert each.write(Batch(numbered(0, 3), id="b1", consumer="profiled")) == 3
 
 
-def test_a_consumer_name_postgresql_would_truncate_is_refused(schema, sink):
+def test_a_consumer_name_postgresql_would_truncate_is_refused(schema, sink):  # noqa: F811
     with pytest.raises(PostgresSinkError, match="must have 1 to 63 bytes"):
         sink.write(Batch(numbered(0, 1), id="b1", consumer="c" * 64))
     with pytest.raises(ValueError, match="must have 1 to 63 bytes"):
@@ -257,7 +249,7 @@ def test_a_lost_connection_fails_that_batch_and_the_next_write_reconnects(postgr
     assert query(postgres, f'SELECT id FROM "{schema}".lost ORDER BY id') == [(0,), (1,)]
 
 
-def test_statistics_count_batches_rows_skipped_and_seconds(schema, sink):
+def test_statistics_count_batches_rows_skipped_and_seconds(schema, sink):  # noqa: F811
     for batch_id in ("a", "b", "a"):
         sink.write(Batch(numbered(0, 5), id=batch_id, consumer="stats"))
     stats = sink.statistics()
