@@ -38,6 +38,7 @@ setup(
         "runs": ["pyyaml>=6", "pydantic>=2.7"],  # chronopipe run / lint pipeline.yml
         "parquet": ["pyarrow>=15"],  # CSV consumers, Parquet stages and sinks
         "postgres": ["psycopg[binary]>=3.2", "pyarrow>=15"],  # the PostgreSQL sink (COPY)
+        "control": ["aiohttp>=3.9"],  # the HTTP control plane (chronopipe.control)
     },
     entry_points={"console_scripts": ["chronopipe=chronopipe.__main__:main"]},
     classifiers=[

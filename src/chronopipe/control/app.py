@@ -1,0 +1,264 @@
+"""The aiohttp application of the control API: its routes and the guard every request passes.
+
+Imported by ``ControlServer.start`` alone (it imports aiohttp; ``chronopipe.control`` does not).
+The guard answers, in this order: 503 while the server closes; 403 for a Host that is not ours
+or a foreign Origin; 401 without the token where one is needed (every verb but GET/HEAD, and
+those too on a non-loopback bind); 404 / 405 for an unknown path or verb; then, for a POST with
+a body: 413 over the size cap, 415 unless ``application/json``, 400 unless a JSON object. Every
+answer is JSON (``{"error": "one line"}`` for a refusal) and passes through the scrub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..channels.quiet import start_quiet
+from .security import Scrubber, bearer_matches, host_allowed, origin_allowed
+from .target import InputClosed, InputFull
+
+if TYPE_CHECKING:
+    from .server import ControlServer
+
+__all__ = ["BadRequest", "make_app", "one_line", "run_blocking"]
+
+log = logging.getLogger("chronopipe.control")
+SERVER: web.AppKey[ControlServer] = web.AppKey("control_server")
+BODY = "chronopipe_body"
+#: The longest ``timeout`` POST /stop takes, in seconds.
+MAX_STOP_TIMEOUT = 3600.0
+DEFAULT_STOP_TIMEOUT = 30.0
+OPEN_VERBS = frozenset({"GET", "HEAD"})
+HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class BadRequest(Exception):  # noqa: N818 (an HTTP answer, as aiohttp's HTTPBadRequest)
+    """A request body the endpoint cannot take: answered ``status`` with the message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def one_line(exc: BaseException) -> str:
+    """``"ExcType: first line of the message"`` (never a traceback)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def respond(server: ControlServer, data: Any, status: int = 200, headers: dict[str, str] | None = None
+            ) -> web.Response:
+    """A JSON response of ``data``, scrubbed of the token and the target's secrets."""
+    try:
+        scrubber = Scrubber([server.token, *server.target.secrets()])
+    except Exception as exc:
+        log.error("control: %s.secrets() raised %s", type(server.target).__name__, one_line(exc))
+        scrubber, status, data = Scrubber([server.token]), 500, {"error": "the target's secrets() failed"}
+    body = json.dumps(scrubber.scrub(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return web.Response(body=body.encode("utf-8"), status=status, content_type="application/json",
+                        headers={**HEADERS, **(headers or {})})
+
+
+def refuse(server: ControlServer, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return respond(server, {"error": message}, status, headers)
+
+
+async def run_blocking(fn: Callable[[], Any]) -> Any:
+    """``fn()`` on a daemon thread of its own (SIGINT/SIGTERM blocked), awaited: for the blocking
+    target calls (``stop``), so the loop goes on serving and a hung one cannot hold up exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def work() -> None:
+        try:
+            value, error = fn(), None
+        except BaseException as exc:
+            value, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits for the answer
+            pass
+
+    start_quiet(threading.Thread(target=work, name="chronopipe-control-call", daemon=True))
+    return await done
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    server = request.app[SERVER]
+    try:
+        if server.closing:
+            return refuse(server, 503, "the control server is closing")
+        if not host_allowed(request.headers.get("Host"), server.allowed):
+            return refuse(server, 403, "this Host is not allowed (use the address the server printed)")
+        if not origin_allowed(request.headers.get("Origin"), server.allowed):
+            return refuse(server, 403, "this Origin is not allowed")
+        if (request.method not in OPEN_VERBS or server.reads_need_token) and \
+                not bearer_matches(request.headers.get("Authorization"), server.token):
+            return refuse(server, 401, "needs the header Authorization: Bearer <token>",
+                          {"WWW-Authenticate": 'Bearer realm="chronopipe"'})
+        missing = request.match_info.http_exception
+        if missing is not None:
+            if missing.status == 405:
+                return refuse(server, 405, f"{request.method} is not allowed here",
+                              {"Allow": missing.headers.get("Allow", "")})
+            return refuse(server, missing.status, f"no endpoint {request.path}" if missing.status == 404
+                          else missing.reason)
+        if request.method == "POST":
+            request[BODY] = await read_body(request, server.max_body)
+        return await handler(request)
+    except BadRequest as exc:
+        return refuse(server, exc.status, str(exc))
+    except web.HTTPException as exc:
+        return refuse(server, exc.status, exc.reason)
+    except Exception as exc:
+        log.error("control: %s %s: %s", request.method, request.path, one_line(exc),
+                  exc_info=log.isEnabledFor(logging.DEBUG))
+        return refuse(server, 500, one_line(exc))
+
+
+async def read_body(request: web.Request, cap: int) -> dict[str, Any]:
+    """The POST body as a JSON object ({} when there is none).
+
+    Raises:
+        BadRequest: 413 over ``cap`` bytes, 415 not ``application/json``, 400 not a JSON object.
+    """
+    if request.content_length is not None and request.content_length > cap:
+        raise BadRequest(f"the body is over {cap} bytes", 413)
+    if not request.body_exists:
+        return {}
+    if request.content_type != "application/json":
+        raise BadRequest(f"the body must be application/json, not {request.content_type or 'untyped'}", 415)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BadRequest(f"the body is over {cap} bytes", 413) from None
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not JSON: {one_line(exc)}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"the body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Raises BadRequest for a key of ``body`` the endpoint does not take."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r} (this endpoint takes {', '.join(allowed) or 'none'})")
+
+
+# -- endpoints -------------------------------------------------------------------------------
+async def health(request: web.Request) -> web.Response:
+    return respond(request.app[SERVER], {"status": "ok"})
+
+
+async def info(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    target = server.target
+    described = dict(target.info())
+    described.setdefault("name", target.name)
+    described.setdefault("kind", target.kind)
+    described.update(version=_version(), pid=os.getpid(), started_at=server.started_at, inputs=list(target.inputs()))
+    return respond(server, described)
+
+
+def _version() -> str:
+    # The root package is loaded already (it is our parent); naming it in an import would draw an
+    # edge to every package its TYPE_CHECKING block names (import-linter).
+    return str(getattr(sys.modules["chronopipe"], "__version__", "unknown"))
+
+
+async def actors(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    return respond(server, {"actors": list(server.target.actors())})
+
+
+async def stats(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    return respond(server, server.target.stats())
+
+
+async def features(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    return respond(server, {"features": server.target.features()})
+
+
+async def push(request: web.Request) -> web.Response:
+    server, body = request.app[SERVER], request[BODY]
+    fields(body, ("input", "records"))
+    name, records = body.get("input"), body.get("records")
+    if not isinstance(name, str) or not name:
+        raise BadRequest("'input' must be the name of an input (a non-empty string)")
+    if not isinstance(records, list):
+        raise BadRequest("'records' must be a list")
+    try:
+        accepted = server.target.push(name, records)
+    except KeyError:
+        known = ", ".join(server.target.inputs()) or "none"
+        raise BadRequest(f"no input named {name!r} (inputs: {known})", 404) from None
+    except InputFull as exc:
+        return refuse(server, 429, str(exc) or "the input is full",
+                      {"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
+    except InputClosed as exc:
+        raise BadRequest(str(exc) or f"input {name!r} is closed", 409) from None
+    return respond(server, {"input": name, "accepted": int(accepted)})
+
+
+async def stop(request: web.Request) -> web.Response:
+    server, body = request.app[SERVER], request[BODY]
+    fields(body, ("timeout",))
+    timeout = body.get("timeout", DEFAULT_STOP_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= MAX_STOP_TIMEOUT:
+        raise BadRequest(f"'timeout' must be a number of seconds from 0 to {MAX_STOP_TIMEOUT:g}")
+    target = server.target
+    return respond(server, await run_blocking(lambda: target.stop(float(timeout))))
+
+
+async def kill(request: web.Request) -> web.StreamResponse:
+    server, body = request.app[SERVER], request[BODY]
+    fields(body, ())
+    response = respond(server, {"state": "killing"}, 202)
+    await response.prepare(request)
+    await response.write_eof()  # the answer leaves before anything ends
+    try:
+        server.target.kill()
+    except Exception as exc:
+        log.error("control: %s.kill() raised %s", type(server.target).__name__, one_line(exc))
+    return response
+
+
+def make_app(server: ControlServer) -> web.Application:
+    """The application serving ``server.target`` (``client_max_size`` is the body cap)."""
+    app = web.Application(middlewares=[guard], client_max_size=server.max_body)
+    app[SERVER] = server
+    for path, handler in (("/health", health), ("/info", info), ("/actors", actors), ("/stats", stats),
+                          ("/features", features)):
+        app.router.add_get(path, handler)
+    for path, handler in (("/push", push), ("/stop", stop), ("/kill", kill)):
+        app.router.add_post(path, handler)
+    return app
