@@ -10,33 +10,27 @@ answer is JSON (``{"error": "one line"}`` for a refusal) and passes through the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
-import os
-import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..channels.quiet import start_quiet
+from ..messages import MessageError
+from .commands import handle_command, run_blocking, stop_timeout
 from .security import Scrubber, bearer_matches, host_allowed, origin_allowed
 from .target import InputClosed, InputFull
 
 if TYPE_CHECKING:
     from .server import ControlServer
 
-__all__ = ["BadRequest", "make_app", "one_line", "run_blocking"]
+__all__ = ["BadRequest", "make_app", "one_line", "respond"]
 
 log = logging.getLogger("chronopipe.control")
 SERVER: web.AppKey[ControlServer] = web.AppKey("control_server")
 BODY = "chronopipe_body"
-#: The longest ``timeout`` POST /stop takes, in seconds.
-MAX_STOP_TIMEOUT = 3600.0
-DEFAULT_STOP_TIMEOUT = 30.0
 OPEN_VERBS = frozenset({"GET", "HEAD"})
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -70,34 +64,6 @@ def respond(server: ControlServer, data: Any, status: int = 200, headers: dict[s
 
 def refuse(server: ControlServer, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return respond(server, {"error": message}, status, headers)
-
-
-async def run_blocking(fn: Callable[[], Any]) -> Any:
-    """``fn()`` on a daemon thread of its own (SIGINT/SIGTERM blocked), awaited: for the blocking
-    target calls (``stop``), so the loop goes on serving and a hung one cannot hold up exit."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(value)
-
-    def work() -> None:
-        try:
-            value, error = fn(), None
-        except BaseException as exc:
-            value, error = None, exc
-        try:
-            loop.call_soon_threadsafe(settle, value, error)
-        except RuntimeError:  # the loop closed meanwhile: nobody waits for the answer
-            pass
-
-    start_quiet(threading.Thread(target=work, name="chronopipe-control-call", daemon=True))
-    return await done
 
 
 @web.middleware
@@ -179,18 +145,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def info(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    target = server.target
-    described = dict(target.info())
-    described.setdefault("name", target.name)
-    described.setdefault("kind", target.kind)
-    described.update(version=_version(), pid=os.getpid(), started_at=server.started_at, inputs=list(target.inputs()))
-    return respond(server, described)
-
-
-def _version() -> str:
-    # The root package is loaded already (it is our parent); naming it in an import would draw an
-    # edge to every package its TYPE_CHECKING block names (import-linter).
-    return str(getattr(sys.modules["chronopipe"], "__version__", "unknown"))
+    return respond(server, server.describe())
 
 
 async def actors(request: web.Request) -> web.Response:
@@ -206,6 +161,12 @@ async def stats(request: web.Request) -> web.Response:
 async def features(request: web.Request) -> web.Response:
     server = request.app[SERVER]
     return respond(server, {"features": server.target.features()})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from .openapi import document
+
+    return respond(request.app[SERVER], document())
 
 
 async def push(request: web.Request) -> web.Response:
@@ -232,11 +193,12 @@ async def push(request: web.Request) -> web.Response:
 async def stop(request: web.Request) -> web.Response:
     server, body = request.app[SERVER], request[BODY]
     fields(body, ("timeout",))
-    timeout = body.get("timeout", DEFAULT_STOP_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= MAX_STOP_TIMEOUT:
-        raise BadRequest(f"'timeout' must be a number of seconds from 0 to {MAX_STOP_TIMEOUT:g}")
+    try:
+        timeout = stop_timeout(body.get("timeout"))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     target = server.target
-    return respond(server, await run_blocking(lambda: target.stop(float(timeout))))
+    return respond(server, await run_blocking(lambda: target.stop(timeout)))
 
 
 async def kill(request: web.Request) -> web.StreamResponse:
@@ -252,13 +214,30 @@ async def kill(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def commands(request: web.Request) -> web.StreamResponse:
+    server = request.app[SERVER]
+    try:
+        event, after = await handle_command(server, request[BODY])
+    except MessageError as exc:
+        raise BadRequest(str(exc)) from None
+    response = respond(server, event)
+    if after is not None:  # KILL: its event leaves first
+        await response.prepare(request)
+        await response.write_eof()
+        try:
+            after()
+        except Exception as exc:
+            log.error("control: %s.kill() raised %s", type(server.target).__name__, one_line(exc))
+    return response
+
+
 def make_app(server: ControlServer) -> web.Application:
     """The application serving ``server.target`` (``client_max_size`` is the body cap)."""
     app = web.Application(middlewares=[guard], client_max_size=server.max_body)
     app[SERVER] = server
     for path, handler in (("/health", health), ("/info", info), ("/actors", actors), ("/stats", stats),
-                          ("/features", features)):
+                          ("/features", features), ("/openapi.json", openapi)):
         app.router.add_get(path, handler)
-    for path, handler in (("/push", push), ("/stop", stop), ("/kill", kill)):
+    for path, handler in (("/commands", commands), ("/push", push), ("/stop", stop), ("/kill", kill)):
         app.router.add_post(path, handler)
     return app

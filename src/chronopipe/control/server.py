@@ -129,6 +129,20 @@ class ControlServer:
         host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /info`` answers: the target's ``info()`` with the version, pid, start time
+        of the server and the target's inputs.
+
+        Raises:
+            Exception: whatever the target's ``info`` or ``inputs`` raised.
+        """
+        target = self.target
+        described = dict(target.info())
+        described.setdefault("name", target.name)
+        described.setdefault("kind", target.kind)
+        described.update(version=_version(), pid=os.getpid(), started_at=self.started_at, inputs=list(target.inputs()))
+        return described
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> ControlServer:
         """Bind, serve on a daemon thread, print one line to stderr saying where; returns self.
@@ -255,6 +269,12 @@ class ControlServer:
                     os.dup2(null, fd)
         finally:
             os.close(null)
+
+
+def _version() -> str:
+    # The root package is loaded already (it is our parent); naming it in an import would draw an
+    # edge to every package its TYPE_CHECKING block names (import-linter).
+    return str(getattr(sys.modules["chronopipe"], "__version__", "unknown"))
 
 
 def open_control(target: Target, address: str = "127.0.0.1:0", **kwargs: Any) -> ControlServer:
