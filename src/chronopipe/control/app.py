@@ -30,7 +30,8 @@ __all__ = ["BadRequest", "make_app", "one_line", "respond"]
 
 log = logging.getLogger("chronopipe.control")
 SERVER: web.AppKey[ControlServer] = web.AppKey("control_server")
-BODY = "chronopipe_body"
+#: Where the guard leaves the parsed body for the handler (a typed key where aiohttp has them, 3.13+)
+BODY: Any = web.RequestKey("chronopipe_body", dict) if hasattr(web, "RequestKey") else "chronopipe_body"
 OPEN_VERBS = frozenset({"GET", "HEAD"})
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -58,7 +59,7 @@ def respond(server: ControlServer, data: Any, status: int = 200, headers: dict[s
         log.error("control: %s.secrets() raised %s", type(server.target).__name__, one_line(exc))
         scrubber, status, data = Scrubber([server.token]), 500, {"error": "the target's secrets() failed"}
     body = json.dumps(scrubber.scrub(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return web.Response(body=body.encode("utf-8"), status=status, content_type="application/json",
+    return web.Response(body=body.encode("utf-8"), status=status, content_type="application/json", charset="utf-8",
                         headers={**HEADERS, **(headers or {})})
 
 
@@ -194,7 +195,7 @@ async def stop(request: web.Request) -> web.Response:
     server, body = request.app[SERVER], request[BODY]
     fields(body, ("timeout",))
     try:
-        timeout = stop_timeout(body.get("timeout"))
+        timeout = stop_timeout(body)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     target = server.target

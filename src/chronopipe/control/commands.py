@@ -49,14 +49,15 @@ def read_command(body: Mapping[str, Any]) -> Command:
     return Command.from_dict(full)
 
 
-def stop_timeout(value: Any) -> float:
-    """The seconds a stop may take, from a request's ``timeout`` (None: the default).
+def stop_timeout(request: Mapping[str, Any]) -> float:
+    """The seconds a stop may take: ``request["timeout"]``, DEFAULT_STOP_TIMEOUT without one.
 
     Raises:
-        ValueError: not a number of seconds from 0 to MAX_STOP_TIMEOUT.
+        ValueError: not a number of seconds from 0 to MAX_STOP_TIMEOUT (null included).
     """
-    if value is None:
+    if "timeout" not in request:
         return DEFAULT_STOP_TIMEOUT
+    value = request["timeout"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_STOP_TIMEOUT:
         raise ValueError(f"'timeout' must be a number of seconds from 0 to {MAX_STOP_TIMEOUT:g}")
     return float(value)
@@ -82,7 +83,7 @@ def _handlers(server: ControlServer) -> dict[str, Callable[[Command], Any]]:
         "GET_STATS": lambda _: target.stats(),
         "GET_FEATURES": lambda _: {"features": target.features()},
         "PUSH": push,
-        "STOP": lambda command: target.stop(stop_timeout(command.get_data("timeout").value_or(None))),
+        "STOP": lambda command: target.stop(stop_timeout(command.data)),
         "KILL": lambda _: {"state": "killing"},
     }
 
