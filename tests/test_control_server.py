@@ -342,6 +342,32 @@ def test_close_frees_the_port_and_ends_the_thread():
     server.close()  # again: nothing
 
 
+def test_a_stop_in_flight_at_close_still_gets_its_answer_and_new_requests_get_503():
+    entered, release = threading.Event(), threading.Event()
+
+    class Draining(ActorsTarget):
+        def stop(self, timeout):
+            entered.set()
+            release.wait(timeout)
+            return {"state": "finished"}
+
+    server = open_control(Draining("d", list), token=TOKEN)
+    answers = []
+    stopping = threading.Thread(target=lambda: answers.append(
+        call(server.url, "POST", "/stop", token=TOKEN, body={"timeout": 5})))
+    stopping.start()
+    assert entered.wait(5)
+    closing = threading.Thread(target=server.close, kwargs={"timeout": 4})
+    closing.start()
+    while not server.closing:
+        time.sleep(0.005)
+    assert call(server.url, "GET", "/health")[0::2] == (503, {"error": "the control server is closing"})
+    release.set()
+    stopping.join(5)
+    closing.join(5)
+    assert answers[0][0::2] == (200, {"state": "finished"})
+
+
 def test_a_process_forked_while_it_serves_does_not_keep_the_port():
     server = open_control(ActorsTarget("t", cp.Runtime().actors), token=TOKEN)
     actor = cp.Actor("forked", lambda x: x, inbox=cp.Channel(name="in", mode="process"), mode="process").start()

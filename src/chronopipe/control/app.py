@@ -70,6 +70,15 @@ def refuse(server: ControlServer, status: int, message: str, headers: dict[str, 
 @web.middleware
 async def guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
     server = request.app[SERVER]
+    server.inflight += 1
+    try:
+        return await _guarded(server, request, handler)
+    finally:
+        server.inflight -= 1
+
+
+async def _guarded(server: ControlServer, request: web.Request, handler: Callable[[web.Request], Any]
+                   ) -> web.StreamResponse:
     try:
         if server.closing:
             return refuse(server, 503, "the control server is closing")

@@ -114,6 +114,8 @@ class ControlServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: Any = None
         self._done: asyncio.Event | None = None
+        self.inflight = 0  #: requests being answered (counted on the server's thread)
+        self._drain_for = 0.0
         self._error: BaseException | None = None
         self._pid = os.getpid()
 
@@ -169,7 +171,7 @@ class ControlServer:
             if not self.token_given:
                 self.token_file = write_token_file(self.token, self.port)
             self.started_at = time.time()
-            runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+            runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None, shutdown_timeout=0.25)
             ready = threading.Event()
             self._thread = threading.Thread(target=self._serve, args=(runner, ready), name="chronopipe-control",
                                             daemon=True)
@@ -209,15 +211,22 @@ class ControlServer:
             await web.SockSite(runner, self._sock).start()
             ready.set()
             await self._done.wait()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._drain_for
+            while self.inflight and loop.time() < deadline:  # answers being made (a /stop's) still leave
+                await asyncio.sleep(0.005)
         finally:
             await runner.cleanup()
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop serving (requests in flight get up to a second to finish), free the port, end the
-        thread, remove a generated token file. Idempotent; raises nothing."""
+        """Stop serving, free the port, end the thread, remove a generated token file; idempotent,
+        raises nothing. New requests are answered 503 at once; those in flight (a /stop whose
+        drain is ending) get up to three quarters of ``timeout`` to send their answers. Call it
+        from any thread but the one running the target's ``stop`` (that answer would wait for it)."""
         if os.getpid() != self._pid:
             return  # a forked copy: the server is its parent's
         self.closing = True
+        self._drain_for = max(0.0, timeout * 0.75 - 0.25)
         loop, done, thread = self._loop, self._done, self._thread
         if loop is not None and done is not None and thread is not None and thread.is_alive():
             try:
@@ -252,21 +261,18 @@ class ControlServer:
     def _drop_in_child(self) -> None:
         """In a forked child: point the fds of our sockets at /dev/null (the fd numbers stay
         valid for the socket objects that still name them), so the port and the connections
-        belong to the parent alone."""
-        fds = []
-        if self._sock is not None:
-            fds.append(self._sock.fileno())
-        server = getattr(self._runner, "server", None)
-        for handler in getattr(server, "connections", ()) if server is not None else ():
-            transport = getattr(handler, "transport", None)
-            sock = transport.get_extra_info("socket") if transport is not None else None
-            if sock is not None:
-                fds.append(sock.fileno())
+        belong to the parent alone. The listening socket first: the connections are read from
+        aiohttp's table, which the fork may have caught mid-change."""
         null = os.open(os.devnull, os.O_RDWR)
         try:
-            for fd in fds:
-                if fd >= 0:
-                    os.dup2(null, fd)
+            if self._sock is not None and self._sock.fileno() >= 0:
+                os.dup2(null, self._sock.fileno())
+            server = getattr(self._runner, "server", None)
+            for handler in list(getattr(server, "connections", ())):
+                transport = getattr(handler, "transport", None)
+                sock = transport.get_extra_info("socket") if transport is not None else None
+                if sock is not None and sock.fileno() >= 0:
+                    os.dup2(null, sock.fileno())
         finally:
             os.close(null)
 
