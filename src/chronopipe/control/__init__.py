@@ -1,3 +1,5 @@
+# Layer: between runtime (above) and actors | messages (below) in .importlinter. Imports actors,
+# channels, either and messages; never the runtime, and aiohttp only inside ControlServer.start.
 """The HTTP control plane: a running Runtime, pipeline or run answers GET /stats, POST /stop, ...
 
 Layer (.importlinter): below ``chronopipe.runtime``, above ``chronopipe.actors``; it imports
