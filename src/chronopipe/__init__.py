@@ -5,8 +5,8 @@ and dispatch them to checks, on all cores, with clean teardown.
 """
 
 # Layers, bottom up (each imports only those below it; .importlinter, checked by lint-imports):
-# channels, either -> actors -> runtime -> order -> readers, multiplex -> events -> graph -> scl
-# -> capture, testing -> cli. Names are imported on first use (PEP 562), so ``import chronopipe``
+# channels, either -> actors, messages -> control -> runtime -> order -> readers, multiplex
+# -> sources -> events -> delivery -> graph -> scl -> capture, testing -> runs -> cli. Names are imported on first use (PEP 562), so ``import chronopipe``
 # loads none of them (no PLY, no capture code), the command line starts fast and a Ctrl-C during
 # start-up is the command's to handle.
 import importlib  # already loaded by the interpreter: costs nothing
