@@ -145,6 +145,10 @@ class Acking:
             return True
         return grew and self.state is None
 
+    def counts(self) -> dict[str, Any]:
+        """``fed``, ``confirmed`` and ``resumed_at`` (None unless a saved state was resumed): for statistics."""
+        return {"fed": self.fed, "confirmed": self.latest(), "resumed_at": self.start if self.resumed else None}
+
     def latest(self) -> int:
         """The records confirmed now (the ledger's, once the letters of its records are written)."""
         if self.finished or self.run is None or self.run.ledger is None:

@@ -126,6 +126,7 @@ class ActorRun:
     def _stopping(self, iterable: Iterable[Any]) -> Iterator[None]:
         """While feeding from one of chronopipe's sources: a watcher that stops it once an actor
         of this run failed, so a source waiting for data (quiet) does not hold the failure back."""
+        iterable = getattr(iterable, "fed_from", iterable)  # the source a pipeline's control feeds from
         if not isinstance(iterable, Source):
             yield
             return

@@ -70,7 +70,8 @@ class Pipeline(Deliveries):
 
     def __init__(self, node: Node, global_state: Any = None, *, mode: Mode = "sync", name: str | None = None,
                  guarantee: str = "none", max_retries: int = DEFAULT_MAX_RETRIES, dead_letter: Any = None,
-                 state_dir: str | os.PathLike[str] | None = None, max_restarts: int = MAX_RESTARTS) -> None:
+                 state_dir: str | os.PathLike[str] | None = None, max_restarts: int = MAX_RESTARTS,
+                 control: str | None = None) -> None:
         """``guarantee``, ``max_retries`` and ``dead_letter`` (a file path, default
         ``<name>.dead-letters.jsonl``, or a callable taking a DeadLetter) say what happens to a
         record whose ``process()`` raises, and whether records are acknowledged
@@ -78,11 +79,12 @@ class Pipeline(Deliveries):
         and in its state file. ``state_dir``: where ``consume()`` keeps how far its source got,
         so that a rerun after a kill goes on from there (records are then acknowledged).
         ``max_restarts``: deaths in a row of a replaying worker process after which the run fails.
+        ``control``: ``"HOST:PORT"`` to serve the control API (docs/control.md) while a run goes on.
 
         Raises:
             TypeError: ``node`` is not a Node, ``dead_letter`` is neither a path nor a callable, or
                 ``state_dir`` is not a path.
-            ValueError: an unknown mode or guarantee, a bad max_retries or an empty name.
+            ValueError: an unknown mode or guarantee, a bad max_retries or control address, an empty name.
         """
         if not isinstance(node, Node):
             raise TypeError(f"Pipeline(node): give it a Node (any node of a connected graph), not {node!r}")
@@ -114,6 +116,11 @@ class Pipeline(Deliveries):
         self._started = 0.0
         self._node_lookup: dict[str, Node] = {}
         self._node_repr = ""
+        self._control: Any = None
+        if control is not None:  # (imported here: the control plane is loaded by those who use it)
+            from .control import PipelineControl
+
+            self._control = PipelineControl(self, control)
         self.initialize()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -132,6 +139,11 @@ class Pipeline(Deliveries):
     @name.setter
     def name(self, value: str | None) -> None:
         self._name = value
+
+    @property
+    def control(self) -> Any:
+        """The ControlServer of the current (or last) run (``.url``, ``.token``); None before it."""
+        return self._control.server if self._control is not None else None
 
     # -- the graph ---------------------------------------------------------------------
     def initialize(self) -> None:
@@ -205,6 +217,7 @@ class Pipeline(Deliveries):
         self._check_not_input(iterable)
         acking = self._acking = Acking(self.name, iterable, self.state_dir) if self._wants_acks() else None
         records = acking.prepare(iterable) if acking is not None else iterable  # refusals: before anything runs
+        records = self._control.feeding(iterable, records) if self._control is not None else records
         try:
             self.begin()
             if acking is not None:
@@ -266,6 +279,8 @@ class Pipeline(Deliveries):
             self._run = ActorRun(order, self.mode, self.global_state, delivery)
         self._started, self._stats = time.perf_counter(), None
         self._run.begin()
+        if self._control is not None:  # after the forks; a ControlError stops the run
+            self._control.begin(self._run)
         self._is_running = True
 
     def _end_nodes(self) -> None:
@@ -302,13 +317,8 @@ class Pipeline(Deliveries):
                 log.error("pipeline %r: closing the dead-letter sink failed too: %s", self.name, exc)
         if stats.dead_lettered or stats.failed:
             log.warning("pipeline %r: %s", self.name, stats.summary)
-
-    def _acks_counts(self) -> dict[str, Any]:
-        acking = self._acking
-        if acking is None:
-            return {}
-        resumed_at = acking.start if acking.resumed else None
-        return {"fed": acking.fed, "confirmed": acking.latest(), "resumed_at": resumed_at}
+        if self._control is not None:  # a pending /stop answered, the server closed
+            self._control.ended(stats)
 
     def _make_stats(self, state: str) -> PipelineStatistics:
         acking = self._acking
@@ -336,7 +346,7 @@ class Pipeline(Deliveries):
                                   restarts=sum(n.restarts for n in nodes),
                                   duplicates_possible=sum(n.duplicates_possible for n in nodes) + (
                                       acking.duplicates_possible if acking is not None else 0),
-                                  **self._acks_counts())
+                                  **(acking.counts() if acking is not None else {}))
 
     def plot(self, file_name: str = "pipeline", kind: str = "png") -> Pipeline:
         """Draw the pipeline into ``file_name.kind`` (png, pdf or svg) with Graphviz; returns self."""

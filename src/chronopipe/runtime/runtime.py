@@ -35,6 +35,7 @@ from ..actors.hosting import install_default_runtime
 from ..channels.pipe import LINGER
 from ..channels.quiet import die_of_sigint
 from .child import init_pool_worker
+from .control import RuntimeControl
 from .hosts import ActorHosting, HostRecord, ProcessHost
 from .pools import GuardedProcessPool, PoolTask, call_enveloped, label_of
 from .seed import SeedNames
@@ -71,9 +72,17 @@ class Runtime(SeedNames, ActorHosting):
                 cls._instance = inst
             return cls._instance
 
-    def __init__(self, processes: int | None = None, threads: int | None = None) -> None:
+    def __init__(self, processes: int | None = None, threads: int | None = None, control: str | None = None) -> None:
         """``processes`` / ``threads``: pool sizes (default: CPU count); changing them
-        replaces the pool on its next use."""
+        replaces the pool on its next use. ``control``: ``"HOST:PORT"`` to serve the control API
+        over the runtime's actors (docs/control.md; started once, closed by shutdown()).
+
+        Raises:
+            ControlError: the control address cannot be served.
+            RuntimeError: the control API is served on another address already.
+        """
+        if control is not None:
+            self._control.serve(self, control)
         with self._lock:
             if processes is not None and processes != self.processes:
                 self.processes = processes
@@ -94,12 +103,18 @@ class Runtime(SeedNames, ActorHosting):
         self._shared_lock: Any = None
         self._generation = 0
         self._supervisor: threading.Thread | None = None
+        self._control = RuntimeControl()
         self._wake_r, self._wake_w = Pipe(duplex=False)
         self._signals = SignalHandlers(self._pid, self._teardown_in_handler)
         self._signals.install()
         if not Runtime._atexit_registered:
             atexit.register(_shutdown_at_exit)
             Runtime._atexit_registered = True
+
+    @property
+    def control(self) -> Any:
+        """The ControlServer serving this runtime's actors (``.url``, ``.token``), or None."""
+        return self._control.server
 
     # -- actors ------------------------------------------------------------------------
     def start(self, actor: Actor) -> Actor:
@@ -229,6 +244,7 @@ class Runtime(SeedNames, ActorHosting):
         if self._pid != os.getpid():
             return  # a forked copy: the parent owns these processes
         deadline = time.monotonic() + timeout
+        self._control.close()
         with self._lock:
             running = [r for r in self._records.values() if r.actor.state == "running"]
             reason = ActorError("runtime", "Shutdown", "the runtime shut down (shutdown(), exit, Ctrl-C or SIGTERM)")
