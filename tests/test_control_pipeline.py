@@ -221,6 +221,20 @@ def test_stop_drains_every_record_fed_to_the_sink_and_answers_the_sinks_counts()
     assert pipeline.statistics().nodes[-1].received == len(sink.items)
 
 
+@pytest.mark.parametrize("mode", ["sync", "processes"])
+def test_stop_ends_the_feed_of_a_range_between_two_slices_and_the_sink_has_a_prefix_of_it(mode: str):
+    sink = ListSink("sink")
+    run = Running(Pipeline(Slow("slow") | sink, mode=mode, control="127.0.0.1:0"), range(10**9))
+    server = run.server()
+    at_sink = (lambda: len(sink.items)) if mode == "sync" else (lambda: rows_by_name(server.url)["sink"]["received"])
+    wait_for(lambda: at_sink() > 100, "records at the sink")
+    answer = stop(server)
+    run.join()
+    assert 0 < len(sink.items) < 10**9 and sink.items == list(range(len(sink.items)))
+    if mode == "processes":
+        assert answer["nodes"]["sink"]["received"] == len(sink.items)
+
+
 def test_stop_feeds_what_a_push_input_held_before_it_ends():
     sink = ListSink("sink")
     run = Running(Pipeline(Slow("slow") | sink, mode="threads", control="127.0.0.1:0"), PushInput("orders"))

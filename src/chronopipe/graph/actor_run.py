@@ -25,6 +25,7 @@ from ..runtime import Runtime
 from ..sources import Source
 from .actors import NodeActor
 from .errors import from_actor_error
+from .feeding import ControlledFeed
 from .node import Node
 from .plan import Plan, build_plan
 from .wiring import LIMIT, MARKED, fed_in_batches, fed_in_chunks, lingering, put_all, send_mark, stdout_write
@@ -101,7 +102,11 @@ class ActorRun:
         try:
             channel = plan.feed_channel
             sized = isinstance(iterable, (list, tuple, range))
-            if channel is not None and sized:
+            if isinstance(iterable, ControlledFeed) and iterable.sized:  # under control: slices, a stop between
+                put_part = channel.put_many if channel is not None else put_all(plan.feed)
+                for part in iterable.parts(LIMIT):
+                    put_part(list(part))
+            elif channel is not None and sized:
                 for start in range(0, len(iterable), LIMIT):  # whole batches, sent as they are
                     channel.put_many(list(iterable[start:start + LIMIT]))
             elif sized:
@@ -126,7 +131,7 @@ class ActorRun:
     def _stopping(self, iterable: Iterable[Any]) -> Iterator[None]:
         """While feeding from one of chronopipe's sources: a watcher that stops it once an actor
         of this run failed, so a source waiting for data (quiet) does not hold the failure back."""
-        iterable = getattr(iterable, "fed_from", iterable)  # the source a pipeline's control feeds from
+        iterable = iterable.fed_from if isinstance(iterable, ControlledFeed) else iterable
         if not isinstance(iterable, Source):
             yield
             return

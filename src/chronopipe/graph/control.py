@@ -3,9 +3,9 @@
 A :class:`PipelineControl` belongs to such a pipeline. At each run's begin (after its actor
 processes were forked) it starts a :class:`~chronopipe.control.ControlServer` over a
 :class:`PipelineTarget`; at the run's end, once a pending ``POST /stop`` was answered, it closes
-it. ``consume(iterable)`` feeds the records through :class:`ControlledFeed`, which looks at the
-stop flag between chunks (never per record: the records of a chunk go through C iterators) and
-samples the fields of the first record of each chunk for ``GET /features``.
+it. ``consume(iterable)`` feeds the records through a :class:`~.feeding.ControlledFeed`, which
+looks at the stop flag between chunks (never per record: the records of a chunk go through C
+iterators) and samples the fields of the first record of each chunk for ``GET /features``.
 
 ``POST /stop`` sets the flag and stops the input when it is one of chronopipe's sources or a
 :class:`~chronopipe.control.inputs.PushInput` (those end by themselves after every record they
@@ -16,17 +16,17 @@ same ``state_dir`` resumes after it), and the answer is the run's final counts.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..control import ActorsTarget, ControlServer, open_control, parse_address
 from ..control.features import Features
 from ..control.inputs import PushInput
 from ..sources import Source
+from .feeding import ControlledFeed
 from .node import RouterNode, top_down_order
 from .stats import PipelineStatistics
 
@@ -34,16 +34,10 @@ if TYPE_CHECKING:
     from ..actors import Actor
     from .pipeline import Pipeline
 
-__all__ = ["CHUNK", "ControlledFeed", "PipelineControl", "PipelineTarget", "counts_of"]
+__all__ = ["PipelineControl", "PipelineTarget", "counts_of"]
 
-#: The most records fed between two looks at the stop flag (chunks grow to it from 1 while the
-#: input gives its records at once; a record that kept the feed waiting makes the next chunk 1).
-CHUNK = 1024
-#: Seconds an input may take to give a chunk's first record before the chunks shrink to one record.
-SLOW = 0.02
 #: Seconds the end of a run waits for pending ``/stop`` calls to take their answer.
 ANSWER_WAIT = 5.0
-_DONE: Any = object()
 _NODE_FIELDS = ("mode", "workers", "received", "sent", "state", "retried", "dead_lettered", "failed", "restarts",
                 "dropped", "duplicates_possible", "guarantee")
 
@@ -140,34 +134,6 @@ class PipelineTarget(ActorsTarget):
         if final is None:
             return self._answer(self.pipeline.statistics(), "stopping")
         return self._answer(final, "finished")
-
-
-class ControlledFeed:
-    """``consume()``'s records under control: iterated as chunks chained in C, the stop flag and
-    the features looked at once per chunk. ``fed_from``: the input (for the feed's watcher)."""
-
-    def __init__(self, records: Iterable[Any], fed_from: Any, stopped: threading.Event, features: Features,
-                 stoppable: bool) -> None:
-        self.records, self.fed_from, self.stopped = records, fed_from, stopped
-        self.features, self.stoppable = features, stoppable
-
-    def __iter__(self) -> Iterator[Any]:
-        return itertools.chain.from_iterable(self._chunks(iter(self.records)))
-
-    def _chunks(self, records: Iterator[Any]) -> Iterator[Iterable[Any]]:
-        see, stopped = self.features.see, self.stopped.is_set
-        watch_flag = not self.stoppable  # a source or push input stopped ends by itself, drained
-        islice, clock, size = itertools.islice, time.monotonic, 1
-        while not (watch_flag and stopped()):
-            started = clock()
-            first = next(records, _DONE)
-            if first is _DONE:
-                return
-            size = 1 if clock() - started > SLOW else min(size * 2, CHUNK)
-            see(first)
-            yield (first,)
-            if size > 1:
-                yield islice(records, size - 1)
 
 
 class PipelineControl:
