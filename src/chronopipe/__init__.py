@@ -6,9 +6,10 @@ and dispatch them to checks, on all cores, with clean teardown.
 
 # Layers, bottom up (each imports only those below it; .importlinter, checked by lint-imports):
 # channels, either -> actors, messages -> control -> runtime -> order -> readers, multiplex
-# -> sources -> events -> delivery -> graph -> scl -> capture, testing -> runs -> cli. Names are imported on first use (PEP 562), so ``import chronopipe``
-# loads none of them (no PLY, no capture code), the command line starts fast and a Ctrl-C during
-# start-up is the command's to handle.
+# -> sources -> events -> delivery -> graph -> scl -> capture, testing -> runs -> cli.
+# Names are imported on first use (PEP 562), so ``import chronopipe`` loads none of them (no PLY,
+# no capture code), the command line starts fast and a Ctrl-C during start-up is the command's to
+# handle.
 import importlib  # already loaded by the interpreter: costs nothing
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
