@@ -427,3 +427,19 @@ def test_it_serves_on_ipv6_loopback():
 def test_importing_chronopipe_control_does_not_import_aiohttp():
     code = "import sys, chronopipe.control; print('aiohttp' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+
+
+def test_the_switch_interval_is_short_while_a_server_runs_and_put_back_after_the_last(monkeypatch):
+    monkeypatch.delenv("CHRONOPIPE_TOKEN", raising=False)
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        first = open_control(ActorsTarget("first", list))
+        second = open_control(ActorsTarget("second", list))
+        assert sys.getswitchinterval() <= 0.0005 + 1e-9
+        first.close()
+        assert sys.getswitchinterval() <= 0.0005 + 1e-9  # the second still serves
+        second.close()
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)

@@ -58,11 +58,15 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = (), *, extra
 
 def _schemas() -> dict[str, Any]:
     count = {"type": "integer", "minimum": 0}
+    unknown = {**count, "nullable": True}
     actor = _object({
         "name": {"type": "string"}, "mode": {"type": "string"}, "state": {"type": "string"},
-        "pid": {"type": "integer"}, "received": count, "emitted": count,
-        "rate": {"type": "number", "minimum": 0, "description": "records/s received over the last second or more"},
-        "queue": {**count, "description": "records buffered in its inbox"},
+        "pid": {"type": "integer"},
+        "received": {**unknown, "description": "records it received (null: not counted, a sync-mode node)"},
+        "emitted": {**unknown, "description": "records it sent on (null: not counted, a sync-mode node)"},
+        "rate": {"type": "number", "minimum": 0, "nullable": True,
+                 "description": "records/s received over the last second or more (null: not measured)"},
+        "queue": {**unknown, "description": "records buffered in its inbox (null: it has none, a sync-mode node)"},
         "rss": {"type": "integer", "nullable": True, "description": "resident bytes of its process"},
         "restarts": count, "dead_letters": count,
     }, ACTOR_FIELDS)

@@ -6,6 +6,14 @@ ControlError); aiohttp (``web.AppRunner`` without signal handling or access log,
 SIGTERM blocked (``channels.quiet.start_quiet``: they stay the main thread's). A process forked
 while it serves (an actor process) drops its copies of the server's sockets right after the
 fork, so only this process answers and ``close()`` really frees the port.
+
+While a server runs, the interpreter's switch interval (``sys.setswitchinterval``) is at most
+``SWITCH_INTERVAL``: a thread that wants the GIL waits that long before the thread holding it
+(a pipeline's feed, busy in the main thread) is asked to let go, and an answer needs the GIL a
+few times (accept, read, write). At Python's 5 ms, ``/stats`` took 10 to 25 ms behind a busy
+feed. The interval only matters while threads contend, so an idle server costs nothing; the
+value found at the first start is put back when the last server closes (unless someone changed
+it meanwhile).
 """
 
 from __future__ import annotations
@@ -33,6 +41,28 @@ log = logging.getLogger("chronopipe.control")
 #: Seconds start() waits for the server's thread to serve.
 START_TIMEOUT = 10.0
 _LIVE: weakref.WeakSet[ControlServer] = weakref.WeakSet()
+#: Seconds, the most the switch interval is while a server runs (see above).
+SWITCH_INTERVAL = 0.0005
+_switch_lock = threading.Lock()
+_switch: dict[str, Any] = {"servers": 0, "before": None}
+
+
+def _hold_switch_interval() -> None:
+    with _switch_lock:
+        _switch["servers"] += 1
+        if _switch["servers"] == 1 and sys.getswitchinterval() > SWITCH_INTERVAL:
+            _switch["before"] = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def _release_switch_interval() -> None:
+    with _switch_lock:
+        _switch["servers"] = max(0, _switch["servers"] - 1)
+        before = _switch["before"]
+        if _switch["servers"] == 0 and before is not None:
+            _switch["before"] = None
+            if abs(sys.getswitchinterval() - SWITCH_INTERVAL) < 1e-9:  # still ours
+                sys.setswitchinterval(before)
 
 
 class ControlError(Exception):
@@ -118,6 +148,7 @@ class ControlServer:
         self._drain_for = 0.0
         self._error: BaseException | None = None
         self._pid = os.getpid()
+        self._holds_switch = False
 
     # -- where it listens ------------------------------------------------------------------
     @property
@@ -176,6 +207,8 @@ class ControlServer:
             self._thread = threading.Thread(target=self._serve, args=(runner, ready), name="chronopipe-control",
                                             daemon=True)
             _LIVE.add(self)
+            _hold_switch_interval()
+            self._holds_switch = True
             start_quiet(self._thread)
             if not ready.wait(START_TIMEOUT) or self._error is not None:
                 raise ControlError(f"the control server did not start: {self._error or 'timed out'}")
@@ -247,6 +280,9 @@ class ControlServer:
             except OSError:
                 pass
         _LIVE.discard(self)
+        if self._holds_switch:
+            self._holds_switch = False
+            _release_switch_interval()
 
     def __enter__(self) -> ControlServer:
         return self if self._thread is not None else self.start()
