@@ -234,9 +234,12 @@ def _html_rule_errors(check: CheckResult) -> str:
     return "".join(parts)
 
 
-def to_html(report: Report, title: str = "chronopipe validation report") -> str:
-    """One self-contained page: verdict, files, timeline of packets per second per tap, checks."""
+def to_html(report: Report, title: str = "chronopipe validation report", *, status_url: str | None = None) -> str:
+    """One self-contained page: verdict, files, timeline of packets per second per tap, checks.
+    ``status_url``: the live run's control API (``validate --control``), linked under the verdict."""
     esc = html.escape
+    live = (f'<p id="live-status">live status: <a href="{esc(status_url)}">{esc(status_url)}</a></p>\n'
+            if status_url else "")
     files = "".join(
         f"<tr><td>{esc(s.name)}</td><td>{s.packets:,}</td><td>{esc(_when(s.first_ns))}</td>"
         f"<td>{s.span_ns / 1e9:.3f}</td><td>{s.steps_back}</td><td>{len(s.damage)}</td></tr>" for s in report.files)
@@ -257,7 +260,7 @@ td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-a
 <h1>{esc(title)}</h1>
 <p id="verdict" class="{verdict}">{verdict}: {sum(c.status == "fail" for c in report.checks)} of
 {len(report.checks)} checks failed; {report.packets:,} packets in {report.seconds:.2f} s</p>
-<h2>Packets per second, per tap</h2>
+{live}<h2>Packets per second, per tap</h2>
 {_timeline_svg(report)}
 <h2>Files</h2>
 <table id="files"><tr><th>file</th><th>packets</th><th>first packet</th><th>span s</th><th>steps back</th>

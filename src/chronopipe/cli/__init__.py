@@ -2,11 +2,12 @@
 
     chronopipe merge CAPTURE... [-w OUT] [--offset FILE=SECONDS] [--reorder SECONDS]
     chronopipe merge-csv --files PATH... [--key COLUMN] [--direction min|max] [--output CSV]
-    chronopipe validate CAPTURE... [--rules F] [--json F] [--html F]
+    chronopipe validate CAPTURE... [--rules F] [--json F] [--html F] [--control HOST:PORT]
     chronopipe scl FILE|-
     chronopipe dead-letters FILE [--verbose] [--replay PIPELINE [--dead-letter OUT]]
-    chronopipe run PIPELINE.yml [--profiles FILE]
+    chronopipe run PIPELINE.yml [--profiles FILE] [--control HOST:PORT]
     chronopipe lint PIPELINE.yml [--profiles FILE]
+    chronopipe status URL [--token TOKEN] [--json]
 
 Exit status (see outputs.EXIT_CODES): 0 all good; 1 the run finished but found something; 2 usage
 error or unreadable input; 3 an actor or worker died; 130 Ctrl-C; 143 SIGTERM. A routine mistake
@@ -33,6 +34,7 @@ from .deadletters import add_parser as add_dead_letters_parser
 from .outputs import EXIT_CODES, EXIT_DIED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, UsageError
 from .run import add_parsers as add_run_parsers
 from .scl import add_parser as add_scl_parser
+from .status import add_parser as add_status_parser
 from .validate import add_parser as add_validate_parser
 
 __all__ = ["main", "parser"]
@@ -82,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     add_validate_parser(sub)
     add_dead_letters_parser(sub)
     add_run_parsers(sub)
+    add_status_parser(sub)
     for command in sub.choices.values():  # every --help ends with the exit status table, as written
         command.formatter_class = argparse.RawDescriptionHelpFormatter
         command.epilog = command.epilog or EXIT_CODES  # or its own (lint's)
@@ -142,8 +145,8 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command is None:
             top.print_usage(sys.stderr)
-            print("chronopipe: error: give a command (merge, merge-csv, validate, scl, dead-letters, run, lint) "
-                  "or --help", file=sys.stderr)
+            print("chronopipe: error: give a command (merge, merge-csv, validate, scl, dead-letters, run, lint, "
+                  "status) or --help", file=sys.stderr)
             return EXIT_USAGE
         return _run(args)
     except KeyboardInterrupt:
@@ -160,7 +163,7 @@ def _main(argv: list[str] | None) -> int:
 
 
 #: The extra (setup.py) that brings an optional module a command imports.
-EXTRAS = {"pydantic": "runs", "yaml": "runs", "pyarrow": "parquet", "psycopg": "postgres"}
+EXTRAS = {"pydantic": "runs", "yaml": "runs", "pyarrow": "parquet", "psycopg": "postgres", "aiohttp": "control"}
 
 #: What each command imports, loaded with Ctrl-C held back (see _deferred_signals).
 COMMAND_MODULES = {
@@ -204,11 +207,15 @@ def _run(args: argparse.Namespace) -> int:
                 if extra is None:
                     raise
                 raise UsageError(f"needs {exc.name}: pip install 'chronopipe[{extra}]'") from None
-        runs_actors = args.command not in ("scl", "dead-letters", "lint")
+        runs_actors = args.command not in ("scl", "dead-letters", "lint", "status")
         if runs_actors and _OWNER[0] == os.getpid():
             from ..runtime.signals import redeliver_when_swallowed
 
             redeliver_when_swallowed(Terminated, signal.SIGTERM)
+    if args.command == "status":
+        from .status import run_status
+
+        return run_status(args)
     if args.command == "dead-letters":
         from .deadletters import run_dead_letters
 

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .control import add_control_option
+
 __all__ = ["add_parsers", "run_lint", "run_run"]
 
 #: the option naming the input file of the consumer varieties that read one (checked before a run)
@@ -48,6 +50,8 @@ def add_parsers(subparsers: Any) -> None:
         parser.add_argument("--profiles", type=Path, metavar="FILE",
                             help="the profiles file (default ~/.chronopipe/profiles.yml; also "
                                  "CHRONOPIPE_PROFILE_<NAME>_<FIELD> environment variables)")
+        if command == "run":
+            add_control_option(parser, "run")
 
 
 def _load(args: argparse.Namespace, *, lint: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -228,12 +232,16 @@ def run_run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO 
     producers load what was staged, within GRACE seconds); a second one stops everything at once."""
     from ..runs.engine import Run
     from ..runtime import Runtime
+    from .control import check_address, run_target, serving
 
+    control = getattr(args, "control", None)
+    check_address(control)  # before anything runs
     config, profiles = _load(args)
     Runtime()  # its signal handlers first, so that ours, put in front of them, decide
     run = Run(config, profiles, base=Path(config.base))
     try:
-        return _go(run, out, err)
+        with serving(run_target(run, args.config, control), control):  # the control API, for the run's life
+            return _go(run, out, err)
     finally:
         run.close()  # the stage folders are free for the next run
 

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from .control import add_control_option
+
 __all__ = ["add_parser", "run_validate"]
 
 
@@ -34,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--check-processes", type=int, metavar="N",
                    help="run the built-in checks in N more processes (default: one per core beyond the first; "
                         "0: all in the main process)")
+    add_control_option(p, "validation run")
 
 
 def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -43,17 +46,18 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
         UsageError: an unreadable capture, an output that cannot be written or is an input, a bad
             option or rules file (exit status 2), all before the run starts.
     """
-    from ..capture.report import to_html, to_json, to_text
-    from ..capture.rules import CustomFindings, RulesFileError, SignalWatch, apply_rules, build_checks, load_rules
-    from ..capture.validate import validate
+    from ..capture.report import to_html, to_json
+    from ..capture.rules import CustomFindings, SignalWatch, build_checks, load_rules
     from .capmerge import parse_offsets
-    from .outputs import AtomicOutput, UsageError, check_inputs, check_outputs
-    from .progress import progress
+    from .control import check_address, serving, validate_target
+    from .outputs import UsageError, check_inputs, check_outputs
 
     if args.scl_port is not None and not 0 <= args.scl_port <= 65535:
         raise UsageError(f"--scl-port is a port number, 0 to 65535, not {args.scl_port}")
     if args.check_processes is not None and args.check_processes < 0:
         raise UsageError(f"--check-processes is 0 or more, not {args.check_processes}")
+    control = getattr(args, "control", None)
+    check_address(control)
     check_inputs(args.captures + ([args.rules] if args.rules else []))
     check_outputs({"--json": args.json, "--html": args.html}, args.captures + ([args.rules] if args.rules else []))
     with SignalWatch():  # a rule's own KeyboardInterrupt or SystemExit fails the rule; Ctrl-C ends the run
@@ -70,38 +74,61 @@ def run_validate(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
         if rules is not None:
             custom = CustomFindings()
             checks.append(custom)
-        outputs = {path: render for path, render in ((args.json, lambda report: to_json(report, indent=1)),
-                                                     (args.html, to_html)) if path is not None}
-        written: set[Path] = set()
-        try:
-            with progress("packets", err=err) as bar:
-                def show(packets: int, seconds: float) -> None:
-                    bar.update(packets - bar.n)
+        target = validate_target(args.captures) if control else None
+        with serving(target, control) as server:
+            html = to_html if server is None else lambda report: to_html(report, status_url=f"{server.url}/stats")
+            outputs = {path: render for path, render in ((args.json, lambda report: to_json(report, indent=1)),
+                                                         (args.html, html)) if path is not None}
+            return _run(args, checks, offsets, rules, custom, outputs, out, err, target)
 
-                setup = None
-                if rules is not None and custom is not None:
-                    def setup(em: Any) -> None:
-                        apply_rules(rules, custom.view(em), args.rules)
 
+def _run(args: argparse.Namespace, checks: list[Any], offsets: dict[Any, Any], rules: Any, custom: Any,
+         outputs: dict[Path, Any], out: TextIO, err: TextIO, target: Any) -> int:
+    """The validation run itself, its report printed and written; the exit status. ``target``:
+    the control API's, if one (a stop asked through it is said on ``err``)."""
+    from ..capture.report import to_text
+    from ..capture.rules import RulesFileError, apply_rules
+    from ..capture.validate import validate
+    from .outputs import AtomicOutput, UsageError
+    from .progress import progress
+
+    written: set[Path] = set()
+    try:
+        with progress("packets", err=err) as bar:
+            def show(packets: int, seconds: float) -> None:
+                bar.update(packets - bar.n)
+
+            setup = None
+            if rules is not None and custom is not None:
+                def setup(em: Any) -> None:
+                    apply_rules(rules, custom.view(em), args.rules)
+
+            try:
                 report = validate(args.captures, checks, offsets=offsets, scl_port=args.scl_port, progress=show,
                                   check_processes=args.check_processes, rules=setup)
-            if all(s.packets == 0 and s.damage for s in report.files):
-                names = "; ".join(f"{s.file}: {s.damage[0].reason}" for s in report.files)
-                raise UsageError(f"no packet could be read: {names}")
-            print(to_text(report), file=out)
-            for path, render in outputs.items():
-                with AtomicOutput(path) as output:
-                    output.path.write_text(render(report), encoding="utf-8")
-                    output.commit()
-                written.add(path)
-        except RulesFileError as exc:  # rules(em) raised: before the run started, nothing was to be written
-            raise UsageError(str(exc)) from None
-        except BaseException as exc:
-            for path in outputs:
-                if path not in written:
-                    print(f"chronopipe validate: {path} not written", file=err)
-            _shorten(exc)
-            raise
+            finally:
+                if target is not None:
+                    target.run_over.set()  # a stop through the control API answers now
+        if all(s.packets == 0 and s.damage for s in report.files):
+            names = "; ".join(f"{s.file}: {s.damage[0].reason}" for s in report.files)
+            raise UsageError(f"no packet could be read: {names}")
+        print(to_text(report), file=out)
+        for path, render in outputs.items():
+            with AtomicOutput(path) as output:
+                output.path.write_text(render(report), encoding="utf-8")
+                output.commit()
+            written.add(path)
+    except RulesFileError as exc:  # rules(em) raised: before the run started, nothing was to be written
+        raise UsageError(str(exc)) from None
+    except BaseException as exc:
+        for path in outputs:
+            if path not in written:
+                print(f"chronopipe validate: {path} not written", file=err)
+        _shorten(exc)
+        raise
+    if target is not None and target.stop_requested.is_set():
+        print("chronopipe validate: stopped through the control API: the report covers the packets read "
+              "before the stop", file=err)
     return 0 if report.passed else 1
 
 
