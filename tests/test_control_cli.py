@@ -207,7 +207,7 @@ def test_a_run_serves_its_stats_live_and_post_stop_drains_every_row_then_exits_0
         def staged() -> bool:
             stats = get_json(run.url, "/stats")
             loaded = row_of(stats, "out")["emitted"]
-            return row_of(stats, "lines")["emitted"] == LINES and (loaded == LINES if mode == "thread" else loaded)
+            return row_of(stats, "lines")["emitted"] == LINES and loaded == LINES
 
         wait_until(staged, 30)  # the follow consumer waits for more lines: the run goes on
         stats = get_json(run.url, "/stats")
@@ -216,11 +216,11 @@ def test_a_run_serves_its_stats_live_and_post_stop_drains_every_row_then_exits_0
         assert (lines["type"], lines["mode"], lines["state"], lines["received"]) == ("consumer", "thread", "running",
                                                                                       LINES)
         assert out["type"] == "producer" and out["mode"] == mode and out["rss"] > 0
+        assert (out["unit"], out["rows"], out["received"], out["emitted"]) == ("rows", LINES, LINES, LINES)
         if mode == "thread":
-            assert (out["pid"], out["unit"], out["rows"]) == (run.proc.pid, "rows", LINES)
-        else:  # its figures are in its process until it ends: it counts batches
+            assert out["pid"] == run.proc.pid
+        else:  # its figures are in its process: its live counts are in shared memory
             assert out["pid"] in [p.pid for p in psutil.Process(run.proc.pid).children()]
-            assert (out["unit"], out["rows"]) == ("batches", None) and out["emitted"] == out["batches"] > 0
         assert {r["name"]: r["rows_out"] for r in stats["runners"]}["lines"] == LINES
         info = get_json(run.url, "/info")
         assert (info["kind"], info["path"], info["pid"]) == ("run", "pipeline.yml", run.proc.pid)
@@ -244,6 +244,88 @@ def test_a_run_serves_its_stats_live_and_post_stop_drains_every_row_then_exits_0
     assert re.search(r"^lines: rows in 8,144 = staged 8,144 \+ rejected 0 \+ late 0$", stdout, re.M), stdout
     assert not token_file.exists(), "the generated token file goes with the server"
     assert "Traceback" not in stderr
+    no_children_left()
+
+
+PROCESS_RUN = """\
+runners:
+  - name: lines
+    variety: follow
+    type: consumer
+    mode: process
+    path: in.txt
+    stage: {type: local, path: stage}
+    batch_configuration: {size: 1000, seconds: 0.2}
+  - name: out
+    variety: csv
+    type: producer
+    mode: process
+    depends_on: [lines]
+    path: out
+"""
+
+
+def summary_table(out: str) -> dict[str, tuple[int, int, int]]:
+    """runner -> (rows, batches, skipped) from the summary table a run prints at its end."""
+    table = {}
+    for line in out.splitlines():
+        cells = line.split()
+        if len(cells) == 7 and cells[1] in ("consumer", "producer"):
+            table[cells[0]] = tuple(int(c.replace(",", "")) for c in cells[3:6])
+    return table
+
+
+@pytest.mark.timeout(120)
+def test_process_runners_count_rows_live_and_their_last_stats_match_the_summary(tmp_path):
+    """A consumer and a producer each in its own process: /stats counts their rows while the run
+    goes on (the followed file grows), the totals include them, ``chronopipe status`` shows rows,
+    and what the last /stats said before the stop is what the run's summary says at its end."""
+    (tmp_path / "in.txt").write_bytes(DATA.read_bytes())
+    (tmp_path / "pipeline.yml").write_text(PROCESS_RUN)
+    run = Running(["run", "pipeline.yml", "--control", "127.0.0.1:0"], tmp_path)
+    extra = 2500
+    try:
+        def counted(rows: int) -> bool:
+            stats = get_json(run.url, "/stats")
+            return row_of(stats, "lines")["emitted"] == rows and row_of(stats, "out")["emitted"] == rows
+
+        wait_until(lambda: counted(LINES), 30)
+        children = [p.pid for p in psutil.Process(run.proc.pid).children()]
+        first = get_json(run.url, "/stats")
+        with (tmp_path / "in.txt").open("a") as f:  # the run goes on: more lines to follow
+            f.writelines(f"appended line {i}\n" for i in range(extra))
+        wait_until(lambda: counted(LINES + extra), 30)
+        stats = get_json(run.url, "/stats")
+        done = status(run.url)
+        code, body = request(run.url, "POST", "/stop", {"timeout": 30}, token=run.token)
+        status_code, stdout, stderr = run.finish()
+    finally:
+        run.kill()
+    assert code == 200 and status_code == 0, (body, stderr)
+    for seen, rows in ((first, LINES), (stats, LINES + extra)):
+        assert seen["state"] == "running"
+        lines, out = row_of(seen, "lines"), row_of(seen, "out")
+        for actor, kind in ((lines, "consumer"), (out, "producer")):
+            assert (actor["type"], actor["mode"], actor["state"], actor["unit"]) == (kind, "process", "running", "rows")
+            assert actor["pid"] in children and actor["pid"] != run.proc.pid
+            assert actor["received"] == actor["emitted"] == actor["rows"] == rows, actor
+            assert isinstance(actor["rate"], float) and actor["batches"] > 0
+        assert {k: seen["totals"][k] for k in ("received", "staged", "emitted")} == {
+            "received": rows, "staged": rows, "emitted": rows}
+        assert {r["name"]: (r["rows_in"], r["rows_out"]) for r in seen["runners"]} == {
+            "lines": (rows, rows), "out": (rows, rows)}
+    assert row_of(stats, "lines")["batches"] > row_of(first, "lines")["batches"]
+    total = f"{LINES + extra:,}"
+    table = done.stdout.splitlines()
+    assert done.returncode == 0 and table[2].split()[:6] == ["lines", "process", "running",
+                                                             str(row_of(stats, "lines")["pid"]), total, total], table
+    assert table[3].split()[:6] == ["out", "process", "running", str(row_of(stats, "out")["pid"]), total, total]
+    assert table[4] == f"totals: 2 actors; in {total}, out {total}, restarts 0, dead letters 0"
+    summary = summary_table(stdout)  # the run's final figures: what /stats said live, before the stop
+    assert summary == {name: (row_of(stats, name)["rows"], row_of(stats, name)["batches"],
+                              row_of(stats, name)["skipped"]) for name in ("lines", "out")}, stdout
+    assert re.search(rf"^lines: rows in {total} = staged {total} \+ rejected 0 \+ late 0$", stdout, re.M), stdout
+    assert len(csv_rows(tmp_path / "out")) == LINES + extra
     no_children_left()
 
 

@@ -361,7 +361,7 @@ def _watch(run: Any, err: TextIO) -> None:
     try:
         while not run.wait(0.2):
             for bar, runner in zip(bars, run.runners, strict=True):
-                rows = runner.figures.get("rows", 0)
+                rows = runner.figures_now().get("rows", 0)
                 bar.update(rows - bar.n)
     finally:
         for bar in bars:

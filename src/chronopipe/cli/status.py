@@ -170,8 +170,7 @@ def run_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def format_status(info: dict[str, Any], stats: dict[str, Any]) -> str:
-    """The table: a heading line, a row per actor, a totals line. An actor whose ``unit`` is
-    ``"batches"`` (a ``chronopipe run`` process runner still running) shows its counts so.
+    """The table: a heading line, a row per actor, a totals line.
 
     >>> print(format_status({"name": "p.yml", "kind": "run", "pid": 7, "version": "1.0"},
     ...                     {"state": "running", "seconds": 2.5, "totals": {"received": 1200, "emitted": 1000},
@@ -193,9 +192,8 @@ def format_status(info: dict[str, Any], stats: dict[str, Any]) -> str:
     for actor in stats.get("actors", []):
         if not isinstance(actor, dict):
             continue
-        unit = " batches" if actor.get("unit") == "batches" else ""  # a process runner's, until it ends
         rows.append((str(actor.get("name", "?")), str(actor.get("mode", "-")), str(actor.get("state", "-")),
-                     _pid(actor.get("pid")), _int(actor.get("received")) + unit, _int(actor.get("emitted")) + unit,
+                     _pid(actor.get("pid")), _int(actor.get("received")), _int(actor.get("emitted")),
                      _rate(actor.get("rate")), _int(actor.get("queue")), _bytes(actor.get("rss")),
                      _int(actor.get("restarts")), _int(actor.get("dead_letters"))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]

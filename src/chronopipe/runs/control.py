@@ -10,9 +10,8 @@ runner as the run's summary knows them; ``POST /stop`` drains the run as a first
         print(server.url)
         run.join()
 
-Rows of a thread runner are live; a process runner's rows come back when it ends (its figures
-live in its process), so until then its row counts batches (``"unit": "batches"``, ``"rows":
-None``) and the totals leave its rows out.
+Rows are live for a thread and a process runner alike: a runner counts in shared memory too
+(``runner.live``, tally.py), once per batch, and the parent reads it while the runner runs.
 
 No answer holds a profile's secret: the rows name runners, varieties, states and counts, never a
 runner's options (a URL with a password, a DSN); :meth:`RunTarget.secrets` gives the server every
@@ -31,6 +30,7 @@ from ..control import ActorsTarget
 from .engine import Run, RunnerSummary
 from .profiles import Secret
 from .runners import ConsumerRunner
+from .tally import LiveFigures
 
 __all__ = ["RunTarget", "run_secrets"]
 
@@ -99,21 +99,15 @@ class RunTarget(ActorsTarget):
     def row(self, actor: Actor) -> dict[str, Any]:
         """The runner's actor row with ``received`` / ``emitted`` in rows (a consumer: records read,
         rejects and late ones included / rows staged; a producer: rows loaded, both), and its
-        ``type``, ``variety``, ``unit``, ``rows``, ``batches``, ``skipped``, ``rejected``, ``late``.
-        A process runner still running counts batches there, not rows (``unit`` ``"batches"``,
-        ``rows`` None): its figures come back when it ends."""
+        ``type``, ``variety``, ``unit`` (``"rows"``), ``rows``, ``batches``, ``skipped``, ``rejected``,
+        ``late``: live, from a thread or a process runner alike (``figures_now``)."""
         row = super().row(actor)
         spec = self._specs.get(actor.name)
-        figures = dict(getattr(actor, "figures", {}) or {})
-        live = actor.mode == "thread" or actor.state not in ("new", "running")
-        row.update(type=getattr(spec, "type", None), variety=getattr(spec, "variety", None), unit="rows",
-                   rows=None, batches=int(figures.get("batches", 0)), skipped=int(figures.get("skipped", 0)),
-                   rejected=int(figures.get("rejected", 0)), late=int(figures.get("late", 0)))
-        if not live:  # a process runner still running: its figures are in its process, its counts are batches
-            row.update(unit="batches", batches=int(actor.counts.emitted))
-            return row
+        figures = actor.figures_now() if isinstance(actor, LiveFigures) else dict(getattr(actor, "figures", {}))
         rows = int(figures.get("rows", 0))
-        row["rows"] = rows
+        row.update(type=getattr(spec, "type", None), variety=getattr(spec, "variety", None), unit="rows",
+                   rows=rows, batches=int(figures.get("batches", 0)), skipped=int(figures.get("skipped", 0)),
+                   rejected=int(figures.get("rejected", 0)), late=int(figures.get("late", 0)))
         if isinstance(actor, ConsumerRunner):
             row["received"] = int(figures.get("records", 0)) + row["rejected"] + row["late"]
         else:

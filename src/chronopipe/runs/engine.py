@@ -208,11 +208,13 @@ class Run:
         Runtime().cancel([r for r in self.runners if r.state != "new"], reason, wait=wait)
 
     def summary(self) -> list[RunnerSummary]:
-        """One summary per runner, in config order (figures so far for a running thread runner)."""
+        """One summary per runner, in config order (figures so far for a running runner, from its
+        live counts: a process runner's too)."""
         kinds = {r.name: r for r in self.config.runners}
         out = []
         for runner in self.runners:
-            figures: dict[str, Any] = dict(getattr(runner, "figures", {}))
+            figures: dict[str, Any] = (runner.figures_now() if hasattr(runner, "figures_now")
+                                       else dict(getattr(runner, "figures", {})))
             spec = kinds[runner.name]
             seconds = float(figures.get("seconds") or 0.0)
             if not seconds and runner.started_at is not None:  # cancelled, or running: its figures have none

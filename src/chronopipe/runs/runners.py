@@ -15,7 +15,8 @@ So a run killed at any point and started again ends with each row loaded exactly
 
 For implementors of new runner kinds, the actor hooks run as for every actor: ``on_start``,
 ``run``/``on_receive`` and ``on_stop`` in the runner's own thread or process; ``on_stop``'s
-dict of figures is what ``join()`` returns, also from a process.
+dict of figures is what ``join()`` returns, also from a process; ``figures_now()`` gives them
+live, from a process too (the counts in shared memory: tally.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from ..actors import Actor
 from ..channels import END, Channel
 from .intake import POLL, Pump, recut
+from .tally import LiveFigures, RunnerCounts
 
 __all__ = ["ConsumerRunner", "InputChanged", "ProducerRunner", "as_row"]
 
@@ -67,7 +69,7 @@ class InputChanged(Exception):  # noqa: N818 (what happened, not whose fault)
     """A consumer's input is not what an earlier run staged from it (exactly once would break)."""
 
 
-class ConsumerRunner(Actor):
+class ConsumerRunner(LiveFigures, Actor):
     """One consumer: its source into its stage, batch by batch (see the module docstring).
 
     A rerun resumes: the batches an earlier run staged for this consumer are cut again at the
@@ -87,6 +89,7 @@ class ConsumerRunner(Actor):
         self.limit: int | None = self.options.get("limit")
         self.figures: dict[str, Any] = {"records": 0, "rows": 0, "batches": 0, "skipped": 0, "markers": 0,
                                         "over_limit": 0, "rejected": 0, "late": 0, "errors": 0, "rejects": []}
+        self.live = RunnerCounts()  # here, in the parent: its figures live, from its process too (tally.py)
         self._began = 0.0
 
     # -- in the runner's thread or process ---------------------------------------------
@@ -171,6 +174,7 @@ class ConsumerRunner(Actor):
                 first_at = time.monotonic()
             for record in taken:
                 self._take(record, pending)
+            self._publish()
             if pending and self._timed() and time.monotonic() - first_at >= self.seconds:
                 self._cut(pending)
             if self.stopping:
@@ -209,6 +213,7 @@ class ConsumerRunner(Actor):
                     if not pending:
                         first_at = time.monotonic()
                     self._take(record, pending)
+                self._publish()
                 if pending and self._timed() and time.monotonic() - first_at >= self.seconds:
                     self._cut(pending)
                 if ended:
@@ -284,6 +289,7 @@ class ConsumerRunner(Actor):
         else:
             self.figures["skipped"] += 1  # staged by an earlier run already
         self.figures["rows"] += batch.num_rows
+        self._publish()
         self.emit({"batch": batch.id, "consumer": self.name, "seq": batch.seq, "rows": batch.num_rows})
         self.flush()
 
@@ -297,14 +303,11 @@ class ConsumerRunner(Actor):
 
     def on_stop(self) -> dict[str, Any]:
         self.figures["seconds"] = time.monotonic() - self._began if self._began else 0.0
+        self._publish()
         return dict(self.figures)
 
-    def on_result(self, result: Any) -> None:
-        if isinstance(result, dict):
-            self.figures = result
 
-
-class ProducerRunner(Actor):
+class ProducerRunner(LiveFigures, Actor):
     """One producer: its consumers' complete batches into its sink (see the module docstring)."""
 
     def __init__(self, name: str, *, variety: str, options: Mapping[str, Any], base: Path,
@@ -314,6 +317,7 @@ class ProducerRunner(Actor):
         self.variety, self.options, self.base, self.profile = variety, dict(options), base, profile
         self.stage_specs, self.producers_of = {k: dict(v) for k, v in stages.items()}, dict(producers_of)
         self.figures: dict[str, Any] = {"rows": 0, "batches": 0, "skipped": 0, "seconds": 0.0}
+        self.live = RunnerCounts()  # here, in the parent: its figures live, from its process too (tally.py)
         self._sink: Any = None
         self._began = 0.0
 
@@ -338,6 +342,7 @@ class ProducerRunner(Actor):
         if message["batch"] in self._loaded:
             if message["batch"] in self._before:
                 self.figures["skipped"] += 1  # loaded by an earlier run (not: by our start-up sweep)
+                self._publish()
             return
         self._load(message["consumer"], message["batch"])
 
@@ -354,6 +359,7 @@ class ProducerRunner(Actor):
         written = self._sink.write(batch)
         self.figures["rows"] += written
         self.figures["batches" if written or not batch.num_rows else "skipped"] += 1
+        self._publish()
         stage.mark_done(self.name, batch_id)  # only now: the sink has committed it
         self._loaded.add(batch_id)
         stage.release(batch_id, self.producers_of.get(consumer, [self.name]))
@@ -377,8 +383,3 @@ class ProducerRunner(Actor):
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.close()
-
-    def on_result(self, result: Any) -> None:
-        if isinstance(result, dict):
-            self.figures = result
-
