@@ -294,7 +294,7 @@ def wire(**changes: object) -> str:
         (wire(data="x"), "data: must be a JSON object, got str"),
         (wire().replace("1.0", "NaN"), "JSON: NaN is not a JSON number"),
         (wire().replace("1.0", "Infinity"), "JSON: Infinity is not a JSON number"),
-        (wire().replace("1.0", "1e999"), "timestamp: must be a finite number"),
+        (wire().replace("1.0", "1e999"), "JSON: '1e999' is too large for a number"),
         (wire().replace('"id": "c"', '"id": "c", "id": "d"'), "JSON: duplicate key 'id'"),
         ("[" * 100_000, "JSON: nested too deeply"),
     ],
@@ -498,3 +498,37 @@ def test_the_package_imports_only_either_and_the_stdlib():
             if line.startswith(("import ", "from ")) and not line.startswith(("from .", "from __future__")):
                 module = line.split()[1].split(".")[0]
                 assert module in sys.stdlib_module_names or line.startswith("from chronopipe.either"), line
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Command("STOP", id="\ud800"),
+    lambda: Command("STOP", correlation_id="a\udfff"),
+    lambda: Command("STOP", {"\ud800": 1}),
+    lambda: Command("STOP", {"records": ["ok", {"note": "\udc80"}]}),
+    lambda: Event("STOP_SUCCEEDED", {"result": "\ud800"}),
+    lambda: Command.from_json('{"kind": "command", "type": "STOP", "id": "\\ud800", "timestamp": 0, '
+                              '"correlation_id": null, "data": {}}'),
+])
+def test_a_string_with_a_lone_surrogate_is_refused_anywhere_in_a_message(make):
+    with pytest.raises(MessageError, match="lone surrogate") as caught:
+        make()
+    str(caught.value).encode("utf-8")  # the reason itself is Unicode text
+
+
+def test_a_number_too_large_for_a_float_in_data_is_refused_by_from_json():
+    text = ('{"kind": "command", "type": "STOP", "id": "c", "timestamp": 0, "correlation_id": null, '
+            '"data": {"x": 1e999}}')
+    with pytest.raises(MessageError, match="too large for a number"):
+        Command.from_json(text)
+
+
+def test_answer_fails_a_handler_raising_generator_exit_or_another_base_exception():
+    import asyncio
+
+    for exc in (GeneratorExit("closed"), asyncio.CancelledError()):
+        def handler(command, exc=exc):
+            raise exc
+
+        event = answer(Command("STOP"), handler)
+        assert (event.outcome, event.reason) == ("FAILED", f"{type(exc).__name__}: {exc}" if str(exc)
+                                                 else type(exc).__name__)

@@ -30,6 +30,7 @@ from .values import (
     MAX_ID,
     OUTCOMES,
     MessageError,
+    check_text,
     check_type_name,
     command_name,
     finite,
@@ -80,7 +81,7 @@ class _Message:
                 continue
             if not isinstance(value, str) or not 0 < len(value) <= MAX_ID:
                 raise MessageError(f"{kind} {name}: must be a string of 1 to {MAX_ID} characters, got {short(value)}")
-            object.__setattr__(self, name, str.__str__(value))
+            object.__setattr__(self, name, check_text(str.__str__(value), f"{kind} {name}"))
         stamp = self.timestamp
         if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not finite(stamp):
             raise MessageError(f"{kind} timestamp: must be a finite number of seconds, got {short(stamp)}")
@@ -329,8 +330,10 @@ def answer(
     'unknown command LAUNCH'
 
     Raises:
-        TypeError: ``command`` is not a Command. Nothing the handler does makes ``answer`` raise,
-            but a BaseException that is not an Exception (KeyboardInterrupt, SystemExit) passes.
+        TypeError: ``command`` is not a Command.
+        KeyboardInterrupt, SystemExit: raised by the handler, they pass (Ctrl-C and exit are the
+            program's). Nothing else the handler does makes ``answer`` raise: any other
+            BaseException (GeneratorExit, asyncio.CancelledError, ...) is a FAILED event too.
     """
     if not isinstance(command, Command):
         raise TypeError(f"answer() takes a Command, got {type(command).__name__}")
@@ -353,5 +356,7 @@ def answer(
             return succeeded(command, {"result": result})
         except MessageError as exc:
             return failed(command, f"the result is not JSON: {exc}")
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
         return failed(command, _describe(exc, with_type=True))

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_ID",
     "OUTCOMES",
     "MessageError",
+    "check_text",
     "check_type_name",
     "command_name",
     "finite",
@@ -54,6 +55,18 @@ def one_line(text: str) -> str:
     return line if len(line) <= MAX_REASON else line[: MAX_REASON - 3] + "..."
 
 
+def check_text(text: str, what: str) -> str:
+    """``text`` if it is Unicode text (it encodes as UTF-8: no lone surrogate such as the
+    ``"\\ud800"`` a JSON escape can make); MessageError otherwise."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MessageError(f"{what}: {short(text)} holds a lone surrogate ({text[exc.start]!r}), "
+                               "not Unicode text") from None
+    return text
+
+
 def check_type_name(name: Any, what: str = "type") -> str:
     """``name`` if it is a type name (``^[A-Z][A-Z0-9_]{0,63}$``); MessageError otherwise."""
     if not isinstance(name, str) or not TYPE_NAME.fullmatch(name):
@@ -89,7 +102,7 @@ def freeze(value: Any, path: str, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return str.__str__(value)
+        return check_text(str.__str__(value), path)
     if isinstance(value, int):
         if value.bit_length() > MAX_INT_BITS:
             raise MessageError(f"{path}: an integer over {MAX_INT_BITS} bits")
@@ -103,6 +116,7 @@ def freeze(value: Any, path: str, depth: int = 0) -> Any:
         for key in value:
             if not isinstance(key, str):
                 raise MessageError(f"{path}: key {short(key)} is not a string")
+            check_text(key, f"{path}: key")
             frozen[str.__str__(key)] = freeze(value[key], f"{path}[{key!r}]", depth + 1)
         return MappingProxyType(frozen)
     if isinstance(value, list | tuple):
@@ -141,11 +155,25 @@ def _reject_constant(name: str) -> Any:
     raise MessageError(f"JSON: {name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MessageError(f"JSON: {short(text)} is too large for a number")
+    return value
+
+
 def load(text: str | bytes | bytearray) -> Any:
+    """The JSON value of ``text``: duplicate keys (at any depth), NaN, Infinity and numbers too
+    large for a float (``1e999``) are refused.
+
+    Raises:
+        MessageError: not JSON, or one of those (one line).
+    """
     if not isinstance(text, str | bytes | bytearray):
         raise MessageError(f"JSON: expected str or bytes, got {type(text).__name__}")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+                          parse_float=_finite_float)
     except MessageError:
         raise
     except RecursionError:
