@@ -74,3 +74,17 @@ def test_a_body_that_is_no_command_is_400(served, body):
     server, target, actors, _ = served
     assert call(server.url, "POST", "/commands", token=TOKEN, body=body)[0] == 400
     assert all(a.state == "running" for a in actors) and target.kills == 0
+
+
+@pytest.mark.parametrize("body", [
+    b'{"type": "PUSH", "id": "\\ud800", "data": {"input": "orders", "records": [1, 2]}}',
+    b'{"type": "PUSH", "data": {"input": "orders", "records": ["\\udfff"]}}',
+    b'{"type": "KILL", "correlation_id": "\\ud800"}',
+    b'{"type": "KILL", "data": {"\\ud800": 1}}',
+])
+def test_a_command_with_a_lone_surrogate_is_400_and_not_acted_on(served, body):
+    server, target, _, _ = served
+    status, _, answer = call(server.url, "POST", "/commands", token=TOKEN, body=body,
+                             headers={"Content-Type": "application/json"})
+    assert status == 400 and "lone surrogate" in answer["error"]
+    assert (target.pushed, target.kills) == ([], 0)

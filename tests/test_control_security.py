@@ -241,3 +241,81 @@ def test_a_host_given_in_allowed_hosts_is_accepted(monkeypatch):
         assert call(server.url, "GET", "/health", headers={"Host": f"pipeline.internal:{port}"})[0] == 200
         assert call(server.url, "GET", "/health", headers={"Origin": f"http://pipeline.internal:{port}"})[0] == 200
         assert call(server.url, "GET", "/health", headers={"Host": f"other.internal:{port}"})[0] == 403
+
+
+def test_a_target_error_is_logged_scrubbed_of_its_secrets_and_the_token(caplog):
+    from control_helper import SECRET
+
+    class Leaky(Recorded):
+        def stats(self):
+            raise RuntimeError(f"cannot reach postgres://u:{SECRET}@db with {TOKEN}")
+
+    with caplog.at_level("DEBUG", logger="chronopipe.control"), open_control(Leaky(), token=TOKEN) as server:
+        status, _, answer = call(server.url, "GET", "/stats")
+    assert (status, answer) == (500, {"error": "RuntimeError: cannot reach postgres://u:***@db with ***"})
+    assert "cannot reach postgres://u:***@db with ***" in caplog.text
+    assert SECRET not in caplog.text and TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("body", [b'{"input": "orders", "records": [1e999]}',
+                                  b'{"input": "orders", "records": [-1e999]}',
+                                  b'{"input": "orders", "records": [{"a": 1E400}]}'])
+def test_a_number_too_large_for_a_float_is_400_and_not_taken(served, body):
+    server, target, _ = served
+    status, _, answer = call(server.url, "POST", "/push", token=TOKEN, body=body,
+                             headers={"Content-Type": "application/json"})
+    assert status == 400 and answer["error"].startswith("the body is not JSON") and "too large" in answer["error"]
+    assert target.pushed == []
+
+
+@pytest.mark.parametrize("body", [b'{"type": "GET_STATS", "type": "KILL"}',
+                                  b'{"type": "PUSH", "data": {"input": "nope", "input": "orders", "records": [1]}}',
+                                  b'{"type": "PUSH", "data": {"input": "orders", "records": [{"a": 1, "a": 2}]}}'])
+def test_a_body_with_a_duplicate_key_at_any_depth_is_400_and_not_acted_on(served, body):
+    server, target, _ = served
+    status, _, answer = call(server.url, "POST", "/commands", token=TOKEN, body=body,
+                             headers={"Content-Type": "application/json"})
+    assert (status, answer["error"].startswith("the body is not JSON: duplicate key")) == (400, True)
+    assert (target.kills, target.pushed) == (0, [])
+
+
+def _bad_folder(tmp_path, how):
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    folder = runtime / "chronopipe"
+    if how == "0777":
+        folder.mkdir()
+        folder.chmod(0o777)
+    else:  # a symlink to a folder of the right mode
+        real = tmp_path / "elsewhere"
+        real.mkdir(mode=0o700)
+        folder.symlink_to(real)
+    return runtime
+
+
+@pytest.mark.parametrize("how", ["0777", "symlink"])
+def test_an_unsafe_token_folder_is_not_used_the_next_one_is(tmp_path, monkeypatch, how):
+    monkeypatch.delenv("CHRONOPIPE_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(_bad_folder(tmp_path, how)))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with open_control(Recorded()) as server:
+        folder = server.token_file.parent
+        assert folder == tmp_path / "home" / ".cache" / "chronopipe"
+        assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700
+        if how == "symlink":
+            assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_no_safe_token_folder_is_a_control_error_of_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHRONOPIPE_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(_bad_folder(tmp_path, "0777")))
+    home = tmp_path / "home"
+    (home / ".cache" / "chronopipe").mkdir(parents=True)
+    (home / ".cache" / "chronopipe").chmod(0o757)
+    monkeypatch.setenv("HOME", str(home))
+    port = free_port()
+    with pytest.raises(ControlError, match="no safe folder for the control token") as caught:
+        ControlServer(Recorded(), f"127.0.0.1:{port}").start()
+    assert "\n" not in str(caught.value) and "writable by others" in str(caught.value)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -443,3 +443,140 @@ def test_the_switch_interval_is_short_while_a_server_runs_and_put_back_after_the
         assert sys.getswitchinterval() == pytest.approx(0.005)
     finally:
         sys.setswitchinterval(before)
+
+
+# -- connections: a cap, an idle timeout, JSON for malformed HTTP, quiet loop errors ---------------
+def _raw(address, data: bytes, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(address, timeout=timeout) as s:
+        s.sendall(data)
+        return s.makefile("rb").read()
+
+
+def test_connections_beyond_the_cap_are_answered_503_and_closed_at_once(monkeypatch):
+    from chronopipe.control import connections
+
+    monkeypatch.setattr(connections, "MAX_CONNECTIONS", 4)
+    with open_control(ActorsTarget("t", list), token=TOKEN) as server:
+        held = [socket.create_connection(server.address, timeout=5) for _ in range(4)]
+        try:
+            time.sleep(0.2)
+            with socket.create_connection(server.address, timeout=5) as extra:
+                reply = extra.makefile("rb").read()  # closed by the server without a request
+            assert reply.startswith(b"HTTP/1.1 503")
+            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"].startswith("the control server serves 4")
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        assert call(server.url, "GET", "/health")[0] == 200  # the held ones gone, it serves again
+
+
+def test_a_silent_or_slow_header_connection_is_closed_after_the_idle_timeout(monkeypatch):
+    from chronopipe.control import connections
+
+    monkeypatch.setattr(connections, "IDLE_TIMEOUT", 0.5)
+    with open_control(ActorsTarget("t", list), token=TOKEN) as server:
+        silent = socket.create_connection(server.address, timeout=5)
+        slow = socket.create_connection(server.address, timeout=5)
+        began = time.monotonic()
+        try:
+            slow.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.address[1]}\r\n".encode())
+            for _ in range(3):  # a header byte now and then does not keep it open
+                time.sleep(0.2)
+                slow.sendall(b"X")
+            assert silent.recv(100) == b""
+            assert slow.recv(100) == b""
+            assert time.monotonic() - began < 3
+        finally:
+            silent.close()
+            slow.close()
+        assert call(server.url, "GET", "/health")[0] == 200
+
+
+def test_malformed_http_is_answered_400_in_json_without_a_traceback(capfd):
+    with open_control(ActorsTarget("t", list), token=TOKEN) as server:
+        port = server.address[1]
+        capfd.readouterr()
+        no_host = _raw(server.address, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+        smuggled = _raw(server.address, (f"POST /push HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 4\r\n"
+                                         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n").encode())
+    for reply in (no_host, smuggled):
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert head.split(b" ", 2)[1] == b"400"
+        assert b"Content-Type: application/json" in head
+        assert json.loads(body)["error"].startswith("bad HTTP request: ")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error handling request" not in err
+
+
+def test_event_loop_errors_are_one_line_at_most_every_ten_seconds(caplog):
+    from chronopipe.control.connections import loop_errors
+
+    handle = loop_errors()
+    with caplog.at_level("WARNING", logger="chronopipe.control"):
+        for _ in range(4000):
+            handle(None, {"message": "socket.accept() out of system resource",
+                          "exception": OSError(24, "Too many open files")})
+    (record,) = caplog.records
+    assert record.getMessage() == ("control server: socket.accept() out of system resource: "
+                                   "OSError: [Errno 24] Too many open files")
+    assert record.exc_info is None
+
+
+def test_an_answer_with_a_lone_surrogate_is_sent_escaped_not_a_500():
+    class Odd(ActorsTarget):
+        def stats(self):
+            return {"state": "odd \ud800"}
+
+    with open_control(Odd("t", list), token=TOKEN) as server:
+        status, _, answer = call(server.url, "GET", "/stats")
+    assert (status, answer) == (200, {"state": "odd \ud800"})  # the JSON escape \ud800 reads back
+
+
+def test_features_keep_a_lone_surrogate_name_escaped_and_push_refuses_one():
+    from chronopipe.control.features import Features
+
+    features = Features()
+    features.see({"\ud800": 1, "price": 2.5})
+    snapshot = features.snapshot()
+    assert snapshot == {"\\ud800": ["int"], "price": ["float"]}
+    json.dumps(snapshot, ensure_ascii=False).encode("utf-8")  # encodable: GET /features keeps working
+    target = Recorded()
+    with open_control(target, token=TOKEN) as server:
+        status, _, answer = call(server.url, "POST", "/push", token=TOKEN,
+                                 body=b'{"input": "orders", "records": [{"\\ud800": 1}]}',
+                                 headers={"Content-Type": "application/json"})
+    assert status == 400 and "lone surrogate" in answer["error"]
+    assert target.pushed == []
+
+
+_SERVE_FOREVER = """
+import json, sys, time
+from chronopipe.control import ActorsTarget, open_control
+server = open_control(ActorsTarget("victim", list))
+print(json.dumps({"address": server.address, "token": server.token, "file": str(server.token_file)}), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["kill", "sigterm"])
+def test_the_token_file_is_removed_when_the_process_dies_of_kill_or_sigterm(tmp_path, how):
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env.pop("CHRONOPIPE_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_FOREVER], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        started = json.loads(proc.stdout.readline())
+        path = started["file"]
+        assert os.path.exists(path)
+        if how == "kill":
+            url = f"http://127.0.0.1:{started['address'][1]}"
+            assert call(url, "POST", "/kill", token=started["token"], body={})[0] == 202
+        else:
+            os.kill(proc.pid, 15)
+        assert psutil.Process(proc.pid).wait(5) in (-15, 143)
+        assert not os.path.exists(path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

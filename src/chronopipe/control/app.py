@@ -10,15 +10,18 @@ answer is JSON (``{"error": "one line"}`` for a refusal) and passes through the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..messages import MessageError
+from ..messages.values import check_text, load
 from .commands import handle_command, run_blocking, stop_timeout
 from .security import Scrubber, bearer_matches, host_allowed, origin_allowed
 from .target import InputClosed, InputFull
@@ -26,7 +29,7 @@ from .target import InputClosed, InputFull
 if TYPE_CHECKING:
     from .server import ControlServer
 
-__all__ = ["BadRequest", "make_app", "one_line", "respond"]
+__all__ = ["BadRequest", "log_error", "make_app", "one_line", "respond"]
 
 log = logging.getLogger("chronopipe.control")
 SERVER: web.AppKey[ControlServer] = web.AppKey("control_server")
@@ -50,17 +53,37 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _scrubber(server: ControlServer) -> tuple[Scrubber, bool]:
+    """The scrub of the token and the target's secrets; False if ``secrets()`` raised."""
+    try:
+        return Scrubber([server.token, *server.target.secrets()]), True
+    except Exception as exc:
+        log.error("control: %s.secrets() raised %s", type(server.target).__name__,
+                  Scrubber([server.token]).text(one_line(exc)))
+        return Scrubber([server.token]), False
+
+
+def log_error(server: ControlServer, message: str, exc: BaseException | None = None) -> None:
+    """Log ``message`` (and ``exc``'s one line, its traceback at DEBUG) at ERROR on
+    ``chronopipe.control``, scrubbed of the token and the target's secrets as an answer is."""
+    scrubber = _scrubber(server)[0]
+    text = message if exc is None else f"{message}: {one_line(exc)}"
+    if exc is not None and log.isEnabledFor(logging.DEBUG):
+        text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+    log.error("%s", scrubber.text(text))
+
+
 def respond(server: ControlServer, data: Any, status: int = 200, headers: dict[str, str] | None = None
             ) -> web.Response:
-    """A JSON response of ``data``, scrubbed of the token and the target's secrets."""
-    try:
-        scrubber = Scrubber([server.token, *server.target.secrets()])
-    except Exception as exc:
-        log.error("control: %s.secrets() raised %s", type(server.target).__name__, one_line(exc))
-        scrubber, status, data = Scrubber([server.token]), 500, {"error": "the target's secrets() failed"}
+    """A JSON response of ``data``, scrubbed of the token and the target's secrets. Its encoding
+    cannot fail (a lone surrogate leaves as the JSON escape ``\\udXXX``): an answer made after
+    the target acted is always sent."""
+    scrubber, ok = _scrubber(server)
+    if not ok:
+        status, data = 500, {"error": "the target's secrets() failed"}
     body = json.dumps(scrubber.scrub(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return web.Response(body=body.encode("utf-8"), status=status, content_type="application/json", charset="utf-8",
-                        headers={**HEADERS, **(headers or {})})
+    return web.Response(body=body.encode("utf-8", "backslashreplace"), status=status, content_type="application/json",
+                        charset="utf-8", headers={**HEADERS, **(headers or {})})
 
 
 def refuse(server: ControlServer, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -70,11 +93,17 @@ def refuse(server: ControlServer, status: int, message: str, headers: dict[str, 
 @web.middleware
 async def guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
     server = request.app[SERVER]
+    connection = request.protocol  # a connections.ControlHandler: not idle while it answers
+    began = getattr(connection, "request_began", None)
+    if began is not None:
+        began()
     server.inflight += 1
     try:
         return await _guarded(server, request, handler)
     finally:
         server.inflight -= 1
+        if began is not None:
+            connection.request_ended()
 
 
 async def _guarded(server: ControlServer, request: web.Request, handler: Callable[[web.Request], Any]
@@ -105,8 +134,7 @@ async def _guarded(server: ControlServer, request: web.Request, handler: Callabl
     except web.HTTPException as exc:
         return refuse(server, exc.status, exc.reason)
     except Exception as exc:
-        log.error("control: %s %s: %s", request.method, request.path, one_line(exc),
-                  exc_info=log.isEnabledFor(logging.DEBUG))
+        log_error(server, f"control: {request.method} {request.path}", exc)
         return refuse(server, 500, one_line(exc))
 
 
@@ -114,8 +142,13 @@ async def read_body(request: web.Request, cap: int) -> dict[str, Any]:
     """The POST body as a JSON object ({} when there is none).
 
     Raises:
-        BadRequest: 413 over ``cap`` bytes, 415 not ``application/json``, 400 not a JSON object.
+        BadRequest: 413 over ``cap`` bytes, 415 not ``application/json``, 400 not a JSON object
+            (NaN, Infinity, a number too large for a float, a duplicate key at any depth and a
+            string that is not Unicode text, a lone surrogate, refused too), or its bytes did not
+            all arrive within ``connections.BODY_TIMEOUT`` seconds.
     """
+    from .connections import BODY_TIMEOUT
+
     if request.content_length is not None and request.content_length > cap:
         raise BadRequest(f"the body is over {cap} bytes", 413)
     if not request.body_exists:
@@ -123,22 +156,41 @@ async def read_body(request: web.Request, cap: int) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest(f"the body must be application/json, not {request.content_type or 'untyped'}", 415)
     try:
-        raw = await request.read()
+        raw = await asyncio.wait_for(request.read(), BODY_TIMEOUT)
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest(f"the body is over {cap} bytes", 413) from None
+    except TimeoutError:
+        request.protocol.force_close()
+        raise BadRequest(f"the body did not arrive within {BODY_TIMEOUT:g} s") from None
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not JSON: {one_line(exc)}") from None
+        value = load(raw.decode("utf-8"))
+    except (MessageError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {str(exc).removeprefix('JSON: ')}") from None
     if not isinstance(value, dict):
         raise BadRequest(f"the body must be a JSON object, not {type(value).__name__}")
+    try:
+        _check_texts(value)
+    except MessageError as exc:
+        raise BadRequest(str(exc)) from None
     return value
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _check_texts(value: Any) -> None:
+    """MessageError for a string of ``value`` (keys too) that is not Unicode text (iterative:
+    as deep as JSON nests)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            check_text(item, "a string in the body")
+        elif isinstance(item, dict):
+            for key in item:
+                check_text(key, "a key in the body")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -220,7 +272,7 @@ async def kill(request: web.Request) -> web.StreamResponse:
     try:
         server.target.kill()
     except Exception as exc:
-        log.error("control: %s.kill() raised %s", type(server.target).__name__, one_line(exc))
+        log_error(server, f"control: {type(server.target).__name__}.kill() raised", exc)
     return response
 
 
@@ -237,7 +289,7 @@ async def commands(request: web.Request) -> web.StreamResponse:
         try:
             after()
         except Exception as exc:
-            log.error("control: %s.kill() raised %s", type(server.target).__name__, one_line(exc))
+            log_error(server, f"control: {type(server.target).__name__}.kill() raised", exc)
     return response
 
 

@@ -12,7 +12,8 @@ control API's ``GET /features`` shows what was seen, per input:
 What is a field: a mapping's keys; a named tuple's or a dataclass's fields; an object's
 attributes (``__dict__`` or ``__slots__``); anything else is one field, ``"value"``. What is kept
 is bounded: at most ``max_fields`` fields per input (those seen first; the others are counted in
-``dropped``) and, per field, the ``max_types`` type names seen last.
+``dropped``) and, per field, the ``max_types`` type names seen last. A name that is not Unicode
+text (a lone surrogate, which no UTF-8 answer could carry) is kept with it escaped (``\\ud800``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def fields_of(record: Any) -> dict[str, str]:
     return {str(name): type(value).__name__ for name, value in items}
 
 
+def _text(name: str) -> str:
+    """``name``, its lone surrogates (not Unicode text) escaped as ``\\udXXX``."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _slots(record: Any) -> list[str]:
     names: list[str] = []
     for klass in type(record).__mro__:
@@ -87,7 +95,7 @@ class Features:
         with self._lock:
             self.seen += 1
             types = self._types
-            for name, kind in found.items():
+            for name, kind in ((_text(n), _text(k)) for n, k in found.items()):
                 kinds = types.get(name)
                 if kinds is None:
                     if len(types) >= self.max_fields:

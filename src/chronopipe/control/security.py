@@ -12,11 +12,15 @@ the token and the target's secrets.
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
 import os
 import secrets
+import signal
 import socket
+import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,10 @@ __all__ = [
     "host_allowed",
     "is_loopback",
     "origin_allowed",
+    "remove_token_file",
+    "remove_token_files",
     "token_dir",
+    "token_dirs",
     "write_token_file",
 ]
 
@@ -44,33 +51,137 @@ def generate_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def token_dir() -> Path:
-    """Where generated tokens are written: ``$XDG_RUNTIME_DIR/chronopipe`` (a per-user tmpfs),
-    else ``~/.cache/chronopipe``."""
+def token_dirs() -> list[Path]:
+    """Where generated tokens may be written, in order: ``$XDG_RUNTIME_DIR/chronopipe`` (a
+    per-user tmpfs), then ``~/.cache/chronopipe``."""
+    found = []
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "chronopipe"
-    return Path.home() / ".cache" / "chronopipe"
+        found.append(Path(runtime) / "chronopipe")
+    found.append(Path.home() / ".cache" / "chronopipe")
+    return found
+
+
+def _unsafe(folder: Path) -> str | None:
+    """Why ``folder`` (made 0700 if missing) must not hold a token, or None: it must be a real
+    folder (not a symlink), the user's own, writable by nobody else."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISLNK(st.st_mode):
+        return "a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a folder"
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not by this user"
+    if st.st_mode & 0o022:
+        return f"writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def token_dir() -> Path:
+    """The first of :func:`token_dirs` fit to hold a token: made mode 0700 if missing; one that
+    exists must be a real folder (not a symlink) of this user's that no one else can write.
+
+    Raises:
+        PermissionError: none is (one line saying why for each).
+    """
+    refused = []
+    for folder in token_dirs():
+        why = _unsafe(folder)
+        if why is None:
+            return folder
+        refused.append(f"{folder} ({why})")
+    raise PermissionError(f"no safe folder for the control token: {'; '.join(refused)}")
+
+
+#: The token files this process wrote and has not removed yet: path -> pid of the writer.
+_written: dict[Path, int] = {}
+_written_lock = threading.Lock()
 
 
 def write_token_file(token: str, port: int) -> Path:
     """Write ``token`` to ``control-<pid>-<port>.token`` in :func:`token_dir`, readable by the user
-    alone (mode 0600, made so: never widened afterwards); its path.
+    alone (mode 0600, made so: never widened afterwards); its path. The file is removed by
+    :func:`remove_token_file` (``ControlServer.close``), else at exit (atexit), before a
+    ``kill_process``, or on a SIGTERM (see :func:`remove_token_files`).
 
     Raises:
-        OSError: the folder cannot be made or the file written.
+        OSError: no safe folder (PermissionError), or the file cannot be written.
     """
     folder = token_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"control-{os.getpid()}-{port}.token"
     try:
         path.unlink()  # a stale one of an earlier process with our pid
     except FileNotFoundError:
         pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with _written_lock:
+        _written[path] = os.getpid()
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(token + "\n")
+    _remove_on_sigterm()
     return path
+
+
+def remove_token_file(path: Path) -> None:
+    """Remove a token file written by :func:`write_token_file` (raises nothing)."""
+    with _written_lock:
+        _written.pop(path, None)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def remove_token_files() -> None:
+    """Remove every token file this process wrote and still has (not those of the process a
+    fork copied them from). Runs at exit (atexit), from ``kill_process`` before its SIGTERM, and
+    on a SIGTERM; takes no lock a signal handler could wait on forever. Raises nothing."""
+    pid = os.getpid()
+    for path, writer in list(_written.items()):
+        if writer == pid:
+            _written.pop(path, None)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+atexit.register(remove_token_files)
+_sigterm: dict[str, object] = {}  # "previous": the handler ours chains to, once installed
+
+
+def _remove_on_sigterm() -> None:
+    """On the main thread, once per process: a SIGTERM handler that removes the token files,
+    then lets the signal take its course (the handler before it, or death by SIGTERM). A SIGTERM
+    ignored (or handled in C) is left alone; from another thread nothing is installed (atexit
+    and ``kill_process`` still remove the files)."""
+    if "previous" in _sigterm or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN or previous is None:
+        return
+    _sigterm["previous"] = previous
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    remove_token_files()
+    previous = _sigterm.get("previous", signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    _sigterm.pop("previous", None)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)  # die of it, as without us: exit status 128 + 15
 
 
 def bearer_matches(header: str | None, token: str) -> bool:

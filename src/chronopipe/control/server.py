@@ -1,8 +1,9 @@
 """ControlServer: the HTTP control API of one target, on a daemon thread with its own event loop.
 
 The socket is bound in the caller's thread (so a taken port or a bad address raises there, as a
-ControlError); aiohttp (``web.AppRunner`` without signal handling or access log, and a
-``web.SockSite`` over that socket) serves it on a thread of its own, started with SIGINT and
+ControlError); aiohttp (``web.AppRunner`` without signal handling or access log, its connections
+handled by ``connections.ControlHandler``: a cap, an idle timeout, JSON for malformed HTTP)
+serves it on a thread of its own, started with SIGINT and
 SIGTERM blocked (``channels.quiet.start_quiet``: they stay the main thread's). A process forked
 while it serves (an actor process) drops its copies of the server's sockets right after the
 fork, so only this process answers and ``close()`` really frees the port.
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..channels.quiet import start_quiet
-from .security import TOKEN_ENV, allowed_hosts, generate_token, is_loopback, write_token_file
+from .security import TOKEN_ENV, allowed_hosts, generate_token, is_loopback, remove_token_file, write_token_file
 from .target import Target
 
 __all__ = ["ControlError", "ControlServer", "open_control", "parse_address"]
@@ -200,7 +201,10 @@ class ControlServer:
         self.allowed = allowed_hosts(self.host, self.port, self._extra_hosts)
         try:
             if not self.token_given:
-                self.token_file = write_token_file(self.token, self.port)
+                try:
+                    self.token_file = write_token_file(self.token, self.port)
+                except OSError as exc:
+                    raise ControlError(f"cannot write the control token file: {exc}") from None
             self.started_at = time.time()
             runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None, shutdown_timeout=0.25)
             ready = threading.Event()
@@ -220,7 +224,10 @@ class ControlServer:
         return self
 
     def _serve(self, runner: Any, ready: threading.Event) -> None:
+        from .connections import loop_errors
+
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(loop_errors())
         self._loop = loop
         try:
             loop.run_until_complete(self._main(runner, ready))
@@ -235,20 +242,26 @@ class ControlServer:
                 loop.close()
 
     async def _main(self, runner: Any, ready: threading.Event) -> None:
-        from aiohttp import web
+        from . import connections
 
         self._done = asyncio.Event()
         await runner.setup()
         self._runner = runner
+        listener = None
         try:
-            await web.SockSite(runner, self._sock).start()
+            loop = asyncio.get_running_loop()
+            factory = connections.handler_factory(  # the limits as they are now (tests lower them)
+                self, runner.server, loop, max_connections=connections.MAX_CONNECTIONS,
+                idle_timeout=connections.IDLE_TIMEOUT)
+            listener = await loop.create_server(factory, sock=self._sock, backlog=128)
             ready.set()
             await self._done.wait()
-            loop = asyncio.get_running_loop()
             deadline = loop.time() + self._drain_for
             while self.inflight and loop.time() < deadline:  # answers being made (a /stop's) still leave
                 await asyncio.sleep(0.005)
         finally:
+            if listener is not None:
+                listener.close()
             await runner.cleanup()
 
     def close(self, timeout: float = 2.0) -> None:
@@ -275,10 +288,7 @@ class ControlServer:
             sock.close()  # aiohttp closed it already once it served; a no-op then
         path, self.token_file = self.token_file, None
         if path is not None:
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            remove_token_file(path)
         _LIVE.discard(self)
         if self._holds_switch:
             self._holds_switch = False

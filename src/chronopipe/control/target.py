@@ -28,6 +28,7 @@ import psutil
 
 from ..actors import Actor
 from ..channels.quiet import start_quiet
+from .security import remove_token_files
 
 __all__ = ["ACTOR_FIELDS", "ActorsTarget", "InputClosed", "InputFull", "Target", "kill_process"]
 
@@ -278,7 +279,8 @@ def _seconds(members: list[Actor]) -> float:
 def kill_process() -> None:
     """End this process within a second, from a thread, without blocking the caller.
 
-    After ``KILL_DELAY`` (so an answer being sent leaves first) it sends SIGTERM to this process
+    After ``KILL_DELAY`` (so an answer being sent leaves first) it removes the token files the
+    control servers of this process wrote (a process that dies leaves none), sends SIGTERM to this process
     (the runtime's handler ends its actor processes, then the process dies of it, status 143);
     if the process is still alive ``KILL_GRACE`` seconds later (a handler that does not exit, a
     main thread stuck in C code), it SIGKILLs every child process (psutil, recursively) and
@@ -290,6 +292,7 @@ def kill_process() -> None:
 def _kill_soon() -> None:
     begun = time.monotonic()
     time.sleep(KILL_DELAY)
+    remove_token_files()
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(max(0.0, KILL_GRACE - (time.monotonic() - begun)))
     try:
