@@ -580,3 +580,37 @@ def test_the_token_file_is_removed_when_the_process_dies_of_kill_or_sigterm(tmp_
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+_SERVE_ON_A_THREAD = """
+import json, threading, time
+import chronopipe as cp
+from chronopipe.control import ActorsTarget, open_control
+cp.Runtime()  # made on the main thread: its SIGTERM handler is the one there
+started = {}
+def serve():
+    server = open_control(ActorsTarget("victim", list))  # off the main thread: no handler of its own
+    started.update(address=server.address, token=server.token, file=str(server.token_file))
+threading.Thread(target=serve).start()
+while not started:
+    time.sleep(0.01)
+print(json.dumps(started), flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_runtimes_sigterm_removes_the_token_file_of_a_server_started_off_the_main_thread(tmp_path):
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env.pop("CHRONOPIPE_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_ON_A_THREAD], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        path = json.loads(proc.stdout.readline())["file"]
+        assert os.path.exists(path)
+        os.kill(proc.pid, 15)
+        assert psutil.Process(proc.pid).wait(5) in (-15, 143)
+        assert not os.path.exists(path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

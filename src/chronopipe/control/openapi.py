@@ -30,7 +30,8 @@ COMMAND_TYPE = {
 }
 ID = {"type": "string", "minLength": 1, "maxLength": 128}
 ERRORS = {
-    400: "The body is not what the endpoint takes (not a JSON object, a field missing, wrong or unknown).",
+    400: "The request is not HTTP the server can read, or the body is not what the endpoint takes (not a JSON "
+         "object, a field missing, wrong or unknown).",
     401: "No bearer token, or a wrong one (Authorization: Bearer <token>).",
     403: "The Host header is not this server's, or the Origin is foreign (DNS rebinding, cross-site).",
     404: "No input of that name.",
@@ -39,7 +40,7 @@ ERRORS = {
     415: "The body is not application/json.",
     429: "The input is full: retry after the seconds of Retry-After.",
     500: "The target raised: one line, never a traceback.",
-    503: "The control server is closing.",
+    503: "The control server is closing, or serves as many connections as it takes (64) already.",
 }
 
 
@@ -132,7 +133,7 @@ def _get(summary: str, schema: str, description: str) -> dict[str, Any]:
     return {"get": {
         "summary": summary, "description": description + " " + OPEN_READS,
         "security": [{}, {"bearer": []}],
-        "responses": {"200": _answer(schema, summary), **_errors(401, 403, 500, 503)},
+        "responses": {"200": _answer(schema, summary), **_errors(400, 401, 403, 500, 503)},
     }}
 
 
@@ -160,7 +161,8 @@ def document() -> dict[str, Any]:
         "/openapi.json": {"get": {
             "summary": "This document", "description": OPEN_READS, "security": [{}, {"bearer": []}],
             "responses": {"200": {"description": "This document",
-                                  "content": {JSON: {"schema": {"type": "object"}}}}, **_errors(401, 403, 500, 503)},
+                                  "content": {JSON: {"schema": {"type": "object"}}}},
+                          **_errors(400, 401, 403, 500, 503)},
         }},
         "/commands": _post("Answer a command", "A chronopipe.messages Command (only type is needed) is answered "
                            "200 with its one terminal Event: <TYPE>_SUCCEEDED (data.result), <TYPE>_FAILED or "

@@ -34,6 +34,7 @@ from ..actors.errors import ActorError
 from ..actors.hosting import install_default_runtime
 from ..channels.pipe import LINGER
 from ..channels.quiet import die_of_sigint
+from ..control.security import remove_token_files
 from .child import init_pool_worker
 from .control import RuntimeControl
 from .hosts import ActorHosting, HostRecord, ProcessHost
@@ -288,6 +289,7 @@ class Runtime(SeedNames, ActorHosting):
         after half the deadline. ``shutdown()`` (atexit) does the rest later, quickly.
         """
         reason = ActorError("runtime", "Shutdown", "the runtime shut down (Ctrl-C or SIGTERM)")
+        remove_token_files()  # a control server's generated token file does not outlive the process
         procs = []
         for r in list(self._records.values()):
             if r.actor.state == "running":
