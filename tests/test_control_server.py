@@ -614,3 +614,14 @@ def test_the_runtimes_sigterm_removes_the_token_file_of_a_server_started_off_the
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_an_actors_rss_is_read_at_most_once_a_second():
+    target = ActorsTarget("rss", list)
+    pid = os.getpid()
+    first = target._rss(pid)
+    ballast = bytearray(64 * 1024 * 1024)  # resident once its pages are touched:
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    assert target._rss(pid) == first  # kept: no system calls within the second
+    time.sleep(1.05)
+    assert target._rss(pid) > first + 32 * 1024 * 1024

@@ -37,6 +37,10 @@ ACTOR_FIELDS = ("name", "mode", "state", "pid", "received", "emitted", "rate", "
                 "restarts", "dead_letters")
 #: Seconds ``kill_process`` gives the process to end by SIGTERM before it kills it outright.
 KILL_GRACE = 0.9
+#: Seconds an actor process's RSS is kept before it is read again: a read is three system calls,
+#: each letting go of the GIL, which a busy feed then holds for a switch interval; memory moves
+#: slowly, and the rate is a one-second figure too.
+RSS_EVERY = 1.0
 #: Seconds ``kill_process`` waits before its SIGTERM, so the answer of ``POST /kill`` leaves first.
 KILL_DELAY = 0.05
 
@@ -162,7 +166,7 @@ class ActorsTarget(Target):
     ``rate`` is the records per second received over the last second or more (measured between
     two calls at least a second apart, kept per actor name); ``queue`` is the inbox's buffered
     records as this process sees them; ``rss`` the resident memory of the actor's process (this
-    one, for a thread actor). Override :meth:`row` to add restarts and dead letters.
+    one, for a thread actor), read at most once a second (``RSS_EVERY``). Override :meth:`row` to add restarts and dead letters.
     """
 
     def __init__(self, name: str, actors: Callable[[], Iterable[Actor]], *, kind: str = "runtime") -> None:
@@ -172,6 +176,7 @@ class ActorsTarget(Target):
         self._lock = threading.Lock()
         self._rates: dict[str, tuple[float, int, float]] = {}  # name -> (since, received then, rate)
         self._procs: dict[int, psutil.Process] = {}
+        self._rss_read: dict[int, tuple[float, int]] = {}  # pid -> (when, rss)
         self._made = time.time()
 
     def members(self) -> list[Actor]:
@@ -237,14 +242,21 @@ class ActorsTarget(Target):
             return round(rate, 3)
 
     def _rss(self, pid: int) -> int | None:
+        now = time.monotonic()
+        kept = self._rss_read.get(pid)
+        if kept is not None and now - kept[0] < RSS_EVERY:
+            return kept[1]
         try:
             proc = self._procs.get(pid)
             if proc is None:
                 proc = self._procs[pid] = psutil.Process(pid)
-            return int(proc.memory_info().rss)
+            rss = int(proc.memory_info().rss)
         except (psutil.Error, OSError):
             self._procs.pop(pid, None)
+            self._rss_read.pop(pid, None)
             return None
+        self._rss_read[pid] = (now, rss)
+        return rss
 
 
 def _queue(actor: Actor) -> int:
