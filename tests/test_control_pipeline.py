@@ -317,6 +317,25 @@ def test_features_name_the_fields_and_types_of_the_csv_records_fed():
         "Occupancy": ["int"], "Temperature": ["float"], "date": ["datetime"], "row": ["int"]}}
 
 
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_features_name_the_fields_of_a_generator_fed_to_actor_nodes(mode: str):
+    held = threading.Event()
+
+    def readings() -> Iterator[dict[str, Any]]:
+        yield from ({"sensor": f"s{i % 3}", "value": i * 0.5} for i in range(3000))
+        held.wait(WAIT)  # the run goes on until the test has looked
+
+    sink = ListSink("sink")
+    run = Running(Pipeline(MapNode("same", lambda r: r) | sink, mode=mode, control="127.0.0.1:0"), readings())
+    server = run.server()
+    wait_for(lambda: call(server.url, "GET", "/features")[2]["features"], "features")
+    status, _, body = call(server.url, "GET", "/features")
+    held.set()
+    run.join()
+    assert status == 200 and body["features"] == {"input": {"sensor": ["str"], "value": ["float"]}}
+    assert len(run.pipeline["sink"].items) == 3000
+
+
 def test_features_keep_a_bounded_number_of_fields_and_the_newest_types():
     features = Features(max_fields=2, max_types=2)
     for value in (1, "x", 2.5):

@@ -116,8 +116,11 @@ class ActorRun:
                 # source of ours waiting for data, stops it)
                 put_chunk, put = (channel.put_many, channel.put) if channel is not None else (
                     put_all(plan.feed), plan.feed)
+                records, stop = iterable, self._an_actor_failed
+                if isinstance(iterable, ControlledFeed):  # under control: its stop flag between chunks too
+                    records, (stop, put) = iterable.records, iterable.watching(stop, put)
                 with self._stopping(iterable), lingering(plan.feed_ports):
-                    fed_in_chunks(iter(iterable), put_chunk, put, self._an_actor_failed)
+                    fed_in_chunks(iter(records), put_chunk, put, stop)
             for port in plan.feed_ports:
                 port.flush()
         except BaseException as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["CHUNK", "SLOW", "ControlledFeed"]
@@ -56,6 +56,21 @@ class ControlledFeed:
             part = seq[start:start + size]
             see(part[0])
             yield part
+
+    def watching(self, stop: Callable[[], bool], put: Callable[[Any], Any]
+                 ) -> tuple[Callable[[], bool], Callable[[Any], Any]]:
+        """For a feed loop that asks ``stop()`` between chunks and ``put``s the record read ahead
+        of each (``wiring.fed_in_chunks``) over ``iter(self.records)`` itself: that ``stop`` or the
+        stop flag (unless the input is ``stoppable``), and that ``put`` giving its record to
+        ``features.see`` first. No code runs per record: a wrapping iterator cost about 15 ns."""
+        see, stopped = self.features.see, self.stopped.is_set
+        watched = (lambda: stop() or stopped()) if not self.stoppable else stop
+
+        def seen(record: Any) -> Any:
+            see(record)
+            return put(record)
+
+        return watched, seen
 
     def _chunks(self, records: Iterator[Any]) -> Iterator[Iterable[Any]]:
         see, stopped = self.features.see, self.stopped.is_set
