@@ -11,7 +11,6 @@ answer is JSON (``{"error": "one line"}`` for a refusal) and passes through the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import traceback
@@ -81,7 +80,7 @@ def respond(server: ControlServer, data: Any, status: int = 200, headers: dict[s
     scrubber, ok = _scrubber(server)
     if not ok:
         status, data = 500, {"error": "the target's secrets() failed"}
-    body = json.dumps(scrubber.scrub(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    body = scrubber.dumps(data)
     return web.Response(body=body.encode("utf-8", "backslashreplace"), status=status, content_type="application/json",
                         charset="utf-8", headers={**HEADERS, **(headers or {})})
 

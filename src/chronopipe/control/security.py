@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import hmac
 import ipaddress
+import json
 import os
 import secrets
 import signal
@@ -278,12 +279,30 @@ class Scrubber:
     def __init__(self, secrets: Iterable[str]) -> None:
         # longest first: a secret that contains another is masked whole
         self.secrets = sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True)
+        self._shown = [json.dumps(s, ensure_ascii=False)[1:-1] for s in self.secrets]  # as in a JSON text
 
     def text(self, value: str) -> str:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, MASK)
         return value
+
+    def dumps(self, value: Any) -> str:
+        """``value`` as compact JSON, scrubbed. Serialized first: when no secret shows in the
+        text (JSON escapes each character on its own, so a secret inside a string shows as its
+        own escaped form) that text is the answer, and nothing is walked; else the scrubbed copy
+        is serialized again.
+
+        >>> Scrubber(["s3cret"]).dumps({"dsn": "postgres://u:s3cret@h", "n": 1})
+        '{"dsn":"postgres://u:***@h","n":1}'
+
+        Raises:
+            TypeError, ValueError: ``value`` is not JSON (json.dumps's, NaN and infinities refused).
+        """
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if any(shown in text for shown in self._shown):
+            text = json.dumps(self.scrub(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -166,7 +166,8 @@ class ActorsTarget(Target):
     ``rate`` is the records per second received over the last second or more (measured between
     two calls at least a second apart, kept per actor name); ``queue`` is the inbox's buffered
     records as this process sees them; ``rss`` the resident memory of the actor's process (this
-    one, for a thread actor), read at most once a second (``RSS_EVERY``). Override :meth:`row` to add restarts and dead letters.
+    one, for a thread actor), read at most once a second (``RSS_EVERY``). Override :meth:`row`
+    to add restarts and dead letters.
     """
 
     def __init__(self, name: str, actors: Callable[[], Iterable[Actor]], *, kind: str = "runtime") -> None:
