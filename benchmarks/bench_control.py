@@ -39,6 +39,7 @@ import functools
 import http.server
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,7 +89,7 @@ while True:
         errors += 1
         continue
     times.append((time.perf_counter() - t0) * 1000)
-print(json.dumps({"times": times, "errors": errors}), flush=True)
+print(json.dumps({"times": times, "errors": errors, "cpu": time.process_time()}), flush=True)
 """
 
 
@@ -100,11 +101,14 @@ class Poller:
         self.proc = subprocess.Popen([sys.executable, "-c", POLLER, host, str(port), str(hz), how],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
+    cpu = 0.0  # CPU seconds the poller used, once finished
+
     def finish(self) -> list[float]:
         out, _ = self.proc.communicate(input=b"", timeout=30)
         result = json.loads(out)
         if result["errors"]:
             raise RuntimeError(f"the poller got {result['errors']} failed /stats answers")
+        self.cpu = result["cpu"]
         return result["times"]
 
 
@@ -138,7 +142,11 @@ class FloorServer:
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
 
+    cpu = 0.0  # CPU seconds it used, once closed
+
     def close(self) -> None:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        self.cpu = times.user + times.system
         self.proc.kill()
         self.proc.wait()
 
@@ -193,8 +201,20 @@ class Tally(cp.Node):
         self.n += 1
 
 
-def run_pipeline(n: int, served: str, hz: float, keep_alive: bool, times: list[float]) -> Run:
-    """The 3-process pipeline on ``n`` records; ``served``: "off", "control", "baseline" or "floor"."""
+def tree_cpu() -> float:
+    """CPU seconds of this process and of its children that ended (and were waited for)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_pipeline(n: int, served: str, hz: float, keep_alive: bool, times: list[float], cpu: list[float],
+                 served_cpu: list[float] | None = None) -> Run:
+    """The 3-process pipeline on ``n`` records; ``served``: "off", "control", "baseline" or "floor".
+    Appends the answer times of the poller to ``times`` and to ``cpu`` the CPU seconds of the run
+    (this process and the pipeline's, the poller's own left out: it stands for a client elsewhere);
+    under control, to ``served_cpu`` the CPU seconds of the control server's thread."""
+    served_cpu = [] if served_cpu is None else served_cpu
+    pollers: list[Poller] = []
     address = "127.0.0.1:0" if served == "control" else None
     pipeline = cp.Pipeline(AddField("add") | Check("check") | Tally("tally"), mode="processes", control=address)
     server: Any = None
@@ -207,6 +227,7 @@ def run_pipeline(n: int, served: str, hz: float, keep_alive: bool, times: list[f
                 nonlocal poller
                 original_begin(run)
                 poller = Poller(*pipeline.control.address, hz, keep_alive)
+                pollers.append(poller)
 
             original_ended = pipeline._control.ended
 
@@ -215,6 +236,8 @@ def run_pipeline(n: int, served: str, hz: float, keep_alive: bool, times: list[f
                 if poller is not None:
                     times.extend(poller.finish())
                     poller = None
+                thread = pipeline.control._thread  # the server's thread: its own CPU clock
+                served_cpu.append(time.clock_gettime(time.pthread_getcpuclockid(thread.ident)))
                 original_ended(stats)
 
             pipeline._control.begin = begin
@@ -222,6 +245,8 @@ def run_pipeline(n: int, served: str, hz: float, keep_alive: bool, times: list[f
         elif served in ("baseline", "floor"):
             server = StdlibServer(pipeline) if served == "baseline" else FloorServer()
             poller = Poller("127.0.0.1", server.port, hz, keep_alive)
+            pollers.append(poller)
+        cpu0 = tree_cpu()
         t0 = time.perf_counter()
         pipeline.consume(make_records(n))
         elapsed = time.perf_counter() - t0
@@ -234,6 +259,8 @@ def run_pipeline(n: int, served: str, hz: float, keep_alive: bool, times: list[f
         if server is not None:
             server.close()
         cp.Runtime().shutdown()
+    spent = tree_cpu() - cpu0 - sum(p.cpu for p in pollers)
+    cpu.append(spent - (server.cpu if served == "floor" else 0.0))  # the floor's server is not the pipeline's
     check_count(f"pipeline ({served})", pipeline["tally"].n, n)
     return Run(n, elapsed)
 
@@ -259,21 +286,25 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0]
     progress("warm-up (imports aiohttp once, as any first start does)...")
-    run_pipeline(min(args.records, 100_000), "control", args.hz, args.keep_alive, [])
+    run_pipeline(min(args.records, 100_000), "control", args.hz, args.keep_alive, [], [])
     labels = {"off": "pipeline, no control plane", "control": "pipeline + chronopipe control",
               "baseline": "pipeline + stdlib http.server", "floor": "floor: static server, own process"}
-    contenders: dict[str, tuple[str, Callable[[list[float]], Run]]] = {
+    contenders: dict[str, tuple[str, Callable[[list[float], list[float], list[float] | None], Run]]] = {
         key: (label, functools.partial(run_pipeline, args.records, key, args.hz, args.keep_alive))
         for key, label in labels.items()}
     runs: dict[str, list[Run]] = {key: [] for key in contenders}
     times: dict[str, list[float]] = {key: [] for key in contenders}
+    cpus: dict[str, list[float]] = {key: [] for key in contenders}
+    server_cpus: list[float] = []
     for rep in range(args.repeat):
         for key in ROUND_ORDER:
             label, run = contenders[key]
             progress(f"round {rep + 1}/{args.repeat}: {label}...")
-            runs[key].append(run(times[key]))
+            runs[key].append(run(times[key], cpus[key], server_cpus if key == "control" else None))
 
     served = {key: paired_ratio(runs[key], runs["off"]) for key in ("control", "baseline")}
+    # the server thread's CPU seconds / the whole run's (this process and the pipeline's), per round
+    shares = [c / total for c, total in zip(server_cpus, cpus["control"], strict=True)]
     summary = {
         "stats_p99_ms": round(percentile(times["control"], 0.99), 3),
         "throughput_cost": round(1 - served["control"][0], 4),
@@ -283,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_p99_ms": round(percentile(times["baseline"], 0.99), 3),
         "baseline_cost": round(1 - served["baseline"][0], 4),
         "floor_p99_ms": round(percentile(times["floor"], 0.99), 3),
+        "server_cpu_share": round(statistics.median(shares), 5),
         "hz": args.hz,
         "keep_alive": args.keep_alive,
     }
@@ -307,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stats_p99_ms     {summary['stats_p99_ms']:>8.3f}  {verdict('stats_p99_ms', summary['stats_p99_ms'])}")
     print(f"throughput_cost  {summary['throughput_cost']:>8.4f}  "
           f"{verdict('throughput_cost', summary['throughput_cost'])}")
+    print(f"server_cpu_share {summary['server_cpu_share']:>8.5f}  (the control server thread's CPU seconds / the "
+          f"run's; per round: {rounds_text(shares, 5)})")
     return finish(TARGETS, summary, args.check)
 
 
