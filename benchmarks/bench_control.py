@@ -8,7 +8,8 @@ What is measured
 ----------------
 The pipeline is bench_pipeline.py's: a source -> map -> sink chain of small dict records, one
 process per stage, through chronopipe process channels, at full speed (it keeps both cores busy).
-Each round runs it four times, back to back:
+Each round runs it four times, back to back, each contender first in one round of four (the
+first run after a pause was often the fastest):
 
 * **off**: no control plane.
 * **chronopipe control**: ``Pipeline(..., control="127.0.0.1:0")`` (aiohttp, on its own thread of
@@ -273,8 +274,8 @@ def percentile(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=2_000_000, help="records per run (default 2,000,000)")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--hz", type=float, default=20.0, help="/stats requests a second while served (default 20)")
+    parser.add_argument("--repeat", type=int, default=8, help="rounds (default 8)")
+    parser.add_argument("--hz", type=float, default=10.0, help="/stats requests a second while served (default 10)")
     parser.add_argument("--keep-alive", action="store_true", help="the poller reuses one connection")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus: dict[str, list[float]] = {key: [] for key in contenders}
     server_cpus: list[float] = []
     for rep in range(args.repeat):
-        for key in ROUND_ORDER:
+        for key in ROUND_ORDER[rep % 4:] + ROUND_ORDER[:rep % 4]:  # each contender first in turn
             label, run = contenders[key]
             progress(f"round {rep + 1}/{args.repeat}: {label}...")
             runs[key].append(run(times[key], cpus[key], server_cpus if key == "control" else None))
