@@ -6,6 +6,8 @@ import hmac
 import os
 import socket
 import stat
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -319,3 +321,34 @@ def test_no_safe_token_folder_is_a_control_error_of_one_line(tmp_path, monkeypat
     assert "\n" not in str(caught.value) and "writable by others" in str(caught.value)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.parametrize("token", ["two words", "line\nbreak", "carriage\rreturn", "caf\u00e9-token", "tab\there", " "])
+def test_a_token_a_client_cannot_send_as_a_header_is_refused_at_construction(monkeypatch, token):
+    monkeypatch.delenv("CHRONOPIPE_TOKEN", raising=False)
+    with pytest.raises(ControlError, match="printable ASCII without spaces"):
+        ControlServer(Recorded(), token=token)
+    monkeypatch.setenv("CHRONOPIPE_TOKEN", token)
+    with pytest.raises(ControlError, match="from CHRONOPIPE_TOKEN"):
+        ControlServer(Recorded())
+
+
+def test_an_empty_chronopipe_token_is_no_token_a_new_one_is_generated(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHRONOPIPE_TOKEN", "")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with ControlServer(Recorded()) as server:
+        assert server.token and server.token_file is not None and server.token_file.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_command_whose_chronopipe_token_cannot_be_sent_is_exit_2_in_one_line(tmp_path, command):
+    root = Path(__file__).resolve().parents[1]
+    given = {"run": [str(root / "examples/runs/uci_to_postgres.yml")],
+             "validate": [str(root / "tests/data/captures/dups/ssh-dups.pcap")]}[command]
+    done = subprocess.run([str(root / "venv/bin/chronopipe"), command, *given, "--control", "127.0.0.1:0"],
+                          cwd=tmp_path, env={**os.environ, "CHRONOPIPE_TOKEN": "line\nbreak"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"chronopipe {command}: --control: the control token must be printable "
+                                        "ASCII without spaces (characters 33 to 126)"]
+    assert list(tmp_path.iterdir()) == []

@@ -43,10 +43,12 @@ def check_address(address: str | None) -> None:
     if address is None:
         return
     from ..control import parse_address
-    from ..control.security import TOKEN_ENV, is_loopback
+    from ..control.security import TOKEN_ENV, check_token, is_loopback
 
     try:
         host, _ = parse_address(address)
+        if os.environ.get(TOKEN_ENV):
+            check_token(os.environ[TOKEN_ENV])
     except ValueError as exc:
         raise UsageError(f"--control: {_line(exc)}") from None
     if not is_loopback(host) and not os.environ.get(TOKEN_ENV):

@@ -31,6 +31,7 @@ __all__ = [
     "Scrubber",
     "allowed_hosts",
     "bearer_matches",
+    "check_token",
     "generate_token",
     "host_allowed",
     "is_loopback",
@@ -183,6 +184,21 @@ def _on_sigterm(signum: int, frame: object) -> None:
     _sigterm.pop("previous", None)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
     os.kill(os.getpid(), signum)  # die of it, as without us: exit status 128 + 15
+
+
+def check_token(token: str) -> str:
+    """``token``, if a client can send it as ``Authorization: Bearer <token>``: printable ASCII
+    without spaces (characters 33 to 126), so that every HTTP client sends the same bytes.
+
+    >>> check_token("s3cret-Token_1")
+    's3cret-Token_1'
+
+    Raises:
+        ValueError: an empty token, or one with a space, a control or a non-ASCII character.
+    """
+    if not isinstance(token, str) or not token or any(not 33 <= ord(c) <= 126 for c in token):
+        raise ValueError("the control token must be printable ASCII without spaces (characters 33 to 126)")
+    return token
 
 
 def bearer_matches(header: str | None, token: str) -> bool:

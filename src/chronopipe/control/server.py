@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from ..channels.quiet import start_quiet
-from .security import TOKEN_ENV, allowed_hosts, generate_token, is_loopback, remove_token_file, write_token_file
+from .security import (
+    TOKEN_ENV,
+    allowed_hosts,
+    check_token,
+    generate_token,
+    is_loopback,
+    remove_token_file,
+    write_token_file,
+)
 from .target import Target
 
 __all__ = ["ControlError", "ControlServer", "open_control", "parse_address"]
@@ -128,8 +136,11 @@ class ControlServer:
             token = os.environ.get(TOKEN_ENV) or None
             self._token_source = f"from {TOKEN_ENV}"
         self.token_given = token is not None
-        if token is not None and (not token.strip() or token != token.strip()):
-            raise ControlError("the control token must be non-empty, without spaces around it")
+        if token is not None:
+            try:
+                check_token(token)
+            except ValueError as exc:
+                raise ControlError(f"{exc} ({self._token_source})") from None
         self.token: str = token if token is not None else generate_token()
         self.target = target
         self.max_body = int(max_body)
