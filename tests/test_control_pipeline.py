@@ -5,6 +5,7 @@ actor processes, psutil to check them."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import threading
@@ -392,3 +393,40 @@ def test_runtime_control_lists_the_runtimes_actors_until_shutdown():
     runtime.shutdown()
     assert runtime.control is None and port_closed(server.address)
     assert all(a.state != "running" for a in actors)
+
+
+class Fails(Node):
+    """Fails at record 100, once ``feed_waits`` is set (an Event a forked process sees too)."""
+
+    feed_waits: Any = None
+
+    def process(self, item: Any) -> None:
+        if item == 100:
+            self.feed_waits.wait(WAIT)
+            raise ValueError("record 100 is bad")
+        self.push(item)
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_a_run_whose_node_failed_is_failed_in_stats_and_in_the_stop_answer(mode: str):
+    held, feed_waits = threading.Event(), multiprocessing.get_context("fork").Event()
+
+    def records() -> Iterator[int]:
+        yield from range(200)
+        feed_waits.set()  # the node fails now, while the feed waits here until the test has looked
+        held.wait(WAIT)
+
+    fails = Fails("fails")
+    fails.feed_waits = feed_waits
+    run = Running(Pipeline(fails | ListSink("sink"), mode=mode, control="127.0.0.1:0"), records())
+    server = run.server()
+    wait_for(lambda: call(server.url, "GET", "/stats")[2]["state"] == "failed", "a failed state while it ends")
+    answers: list[Any] = []
+    stopping = threading.Thread(target=lambda: answers.append(stop(server)))
+    stopping.start()
+    wait_for(lambda: run.pipeline._control._pending, "the stop to be waiting")
+    held.set()
+    stopping.join(WAIT)
+    with pytest.raises(ValueError, match="record 100 is bad"):
+        run.join()
+    assert answers and answers[0]["state"] == "failed" and answers[0]["run"] == "failed"

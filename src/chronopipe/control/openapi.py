@@ -90,8 +90,9 @@ def _schemas() -> dict[str, Any]:
         "Actors": _object({"actors": {"type": "array", "items": _ref("Actor")}}, ("actors",)),
         "Totals": totals,
         "Stats": stats,
-        "Stopped": {**stats, "properties": {**stats["properties"],
-                                            "state": {"type": "string", "enum": ["finished", "stopping"]}}},
+        "Stopped": {**stats, "properties": {**stats["properties"], "state": {
+            "type": "string", "enum": ["finished", "failed", "cancelled", "stopping"],
+            "description": "how the run ended, or stopping: it goes on"}}},
         "Features": _object({"features": {"type": "object", "additionalProperties": {
             "type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
             ("features",)),

@@ -128,12 +128,13 @@ class PipelineTarget(ActorsTarget):
         return self.control.inputs[input].put_many(records)
 
     def stop(self, timeout: float) -> dict[str, Any]:
-        """Stop feeding, let the run drain, and answer its final counts (``state`` ``"finished"``;
-        ``"stopping"`` with the counts so far when the run did not end within ``timeout``)."""
+        """Stop feeding, let the run drain, and answer its final counts with how it ended
+        (``state`` ``"finished"`` or ``"failed"``), or the counts so far with ``"stopping"`` when
+        the run did not end within ``timeout``."""
         final = self.control.stop(timeout)
         if final is None:
             return self._answer(self.pipeline.statistics(), "stopping")
-        return self._answer(final, "finished")
+        return self._answer(final, final.state)
 
 
 class PipelineControl:
@@ -209,9 +210,13 @@ class PipelineControl:
 
     # -- the server's side -------------------------------------------------------------
     def state(self, stats: PipelineStatistics) -> str:
-        """The run's state: ``running`` (``stopping`` once a stop was asked for) from its begin to
-        its end (its last nodes' end() included), then its statistics' (finished, failed)."""
+        """The run's state: ``running`` (``stopping`` once a stop was asked for, ``failed`` once an
+        actor failed) from its begin to its end (its last nodes' end() included), then its
+        statistics' (finished, failed)."""
         if self.server is not None and not self._ended.is_set():
+            failed = getattr(self.pipeline._run, "_an_actor_failed", None)
+            if failed is not None and failed():  # its end (an error) is on its way
+                return "failed"
             return "stopping" if self._stopped.is_set() else "running"
         return stats.state
 
