@@ -283,3 +283,11 @@ def test_a_signal_stops_a_validation_run_promptly_with_no_process_left(tmp_path,
     while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children) and time.monotonic() < gone_by:
         time.sleep(0.05)
     assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_capture_with_stamps_past_int64_nanoseconds_is_validated_not_a_traceback():
+    # pcapng-example.pcapng has a packet whose timestamp is far in the future (its interface's
+    # resolution makes it larger than int64 nanoseconds): still a packet, out of order
+    report = validate([str(DATA / "pcapng" / "pcapng-example.pcapng")], build_checks())
+    assert report.packets == 159
+    assert [c.status for c in report.checks if c.name == "out_of_order"] == ["fail"]

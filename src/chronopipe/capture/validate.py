@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,7 +216,7 @@ class _Stamps:
     LIMIT = 65_536
 
     def __init__(self) -> None:
-        self.kept = array("q")
+        self.kept: list[int] = []  # not an array("q"): a capture may hold stamps past int64 nanoseconds
         self.step = 1
         self.seen = 0
 
