@@ -59,6 +59,7 @@ def _load(args: argparse.Namespace, *, lint: bool = False) -> tuple[Any, dict[st
     ``lint``: make no stage folder (check that one could be made)."""
     from ..runs.config import ConfigError, load_config
     from ..runs.profiles import ProfileError, load_profiles
+    from ..runs.push import unfed as push_unfed
     from ..runs.varieties import accepted_options
     from .outputs import UsageError, check_inputs
 
@@ -81,6 +82,8 @@ def _load(args: argparse.Namespace, *, lint: bool = False) -> tuple[Any, dict[st
             except ProfileError as exc:  # it names the profiles known and the files looked in
                 first = next(i for i, r in enumerate(config.runners) if getattr(r, "profile", None) == name)
                 raise UsageError(f"{config.where(('runners', first, 'profile'))}: {exc}") from None
+    if not lint and getattr(args, "control", None) is None and (unfed := push_unfed(config)):
+        raise UsageError(unfed)  # a push consumer, and no control API to feed it (runs/push.py)
     _preflight(config, profiles, lint=lint)
     return config, profiles
 

@@ -125,14 +125,25 @@ class Batch:
     @property
     def table(self) -> pyarrow.Table:
         """The rows as a pyarrow Table (from rows: ``Table.from_pylist``, once; nested values stay nested).
+        Its columns are every key of any row, in the order they first come (``from_pylist`` alone
+        would take the first row's keys and drop the others); a row without a key has null there.
 
         Raises:
             pyarrow.ArrowInvalid, pyarrow.ArrowTypeError: the rows have no common Arrow type per column.
+
+        >>> Batch([{"a": 1}, {"b": "x"}]).table.to_pylist()
+        [{'a': 1, 'b': None}, {'a': None, 'b': 'x'}]
         """
         if self._table is None:
             import pyarrow as pa
 
-            self._table = pa.Table.from_pylist(self._rows)
+            rows = self._rows or []
+            first = rows[0].keys() if rows else None
+            if all(row.keys() == first for row in rows):
+                self._table = pa.Table.from_pylist(rows)
+            else:
+                keys = dict.fromkeys(key for row in rows for key in row)
+                self._table = pa.Table.from_pydict({key: [row.get(key) for row in rows] for key in keys})
         return self._table
 
     def json_lines(self) -> bytes:

@@ -41,6 +41,8 @@ _NAME = r"^[A-Za-z0-9_.-]+$"
 _COMMON = frozenset({"name", "variety", "type", "profile", "mode"})
 _ONLY = {"consumer": ("batch_configuration", "stage"), "producer": ("depends_on",)}  # keys of one type alone
 _OTHER = {"consumer": "producer", "producer": "consumer"}
+#: consumer varieties that run as a thread only, and why
+_THREAD_ONLY = {"push": "its records arrive through the control API, in this process"}
 
 
 class ConfigError(Exception):
@@ -309,6 +311,8 @@ def _semantic_issues(data: Mapping[str, Any], accepted_options: AcceptedOptions 
                 yield ("runners", index, key), f"a {kind} takes no {key} (a {other} does)", "key"
         if kind == "producer":
             yield from _dependency_issues(index, runner, named)
+        elif runner.get("mode") == "process" and str(variety := runner.get("variety")) in _THREAD_ONLY:
+            yield ("runners", index, "mode"), f"a {variety} consumer runs as a thread: {_THREAD_ONLY[variety]}", "value"
         if accepted_options is not None:
             yield from _option_issues(index, runner, kind, accepted_options)
 

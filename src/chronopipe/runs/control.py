@@ -3,7 +3,8 @@
 A :class:`RunTarget` shows a :class:`~chronopipe.runs.engine.Run` to a
 :class:`~chronopipe.control.ControlServer`: ``/info`` names the YAML file and its runners, ``/stats``
 has a row per runner (its actor) in rows, not in batch messages, and the rows in and out of each
-runner as the run's summary knows them; ``POST /stop`` drains the run as a first Ctrl-C does.
+runner as the run's summary knows them; ``POST /push`` puts records into a push consumer's input
+(runs/push.py); ``POST /stop`` drains the run as a first Ctrl-C does (closing the push inputs).
 
     run = Run(config, profiles).start()
     with open_control(RunTarget(run, "pipeline.yml"), "127.0.0.1:0") as server:
@@ -145,7 +146,24 @@ class RunTarget(ActorsTarget):
         stats["totals"] = totals
         return stats
 
+    def inputs(self) -> list[str]:
+        """The push consumers' names (runs/push.py): what ``POST /push`` takes as ``input``."""
+        return sorted(self.run.inputs)
+
     # -- what changes it -----------------------------------------------------------------
+    def push(self, input: str, records: list[Any]) -> int:
+        """Put ``records`` into the push consumer named ``input``, all or none; how many were taken.
+
+        Raises:
+            KeyError: no push consumer of that name (404). InputFull: they do not all fit (429).
+            InputClosed: its input was closed (``POST /stop``, Ctrl-C), or the consumer ended (409).
+        """
+        source = self.run.inputs[input]
+        runner = next(r for r in self.run.runners if r.name == input)
+        if runner.state not in ("new", "running"):  # failed or cancelled: nothing would read them
+            source.close()
+        return source.put_many(records)
+
     def stop(self, timeout: float) -> dict[str, Any]:
         """Drain, as a first Ctrl-C does: the consumers' sources stop and they stage what they
         hold, the producers load what was staged. Waits up to ``timeout`` seconds for every

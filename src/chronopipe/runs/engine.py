@@ -27,6 +27,7 @@ from typing import Any
 
 from ..actors import Actor, ActorError
 from ..channels import open_channel
+from .push import PUSH, push_input
 from .runners import ConsumerRunner, ProducerRunner
 
 __all__ = ["LOCK", "Run", "RunnerSummary", "StageInUse"]
@@ -78,6 +79,8 @@ class Run:
         self.base = Path(base if base is not None else getattr(config, "base", Path.cwd()))
         self.profiles = dict(profiles or {})
         self.runners: list[Actor] = []
+        #: the push consumers' inputs, by consumer name (runs/push.py): the control API puts into them
+        self.inputs: dict[str, Any] = {}
         self.started_at: float | None = None
         self._locks: list[int] = []  # the file descriptors of the stage folders' LOCK files we hold
         self._build()
@@ -100,11 +103,14 @@ class Run:
                                                   name=f"{producer.name} inbox", writers=len(producer.depends_on),
                                                   **extra)
         for consumer in consumers.values():
+            if consumer.variety == PUSH:  # made here, in the process the records arrive in
+                self.inputs[consumer.name] = push_input(consumer.name, **consumer.options)
             self.runners.append(ConsumerRunner(
                 consumer.name, variety=consumer.variety, options=consumer.options, base=self.base,
                 stage=_stage_spec(consumer, self.base), size=batch_size(consumer),
                 seconds=consumer.batch_configuration.seconds,
-                outputs=[inboxes[p] for p in producers_of[consumer.name]], mode=consumer.mode))
+                outputs=[inboxes[p] for p in producers_of[consumer.name]], mode=consumer.mode,
+                source=self.inputs.get(consumer.name)))
         for producer in producers:
             self.runners.append(ProducerRunner(
                 producer.name, variety=producer.variety, options=producer.options, base=self.base,
@@ -188,16 +194,23 @@ class Run:
 
     def stop(self) -> None:
         """Ask the consumers to stop (their sources stop, partial batches are staged); the
-        producers then drain what was staged and end. Returns at once; any thread."""
+        producers then drain what was staged and end. A push consumer's input is closed instead:
+        the consumer stages what it still holds, then ends. Returns at once; any thread."""
+        self._close_inputs()
         for runner in self.runners:
-            if isinstance(runner, ConsumerRunner):
+            if isinstance(runner, ConsumerRunner) and runner.name not in self.inputs:
                 runner.stop()
+
+    def _close_inputs(self) -> None:
+        for source in self.inputs.values():
+            source.close()
 
     def cancel(self, wait: float = 1.0) -> None:
         """Stop every runner now, producers too; what they had not loaded stays staged. Each is
         told to stop; those still running after ``wait`` seconds (a consumer waiting on the full
         inbox of a producer that no longer reads it, a sink stuck in a write) are cancelled by
         the runtime: their channels break and their processes are terminated. Main thread only."""
+        self._close_inputs()
         for runner in self.runners:
             runner.stop()
         if self.wait(wait):

@@ -62,7 +62,7 @@ def as_row(record: Any) -> dict[str, Any] | None:
 REREAD = frozenset({"csv", "file", "capture"})
 #: consumers of live sources: what they read is new; a rerun numbers its batches after the last
 LIVE = frozenset({"socket", "websocket", "tcp-server", "tcp-client", "udp", "http", "interval", "cron",
-                  "follow", "stdin"})
+                  "follow", "stdin", "push"})
 
 
 class InputChanged(Exception):  # noqa: N818 (what happened, not whose fault)
@@ -82,9 +82,10 @@ class ConsumerRunner(LiveFigures, Actor):
 
     def __init__(self, name: str, *, variety: str, options: Mapping[str, Any], base: Path, stage: Mapping[str, Any],
                  size: int, seconds: float | None = None, outputs: Iterable[Channel] = (),
-                 mode: Any = "thread") -> None:
+                 mode: Any = "thread", source: Any = None) -> None:
         super().__init__(name, mode=mode, outputs=list(outputs))
         self.variety, self.options, self.base = variety, dict(options), base
+        self.source = source  # made by the run, in its process (a push input), else by run()
         self.stage_spec, self.size, self.seconds = dict(stage), size, seconds
         self.limit: int | None = self.options.get("limit")
         self.figures: dict[str, Any] = {"records": 0, "rows": 0, "batches": 0, "skipped": 0, "markers": 0,
@@ -107,7 +108,8 @@ class ConsumerRunner(LiveFigures, Actor):
         options = self.options
         if self.variety == "csv" and self._plan:  # the types of what was staged, not inferred again
             options = {"column_types": self._staged_types(), **options}
-        source = make_source(self.variety, options, name=self.name, base=self.base, size=self.size)
+        source = self.source if self.source is not None else make_source(
+            self.variety, options, name=self.name, base=self.base, size=self.size)
         self._row = row_maker(self.variety)
         if type(source).__name__ == "CSVBatches":
             self._tables(source)

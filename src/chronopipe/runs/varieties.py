@@ -2,8 +2,9 @@
 
 A consumer's variety makes its *source*: every reader and every source of chronopipe by name
 (``csv``, ``file``, ``capture``, ``generator``, ``socket``/``websocket``, ``tcp-server``,
-``tcp-client``, ``udp``, ``http``, ``interval``, ``cron``, ``follow``, ``stdin``), or a class of
-yours by import path (``variety: mypackage.module:MyConsumer``). A producer's variety makes its
+``tcp-client``, ``udp``, ``http``, ``interval``, ``cron``, ``follow``, ``stdin``), ``push`` (records
+sent through the control API: runs/push.py), or a class of yours by import path
+(``variety: mypackage.module:MyConsumer``). A producer's variety makes its
 *sink*: ``csv``, ``parquet``, ``callable``, ``postgres``, or a class of yours by import path.
 
 The options a variety accepts are the keyword parameters of what it constructs, minus those a
@@ -40,6 +41,7 @@ CONSUMERS: dict[str, str] = {
     "cron": "chronopipe.sources:CronSource",
     "follow": "chronopipe.sources:FollowSource",
     "stdin": "chronopipe.sources:StdinSource",
+    "push": "chronopipe.runs.push:push_input",
 }
 
 #: producer varieties: name -> "module:attribute" of their sink class
@@ -53,6 +55,9 @@ PRODUCERS: dict[str, str] = {
 #: parameters a YAML file cannot give: the runtime's own, or objects
 NOT_OPTIONS = frozenset({"self", "name", "queue", "mode", "wrapper", "start", "stream", "backoff", "clock",
                          "stamp", "maxsize", "event_time", "lateness", "profile", "size", "connect_options"})
+#: built-in varieties whose options are these alone (``maxsize``, which NOT_OPTIONS hides; no
+#: ``limit``: a push consumer ends at ``POST /stop``)
+OWN_OPTIONS: dict[str, frozenset[str]] = {"push": frozenset({"maxsize"})}
 #: parameters of a class of yours that the runner fills in itself (make_source, make_sink)
 RUNNER_GIVES = frozenset({"self", "name", "size", "profile"})
 #: options whose value is a file: taken relative to the YAML file's folder
@@ -119,6 +124,8 @@ def accepted_options(kind: str, variety: str) -> set[str] | None:
     ['action', 'every', 'grace', 'jitter']
     """
     params = inspect.signature(_target(kind, variety)).parameters.values()
+    if kind == "consumer" and variety in OWN_OPTIONS:
+        return set(OWN_OPTIONS[variety])
     if any(p.kind is p.VAR_KEYWORD for p in params) and ":" in variety:
         return None
     # a class of yours takes whatever its parameters say, but what the runner itself passes
