@@ -7,42 +7,50 @@
     out    thread   running  569  8,144  8,144  3.91k/s      0  131 MiB         0             0
     totals: 2 actors; in 8,144, out 8,144, restarts 0, dead letters 0
 
-It asks ``GET /info`` and ``GET /stats`` (the same as the ``/actors`` rows), each with a timeout,
-and prints them as a table; ``--json`` prints ``{"info": ..., "stats": ...}`` as the server said.
-The token (``--token``, else ``CHRONOPIPE_TOKEN``) is needed only for a server on another address
-than loopback; it is sent as ``Authorization: Bearer`` and never printed. Every failure is one line
-on stderr with its own exit status (STATUS_EXIT_CODES), never a traceback.
+It asks ``GET /info`` and ``GET /stats`` (the same as the ``/actors`` rows), each whole request
+within ``--timeout`` seconds and 16 MiB, and prints them as a table (what the server sent escaped
+of control characters); ``--json`` prints ``{"info": ..., "stats": ...}`` as the server said.
+The token (``--token``, else ``CHRONOPIPE_TOKEN``; printable ASCII) is needed only for a server on
+another address than loopback; it is sent as ``Authorization: Bearer``, never printed, and never
+to another address: a redirect is not followed. Every failure is one line on stderr with its own
+exit status (STATUS_EXIT_CODES), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
+import math
 import os
+import re
 import socket
 import sys
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from typing import Any, TextIO
 
 from .outputs import EXIT_OK, UsageError
 
-__all__ = ["EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_WRONG_SERVER", "StatusError", "add_parser", "fetch",
-           "format_status", "run_status"]
+__all__ = ["EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_WRONG_SERVER", "StatusError", "add_parser", "check_token",
+           "clean", "fetch", "format_status", "run_status"]
 
 EXIT_UNREACHABLE = 4  #: nothing answered at the URL (connection refused, timed out, no such host)
 EXIT_REFUSED = 5  #: the server refused us (401 / 403): no token or a wrong one, a Host it does not allow
 EXIT_WRONG_SERVER = 6  #: something answered, but not a chronopipe control API
 STATUS_EXIT_CODES = """exit status:
   0    the server answered; its table is printed
-  2    usage error (a URL that is not http://HOST:PORT)
-  4    unreachable: nothing answers at the URL (connection refused, timed out, unknown host)
+  2    usage error (a URL that is not http://HOST:PORT, a token that is not printable ASCII)
+  4    unreachable: nothing answers at the URL (connection refused, unknown host), or no whole
+       answer within --timeout seconds
   5    refused (401 / 403): give the token with --token or CHRONOPIPE_TOKEN
-  6    something answered that is not a chronopipe control API"""
-TIMEOUT = 5.0  #: seconds per request
-MAX_ANSWER = 8 << 20  #: bytes read at most from an answer
+  6    something answered that is not a chronopipe control API (a redirect, not JSON, too big)"""
+TIMEOUT = 5.0  #: seconds per request, all of it: connecting, the headers, the body
+MAX_ANSWER = 16 << 20  #: bytes read at most from an answer; a longer one is not ours
+#: what is escaped in what a server sends before it is printed: C0, DEL, C1, line and paragraph
+#: separators, the bidirectional overrides (a name cannot move the cursor, retitle the terminal)
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 COLUMNS = ("actor", "mode", "state", "pid", "in", "out", "rate", "queue", "rss", "restarts", "dead letters")
 
 
@@ -63,7 +71,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("url", metavar="URL", help="the control API: http://HOST:PORT (as its start-up line says)")
     p.add_argument("--token", help="the bearer token (default: CHRONOPIPE_TOKEN); needed off loopback only")
     p.add_argument("--json", action="store_true", help="print the answers as JSON, not a table")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds per request (default {TIMEOUT:g})")
+    p.add_argument("--timeout", type=float, default=TIMEOUT,
+                   help=f"seconds per request, connecting and the whole answer (default {TIMEOUT:g})")
 
 
 def base_url(url: str) -> str:
@@ -90,38 +99,145 @@ def base_url(url: str) -> str:
 
 
 def fetch(url: str, path: str, *, token: str | None = None, timeout: float = TIMEOUT) -> Any:
-    """GET ``url + path``: the JSON it answers.
+    """GET ``url + path``: the JSON it answers, the whole request (connect, headers, body) within
+    ``timeout`` seconds and ``MAX_ANSWER`` bytes. A redirect is not followed (the token never
+    leaves for another address): it is "not a chronopipe control API".
 
     Raises:
         StatusError: unreachable, refused, or not a chronopipe answer (one line, with its exit status).
+        UsageError: a token that is not printable ASCII.
     """
-    request = urllib.request.Request(url + path, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a proxy is not the server
+    check_token(token)
+    parts = urllib.parse.urlsplit(url)
+    deadline = time.monotonic() + timeout
+    late = f"{url}: unreachable (no answer within {timeout:g} s)"
+    connection = _Connection(parts.hostname or "", parts.port, deadline)
     try:
-        with opener.open(request, timeout=timeout) as answer:
-            body = answer.read(MAX_ANSWER)
-            kind = answer.headers.get_content_type()
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            reason = _error_text(exc)
-            raise StatusError(f"{url}: refused ({exc.code}{': ' + reason if reason else ''}); give the token "
-                              "with --token or CHRONOPIPE_TOKEN", EXIT_REFUSED) from None
-        raise StatusError(f"{url}: not a chronopipe control API (GET {path} answered {exc.code})",
-                          EXIT_WRONG_SERVER) from None
-    except urllib.error.URLError as exc:
-        raise StatusError(f"{url}: unreachable ({_why(exc.reason)})", EXIT_UNREACHABLE) from None
-    except TimeoutError:
-        raise StatusError(f"{url}: unreachable (no answer within {timeout:g} s)", EXIT_UNREACHABLE) from None
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:
-        raise StatusError(f"{url}: not a chronopipe control API ({_why(exc)})", EXIT_WRONG_SERVER) from None
+        try:
+            connection.connect()
+        except TimeoutError:
+            raise StatusError(late, EXIT_UNREACHABLE) from None
+        except OSError as exc:
+            raise StatusError(f"{url}: unreachable ({_why(exc)})", EXIT_UNREACHABLE) from None
+        headers = {"Accept": "application/json", "User-Agent": "chronopipe-status"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            connection.request("GET", path, headers=headers)
+            answer = connection.getresponse()
+            code, kind = answer.status, answer.headers.get_content_type()
+            if 200 <= code < 300:
+                body = _read(answer, deadline, url, path)
+            elif code in (401, 403):
+                reason = _error_text(answer)
+                raise StatusError(f"{url}: refused ({code}{': ' + reason if reason else ''}); give the token "
+                                  "with --token or CHRONOPIPE_TOKEN", EXIT_REFUSED)
+            elif 300 <= code < 400:
+                where = " ".join((answer.getheader("Location") or "nowhere").split())[:200]
+                raise StatusError(f"{url}: not a chronopipe control API (GET {path} answered {code}, a redirect "
+                                  f"to {where}: not followed)", EXIT_WRONG_SERVER)
+            else:
+                raise StatusError(f"{url}: not a chronopipe control API (GET {path} answered {code})",
+                                  EXIT_WRONG_SERVER)
+        except TimeoutError:
+            raise StatusError(late, EXIT_UNREACHABLE) from None
+        except (http.client.HTTPException, OSError, ValueError) as exc:
+            raise StatusError(f"{url}: not a chronopipe control API ({_why(exc)})", EXIT_WRONG_SERVER) from None
+    finally:
+        connection.release()
     if kind != "application/json":
         raise StatusError(f"{url}: not a chronopipe control API (GET {path} answered {kind})", EXIT_WRONG_SERVER)
     try:
-        return json.loads(body)
-    except ValueError:
+        return json.loads(body, parse_constant=lambda _: None, parse_float=_finite)
+    except (ValueError, RecursionError):
         raise StatusError(f"{url}: not a chronopipe control API (GET {path}: not JSON)", EXIT_WRONG_SERVER) from None
+
+
+def _finite(text: str) -> float | None:
+    """A JSON number as a float; ``None`` for one out of range (``1e999``): ``--json`` stays JSON."""
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _read(answer: http.client.HTTPResponse, deadline: float, url: str, path: str) -> bytes:
+    """The body of ``answer``, in chunks, until ``deadline`` (TimeoutError) and ``MAX_ANSWER`` bytes."""
+    length = answer.getheader("Content-Length", "")
+    if length.strip().isdigit() and int(length) > MAX_ANSWER:
+        raise StatusError(f"{url}: not a chronopipe control API (GET {path}: an answer of {int(length):,} "
+                          f"bytes, more than {MAX_ANSWER >> 20} MiB)", EXIT_WRONG_SERVER)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := answer.read(65536):
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise StatusError(f"{url}: not a chronopipe control API (GET {path}: an answer of more than "
+                              f"{MAX_ANSWER >> 20} MiB)", EXIT_WRONG_SERVER)
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP connection whose every send and receive waits only until ``deadline`` (a server
+    sending a byte at a time cannot hold it longer): its socket is a :class:`_DeadlineSocket`."""
+
+    def __init__(self, host: str, port: int | None, deadline: float) -> None:
+        super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
+        self.deadline = deadline
+        self.raw: socket.socket | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.raw = self.sock
+        self.sock = _DeadlineSocket(self.sock, self.deadline)
+
+    def release(self) -> None:
+        """Close the socket (``close`` leaves it to the answer being read, as http.client expects)."""
+        self.close()
+        if self.raw is not None:
+            self.raw.close()
+
+
+class _DeadlineSocket:
+    """What http.client uses of a socket (sendall, makefile), each call's timeout set to the time
+    left until ``deadline``; past it, TimeoutError. Its close is the connection's own (http.client
+    closes the socket once it has the headers of a last answer, and reads the body after)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        self.sock.settimeout(left)
+        return left
+
+    def sendall(self, data: bytes) -> None:
+        self.left()
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self.sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.sock.left()
+        return self.sock.sock.recv_into(buffer)
 
 
 def _why(reason: Any) -> str:
@@ -136,13 +252,38 @@ def _why(reason: Any) -> str:
     return str(reason).splitlines()[0] if str(reason) else type(reason).__name__
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
+def _error_text(answer: http.client.HTTPResponse) -> str:
     """The ``error`` line of a chronopipe error answer (at most 200 characters), else ''."""
     try:
-        error = json.loads(exc.read(65536)).get("error", "")
-    except (ValueError, AttributeError, OSError):
+        error = json.loads(answer.read(65536)).get("error", "")
+    except (ValueError, AttributeError, RecursionError, OSError, http.client.HTTPException):
         return ""
     return " ".join(str(error).split())[:200]
+
+
+def check_token(token: str | None, source: str = "the token") -> None:
+    """Refuse a token that is not printable ASCII (visible characters, no space): it could not be
+    a header's value, and a CR/LF in it would add headers of its own.
+
+    Raises:
+        UsageError: naming ``source``, never the token.
+
+    >>> check_token("Tok-1"); check_token("a b")
+    Traceback (most recent call last):
+    ...
+    chronopipe.cli.outputs.UsageError: the token must be printable ASCII (visible characters, no spaces)
+    """
+    if token and not all("!" <= char <= "~" for char in token):
+        raise UsageError(f"{source} must be printable ASCII (visible characters, no spaces)")
+
+
+def clean(text: str) -> str:
+    r"""``text`` with what a terminal would obey escaped (UNPRINTABLE), as Python writes it.
+
+    >>> print(clean("\x1b]0;pwned\x07a\u202e"))
+    \x1b]0;pwned\x07a\u202e
+    """
+    return UNPRINTABLE.sub(lambda found: ascii(found.group())[1:-1], text)
 
 
 def run_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -153,17 +294,25 @@ def run_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """
     out = sys.stdout if out is None else out
     url = base_url(args.url)
-    token = args.token or os.environ.get("CHRONOPIPE_TOKEN") or None
-    if args.timeout is None or not args.timeout > 0:
+    if args.token:
+        token, source = args.token, "--token: the token"
+    else:
+        token, source = os.environ.get("CHRONOPIPE_TOKEN") or None, "CHRONOPIPE_TOKEN: the token"
+    check_token(token, source)
+    if args.timeout is None or not 0 < args.timeout < math.inf:
         raise UsageError(f"--timeout is a number of seconds > 0, not {args.timeout}")
     try:
         info = fetch(url, "/info", token=token, timeout=args.timeout)
         stats = fetch(url, "/stats", token=token, timeout=args.timeout)
         if not (isinstance(info, dict) and isinstance(stats, dict) and isinstance(stats.get("actors"), list)):
             raise StatusError(f"{url}: not a chronopipe control API (no actors in its /stats)", EXIT_WRONG_SERVER)
-        text = json.dumps({"info": info, "stats": stats}, indent=1) if args.json else format_status(info, stats)
+        try:
+            text = json.dumps({"info": info, "stats": stats}, indent=1) if args.json else format_status(info, stats)
+        except RecursionError:
+            raise StatusError(f"{url}: not a chronopipe control API (answers nested too deep)",
+                              EXIT_WRONG_SERVER) from None
     except StatusError as exc:
-        print(f"chronopipe status: {exc}", file=sys.stderr)
+        print(f"chronopipe status: {clean(str(exc))}", file=sys.stderr)
         return exc.exit_code
     print(text, file=out)
     return EXIT_OK
@@ -186,13 +335,14 @@ def format_status(info: dict[str, Any], stats: dict[str, Any]) -> str:
     kind, name = target.get("kind", "?"), target.get("name", "?")
     seconds = stats.get("seconds")
     when = f", {seconds:.2f} s" if isinstance(seconds, int | float) else ""
-    head = f"{kind} {name} (pid {info.get('pid', '?')}, chronopipe {info.get('version', '?')}): " \
-           f"{stats.get('state', target.get('state', '?'))}{when}"
+    head = clean(f"{kind} {name} (pid {info.get('pid', '?')}, chronopipe {info.get('version', '?')}): "
+                 f"{stats.get('state', target.get('state', '?'))}{when}")
     rows = [COLUMNS]
     for actor in stats.get("actors", []):
         if not isinstance(actor, dict):
             continue
-        rows.append((str(actor.get("name", "?")), str(actor.get("mode", "-")), str(actor.get("state", "-")),
+        rows.append((clean(str(actor.get("name", "?"))), clean(str(actor.get("mode", "-"))),
+                     clean(str(actor.get("state", "-"))),
                      _pid(actor.get("pid")), _int(actor.get("received")), _int(actor.get("emitted")),
                      _rate(actor.get("rate")), _int(actor.get("queue")), _bytes(actor.get("rss")),
                      _int(actor.get("restarts")), _int(actor.get("dead_letters"))))
