@@ -297,3 +297,18 @@ def test_the_thread_rule_holds_for_yaml_text_and_for_data_alike():
     with pytest.raises(ValueError, match=r"runners\[0\]\.mode: a push consumer runs as a thread"):
         RunConfig.model_validate({"runners": [runner]})
     assert RunConfig.model_validate({"runners": [{**runner, "mode": "thread"}]}).runners[0].variety == "push"
+
+
+def test_a_stop_answers_failed_when_the_run_failed(tmp_path, live):
+    (tmp_path / "downsink.py").write_text("def write(batch):\n    raise RuntimeError('the store is down')\n")
+    project(tmp_path, sink="callable", producer="    target: downsink:write\n")
+    run = Live(tmp_path, env=_env(PYTHONPATH=str(tmp_path)))
+    try:
+        assert run.push("orders", [{"id": i} for i in range(4)])[0] == 200  # a whole batch: the sink gets it
+        code, answer = run.stop(timeout=30)
+        assert code == 200 and answer["state"] == "failed" and answer["run_state"] == "failed", answer
+        status, out, err = run.finish()
+        assert status == 3, (out, err)
+    finally:
+        run.kill()
+    no_children_left()

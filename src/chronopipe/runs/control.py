@@ -167,16 +167,16 @@ class RunTarget(ActorsTarget):
     def stop(self, timeout: float) -> dict[str, Any]:
         """Drain, as a first Ctrl-C does: the consumers' sources stop and they stage what they
         hold, the producers load what was staged. Waits up to ``timeout`` seconds for every
-        runner to end; answers the stats then (the final ones once it has ended), ``state``
-        ``"finished"`` (every runner ended; ``run_state`` says how: finished, failed,
-        cancelled) or ``"stopping"`` (the producers still load)."""
+        runner to end; answers the stats then (the final ones once it has ended), ``state`` how
+        it ended, ``"finished"``, ``"failed"`` or ``"cancelled"``, or ``"stopping"`` (the
+        producers still load; ``run_state`` is the run's own state either way)."""
         self.stop_requested.set()
         try:
             self.run.stop()
             ended = self.run.wait(max(0.0, float(timeout)))
             answer = self.stats()
             answer["run_state"] = answer["state"]
-            answer["state"] = "finished" if ended else "stopping"
+            answer["state"] = answer["state"] if ended else "stopping"
             return answer
         finally:
             self.stop_answered.set()
