@@ -329,7 +329,7 @@ def test_features_name_the_fields_of_a_generator_fed_to_actor_nodes(mode: str):
     sink = ListSink("sink")
     run = Running(Pipeline(MapNode("same", lambda r: r) | sink, mode=mode, control="127.0.0.1:0"), readings())
     server = run.server()
-    wait_for(lambda: call(server.url, "GET", "/features")[2]["features"], "features")
+    wait_for(lambda: call(server.url, "GET", "/features")[2]["features"]["input"], "the fields of a record")
     status, _, body = call(server.url, "GET", "/features")
     held.set()
     run.join()
