@@ -69,10 +69,10 @@ def _handlers(server: ControlServer) -> dict[str, Callable[[Command], Any]]:
     def push(command: Command) -> dict[str, Any]:
         name = command.get_data("input").value_or(None)
         records = command.get_data("records").value_or(None)
-        if not isinstance(name, str) or not isinstance(records, list | tuple):
+        if not isinstance(name, str) or not isinstance(records, list):  # (get_data gives plain copies)
             raise ValueError('PUSH needs data {"input": name, "records": [...]}')
         try:
-            accepted = target.push(name, _thawed(records))
+            accepted = target.push(name, records)
         except KeyError:
             raise LookupError(f"no input named {name!r} (inputs: {', '.join(target.inputs()) or 'none'})") from None
         return {"input": name, "accepted": int(accepted)}
@@ -86,15 +86,6 @@ def _handlers(server: ControlServer) -> dict[str, Callable[[Command], Any]]:
         "STOP": lambda command: target.stop(stop_timeout(command.data)),
         "KILL": lambda _: {"state": "killing"},
     }
-
-
-def _thawed(value: Any) -> Any:
-    """A plain copy of a command's read-only data (mappings as dicts, tuples as lists)."""
-    if isinstance(value, Mapping):
-        return {k: _thawed(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_thawed(v) for v in value]
-    return value
 
 
 async def handle_command(server: ControlServer, body: Mapping[str, Any]
