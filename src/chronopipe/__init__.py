@@ -6,7 +6,7 @@ and dispatch them to checks, on all cores, with clean teardown.
 
 # Layers, bottom up (each imports only those below it; .importlinter, checked by lint-imports):
 # channels, either -> actors, messages -> control -> runtime -> order -> readers, multiplex
-# -> sources -> events -> delivery -> graph -> scl -> capture, testing -> runs -> cli.
+# -> sources -> events -> delivery -> graph -> scl -> capture, testing, distribute -> runs -> cli.
 # Names are imported on first use (PEP 562), so ``import chronopipe`` loads none of them (no PLY,
 # no capture code), the command line starts fast and a Ctrl-C during start-up is the command's to
 # handle.
