@@ -87,9 +87,14 @@ class WorkerActor(Actor):
                 self._errors.append(exc)
                 self.stop()
                 continue
-            with self._lock:
-                self._outbox.put(("data", task_id, self.type_name, out))
-                Actor.flush(self)
+            try:
+                with self._lock:
+                    self._outbox.put(("data", task_id, self.type_name, out))
+                    Actor.flush(self)
+            except Exception as exc:  # the results channel broke (the run is being cancelled)
+                self._errors.append(exc)
+                self.stop()
+                return
 
     def flush(self) -> None:
         with self._lock:
