@@ -180,7 +180,8 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_acknowledged_twice(
     collector, dist = Counting(), distributor(Many)
     result = {}
     run = threading.Thread(target=lambda: result.update(report=dist.run(
-        workers={AWorker: 2}, collector=collector, mode="processes", ledger=tmp_path / "acks.jsonl")))
+        workers={AWorker: 2}, collector=collector, metadata=Meta(), mode="processes",
+        ledger=tmp_path / "acks.jsonl")))
     run.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (dist.actors and dist.actors[0].pid):
@@ -194,6 +195,8 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_acknowledged_twice(
     report = result["report"]
     assert report.restarts == 1 and report.acknowledged == 300
     assert len(collector.seen) == 300 and set(collector.seen.values()) == {1}
+    assert {r["worker_meta"] for r in collector.rows} == {"value"}  # the restarted process has the metadata too
+    assert len({r["pid"] for r in collector.rows}) == 3  # two workers and the victim's successor
     lines = [json.loads(line)["id"] for line in (tmp_path / "acks.jsonl").read_text().splitlines()]
     assert sorted(lines) == sorted(f"TSTA:{i}" for i in range(300))
     children = {p.pid for p in psutil.Process().children(recursive=True)}
