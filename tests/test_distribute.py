@@ -196,7 +196,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_acknowledged_twice(
     assert report.restarts == 1 and report.acknowledged == 300
     assert len(collector.seen) == 300 and set(collector.seen.values()) == {1}
     assert {r["worker_meta"] for r in collector.rows} == {"value"}  # the restarted process has the metadata too
-    assert len({r["pid"] for r in collector.rows}) == 3  # two workers and the victim's successor
+    assert len({r["pid"] for r in collector.rows}) in (2, 3)  # two workers, and the victim's successor if it got work
     lines = [json.loads(line)["id"] for line in (tmp_path / "acks.jsonl").read_text().splitlines()]
     assert sorted(lines) == sorted(f"TSTA:{i}" for i in range(300))
     children = {p.pid for p in psutil.Process().children(recursive=True)}
