@@ -85,6 +85,9 @@ class MTask(ATask):
         return out
 
 
+BUSY = threading.Lock()
+
+
 class MWorker(zp.MultiThreadedWorker):
     task_type = zp.TaskType("TSTM")
     endpoint = zp.EndpointAddress("inproc://m")
@@ -95,8 +98,14 @@ class MWorker(zp.MultiThreadedWorker):
         return data
 
     def handle_thread_execution(self, data, index):
+        with BUSY:
+            self.busy = getattr(self, "busy", 0) + 1
+            together = self.busy  # threads at work at once, this one included
         time.sleep(data["sleep"])
-        return {"type": data["type"], "n": data["n"], "index": index, "worker_meta": self.metadata.get("key")}
+        with BUSY:
+            self.busy -= 1
+        return {"type": data["type"], "n": data["n"], "index": index, "worker_meta": self.metadata.get("key"),
+                "together": together}
 
 
 class Meta(zp.MetaDataWorker):
@@ -167,9 +176,10 @@ def test_every_task_is_acknowledged_once_after_its_dependencies(mode):
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_a_multithreaded_worker_uses_its_threads(mode):
     collector = Counting()
-    distributor(MTask).run(workers={MWorker: 1}, collector=collector, metadata=Meta(), mode=mode, max_unacked=4)
+    distributor(MTask).run(workers={MWorker: 1}, collector=collector, metadata=Meta(), mode=mode)  # holds 2 x threads
     assert set(collector.seen.values()) == {1} and len(collector.seen) == N
     assert {r["index"] for r in collector.rows} == {0, 1, 2, 3}
+    assert max(r["together"] for r in collector.rows) >= 3  # it is given work for its threads at once
     assert {r["worker_meta"] for r in collector.rows} == {"value"}
 
 

@@ -34,6 +34,8 @@ from .types import (
 __all__ = ["DistributeReport", "Distributor"]
 
 MODES = {"processes": "process", "threads": "thread"}
+#: The unacknowledged tasks a worker holds by default (twice its threads for a MultiThreadedWorker).
+DEFAULT_UNACKED = 4
 
 
 @dataclass
@@ -106,11 +108,14 @@ class Distributor:
     # -- a run ---------------------------------------------------------------------------
     def run(self, workers: Mapping[type[Worker], int], collector: Collector,
             metadata: MetaDataWorker | None = None, mode: str = "processes",
-            ledger: str | os.PathLike[str] | None = None, max_unacked: int = 2,
+            ledger: str | os.PathLike[str] | None = None, max_unacked: int | None = None,
             max_restarts: int = 3, timeout: float | None = None) -> DistributeReport:
         """Run every registered task on ``workers`` ({Worker class: how many}) until ``collector``
         has acknowledged them all; returns the report. ``collector`` holds the collector's state
-        afterwards (a process collector's is copied back).
+        afterwards (a process collector's is copied back). ``max_unacked``: the tasks a worker
+        holds that are not acknowledged yet (default: 4, or twice the threads of a
+        MultiThreadedWorker): enough that a worker never waits for its next task while its last
+        result travels to the collector and back.
 
         Raises:
             ValueError: a bad mode or count, a worker type without a task (or the reverse), a
@@ -130,11 +135,11 @@ class Distributor:
         finally:
             self.actors = []
 
-    def _books(self, workers: Mapping[type[Worker], int], mode: str, max_unacked: int) -> dict[str, _Type]:
+    def _books(self, workers: Mapping[type[Worker], int], mode: str, max_unacked: int | None) -> dict[str, _Type]:
         if mode not in MODES:
             raise ValueError(f"mode must be 'processes' or 'threads', not {mode!r}")
-        if max_unacked < 1:
-            raise ValueError(f"max_unacked must be >= 1, got {max_unacked}")
+        if max_unacked is not None and (not isinstance(max_unacked, int) or max_unacked < 1):
+            raise ValueError(f"max_unacked must be an int >= 1 (or None), got {max_unacked!r}")
         books = {name: _Type(cls()) for name, cls in self.tasks.items()}
         for wcls, n in workers.items():
             name = str(getattr(wcls, "task_type", ""))
@@ -176,9 +181,10 @@ class _Run:
     """One run of a Distributor: its actors, channels and books."""
 
     def __init__(self, dist: Distributor, books: dict[str, _Type], collector: Collector, meta: dict[str, Any],
-                 mode: Any, ledger: Ledger | None, max_unacked: int, max_restarts: int,
+                 mode: Any, ledger: Ledger | None, max_unacked: int | None, max_restarts: int,
                  workers: Mapping[type[Worker], int]) -> None:
-        self.dist, self.books, self.meta, self.ledger, self.k = dist, books, meta, ledger, max_unacked
+        self.dist, self.books, self.meta, self.ledger = dist, books, meta, ledger
+        self.limit: dict[str, int] = {}  # worker -> the unacknowledged tasks it may hold
         self.done: set[str] = set(ledger.ids) if ledger is not None else set()
         self.report = DistributeReport(per_type={name: 0 for name in books})
         self.deaths: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -195,6 +201,7 @@ class _Run:
                 actor = WorkerActor(name, wcls, inbox, self.results, mode, self.deaths, max_restarts)
                 self.workers[name] = actor
                 self.held[name] = {}
+                self.limit[name] = max_unacked or max(DEFAULT_UNACKED, 2 * int(getattr(wcls, "n_threads", 1)))
                 books[actor.type_name].workers.append(actor)
         self.collector = CollectorActor(collector, self.results, self.acks, mode)
 
@@ -258,9 +265,9 @@ class _Run:
             if book.complete or not all(self.books[d].complete for d in book.deps):
                 continue
             sent = set()
-            for _ in range(self.k):
+            for _ in range(max(self.limit[w.name] for w in book.workers)):
                 for worker in sorted(book.workers, key=lambda w: len(self.held[w.name])):
-                    if len(self.held[worker.name]) >= self.k:
+                    if len(self.held[worker.name]) >= self.limit[worker.name]:
                         continue
                     task = self._next(book, worker.name)
                     if task is None:
