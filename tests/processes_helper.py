@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import psutil
 
@@ -34,3 +35,21 @@ def kill_all(proc: subprocess.Popen, seen: list[psutil.Process]) -> None:  # typ
             p.kill()
         except psutil.Error:
             pass
+
+
+def no_children_left(timeout: float = 5.0) -> None:
+    """Fail unless every process this test started has ended within ``timeout`` seconds
+    (zombies, and the session's PostgreSQL server, aside)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for p in children():
+            try:
+                if "postgres" not in p.name():
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"processes left behind: {alive}"
+        time.sleep(0.05)

@@ -31,6 +31,7 @@ from chronopipe.cli import main
 from chronopipe.cli.status import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_WRONG_SERVER
 from control_helper import call
 from postgres_helper import postgres  # noqa: F401
+from processes_helper import no_children_left
 from sources_helper import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,22 +170,6 @@ def csv_rows(folder: Path) -> list[str]:
 
 def row_of(stats: dict, name: str) -> dict:
     return next(row for row in stats["actors"] if row["name"] == name)
-
-
-def no_children_left(timeout: float = 5.0) -> None:
-    """No process this test started is still alive (zombies and the session's PostgreSQL aside)."""
-
-    def alive() -> list:
-        out = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE and "postgres" not in p.name():
-                    out.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        return out
-
-    wait_until(lambda: not alive(), timeout)
 
 
 def status(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -29,6 +29,7 @@ import pytest
 
 from chronopipe.cli import main
 from postgres_helper import postgres  # noqa: F401
+from processes_helper import no_children_left
 from sources_helper import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,22 +174,6 @@ def table_rows(out: str, runner: str) -> tuple[int, int, int]:
     line = next(line for line in out.splitlines() if line.split()[:1] == [runner] and "rows in" not in line)
     rows, batches, skipped = line.split()[3:6]
     return int(rows.replace(",", "")), int(batches.replace(",", "")), int(skipped.replace(",", ""))
-
-
-def no_children_left(timeout: float = 3.0) -> None:
-    """No process this test started is still alive (zombies aside)."""
-
-    def alive() -> list:
-        out = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE and "postgres" not in p.name():
-                    out.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        return out
-
-    wait_until(lambda: not alive(), timeout)
 
 
 def csv_rows(path: Path) -> list[list[str]]:
@@ -478,7 +463,7 @@ def test_process_runners_load_everything_and_leave_no_process(project, consumer_
     assert sorted(project.loaded()) == sorted(expected)
     assert len({e["pid"] for e in project.events("batch")}) == 1, "one producer, one process"
     assert balances(done.stdout.decode()) == {"left": (60, 60, 0, 0), "right": (40, 40, 0, 0)}
-    no_children_left()
+    no_children_left(3.0)
 
 
 # -- live sources ----------------------------------------------------------------------------------
@@ -513,7 +498,7 @@ def test_an_interval_consumer_stages_and_loads_its_limit_of_ticks(project, mode)
     assert [row["n"] for row in rows] == list(range(1, 51))
     assert [len(e["rows"]) for e in project.events("batch")] == [7] * 7 + [1]
     assert balances(done.stdout.decode()) == {"live": (50, 50, 0, 0)}
-    no_children_left()
+    no_children_left(3.0)
 
 
 @pytest.mark.timeout(60)
@@ -599,7 +584,7 @@ def test_a_second_sigint_stops_at_once_and_a_rerun_loads_what_was_left(project, 
     ids = [e["id"] for e in project.events("batch")]
     assert len(ids) == len(set(ids))
     assert sum(len(e["rows"]) for e in project.events("batch")) == staged_rows(project.path / "stage")
-    no_children_left()
+    no_children_left(3.0)
 
 
 # -- consumers of yours, failures ------------------------------------------------------------------
@@ -751,7 +736,7 @@ def test_a_postgres_producer_that_cannot_connect_exits_3_in_one_line_without_the
     assert len(err) == 1 and "'load'" in err[0], err
     assert password not in done.stdout + done.stderr
     assert postgres.password.encode() not in done.stdout + done.stderr
-    no_children_left()
+    no_children_left(3.0)
 
 
 @pytest.mark.timeout(90)
@@ -922,7 +907,7 @@ def test_a_second_run_of_the_same_file_is_refused_while_the_first_loads_every_ro
     assert [row["n"] for row in (r for e in project.events("batch") for r in e["rows"])] == list(range(1, 41))
     assert balances(out.decode()) == {"ticks": (40, 40, 0, 0)}
     assert project.run("run", "pipeline.yml").returncode == 0, "the folder is free once the run ended"
-    no_children_left()
+    no_children_left(3.0)
 
 
 @pytest.mark.timeout(60)
@@ -943,7 +928,7 @@ def test_a_sigkilled_run_does_not_block_the_next(project):
     assert balances(done.stdout.decode()) == {"ticks": (12, 12, 0, 0)}
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "the killed run's process runner ended"
-    no_children_left()
+    no_children_left(3.0)
 
 
 # -- what the failure line and --help say ---------------------------------------------------------
@@ -996,7 +981,7 @@ def test_a_cancelled_runner_shows_the_seconds_it_ran(project):
     assert set(table) == {"live", "loader"}, out
     for name, cells in table.items():
         assert 0.6 <= float(cells[-1]) <= ran + 5, (name, out)
-    no_children_left()
+    no_children_left(3.0)
 
 
 @pytest.mark.timeout(60)

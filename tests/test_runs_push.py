@@ -27,6 +27,7 @@ import pytest
 from chronopipe.runs.config import ConfigError, RunConfig, parse_config
 from chronopipe.runs.varieties import accepted_options
 from control_helper import call
+from processes_helper import no_children_left
 
 ROOT = Path(__file__).resolve().parents[1]
 CHRONOPIPE = str(ROOT / "venv" / "bin" / "chronopipe")
@@ -151,23 +152,6 @@ def live():
     for run in started:
         run.kill()
     no_children_left()
-
-
-def no_children_left(timeout: float = 5.0) -> None:
-    """No process this test started is still alive (zombies aside)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE and "postgres" not in p.name():
-                    alive.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive:
-            return
-        assert time.monotonic() < deadline, f"processes left behind: {alive}"
-        time.sleep(0.05)
 
 
 def csv_records(folder: Path) -> list[dict[str, str]]:
