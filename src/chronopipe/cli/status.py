@@ -31,6 +31,7 @@ import time
 import urllib.parse
 from typing import Any, TextIO
 
+from ..control.security import check_token as sendable
 from .outputs import EXIT_OK, UsageError
 
 __all__ = ["EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_WRONG_SERVER", "StatusError", "add_parser", "check_token",
@@ -262,8 +263,7 @@ def _error_text(answer: http.client.HTTPResponse) -> str:
 
 
 def check_token(token: str | None, source: str = "the token") -> None:
-    """Refuse a token that is not printable ASCII (visible characters, no space): it could not be
-    a header's value, and a CR/LF in it would add headers of its own.
+    """Refuse a token the server would refuse (control.security.check_token): a CR/LF in it would add headers.
 
     Raises:
         UsageError: naming ``source``, never the token.
@@ -273,8 +273,11 @@ def check_token(token: str | None, source: str = "the token") -> None:
     ...
     chronopipe.cli.outputs.UsageError: the token must be printable ASCII (visible characters, no spaces)
     """
-    if token and not all("!" <= char <= "~" for char in token):
-        raise UsageError(f"{source} must be printable ASCII (visible characters, no spaces)")
+    try:
+        if token:
+            sendable(token)
+    except ValueError:
+        raise UsageError(f"{source} must be printable ASCII (visible characters, no spaces)") from None
 
 
 def clean(text: str) -> str:
