@@ -184,11 +184,16 @@ class ActorsTarget(Target):
         """The actors served now."""
         return list(self._actors())
 
+    def counts(self, actor: Actor) -> tuple[int, int]:
+        """``(received, emitted)`` of ``actor``, its row's counts and what its rate is measured on:
+        its records (a subclass counting something else, a run's rows, overrides it)."""
+        counts = actor.counts
+        return int(counts.received), int(counts.emitted)
+
     def row(self, actor: Actor) -> dict[str, Any]:
         """One :data:`ACTOR_FIELDS` row for ``actor`` (restarts and dead letters 0: a subclass that
         knows them sets them). Raises nothing for an actor that ended or whose process is gone."""
-        counts = actor.counts
-        received, emitted = int(counts.received), int(counts.emitted)
+        received, emitted = self.counts(actor)
         pid = actor.pid or os.getpid()
         return {
             "name": actor.name, "mode": actor.mode, "state": actor.state, "pid": pid,

@@ -22,7 +22,6 @@ Secret value of the run's profiles to scrub from what it sends all the same.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,6 @@ class RunTarget(ActorsTarget):
         self.stop_requested = threading.Event()
         #: set once the answer to that stop was made (the server sends it right after)
         self.stop_answered = threading.Event()
-        self._row_rates: dict[str, tuple[float, int, float]] = {}  # name -> (since, rows in then, rate)
 
     # -- what is running -----------------------------------------------------------------
     def state(self) -> str:
@@ -97,39 +95,27 @@ class RunTarget(ActorsTarget):
         return {"name": self.name, "kind": "run", "state": self.state(), "path": self.path,
                 "running": [r["name"] for r in runners if r["state"] == "running"], "runners": runners}
 
+    def counts(self, actor: Actor) -> tuple[int, int]:
+        """A runner's ``(received, emitted)`` in rows (a consumer: records read, rejects and late
+        ones included / rows staged; a producer: rows loaded, both); its rate is rows in per second."""
+        figures = _figures(actor)
+        rows = int(figures.get("rows", 0))
+        if isinstance(actor, ConsumerRunner):
+            return int(figures.get("records", 0)) + int(figures.get("rejected", 0)) + int(figures.get("late", 0)), rows
+        return rows, rows
+
     def row(self, actor: Actor) -> dict[str, Any]:
-        """The runner's actor row with ``received`` / ``emitted`` in rows (a consumer: records read,
-        rejects and late ones included / rows staged; a producer: rows loaded, both), and its
-        ``type``, ``variety``, ``unit`` (``"rows"``), ``rows``, ``batches``, ``skipped``, ``rejected``,
-        ``late``: live, from a thread or a process runner alike (``figures_now``)."""
+        """The runner's actor row (counts in rows: :meth:`counts`) with its ``type``, ``variety``,
+        ``unit`` (``"rows"``), ``rows``, ``batches``, ``skipped``, ``rejected``, ``late``: live, from a
+        thread or a process runner alike (``figures_now``)."""
         row = super().row(actor)
         spec = self._specs.get(actor.name)
-        figures = actor.figures_now() if isinstance(actor, LiveFigures) else dict(getattr(actor, "figures", {}))
-        rows = int(figures.get("rows", 0))
+        figures = _figures(actor)
         row.update(type=getattr(spec, "type", None), variety=getattr(spec, "variety", None), unit="rows",
-                   rows=rows, batches=int(figures.get("batches", 0)), skipped=int(figures.get("skipped", 0)),
-                   rejected=int(figures.get("rejected", 0)), late=int(figures.get("late", 0)))
-        if isinstance(actor, ConsumerRunner):
-            row["received"] = int(figures.get("records", 0)) + row["rejected"] + row["late"]
-        else:
-            row["received"] = rows
-        row["emitted"] = rows
-        row["rate"] = self._rows_rate(actor, row["received"])
+                   rows=int(figures.get("rows", 0)), batches=int(figures.get("batches", 0)),
+                   skipped=int(figures.get("skipped", 0)), rejected=int(figures.get("rejected", 0)),
+                   late=int(figures.get("late", 0)))
         return row
-
-    def _rows_rate(self, actor: Actor, received: int) -> float:
-        """Rows in per second over the last second or more (the average so far at first look)."""
-        if actor.state != "running":
-            return 0.0
-        now = time.monotonic()
-        kept = self._row_rates.get(actor.name)
-        if kept is None:
-            elapsed = time.time() - actor.started_at if actor.started_at else 0.0
-            kept = (now, received, received / elapsed if elapsed > 0 else 0.0)
-        elif now - kept[0] >= 1.0:
-            kept = (now, received, max(0, received - kept[1]) / (now - kept[0]))
-        self._row_rates[actor.name] = kept
-        return round(kept[2], 3)
 
     def stats(self) -> dict[str, Any]:
         """The base stats (rows per actor) with ``runners``: one line per runner of the run's
@@ -194,3 +180,8 @@ def _summary_row(summary: RunnerSummary) -> dict[str, Any]:
     return {"name": summary.name, "type": summary.type, "variety": summary.variety, "state": summary.state,
             "rows_in": rows_in, "rows_out": summary.rows, "batches": summary.batches, "skipped": summary.skipped,
             "rejected": summary.rejected, "late": summary.late, "seconds": round(summary.seconds, 3)}
+
+
+def _figures(actor: Actor) -> dict[str, Any]:
+    """A runner's figures as they are now (a process runner's from its shared counters)."""
+    return actor.figures_now() if isinstance(actor, LiveFigures) else dict(getattr(actor, "figures", {}))
