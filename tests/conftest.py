@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -19,7 +21,8 @@ def clean_runtime():
     cp.Runtime().shutdown()
     deadline = time.monotonic() + 1.0
     while True:
-        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and _alive(p)]
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and _alive(p) and not _of_ray(p)]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.02)
@@ -46,10 +49,41 @@ def mode(request) -> str:
     return request.param
 
 
-@pytest.fixture(params=["sync", "threads", "processes"])
+@pytest.fixture(params=["sync", "threads", "processes", "ray"])
 def pipeline_mode(request) -> str:
-    """Pipeline execution: every behaviour holds in each of the three modes."""
+    """Pipeline execution: every behaviour holds in each of the four modes (ray: on a local Ray,
+    skipped with the reason when Ray is not installed)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     return request.param
+
+
+TESTS = Path(__file__).resolve().parent
+#: The processes Ray started for this test process (GCS, raylet, ...): Ray's, not the tests'.
+RAY_ROOTS: set[int] = set()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray for this test process (2 CPUs, a small object store), shut down at the end."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'chronopipe[ray]')")
+    before = {p.pid for p in psutil.Process().children()}
+    # Ray workers import the tests' node classes by module name, as a user's workers import theirs
+    # (docs/ray.md): this folder is on their path as it is on ours.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+    RAY_ROOTS.update(p.pid for p in psutil.Process().children() if p.pid not in before)
+    yield ray
+    ray.shutdown()
+
+
+def _of_ray(process: psutil.Process) -> bool:
+    """Whether ``process`` is one of Ray's (a worker under its raylet), which Ray keeps or ends."""
+    try:
+        return process.pid in RAY_ROOTS or any(p.pid in RAY_ROOTS for p in process.parents())
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture

@@ -81,8 +81,8 @@ class Actor:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("every actor needs a non-empty name: it shows up in logs, statistics and errors")
-        if mode not in ("thread", "process"):
-            raise ValueError(f"actor {name!r}: mode must be 'thread' or 'process', not {mode!r}")
+        if mode not in ("thread", "process", "ray"):
+            raise ValueError(f"actor {name!r}: mode must be 'thread', 'process' or 'ray', not {mode!r}")
         self.name = name
         self.mode: Mode = mode
         self.inbox = inbox

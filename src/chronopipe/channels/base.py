@@ -27,8 +27,9 @@ from .end import END, is_end
 
 __all__ = ["Channel", "ChannelBroken", "ChannelStatistics", "Mode", "channel_class", "mode_of", "open_channel"]
 
-#: Where the ends of a channel (or an actor) live: one process's threads, or several processes.
-Mode = Literal["thread", "process"]
+#: Where the ends of a channel (or an actor) live: one process's threads, several processes of
+#: this machine, or actors on Ray (any machine of a cluster).
+Mode = Literal["thread", "process", "ray"]
 
 #: How often a blocked put/get wakes to check for cancellation (seconds).
 POLL_INTERVAL = 0.05

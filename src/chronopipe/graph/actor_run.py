@@ -18,6 +18,7 @@ from ..actors.actor import Actor
 from ..actors.errors import ActorError
 from ..actors.home import apply
 from ..channels import ChannelBroken
+from ..channels.onray import RayFlags
 from ..channels.quiet import start_quiet
 from ..delivery import SINK_ACTOR, Delivery
 from ..delivery.acks import Ledger, Mark
@@ -38,7 +39,7 @@ _ctx = multiprocess.get_context("fork")
 CANCEL_WAIT = 5.0
 #: Seconds between two looks of the feed's watcher at the run's actors (a source of ours, quiet).
 WATCH = 0.05
-_PIPELINE_MODE = {"thread": "threads", "process": "processes"}
+_PIPELINE_MODE = {"thread": "threads", "process": "processes", "ray": "ray"}
 
 
 class ActorRun:
@@ -266,7 +267,7 @@ class ActorRun:
         if self.plan is None:
             return 0
         ports = sum(len(port.pending) for port in self.plan.feed_ports)
-        return ports + sum(ch.qsize() for ch in self._feed_channels() if ch.mode == "process")
+        return ports + sum(ch.qsize() for ch in self._feed_channels() if ch.mode != "thread")
 
     def _root_error(self) -> ActorError | None:
         failed = [a for a in self.actors if a.state == "failed" and a.error is not None]
@@ -308,6 +309,9 @@ class ActorRun:
         return out
 
 
-def _flags(n: int, shared: bool) -> Any:
-    """``n`` "begun" bytes: shared memory when processes take part (no lock a dying process could hold)."""
-    return memoryview(_ctx.RawArray("B", max(n, 1))).cast("B") if shared else bytearray(max(n, 1))
+def _flags(n: int, mode: str) -> Any:
+    """``n`` "begun" bytes, where every node actor sees them: shared memory when processes take
+    part (no lock a dying process could hold), a Ray actor's when Ray actors do."""
+    if mode == "ray":
+        return RayFlags(max(n, 1))
+    return memoryview(_ctx.RawArray("B", max(n, 1))).cast("B") if mode == "process" else bytearray(max(n, 1))

@@ -61,7 +61,7 @@ class NodeActor(MarkPassing, Restartable, Actor):
         self.outputs = unit.outputs()
         self._flags = flags
         self._global_state = global_state
-        self._track = unit.mode == "process" and unit.node is not None
+        self._track = unit.mode != "thread" and unit.node is not None  # (its copy's changes come home)
         self._tokens: tuple[Token, Token] | None = None  # (global_state, node) in its process
         self._pipeline = delivery.pipeline if delivery is not None else ""
         owner = delivery.policy(unit.owner.name) if delivery is not None else None

@@ -1,8 +1,10 @@
-"""Pipeline: runs a graph of nodes (consecution's API) in one of three modes.
+"""Pipeline: runs a graph of nodes (consecution's API) in one of four modes.
 
 * ``mode="sync"`` (default): consecution's semantics on the caller's thread (sync.py).
 * ``mode="threads"``: each node is an actor on a thread of this process (actors.py).
 * ``mode="processes"``: each node is an actor in its own process; records travel in batches.
+* ``mode="ray"``: each node is an actor on Ray (a process on any node of the cluster; docs/ray.md);
+  records travel in batches through ray channels. Ray is the extra ``chronopipe[ray]``.
 
 The same pipeline gives the same results in every mode: the same multiset of items reaching
 each node, in the same order along a chain (and after ``ordered=True`` workers and
@@ -37,8 +39,8 @@ from .wiring import stdout_write
 
 __all__ = ["MODES", "NodeStatistics", "Pipeline", "PipelineStatistics"]
 
-Mode = Literal["sync", "threads", "processes"]
-MODES = ("sync", "threads", "processes")
+Mode = Literal["sync", "threads", "processes", "ray"]
+MODES = ("sync", "threads", "processes", "ray")
 LOG_HEADER = "node_log,what,node_name,item\n"
 log = logging.getLogger("chronopipe.graph")
 

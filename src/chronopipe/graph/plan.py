@@ -10,7 +10,8 @@
   workers' outputs by number (the SortedQueueMultiplexer's merge window), then pushes them on.
 * ``merge_sorted([b, c]) | d``: ``d`` gets one channel per branch and merges them by key with
   the same merge window, in its own actor.
-* A channel is a process channel when an actor at either end runs in a process.
+* A channel is a process channel when an actor at either end runs in a process, a ray channel
+  when one runs on Ray (a pipeline does not mix the two: a forked process cannot use Ray).
 * Nodes under ``guarantee="replay"`` (``delivery.policies``) send their dead letters into one
   more channel, ``dead-letters``, which a thread of the caller's process reads into the sink;
   records ``Pipeline.replay`` re-injects at a node are dealt over its actors (``Unit.replayed``,
@@ -32,9 +33,9 @@ from .wiring import Port, Target, input_of, make_push, output_of, route_to, stdo
 
 __all__ = ["PROGRESS", "Plan", "Unit", "build_plan", "settings_of"]
 
-ActorMode = Literal["thread", "process"]
+ActorMode = Literal["thread", "process", "ray"]
 _SEQ = operator.itemgetter(0)  # what a collector merges its workers' outputs by
-_MODE_NAMES = {"threads": "thread", "thread": "thread", "processes": "process", "process": "process"}
+_MODE_NAMES = {"threads": "thread", "thread": "thread", "processes": "process", "process": "process", "ray": "ray"}
 
 
 class _Progress:
@@ -100,11 +101,17 @@ def settings_of(node: Node, pipeline_mode: str) -> tuple[int, bool, ActorMode]:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"node {node.name!r}: workers must be an int >= 1, not {workers!r}")
     if mode is not None and mode not in _MODE_NAMES:
-        raise ValueError(f"node {node.name!r}: mode must be 'threads' or 'processes' (or None), not {mode!r}")
+        raise ValueError(f"node {node.name!r}: mode must be 'threads', 'processes' or 'ray' (or None), not {mode!r}")
     if workers > 1 and _is_groupby(node):
         raise ValueError(f"node {node.name!r} is a GroupByNode: its batches need every item, so it cannot have "
                          f"workers={workers}")
     return workers, ordered and workers > 1, _MODE_NAMES[mode or pipeline_mode]
+
+
+def _replays(node: Node, delivery: Delivery | None) -> bool:
+    """Whether ``node`` is under guarantee="replay" (its ray inbox then keeps what it took until acknowledged)."""
+    policy = delivery.policies.get(node.name) if delivery is not None else None
+    return policy is not None and policy.replays
 
 
 def _is_groupby(node: Node) -> bool:
@@ -122,7 +129,7 @@ def real_parents(node: Node) -> list[Node]:
     return list(found)
 
 
-def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int, bool], Any],
+def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int, str], Any],
                maxsize: int = 10_000, delivery: Delivery | None = None) -> Plan:
     nodes = [n for n in order if not isinstance(n, RouterNode)]
     top = nodes[0]
@@ -140,14 +147,19 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
         return [collectors[n]] if n in collectors else units[n]
 
     # -- inboxes ---------------------------------------------------------------------------
-    any_process = any(u.mode == "process" for us in units.values() for u in us)
+    modes_used = {u.mode for us in units.values() for u in us} | {u.mode for u in collectors.values()}
+    if {"process", "ray"} <= modes_used:
+        raise ValueError("a pipeline cannot run nodes both in processes and on Ray (a forked process cannot use "
+                         "Ray): give the processes nodes mode='ray', or the pipeline mode='processes'")
+    crossing = "ray" if "ray" in modes_used else "process"  # the mode of a channel that leaves this process
     parents = {n: real_parents(n) for n in nodes}
     inbox: dict[Node, Any] = {}  # node -> [channels per worker] or {parent: channel} for a sorted merge
     for n in nodes:
         workers, ordered, mode = conf[n]
         writers = [e for p in parents[n] for e in emitters(p)]
         modes = {u.mode for u in writers} | {u.mode for u in units[n]}
-        channel_mode = "process" if "process" in modes else "thread"
+        channel_mode = crossing if modes - {"thread"} else "thread"
+        extra = {"redeliver": True} if channel_mode == "ray" and _replays(n, delivery) else {}
         if n._merge is not None:
             if workers > 1:
                 raise ValueError(f"node {n.name!r} merges its branches with merge_sorted, so it cannot have workers")
@@ -165,7 +177,7 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
         if ordered and count != 1:
             raise ValueError(f"node {n.name!r} has ordered=True, so its items must come from one node in one order; "
                              f"it gets them from {sorted(p.name for p in parents[n])}: put one node before it")
-        inbox[n] = [Channel(maxsize, mode=channel_mode, name=u.name, writers=count) for u in units[n]]
+        inbox[n] = [Channel(maxsize, mode=channel_mode, name=u.name, writers=count, **extra) for u in units[n]]
         for u, ch in zip(units[n], inbox[n], strict=True):
             u.inputs, u.tagged_in = [ch], ordered
         if ordered:
@@ -179,14 +191,14 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
     for n in nodes:
         for u in units[n]:
             u.after = [p.flag for parent in parents[n] for p in units[parent]]
-    logging_procs = [u for u in node_units if u.owner._logging and u.mode == "process"]
-    log = Channel(maxsize, mode="process", name="node-log", writers=len(logging_procs)) if logging_procs else None
+    logging_procs = [u for u in node_units if u.owner._logging and u.mode != "thread"]
+    log = Channel(maxsize, mode=crossing, name="node-log", writers=len(logging_procs)) if logging_procs else None
     for u in logging_procs:
         u.log = log
     replaying = [u for u in node_units if delivery is not None and u.owner.name in delivery.policies]
     dead_letters = None
     if replaying:
-        dl_mode = "process" if any(u.mode == "process" for u in replaying) else "thread"
+        dl_mode = crossing if any(u.mode != "thread" for u in replaying) else "thread"
         dead_letters = Channel(maxsize, mode=dl_mode, name="dead-letters", writers=len(replaying))
         for u in replaying:
             u.dead_letters = dead_letters
@@ -194,7 +206,7 @@ def build_plan(order: list[Node], pipeline_mode: str, make_flags: Callable[[int,
         records = delivery.replayed.get(n.name, []) if delivery is not None else []
         for i, record in enumerate(records):
             units[n][i % len(units[n])].replayed.append((i - len(records), record))
-    flags = make_flags(len(node_units), any_process)
+    flags = make_flags(len(node_units), crossing if modes_used - {"thread"} else "thread")
 
     # -- pushes ----------------------------------------------------------------------------
     def port_for(ports: dict[Node, Port], target: Node, source: Node) -> Target:

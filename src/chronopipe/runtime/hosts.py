@@ -153,6 +153,8 @@ class ActorHosting:
 
     def _host(self, actor: Actor) -> HostRecord:
         """Take ``actor`` and start its host (the caller holds the lock and checked the actor)."""
+        if actor.mode == "ray":
+            return self._host_ray(actor)  # type: ignore[attr-defined] (rayhost.RayHosting)
         if actor.mode == "thread":
             record = HostRecord(actor, ThreadHost(actor, lambda outcome: self._thread_ended(record, outcome)))
             actor._hosted()

@@ -39,6 +39,7 @@ from .child import init_pool_worker
 from .control import RuntimeControl
 from .hosts import ActorHosting, HostRecord, ProcessHost
 from .pools import GuardedProcessPool, PoolTask, call_enveloped, label_of
+from .rayhost import RayHost, RayHosting
 from .seed import SeedNames
 from .signals import HANDLED_SIGNALS, SignalHandlers
 from .workers import kill_processes
@@ -52,7 +53,7 @@ _ctx = multiprocess.get_context("fork")
 dill.settings["recurse"] = True
 
 
-class Runtime(SeedNames, ActorHosting):
+class Runtime(SeedNames, ActorHosting, RayHosting):
     """The process-wide runtime (a singleton; ``MultiProcessing`` is the seed's name for it, seed.py).
 
     >>> Runtime() is Runtime()
@@ -122,6 +123,13 @@ class Runtime(SeedNames, ActorHosting):
         """Host ``actor`` on a thread or in its own process, as its ``mode`` says."""
         if actor.state != "new":
             raise RuntimeError(f"actor {actor.name!r} was already started (state: {actor.state}); make a new one")
+        if actor.mode == "ray":
+            for ch in actor.channels():
+                if ch.mode != "ray":
+                    raise ValueError(
+                        f"actor {actor.name!r} runs on Ray but channel {ch.name!r} is a {ch.mode} channel: "
+                        "use Channel(mode='ray') for the channels of Ray actors"
+                    )
         if actor.mode == "process":
             for ch in actor.channels():
                 if ch.mode == "thread":
@@ -257,6 +265,8 @@ class Runtime(SeedNames, ActorHosting):
                     r.host.cancel(reason, kill=True)
                     r.host.join(1.0)
                 self._reap(r)
+            elif isinstance(r.host, RayHost) and r.host.alive():
+                r.host.cancel(reason, kill=True)
         self._discard_process_pool()
         self._close_pool("_thread_pool", terminate=True)
         with self._lock:

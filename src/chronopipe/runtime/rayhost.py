@@ -1,0 +1,263 @@
+"""The Ray host: an actor with ``mode="ray"`` runs in a Ray actor, on any node of the cluster.
+
+``RayHost`` implements ``actors.hosting.Host`` as ThreadHost and ProcessHost do. Its Ray actor
+(``_Shell``, two threads) is given the actor pickled with dill and runs ``actor.run_hosted()``
+on one thread; the other answers ``stop()`` and ``counts()`` meanwhile. The outcome comes back
+as the return value of ``run()``, pickled as a process's report is (hosts.py). The actor's
+channels must be ray channels (channels/onray.py): nothing else reaches another machine.
+
+``RayHosting`` is the part of ``Runtime`` that watches Ray hosts: one thread (``ray.wait`` on
+every running actor's ``run()``, 50 ms at a time) concludes an actor when its call returns, and
+notices a death when the call raises Ray's actor error; then, as for a process, it asks
+``actor.on_death`` whether to start it again (a new Ray actor, from the parent's copy), or
+fails its component. The same thread carries ``actor.stop()`` over to the Ray actor (a stop
+flag set by a signal handler is only read here) and brings its counts home twice a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import dill
+
+from ..actors.actor import Actor
+from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope
+from ..actors.hosting import Counts
+from ..channels.onray import ensure_ray, require_ray
+from .signals import start_quiet
+
+__all__ = ["RayHost", "RayHosting"]
+
+log = logging.getLogger("chronopipe.runtime")
+#: Seconds between two readings of a Ray actor's counts.
+COUNTS_EVERY = 0.5
+
+
+class _Shell:
+    """The Ray actor around one chronopipe actor (threaded: run() on one thread, the rest on the other)."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self.unpickled = name, None
+        try:
+            self.actor: Actor = dill.loads(data)
+        except Exception as exc:  # reported by run(), as the actor's error
+            self.unpickled = TypeError(
+                f"the actor cannot be unpickled on its Ray worker ({type(exc).__name__}: {exc}); Ray workers "
+                "import your classes by module name: install that code on every node, or give it to Ray with "
+                "ray.init(runtime_env={'py_modules': [...]} or {'working_dir': ...})")
+
+    def pid(self) -> tuple[int, str]:
+        return os.getpid(), os.uname().nodename
+
+    def run(self) -> bytes:
+        if self.unpickled is not None:
+            return dill.dumps(("error", error_envelope(self.name, self.unpickled)))
+        actor = self.actor
+        actor.pid = os.getpid()
+        outcome = actor.run_hosted()
+        if outcome.status == "ok":
+            report: tuple[str, Any] = ("ok", (outcome.value, (actor.counts.received, actor.counts.emitted)))
+        else:
+            report = ("error", error_envelope(actor.name, outcome.value, outcome.record))
+        try:
+            return dill.dumps(report)
+        except Exception as exc:
+            unpicklable = TypeError(f"on_stop's result cannot be pickled: {exc}")
+            return dill.dumps(("error", error_envelope(actor.name, unpicklable)))
+
+    def stop(self) -> None:
+        if self.unpickled is None:
+            self.actor.stop()
+
+    def counts(self) -> tuple[int, int]:
+        if self.unpickled is not None:
+            return 0, 0
+        return self.actor.counts.received, self.actor.counts.emitted
+
+
+_remote_shell: Any = None
+
+
+def _shell_class() -> Any:
+    global _remote_shell
+    if _remote_shell is None:
+        _remote_shell = require_ray().remote(_Shell)
+    return _remote_shell
+
+
+class RayHost:
+    """Runs the actor in a Ray actor; ``outcome`` is its report once ``run()`` returned or it died.
+
+    ``ray_options`` (the actor's attribute, if any) go to ``.options()``: by default the Ray actor
+    takes no CPU of the scheduler's (so a pipeline of many nodes fits a small cluster); give
+    ``{"num_cpus": 1}``, ``{"scheduling_strategy": "SPREAD"}`` and so on to place it.
+    """
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.pid: int | None = None
+        self.node: str | None = None
+        self.shell: Any = None
+        self.run_ref: Any = None
+        self.pid_ref: Any = None
+        self.outcome: tuple[str, Any] | None = None
+        self.death: str | None = None  # Ray's word on how it died
+        self.stop_sent = False
+        self.counts_ref: Any = None
+        self.counts_at = 0.0
+        self._ended = threading.Event()
+
+    def start(self) -> None:
+        ensure_ray()
+        options = {"num_cpus": 0, "max_concurrency": 2, "max_restarts": 0,
+                   **(getattr(self.actor, "ray_options", None) or {})}
+        data = dill.dumps(self.actor)  # (the parent's copy: counts and stop flag as they are now)
+        self.shell = _shell_class().options(**options).remote(self.actor.name, data)
+        self.run_ref = self.shell.run.remote()
+        self.pid_ref = self.shell.pid.remote()
+
+    def alive(self) -> bool:
+        return self.shell is not None and not self._ended.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.shell is not None:
+            self._ended.wait(timeout)
+
+    def cancel(self, reason: ActorError | None, *, kill: bool = False) -> None:
+        """Tell the Ray actor to stop (``kill``: end its process now, as ``ray.kill``)."""
+        if self.shell is None or self._ended.is_set():
+            return
+        try:
+            if kill:
+                require_ray().kill(self.shell, no_restart=True)
+            elif not self.stop_sent:
+                self.stop_sent = True
+                self.shell.stop.remote()
+        except Exception:  # Ray is shutting down: the actor goes with it
+            log.debug("could not cancel Ray actor %r", self.actor.name, exc_info=True)
+
+    def ended(self) -> None:
+        self._ended.set()
+
+
+class RayHosting:
+    """The Ray half of the Runtime's hosting (a mixin; attributes made in ``Runtime._setup``)."""
+
+    _lock: Any
+    _records: dict[int, Any]
+    _ray_supervisor: threading.Thread | None = None
+
+    def _host_ray(self, actor: Actor) -> Any:
+        """Take ``actor`` and start it on Ray (the caller holds the lock and checked it)."""
+        from .hosts import HostRecord
+
+        actor._hosted(bytearray(1), Counts())
+        record = HostRecord(actor, RayHost(actor))
+        self._forget_ended()  # type: ignore[attr-defined]
+        self._records[id(actor)] = record
+        record.host.start()
+        if self._ray_supervisor is None or not self._ray_supervisor.is_alive():
+            self._ray_supervisor = start_quiet(
+                threading.Thread(target=self._supervise_ray, name="chronopipe-ray-supervisor", daemon=True))
+        return record
+
+    def _supervise_ray(self) -> None:
+        ray = require_ray()
+        while True:
+            with self._lock:
+                watched = {r.host.run_ref: r for r in self._records.values()
+                           if isinstance(r.host, RayHost) and r.host.run_ref is not None
+                           and r.actor.state == "running" and r.host.outcome is None}
+                if not watched:
+                    self._ray_supervisor = None
+                    return
+            try:
+                ready, _ = ray.wait(list(watched), num_returns=len(watched), timeout=0.05)
+            except Exception:  # Ray was shut down under us: every actor of it is gone
+                log.debug("ray.wait failed", exc_info=True)
+                ready = list(watched)
+            for ref in ready:
+                self._conclude_ray(watched[ref], ref)
+            for record in watched.values():
+                if record.host.outcome is None:
+                    self._tend(record)
+
+    def _tend(self, record: Any) -> None:
+        """Carry a stop over, learn the pid, bring the counts home."""
+        ray, host, actor = require_ray(), record.host, record.actor
+        if actor._stop[0] and not host.stop_sent:
+            host.cancel(None)
+        try:
+            if host.pid is None and host.pid_ref is not None and ray.wait([host.pid_ref], timeout=0)[0]:
+                host.pid, host.node = ray.get(host.pid_ref)
+                actor.pid = host.pid
+            if host.counts_ref is not None and ray.wait([host.counts_ref], timeout=0)[0]:
+                actor.counts.received, actor.counts.emitted = ray.get(host.counts_ref)
+                host.counts_ref = None
+            now = time.monotonic()
+            if host.counts_ref is None and now - host.counts_at >= COUNTS_EVERY:
+                host.counts_ref, host.counts_at = host.shell.counts.remote(), now
+        except ray.exceptions.RayError:
+            pass  # it died: run()'s call says so on a later turn
+
+    def _conclude_ray(self, record: Any, ref: Any) -> None:
+        """``run()`` returned or raised: conclude the actor, or start it again after a death."""
+        ray, host, actor = require_ray(), record.host, record.actor
+        try:
+            host.outcome = dill.loads(ray.get(ref))
+        except ray.exceptions.RayActorError as exc:
+            host.outcome, host.death = ("none", None), str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception as exc:
+            host.outcome = ("error", error_envelope(actor.name, exc))
+        restart, delay, error = False, None, None
+        with self._lock:
+            host.ended()
+            if actor.state != "running":
+                return
+            status, payload = host.outcome
+            if record.cancelled_by is not None:
+                actor._finish(error=record.cancelled_by, cancelled=True)
+                return
+            if status == "ok":
+                result, (actor.counts.received, actor.counts.emitted) = payload
+                actor._finish(result=result)
+                return
+            if status == "error":
+                error = error_from_envelope(payload, None)
+                self._account(actor, error, in_message=False)  # type: ignore[attr-defined]
+            else:
+                delay = None if actor.stopping else actor.on_death(-9)
+                if delay is not None:
+                    restart = True
+                else:
+                    error = describe_exit(actor.name, -9)
+                    error.message = (f"its Ray actor died without reporting ({host.death})" + actor.death_note)
+                    self._account(actor, error, in_message=True)  # type: ignore[attr-defined]
+            if not restart:
+                actor._finish(error=error)
+        if restart:
+            threading.Thread(target=self._restart_ray, args=(record, delay or 0.0), daemon=True).start()
+            return
+        self._fail_component(actor)  # type: ignore[attr-defined]
+
+    def _restart_ray(self, record: Any, delay: float) -> None:
+        if delay:
+            time.sleep(delay)
+        actor = record.actor
+        with self._lock:
+            if actor.state != "running":
+                return
+            if record.cancelled_by is not None or actor.stopping:
+                actor._finish(error=record.cancelled_by, cancelled=True)
+                return
+            host = RayHost(actor)
+            record.host = host
+            host.start()
+            log.warning("actor %r: its Ray actor died; restarted", actor.name)
+            if self._ray_supervisor is None or not self._ray_supervisor.is_alive():
+                self._ray_supervisor = start_quiet(
+                    threading.Thread(target=self._supervise_ray, name="chronopipe-ray-supervisor", daemon=True))
