@@ -1,8 +1,10 @@
 """The seed's tutorial (py-zmq-pipeline) in Python 3 on chronopipe.distribute: a metadata worker,
 two task types (MY_TASK_TYPE runs after every MYTSK task is acknowledged), a multithreaded and
-a single-threaded worker, a collector; 200 tasks of 1 ms on worker processes. docs/distribute.md.
+a single-threaded worker, a collector; 200 tasks of 1 ms on worker processes, or on Ray actors
+with ``--mode ray`` (a local Ray, or the cluster RAY_ADDRESS names). docs/distribute.md.
 """
 
+import argparse
 import time
 from collections import Counter
 
@@ -78,6 +80,9 @@ class MyCollector(zmqpipeline.Collector):
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the seed's tutorial on chronopipe.distribute")
+    parser.add_argument("--mode", choices=["processes", "ray", "threads"], default="processes")
+    mode = parser.parse_args().mode
     dist = zmqpipeline.Distributor(
         zmqpipeline.EndpointAddress("ipc://collector.ipc"),
         zmqpipeline.EndpointAddress("ipc://collector_ack.ipc"),
@@ -89,7 +94,7 @@ if __name__ == "__main__":
     collector = MyCollector()
     started = time.monotonic()
     report = dist.run(workers={MyWorker: 2, MyDependentWorker: 2}, collector=collector, metadata=MyMetaData(),
-                      mode="processes", max_unacked=10)
+                      mode=mode, max_unacked=10)
     print(f"acknowledged {report.acknowledged} tasks in {time.monotonic() - started:.2f} s")
     for task_type, count in sorted(collector.counts.items()):
         print(f"{task_type}: {count} collected")

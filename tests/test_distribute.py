@@ -1,4 +1,5 @@
-"""chronopipe.distribute: the seed's distributor / worker / collector on threads and processes."""
+"""chronopipe.distribute: the seed's distributor / worker / collector on threads and processes
+(Ray, and deaths of the collector and the distributor: test_distribute_ray.py)."""
 
 from __future__ import annotations
 
@@ -222,6 +223,11 @@ def test_a_rerun_with_the_ledger_runs_only_what_was_not_acknowledged(tmp_path):
     assert sorted(n for _, n in collector.seen) == list(range(2, N + 1, 2))  # ids 1, 3, ... are n 2, 4, ...
     again = distributor(ATask).run(workers={AWorker: 1}, collector=Counting(), mode="threads", ledger=ledger)
     assert again.acknowledged == 0 and again.skipped == N
+
+
+def test_a_mode_that_does_not_exist_is_a_one_line_error_naming_the_modes():
+    with pytest.raises(ValueError, match="^mode must be 'processes', 'ray' or 'threads', not 'rays'$"):
+        distributor(ATask).run(workers={AWorker: 1}, collector=Counting(), mode="rays")
 
 
 def test_errors():

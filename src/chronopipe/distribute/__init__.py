@@ -1,12 +1,14 @@
 """The seed's distributor / worker / collector pattern (py-zmq-pipeline) on chronopipe's own
-runtime: registered tasks handed out in dependency order to load-balanced workers (threads or
-processes), results acknowledged by a collector, an acknowledged task never run again (a
-ledger), a killed worker process restarted and its unacknowledged tasks handed out again.
+runtime: registered tasks handed out in dependency order to load-balanced workers (threads,
+processes or Ray actors), results acknowledged by a collector, an acknowledged task never run
+again (a ledger), a killed worker or collector started again and what it may have lost handed
+out again.
 See docs/distribute.md.
 """
 
-from .distributor import DistributeReport, Distributor
+from .distributor import Distributor
 from .ledger import Ledger
+from .run import DistributeReport
 from .types import (
     MESSAGE_TYPE_ACK,
     MESSAGE_TYPE_DATA,

@@ -4,7 +4,13 @@ Messages (plain tuples, through chronopipe channels):
 
 - distributor -> worker inbox: ``("init", metadata)`` once, then ``("task", task_id, data)``;
 - worker (and distributor) -> collector: ``("data", task_id, type, result)``, ``("finished", type)``;
-- collector -> distributor: the acknowledged task ids.
+- collector -> distributor: the acknowledged task ids, and ``("finished", type)`` once the
+  collector's handle_finished for that type returned.
+
+Both kinds of actor are started again after their process (or Ray actor) dies: from the
+parent's copy, which the distributor keeps up to date (the metadata for a worker, every
+acknowledgement for the collector). The parent-only parts (the death queue, locks, threads)
+are left out when an actor is pickled for Ray.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from .types import MESSAGE_TYPE_DATA, Collector, MultiThreadedWorker, TaskType, 
 
 __all__ = ["CollectorActor", "WorkerActor"]
 
-RESTART_DELAY = 0.05  # seconds before a dead worker process is started again
+RESTART_DELAY = 0.05  # seconds before a dead worker or collector is started again
+_PARENT_ONLY = ("deaths", "_lock", "_threads", "_work", "_errors")
+
+
+def _portable_state(actor: Actor) -> dict[str, Any]:
+    """The actor's attributes without the parent-only ones (what Ray gets when it pickles it)."""
+    return {k: (None if k in _PARENT_ONLY else v) for k, v in actor.__dict__.items()}
 
 
 class WorkerActor(Actor):
@@ -40,9 +52,13 @@ class WorkerActor(Actor):
         self._threads: list[threading.Thread] = []
         self._work: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _portable_state(self)
+
     def on_start(self) -> None:
-        self._lock = threading.RLock()  # fresh in a forked process
+        self._lock = threading.RLock()  # fresh in a forked process (or a Ray actor)
         self._errors: list[BaseException] = []
+        self._threads, self._work = [], queue.SimpleQueue()
         self.worker = self.worker_cls()
         if self.restart_metadata is not None:
             self._init(self.restart_metadata)
@@ -124,25 +140,64 @@ class WorkerActor(Actor):
 
 
 class CollectorActor(Actor):
-    """Hosts the Collector: hands it each task's result once, then acknowledges the task id."""
+    """Hosts the Collector: hands it each task's result once, then acknowledges the task id
+    (and each ``("finished", type)`` once, after handle_finished).
 
-    def __init__(self, collector: Collector, inbox: Channel, acks: Channel, mode: Mode) -> None:
+    ``acked`` is what it handled: in its own process, and in the parent's copy, which the
+    distributor adds every acknowledgement it reads to, so a collector started again after a
+    death drops the results it was sent again instead of handling them twice.
+    """
+
+    def __init__(self, collector: Collector, inbox: Channel, acks: Channel, mode: Mode,
+                 deaths: queue.SimpleQueue[str], max_restarts: int) -> None:
         super().__init__("collector", inbox=inbox, outputs=acks, mode=mode)
         self.collector = collector
-        self.acked: set[str] = set()
+        self.acked: set[Any] = set()
         self.duplicates = 0
+        self.deaths = deaths
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        #: set by the distributor once every task and type is acknowledged: a death then fails the run
+        self.finishing = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = _portable_state(self)
+        state["acked"] = set(self.acked)  # one copy in C: the distributor adds to it meanwhile
+        return state
 
     def on_receive(self, message: tuple[Any, ...]) -> Any:
         if message[0] == "finished":
-            self.collector.handle_finished({}, TaskType(message[1]))
-            return None
+            key = ("finished", message[1])
+            if key not in self.acked:
+                self.collector.handle_finished({}, TaskType.known(message[1]))
+                self.acked.add(key)
+            return key  # acknowledged again if seen again: the first acknowledgement may be lost
         _, task_id, type_name, data = message
         if task_id in self.acked:
             self.duplicates += 1
             return None
-        self.collector.handle_collection(data, TaskType(type_name), MESSAGE_TYPE_DATA)
+        self.collector.handle_collection(data, TaskType.known(type_name), MESSAGE_TYPE_DATA)
         self.acked.add(task_id)
         return task_id
+
+    def remember(self, keys: list[Any]) -> None:
+        """In the parent: acknowledgements a restarted collector must not handle again."""
+        self.acked.update(keys)
+
+    def on_death(self, exitcode: int | None) -> float | None:
+        """Start a dead collector again (up to ``max_restarts`` times, not once every task is
+        acknowledged) and tell the distributor, which sends again what it may have lost."""
+        if self.finishing or self.restarts >= self.max_restarts:
+            return None
+        self.restarts += 1
+        self.deaths.put(self.name)
+        return RESTART_DELAY
+
+    @property
+    def death_note(self) -> str:  # type: ignore[override]
+        if self.finishing:
+            return " (after every task was acknowledged; the collector's state is lost)"
+        return f" (restarted {self.restarts} times: max_restarts)"
 
     def on_stop(self) -> tuple[dict[str, Any], int]:
         return self.collector.__dict__, self.duplicates

@@ -64,6 +64,12 @@ class TaskType(str):
             raise TypeError(f"a task type is a non-empty string, not {name!r}")
         cls._registered.add(name)
 
+    @classmethod
+    def known(cls, name: str) -> TaskType:
+        """``name`` as a TaskType without the registry's check: for a worker or collector
+        process (a Ray actor, say) that never ran the module registering it."""
+        return super().__new__(cls, name)
+
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         return str, (str(self),)  # a plain string where it is unpickled: no registry needed there
 
