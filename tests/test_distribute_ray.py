@@ -212,12 +212,17 @@ print("acknowledged", done.acknowledged, "skipped", done.skipped)
 """
 
 
-def test_a_killed_distributor_then_a_rerun_acknowledge_every_task_exactly_once(tmp_path):
+@pytest.mark.parametrize("mode", ["processes", "ray"])
+def test_a_killed_distributor_then_a_rerun_acknowledge_every_task_exactly_once(mode, request, tmp_path):
+    env = dict(os.environ)
+    if ray_or(mode, request) == "ray":  # the session's Ray (Ray ends a dead driver's actors)
+        env["RAY_ADDRESS"] = request.getfixturevalue("ray_cluster").get_runtime_context().gcs_address
     ledger, handled = tmp_path / "acks.jsonl", tmp_path / "handled.txt"
     script = tmp_path / "run.py"
-    script.write_text(CRASHING_RUN.format(tests=str(Path(__file__).parent), handled=str(handled), mode="processes",
+    script.write_text(CRASHING_RUN.format(tests=str(Path(__file__).parent), handled=str(handled), mode=mode,
                                           ledger=str(ledger)))
-    first = subprocess.Popen([sys.executable, str(script)], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen([sys.executable, str(script)], start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(ledger_ids(ledger)) < 40:
         time.sleep(0.01)
@@ -225,7 +230,7 @@ def test_a_killed_distributor_then_a_rerun_acknowledge_every_task_exactly_once(t
     first.wait(10)
     before = ledger_ids(ledger)
     assert 40 <= len(before) < 200
-    rerun = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=40)
+    rerun = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=40, env=env)
     assert rerun.returncode == 0, rerun.stderr
     ids = ledger_ids(ledger)
     assert sorted(ids) == sorted(f"TSTK:{i}" for i in range(200))  # each once, across the two runs
