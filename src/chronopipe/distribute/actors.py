@@ -30,8 +30,9 @@ _PARENT_ONLY = ("deaths", "_lock", "_threads", "_work", "_errors")
 
 
 def _portable_state(actor: Actor) -> dict[str, Any]:
-    """The actor's attributes without the parent-only ones (what Ray gets when it pickles it)."""
-    return {k: (None if k in _PARENT_ONLY else v) for k, v in actor.__dict__.items()}
+    """The actor's state as Actor pickles it, without the parent-only parts (what Ray gets)."""
+    state = Actor.__getstate__(actor) if hasattr(Actor, "__getstate__") else actor.__dict__.copy()
+    return {k: (None if k in _PARENT_ONLY else v) for k, v in state.items()}
 
 
 class WorkerActor(Actor):
