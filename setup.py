@@ -39,6 +39,7 @@ setup(
         "parquet": ["pyarrow>=15"],  # CSV consumers, Parquet stages and sinks
         "postgres": ["psycopg[binary]>=3.2", "pyarrow>=15"],  # the PostgreSQL sink (COPY)
         "control": ["aiohttp>=3.9"],  # the HTTP control plane (chronopipe.control)
+        "ray": ["ray>=2.40"],  # mode="ray": actors, pipelines and chronopipe.distribute on Ray
     },
     entry_points={"console_scripts": ["chronopipe=chronopipe.__main__:main"]},
     classifiers=[

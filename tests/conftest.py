@@ -10,20 +10,23 @@ import psutil
 import pytest
 
 import chronopipe as cp
+from processes_helper import of_ray
 
 
 @pytest.fixture(autouse=True)
 def clean_runtime():
     """Each test ends with the runtime torn down and, a second later at most, no process the
-    test started left alive (psutil): no test leaks actors or pool workers into the next."""
+    test started left alive (psutil): no test leaks actors or pool workers into the next. (An
+    actor's Ray worker is given 5 s: Ray ends a killed actor's process in its own time.)"""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
     cp.Runtime().shutdown()
-    deadline = time.monotonic() + 1.0
+    started = time.monotonic()
     while True:
         left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in before and _alive(p) and not _of_ray(p)]
-        if not left or time.monotonic() > deadline:
+                if p.pid not in before and _alive(p) and not of_ray(p)]
+        waited = time.monotonic() - started
+        if not left or waited > (5.0 if all(_name(p).startswith("ray::") for p in left) else 1.0):
             break
         time.sleep(0.02)
     assert not left, f"processes left after teardown: {[(p.pid, _name(p)) for p in left]}"
@@ -59,31 +62,18 @@ def pipeline_mode(request) -> str:
 
 
 TESTS = Path(__file__).resolve().parent
-#: The processes Ray started for this test process (GCS, raylet, ...): Ray's, not the tests'.
-RAY_ROOTS: set[int] = set()
-
-
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray for this test process (2 CPUs, a small object store), shut down at the end."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'chronopipe[ray]')")
-    before = {p.pid for p in psutil.Process().children()}
     # Ray workers import the tests' node classes by module name, as a user's workers import theirs
     # (docs/ray.md): this folder is on their path as it is on ours.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
     if not ray.is_initialized():
         ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
-    RAY_ROOTS.update(p.pid for p in psutil.Process().children() if p.pid not in before)
     yield ray
     ray.shutdown()
 
-
-def _of_ray(process: psutil.Process) -> bool:
-    """Whether ``process`` is one of Ray's (a worker under its raylet), which Ray keeps or ends."""
-    try:
-        return process.pid in RAY_ROOTS or any(p.pid in RAY_ROOTS for p in process.parents())
-    except psutil.Error:
-        return False
 
 
 @pytest.fixture

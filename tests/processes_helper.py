@@ -25,6 +25,19 @@ def children() -> list[psutil.Process]:
     return running(psutil.Process().children(recursive=True))
 
 
+def of_ray(process: psutil.Process) -> bool:
+    """Whether ``process`` is one of Ray's own, which Ray keeps for the session: its GCS, raylet,
+    agents, idle workers, and the hub actor of ray channels. A chronopipe actor hosted on Ray
+    (a worker titled ``ray::_Shell``) is not: it must end with its actor."""
+    try:
+        line = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    if line.startswith("ray::"):
+        return not line.startswith("ray::_Shell")
+    return "/ray/" in line
+
+
 def kill_all(proc: subprocess.Popen, seen: list[psutil.Process]) -> None:  # type: ignore[type-arg]
     """End a test's script and every process it was seen to start (a failed test leaves none)."""
     if proc.poll() is None:
@@ -45,7 +58,7 @@ def no_children_left(timeout: float = 5.0) -> None:
         alive = []
         for p in children():
             try:
-                if "postgres" not in p.name():
+                if "postgres" not in p.name() and not of_ray(p):
                     alive.append(p)
             except psutil.NoSuchProcess:
                 pass

@@ -18,6 +18,7 @@ import pytest
 from chronopipe import ActorError
 from chronopipe.graph import GlobalState, GroupByNode, Node, OutOfOrderError, Pipeline, RouteError, merge_branches
 from chronopipe.testing import ListSink, ListSource, MapNode
+from processes_helper import of_ray
 
 GONE_WITHIN = 3.0
 
@@ -71,7 +72,7 @@ def leftovers() -> list[str]:
     deadline = time.monotonic() + GONE_WITHIN
     while True:
         procs = [p for p in psutil.Process().children(recursive=True)
-                 if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+                 if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and not of_ray(p)]
         threads = [t.name for t in threading.enumerate() if t.name.startswith("chronopipe:")]
         if (not procs and not threads) or time.monotonic() > deadline:
             return [f"pid {p.pid}" for p in procs] + threads
@@ -304,7 +305,8 @@ def test_ctrl_c_tears_a_running_pipeline_down(pipeline_mode: str, tmp_path: Path
     script.write_text(textwrap.dedent(SCRIPT))
     proc = subprocess.Popen([sys.executable, str(script), pipeline_mode], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        # (Ray prefixes what its workers print with the worker's name)
+        assert proc.stdout is not None and proc.stdout.readline().strip().endswith("READY")
         descendants = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)

@@ -41,7 +41,7 @@ def test_open_channel_is_the_factory_and_passes_a_modes_options():
 
 
 def test_an_unknown_mode_names_the_registered_ones():
-    with pytest.raises(ValueError, match=r"must be 'thread' or 'process', not 'pigeon'"):
+    with pytest.raises(ValueError, match=r"must be 'thread', 'process' or 'ray', not 'pigeon'"):
         open_channel(mode="pigeon")  # type: ignore[arg-type]
 
 

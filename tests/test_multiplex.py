@@ -369,5 +369,5 @@ def test_kind_the_older_name_of_channel_mode_still_works_with_a_deprecation_warn
 
 @pytest.mark.parametrize("mux_class", [cp.QueueMultiplexer, cp.SortedQueueMultiplexer])
 def test_an_unknown_channel_mode_is_refused_when_the_multiplexer_is_made(mux_class):
-    with pytest.raises(ValueError, match="Channel mode must be 'thread' or 'process', not 'bogus'"):
+    with pytest.raises(ValueError, match="Channel mode must be 'thread', 'process' or 'ray', not 'bogus'"):
         mux_class(channel_mode="bogus")

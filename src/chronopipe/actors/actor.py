@@ -307,6 +307,16 @@ class Actor:
         """Every channel this actor reads or writes."""
         return self.inputs() + self.outputs
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy of the actor (the one a Ray host sends to its worker) has its own ``join`` event."""
+        state = self.__dict__.copy()
+        state.pop("_done", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._done = threading.Event()
+
     # -- the host contract (hosting.py): called by hosts only ----------------------------
     def _hosted(self, stop_flag: memoryview | None = None, counts: Counts | None = None) -> None:
         """A host takes the actor: it is ``running`` from now on.

@@ -86,8 +86,18 @@ def _rebuild(
                       progress=progress, in_flight=in_flight)
 
 
+class _NoRecord:
+    """What an error names as its record when there was none (one object, in every process)."""
+
+    def __reduce__(self) -> str:
+        return "NO_RECORD"  # unpickled as this module's own, wherever that is (a Ray worker too)
+
+    def __repr__(self) -> str:
+        return "NO_RECORD"
+
+
 #: "No record was being handled" (a record may well be None).
-NO_RECORD = object()
+NO_RECORD = _NoRecord()
 
 
 def _short_repr(record: Any) -> str | None:

@@ -14,8 +14,9 @@ import logging
 
 from .base import Channel, ChannelBroken, ChannelStatistics, Mode, NotPicklable, channel_class, open_channel
 from .end import END, is_end
-from .onray import RayChannel, RayMissingError
+from .onray import RayChannel
 from .pipe import ProcessChannel
+from .rayhub import RayMissingError
 from .thread import ThreadChannel
 from .wait import wait_any
 

@@ -309,7 +309,8 @@ def channel_class(mode: str) -> type[Channel]:
     try:
         return _MODES[mode]
     except (KeyError, TypeError):
-        known = " or ".join(repr(k) for k in sorted(_MODES, key=lambda k: (k != "thread", k)))  # the default first
+        names = [repr(k) for k in sorted(_MODES, key=lambda k: (k != "thread", k))]  # the default first
+        known = " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
         raise ValueError(f"Channel mode must be {known}, not {mode!r}") from None
 
 

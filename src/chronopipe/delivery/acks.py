@@ -100,11 +100,12 @@ class Aligner:
 
 class Ledger:
     """The offset each terminal (a slot) has confirmed, in shared memory (made before the fork:
-    a node process writes its slot, the caller reads them all; one int64 store, no lock)."""
+    a node process writes its slot, the caller reads them all; one int64 store, no lock), or in
+    ``ints`` given (a ``RayInts``, for terminals on Ray)."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, ints: Any = None) -> None:
         self.slots = slots
-        self._view = memoryview(_ctx.RawArray("q", max(slots, 1))).cast("B").cast("q")
+        self._view = ints if ints is not None else memoryview(_ctx.RawArray("q", max(slots, 1))).cast("B").cast("q")
 
     def confirm(self, slot: int, offset: int) -> None:
         """Terminal ``slot`` finished with every record before ``offset`` (offsets only grow)."""

@@ -18,8 +18,8 @@ from ..actors.actor import Actor
 from ..actors.errors import ActorError
 from ..actors.home import apply
 from ..channels import ChannelBroken
-from ..channels.onray import RayFlags
 from ..channels.quiet import start_quiet
+from ..channels.rayhub import RayInts
 from ..delivery import SINK_ACTOR, Delivery
 from ..delivery.acks import Ledger, Mark
 from ..runtime import Runtime
@@ -61,7 +61,8 @@ class ActorRun:
         self.plan = plan = build_plan(self.order, self.mode, _flags, delivery=delivery)
         self._node_of = {u.name: u.owner.name for u in plan.units}
         slots = self._ledger_slots(plan)
-        ledger = self.ledger = Ledger(len(slots)) if slots else None
+        shared = RayInts(len(slots)) if slots and self.mode == "ray" else None  # (else shared memory)
+        ledger = self.ledger = Ledger(len(slots), shared) if slots else None
         self.actors = [NodeActor(u, plan.flags, self.global_state, delivery, ledger, slots.get(id(u)))
                        for u in plan.units]
         if plan.log is not None:  # what node processes log is written here, to this stdout
@@ -242,7 +243,7 @@ class ActorRun:
         for node in self.order:
             for unit in self.plan.by_node.get(node.name, ()):
                 result = by_unit[id(unit)].result
-                if not result:
+                if not result or "state" not in result:
                     continue
                 apply(self.global_state, result["state"])
                 apply(node, result["attrs"])
@@ -302,6 +303,7 @@ class ActorRun:
             if actor.journal is not None:  # restarts of its process (delivery/restart.py)
                 c["restarts"] += actor.journal.restarts
                 c["duplicates_possible"] += actor.journal.duplicates
+            c["restarts"] += actor.restarts  # of its Ray actor (redelivery.py)
             if unit.current is None:  # an ordered worker sends to its collector, which sends on
                 c["sent"] += stats.emitted
             if stats.state != "finished":
@@ -313,5 +315,5 @@ def _flags(n: int, mode: str) -> Any:
     """``n`` "begun" bytes, where every node actor sees them: shared memory when processes take
     part (no lock a dying process could hold), a Ray actor's when Ray actors do."""
     if mode == "ray":
-        return RayFlags(max(n, 1))
+        return RayInts(max(n, 1), sticky=True)
     return memoryview(_ctx.RawArray("B", max(n, 1))).cast("B") if mode == "process" else bytearray(max(n, 1))

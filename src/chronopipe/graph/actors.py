@@ -38,6 +38,7 @@ from .errors import mark
 from .marks import MarkPassing
 from .node import GroupByNode
 from .plan import PROGRESS, Unit
+from .redelivery import Redelivered
 from .restarts import Restartable
 from .state import node_attribute
 from .sync import out_of_order
@@ -48,7 +49,7 @@ __all__ = ["PROGRESS", "NodeActor"]
 log = logging.getLogger("chronopipe.graph")
 
 
-class NodeActor(MarkPassing, Restartable, Actor):
+class NodeActor(MarkPassing, Restartable, Redelivered, Actor):
     """Runs one node (or one worker copy, or an ordered node's collector) as an actor."""
 
     broadcast = False  # its ports route and deal: each record goes to some of its outputs
@@ -86,6 +87,10 @@ class NodeActor(MarkPassing, Restartable, Actor):
         #: under acks: the marks of its inbox, and the ledger slot it confirms in when terminal
         self._aligner = Aligner(self.inbox.writers) if ledger is not None and self.inbox is not None else None
         self._ledger, self._slot = ledger, slot
+        self._max_restarts = delivery.max_restarts if delivery is not None else 0
+        if unit.mode == "ray":  # (runtime/rayhost.py) a node's copies go to different machines where it can
+            spread = {"scheduling_strategy": "SPREAD"} if unit.worker is not None else {}
+            self.ray_options = {**spread, **(unit.owner.ray_options or {})}
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
@@ -95,14 +100,16 @@ class NodeActor(MarkPassing, Restartable, Actor):
         unit, node = self.unit, self.unit.node  # (a process actor's inherited heap is frozen: runtime/child.py)
         if node is None:
             return
-        if self._track:  # what the node process changes comes home (state.py, actors/home.py)
+        restored = self.redelivered and self._restored()  # a restarted Ray actor: its checkpoint, not begin()
+        if self._track and not restored:  # what the node process changes comes home (state.py, actors/home.py)
             self._tokens = (track(self._global_state, f"node {node.name!r} global_state"),
                             track(node, f"node {node.name!r}", only=node_attribute))
-        if isinstance(node, GroupByNode):
-            node._reset_batch()
-        node.push = push_in_begin(node)  # type: ignore[method-assign]
-        self._wait_for_parents()
-        node.begin()
+        if not restored:
+            if isinstance(node, GroupByNode):
+                node._reset_batch()
+            node.push = push_in_begin(node)  # type: ignore[method-assign]
+            self._wait_for_parents()
+            node.begin()
         node.push = unit.push  # type: ignore[method-assign,assignment]
         if self.policy is not None:  # its pushes wait until process() returns (delivery/retry.py)
             assert unit.entry is not None
@@ -131,6 +138,8 @@ class NodeActor(MarkPassing, Restartable, Actor):
             self._run_replayed()
         if journal is not None:
             self._run_journaled(journal)
+        elif self.redelivered:
+            self._run_acknowledged()
         elif self.unit.merge is not None:
             self._run_merged()
         else:
@@ -150,12 +159,28 @@ class NodeActor(MarkPassing, Restartable, Actor):
                 if found is not None:
                     self._pass(found)
 
+    def _run_acknowledged(self) -> None:
+        """A replaying node on Ray: each batch acknowledged, with a checkpoint, once handled (redelivery.py)."""
+        inbox = self.inbox
+        assert inbox is not None
+        for batch in self._inbox_batches(inbox):
+            pieces = split(batch) if self._aligner is not None else None
+            if pieces is None:
+                self._handle(batch, count=False)
+            else:
+                for records, found in pieces:
+                    if records:
+                        self._handle(records, count=False)
+                    if found is not None:
+                        self._pass(found)
+            self._acknowledge_batch(len(batch) if pieces is None else sum(len(r) for r, _ in pieces))
+
     def _blame(self, item: Any) -> None:
         """The record the error names: ``item``, or, when a batch went to the retry wrapper
         whole, the one it was on."""
         self._failed_record = item if item is not _NO_RECORD else self._failing[0]
 
-    def _handle(self, batch: list[Any]) -> None:
+    def _handle(self, batch: list[Any], count: bool = True) -> None:
         """One batch of the inbox (acks: the piece of it before a mark): handled, what it gave
         sent on when due, then counted (a batch is received once handled and passed on)."""
         unit, each, item = self.unit, self._each, _NO_RECORD
@@ -176,7 +201,8 @@ class NodeActor(MarkPassing, Restartable, Actor):
             self._blame(item)
             raise
         self._flush_ports()
-        self.counts.received += len(batch)
+        if count:
+            self.counts.received += len(batch)
 
     def _run_replayed(self) -> None:
         """The records re-injected at this node, before its inbox. They are numbered below 0 in
@@ -275,10 +301,12 @@ class NodeActor(MarkPassing, Restartable, Actor):
                 self._release()  # what end() pushes goes straight on
             node.end()
         self.flush()
-        result = None
+        result: dict[str, Any] | None = None
         if self._track and self._tokens is not None:
             state, attrs = self._tokens
             result = {"state": changes(state, self._global_state), "attrs": changes(attrs, node)}
+        if unit.mode == "ray" and self.tally is not None:  # its tally comes home with it
+            result = {**(result or {}), "tally": (self.tally.retried, self.tally.dead_lettered, self.tally.dropped)}
         if self.journal is not None:
             self.journal.close()  # from here a death is not restarted: its outputs may have sent END
         return result

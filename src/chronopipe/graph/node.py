@@ -5,11 +5,12 @@ downstream. ``begin()`` runs before the first item, ``end()`` after the last one
 the ``end()`` of every node upstream). Nodes are wired with ``|`` (see compose.py) or with
 ``add_downstream``; a Pipeline runs them.
 
-Three class attributes (or keyword arguments) are chronopipe's own and matter only in the
-``threads`` and ``processes`` modes: ``workers`` (copies of a stateless node), ``ordered``
-(keep the input order after those copies) and ``mode`` (host this node on ``"threads"`` or
-``"processes"`` whatever the pipeline's mode). Two more, in every mode, override the
-pipeline's delivery settings for this node: ``guarantee`` and ``max_retries`` (chronopipe.delivery).
+Four class attributes (or keyword arguments) are chronopipe's own and matter only in the
+``threads``, ``processes`` and ``ray`` modes: ``workers`` (copies of a stateless node),
+``ordered`` (keep the input order after those copies), ``mode`` (host this node on
+``"threads"``, ``"processes"`` or ``"ray"`` whatever the pipeline's mode) and ``ray_options``
+(where Ray puts it). Two more, in every mode, override the pipeline's delivery settings for
+this node: ``guarantee`` and ``max_retries`` (chronopipe.delivery).
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class Node(ConsecutionExtras):
     workers: int = 1
     #: chronopipe: with workers > 1, restore the input order of what the copies push.
     ordered: bool = False
-    #: chronopipe: "threads" or "processes" to host this node so whatever the pipeline's mode.
+    #: chronopipe: "threads", "processes" or "ray" to host this node so whatever the pipeline's mode.
     mode: str | None = None
+    #: chronopipe, on Ray: options of its Ray actors (``.options()``: num_cpus, resources,
+    #: scheduling_strategy...). Workers are spread over the cluster's nodes unless this says otherwise.
+    ray_options: dict[str, Any] | None = None
     #: chronopipe: "none" or "replay" for this node (None: the pipeline's); see docs/delivery.md.
     guarantee: str | None = None
     #: chronopipe: under "replay", attempts after the first before a dead letter (None: the pipeline's).

@@ -139,6 +139,8 @@ class Restartable:
         """In the parent: restart a journaled worker (its in-flight batch goes to the next one)."""
         journal = self.journal
         if journal is None:
+            if getattr(self, "redelivered", False):  # a replaying node on Ray (redelivery.py)
+                return self.redelivery_death(self._max_restarts)  # type: ignore[attr-defined]
             if self.policy is not None and self.policy.replays and self.unit.mode == "process":
                 self.death_note = "; not restarted: under guarantee='replay' merge nodes are not restarted yet"
             return None

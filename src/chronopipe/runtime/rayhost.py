@@ -1,7 +1,8 @@
 """The Ray host: an actor with ``mode="ray"`` runs in a Ray actor, on any node of the cluster.
 
 ``RayHost`` implements ``actors.hosting.Host`` as ThreadHost and ProcessHost do. Its Ray actor
-(``_Shell``, two threads) is given the actor pickled with dill and runs ``actor.run_hosted()``
+(``_Shell``, two threads) is given the actor pickled as Ray pickles (cloudpickle: a class or a
+lambda of ``__main__`` goes by value, an importable one by name) and runs ``actor.run_hosted()``
 on one thread; the other answers ``stop()`` and ``counts()`` meanwhile. The outcome comes back
 as the return value of ``run()``, pickled as a process's report is (hosts.py). The actor's
 channels must be ray channels (channels/onray.py): nothing else reaches another machine.
@@ -27,7 +28,7 @@ import dill
 from ..actors.actor import Actor
 from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope
 from ..actors.hosting import Counts
-from ..channels.onray import ensure_ray, require_ray
+from ..channels.rayhub import ensure_ray, require_ray
 from .signals import start_quiet
 
 __all__ = ["RayHost", "RayHosting"]
@@ -43,7 +44,7 @@ class _Shell:
     def __init__(self, name: str, data: bytes) -> None:
         self.name, self.unpickled = name, None
         try:
-            self.actor: Actor = dill.loads(data)
+            self.actor: Actor = require_ray().cloudpickle.loads(data)
         except Exception as exc:  # reported by run(), as the actor's error
             self.unpickled = TypeError(
                 f"the actor cannot be unpickled on its Ray worker ({type(exc).__name__}: {exc}); Ray workers "
@@ -115,7 +116,7 @@ class RayHost:
         ensure_ray()
         options = {"num_cpus": 0, "max_concurrency": 2, "max_restarts": 0,
                    **(getattr(self.actor, "ray_options", None) or {})}
-        data = dill.dumps(self.actor)  # (the parent's copy: counts and stop flag as they are now)
+        data = require_ray().cloudpickle.dumps(self.actor)  # (the parent's copy: counts and stop flag as now)
         self.shell = _shell_class().options(**options).remote(self.actor.name, data)
         self.run_ref = self.shell.run.remote()
         self.pid_ref = self.shell.pid.remote()
@@ -180,15 +181,16 @@ class RayHosting:
             except Exception:  # Ray was shut down under us: every actor of it is gone
                 log.debug("ray.wait failed", exc_info=True)
                 ready = list(watched)
+            hosts = {ref: record.host for ref, record in watched.items()}
             for ref in ready:
                 self._conclude_ray(watched[ref], ref)
-            for record in watched.values():
-                if record.host.outcome is None:
-                    self._tend(record)
+            for ref, record in watched.items():
+                if record.host is hosts[ref] and hosts[ref].outcome is None:  # (not restarted meanwhile)
+                    self._tend(record, hosts[ref])
 
-    def _tend(self, record: Any) -> None:
+    def _tend(self, record: Any, host: RayHost) -> None:
         """Carry a stop over, learn the pid, bring the counts home."""
-        ray, host, actor = require_ray(), record.host, record.actor
+        ray, actor = require_ray(), record.actor
         if actor._stop[0] and not host.stop_sent:
             host.cancel(None)
         try:
@@ -213,7 +215,14 @@ class RayHosting:
             host.outcome, host.death = ("none", None), str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         except Exception as exc:
             host.outcome = ("error", error_envelope(actor.name, exc))
+        if host.pid is None:  # it ended before the supervisor learnt where it ran
+            try:
+                host.pid, host.node = ray.get(host.pid_ref, timeout=1.0)
+                actor.pid = host.pid
+            except Exception:  # it died before it could say
+                pass
         restart, delay, error = False, None, None
+        host.cancel(None, kill=True)  # its Ray actor ends with it (a new one is made for a restart)
         with self._lock:
             host.ended()
             if actor.state != "running":

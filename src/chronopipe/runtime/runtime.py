@@ -266,7 +266,8 @@ class Runtime(SeedNames, ActorHosting, RayHosting):
                     r.host.join(1.0)
                 self._reap(r)
             elif isinstance(r.host, RayHost) and r.host.alive():
-                r.host.cancel(reason, kill=True)
+                r.host.cancel(reason, kill=True)  # its run() call then fails: the supervisor concludes it
+                r.host.join(max(0.5, deadline - time.monotonic()))
         self._discard_process_pool()
         self._close_pool("_thread_pool", terminate=True)
         with self._lock:
