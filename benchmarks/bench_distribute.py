@@ -44,8 +44,9 @@ takes some CPU): with ``--no-ray``, or without Ray installed, they are null.
   ``mode="processes"`` and ``mode="ray"``, both in each of ``--repeat`` rounds (each first in
   turn). Per contender: ``startup_s``, the median wall time of the same pipeline on 1 record
   (start, one record through, end); ``records_per_s``, the median of records / wall time of the
-  full run (start-up included); ``peak_rss_mb``, the largest over its runs of the summed RSS of
-  this process and every process of the run, sampled at 20 Hz with psutil (processes mode: this
+  full run (start-up included); ``records_per_s_running``, the same less that round's start-up;
+  ``peak_rss_mb``, the largest over its runs of the summed RSS of this process and every process
+  of the run, sampled at 20 Hz with psutil (processes mode: this
   process and the pipeline's children, Ray's processes left out; ray mode: this process and
   every process of the local Ray, which descends from it: its daemons, the hub and the nodes'
   actors; shared pages count once per process). ``records_per_s_ratio`` is the median of the
@@ -399,6 +400,10 @@ def ray_figures(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         ray.shutdown()
     side = {mode: {"startup_s": round(statistics.median(pipe[mode]["startup"]), 3),
                    "records_per_s": round(statistics.median(r.rate for r in pipe[mode]["runs"])),
+                   # the same runs less the start-up of their round: what the records cost once it runs
+                   "records_per_s_running": round(statistics.median(
+                       r.records / max(r.seconds - up, 1e-3) for r, up in zip(pipe[mode]["runs"], pipe[mode]["startup"],
+                                                                              strict=True))),
                    "peak_rss_mb": round(max(r.peak_rss for r in pipe[mode]["runs"]) / 2**20, 1)}
             for mode in pipe}
     ratio, per_round = paired_ratio(pipe["ray"]["runs"], pipe["processes"]["runs"])

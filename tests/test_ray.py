@@ -85,11 +85,14 @@ def test_records_cross_in_batches_not_one_by_one() -> None:
 
 
 def test_a_full_ray_channel_holds_the_writer_back() -> None:
-    ch = Channel(10, mode="ray", name="bounded", batch_size=5)  # room for 10 // 5 = 2 batches
-    ch.put_many(list(range(10)))
-    ch.flush()
+    ch = Channel(10, mode="ray", name="bounded", batch_size=5)  # room for 10 // 5 = 2 batches, and 2 ahead
+    ch.put_many(list(range(20)), timeout=5)
     with pytest.raises(TimeoutError):
         ch.put_many(list(range(5)), timeout=0.5)
+    got: list = []
+    while len(got) < 20:
+        got += ch.get_batch(5)
+    assert got == list(range(20))  # in order, and the batch that timed out was not sent
 
 
 def test_on_stop_result_comes_back_from_ray() -> None:
@@ -257,6 +260,16 @@ def test_global_state_of_ray_nodes_comes_home() -> None:
     assert pipeline.global_state.n == 7
 
 
+def test_a_node_that_cannot_be_pickled_fails_the_run_at_once_naming_it() -> None:
+    import threading
+
+    started = time.monotonic()
+    with pytest.raises(ActorError, match=r"cannot be sent to Ray: actor\..*\.guard \(TypeError: .*_thread.lock"):
+        Pipeline(MapNode("src", lambda x: x) | MapNode("locked", lambda x: x, guard=threading.Lock()),
+                 mode="ray").consume(range(10))
+    assert time.monotonic() - started < 10
+
+
 def test_a_pipeline_cannot_mix_processes_and_ray() -> None:
     with pytest.raises(ValueError, match="cannot run nodes both in processes and on Ray"):
         Pipeline(MapNode("a", lambda x: x) | MapNode("b", lambda x: x, mode="processes"), mode="ray").consume([1])
@@ -278,6 +291,14 @@ def test_without_ray_mode_ray_says_how_to_install_it(tmp_path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "RayMissingError: mode='ray' needs Ray, which is not installed: pip install 'chronopipe[ray]'" in done.stderr
+
+
+def test_other_modes_never_load_ray() -> None:
+    script = ("import sys\nfrom chronopipe.graph import Pipeline\nfrom chronopipe.testing import MapNode\n"
+              "import chronopipe.distribute, chronopipe.cli\n"
+              "Pipeline(MapNode('a', lambda x: x), mode='processes').consume([1])\nprint('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 def test_a_ray_run_leaves_no_actor_process_behind() -> None:

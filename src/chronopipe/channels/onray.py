@@ -1,11 +1,15 @@
 """RayChannel: batches through a Ray actor, for actors hosted on Ray (``mode="ray"``).
 
 Actors on Ray run in processes chronopipe did not fork, maybe on other machines, so no pipe or
-shared memory can join them. A ray channel is a buffer in the hub actor (rayhub.py) holding at
-most ``maxsize // batch_size`` batches: writers send whole batches to it (one Ray call a
-batch, never one a record), a call waiting while it is full
-(backpressure: the batches in flight on an edge are bounded), and the reader takes what it
-holds. The channel object is a handle: pickled into a Ray actor it is the same channel there.
+shared memory can join them. A ray channel is a buffer in the hub actor (rayhub.py): a writer
+pickles each batch (as Ray pickles: cloudpickle) and sends it as one Ray call, never one a
+record. The hub takes a batch at once, in the order its writer sent them, and answers once at
+most ``maxsize // batch_size`` batches are ahead of it; a writer sends up to ``AHEAD`` (2)
+batches before it waits for the first answer, so a round trip is not paid per batch and an
+edge holds at most ``maxsize // batch_size + AHEAD`` batches per writer (backpressure across
+the cluster, as a process channel's ``maxsize + 2 * batch_size``). The reader takes up to 8
+batches a call, and asks for the next ones while it handles these. The channel object is a
+handle: pickled into a Ray actor, it is the same channel there.
 
 For a reader that may die (a replaying node, graph/actors.py), the channel is opened with
 ``redeliver=True``: the buffer keeps the batch it last handed out until the reader
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import itertools
 import operator
+import pickle
 import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -32,11 +38,16 @@ from .rayhub import drop, hub, require_ray
 __all__ = ["RayChannel"]
 
 _first = operator.itemgetter(0)
+#: Batches a writer sends before the first of them is within the buffer's bound.
+AHEAD = 2
+#: Seconds a blocked writer waits between two looks at whether the channel was aborted.
+POLL = 0.25
 
 
 class RayChannel(Channel, mode="ray"):
-    """A channel between actors on Ray: batches of up to ``batch_size`` records through a
-    buffer actor that holds at most ``maxsize // batch_size`` of them (at least one).
+    """A channel between actors on Ray: batches of up to ``batch_size`` records through the
+    hub, which lets in at most ``maxsize // batch_size`` of them (at least one), and ``AHEAD``
+    more per writer.
 
     ``redeliver``: keep the batch a reader took until it acknowledges it (see the module).
 
@@ -67,6 +78,9 @@ class RayChannel(Channel, mode="ray"):
         self._closed_here = False
         self._rbatch, self._ridx = [], 0
         self._pending_get: Any = None
+        self._reader: int | None = None  # the hub's number for this process's reading of it (attach)
+        self._ahead: deque[Any] = deque()  # puts sent, not yet within the bound
+        self._writer, self._sent = uuid.uuid4().hex, 0  # this process's batches are numbered in order
 
     def __reduce__(self) -> Any:
         return _rebuild, (self.name, self.maxsize, self.writers, self.batch_size, self.linger, self.redeliver,
@@ -111,14 +125,19 @@ class RayChannel(Channel, mode="ray"):
                 box.wait_from(time.monotonic())
 
     def flush(self) -> None:
-        self._outbox.flush()
+        """Send what this process holds, and wait until the buffer has every batch sent (within
+        its bound): what a node sent on before it acknowledges a batch is there for its reader."""
+        with self._wlock:
+            self._outbox.flush()
+            while self._ahead:
+                self._settle(None)
 
     def close(self) -> None:
         """One writer is done: what this process holds is sent, then one END."""
         with self._wlock:
             if self._closed_here:
                 return
-            self._outbox.flush()
+            self.flush()
             self._call(self._hub.end.remote(self._key), None)
             self._closes_here += 1
             self._closed_here = self._closes_here >= self.writers
@@ -135,20 +154,47 @@ class RayChannel(Channel, mode="ray"):
                     self._outbox.flush_due(time.monotonic())
 
     def _send_batch(self, batch: list[Any] | tuple[Any, ...], timeout: float | None) -> None:
-        """Send one batch (a copy: the outbox reuses its list); raises, having sent nothing, if it cannot."""
-        records = list(batch)  # the buffer keeps its own copy: the batch outlives this process
+        """Send one batch (a copy: the outbox reuses its list); raises, having sent nothing, if it cannot.
+
+        Up to ``AHEAD`` batches go before the first of them is let in (one round trip is not
+        paid per batch); then the writer waits for the oldest, until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = remaining(deadline, f"channel {self.name!r} stayed full")
-            try:
-                ref = self._hub.put.remote(self._key, records, wait)
-            except Exception as exc:  # Ray pickles the batch here
-                raise NotPicklable(f"channel {self.name!r}: a record cannot be pickled ({exc}); ray channels "
-                                   "carry pickled batches: send plain data") from exc
-            if self._call(ref, deadline) == "ok":
-                break
+        while len(self._ahead) >= AHEAD:
+            self._settle(deadline)
+        try:  # pickled here, as Ray pickles (a class of __main__ goes by value): the hub only keeps bytes
+            data = require_ray().cloudpickle.dumps(list(batch), protocol=5)
+        except Exception as exc:
+            raise NotPicklable(f"channel {self.name!r}: a record cannot be pickled ({exc}); ray channels "
+                               "carry pickled batches: send plain data") from exc
+        self._ahead.append(self._hub.put.remote(self._key, data, self._writer, self._sent))
+        self._sent += 1
         self._items_put += len(batch)
         self._batches_sent += 1
+
+    def _settle(self, deadline: float | None) -> None:
+        """Wait until the oldest batch sent is within the buffer's bound.
+
+        Raises:
+            TimeoutError: not by ``deadline`` (it stays ahead: the next call waits for it again).
+            ChannelBroken: the channel was aborted, or its hub is gone.
+        """
+        ray = require_ray()
+        while True:
+            self._check_broken()
+            wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"channel {self.name!r} stayed full")
+            try:
+                answer = ray.get(self._ahead[0], timeout=wait)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except ray.exceptions.RayError as exc:
+                raise ChannelBroken(f"channel {self.name!r}: its buffer actor is gone ({exc})") from exc
+            self._ahead.popleft()
+            if answer != "ok":
+                self._broken = self._broken or ChannelBroken(f"channel {self.name!r} was aborted: {answer[8:]}")
+                self._check_broken()
+            return
 
     def _call(self, ref: Any, deadline: float | None) -> Any:
         """Wait for one call to the buffer; raises ChannelBroken when it or the channel broke."""
@@ -169,10 +215,12 @@ class RayChannel(Channel, mode="ray"):
     # -- reader side -------------------------------------------------------------------
     def _receive(self, timeout: float) -> list[Any] | None:
         ray = require_ray()
+        if self._reader is None:
+            self._reader = self._call(self._hub.attach.remote(self._key), None)
         if self._pending_get is None:
-            self._pending_get = self._hub.get.remote(self._key, max(timeout, 0.001))
+            self._pending_get = self._hub.get.remote(self._key, max(timeout, 0.001), self._reader)
         try:
-            what, data = ray.get(self._pending_get, timeout=timeout + 0.5)
+            what, data = ray.get(self._pending_get, timeout=timeout + 0.005)  # (+ a round trip)
         except ray.exceptions.GetTimeoutError:
             return None  # the call goes on: its answer is taken next time
         except ray.exceptions.RayError as exc:
@@ -181,14 +229,28 @@ class RayChannel(Channel, mode="ray"):
             raise ChannelBroken(f"channel {self.name!r}: its buffer actor is gone ({exc})") from exc
         self._pending_get = None
         if what == "batch":
-            return data
+            if not self.redeliver:  # the next batch comes while this one is handled
+                self._pending_get = self._hub.get.remote(self._key, POLL, self._reader)
+            try:
+                parts = [pickle.loads(part) for part in data]
+            except Exception as exc:  # a record whose class is not importable here
+                raise NotPicklable(f"channel {self.name!r}: a batch cannot be unpickled here ({type(exc).__name__}: "
+                                   f"{exc}); install the records' classes where the reader runs") from exc
+            return parts[0] if len(parts) == 1 else [record for part in parts for record in part]
         if what == "end":
             self._ends_seen = self.writers
             return [END]
         if what == "broken":
             self._broken = self._broken or ChannelBroken(f"channel {self.name!r} was aborted: {data}")
             self._check_broken()
+        if what == "gone":  # (a channel has one reader: another one began reading it)
+            raise ChannelBroken(f"channel {self.name!r}: another reader took it over")
         return None
+
+    def reader_died(self) -> None:
+        """Its reader's process died (a Ray host calls this before anything is sent again): its
+        calls still waiting in the hub give up, so none takes what is meant for the next reader."""
+        self._call(self._hub.attach.remote(self._key), time.monotonic() + 5)
 
     def acknowledge(self, checkpoint: Any = None) -> None:
         """The reader handled the batch it took last and sent its outputs on; ``checkpoint`` is

@@ -65,7 +65,11 @@ class _Buffer:
 
     def __init__(self, capacity: int, writers: int, redeliver: bool) -> None:
         self.capacity, self.writers, self.redeliver = capacity, writers, redeliver
-        self.batches: deque[list[Any]] = deque()
+        self.batches: deque[bytes] = deque()  # pickled batches
+        self.reader = 0  # the number of the reader attached last
+        self.turn: dict[str, int] = {}  # writer -> the number of the batch it sends next
+        self.arrived = 0  # batches put so far
+        self.gone = 0  # batches handed out so far
         self.ends = 0
         self.broken: str | None = None
         self.taken: list[Any] | None = None  # redeliver: handed out, not acknowledged yet
@@ -73,7 +77,7 @@ class _Buffer:
         self.acknowledged = 0
         self.changed = asyncio.Condition()
 
-    async def wait(self, ready: Any, timeout: float) -> bool:
+    async def wait(self, ready: Any, timeout: float | None) -> bool:
         async with self.changed:
             try:
                 await asyncio.wait_for(self.changed.wait_for(lambda: self.broken is not None or ready()), timeout)
@@ -98,19 +102,28 @@ class _Hub:
         self.buffers[key] = _Buffer(capacity, writers, redeliver)
 
     async def drop(self, key: str) -> None:
-        self.buffers.pop(key, None)
+        b = self.buffers.pop(key, None)
+        if b is not None:  # a put still waiting to be let in gives up
+            b.broken = b.broken or "the channel was dropped"
+            await b.notify()
         self.ints.pop(key, None)
 
-    async def put(self, key: str, batch: list[Any], timeout: float) -> str:
-        """"ok", "full" (still full after ``timeout`` s) or "broken: why"."""
+    async def put(self, key: str, data: bytes, writer: str, number: int) -> str:
+        """Take a batch (``data``: pickled by the writer, kept as bytes) in its writer's order
+        (``number``: 0, 1, 2... for each ``writer``; Ray may start an asyncio actor's calls in
+        another order), answer "ok" once fewer than ``capacity`` batches are ahead of it (the
+        bound the writer waits on: backpressure), or "broken: why"."""
         b = self.buffers[key]
-        if not await b.wait(lambda: len(b.batches) < b.capacity, timeout):
-            return "full"
+        await b.wait(lambda: b.turn.get(writer, 0) == number, None)
         if b.broken is not None:
             return f"broken: {b.broken}"
-        b.batches.append(batch)
+        b.turn[writer] = number + 1
+        b.batches.append(data)
+        b.arrived += 1
+        place = b.arrived
         await b.notify()
-        return "ok"
+        await b.wait(lambda: b.gone >= place - b.capacity, None)
+        return f"broken: {b.broken}" if b.broken is not None else "ok"
 
     async def end(self, key: str) -> str:
         b = self.buffers[key]
@@ -120,21 +133,37 @@ class _Hub:
         await b.notify()
         return "ok"
 
-    async def get(self, key: str, timeout: float) -> tuple[str, Any]:
-        """("batch", records), ("end", None), ("none", None) or ("broken", why)."""
+    async def attach(self, key: str) -> int:
+        """A reader starts reading (or the one that read died): the calls of any earlier reader
+        that are still waiting here give up, taking nothing (a dead reader's call must not take
+        what is sent to its successor). Returns the new reader's number."""
         b = self.buffers[key]
+        b.reader += 1
+        await b.notify()
+        return b.reader
+
+    async def get(self, key: str, timeout: float, reader: int) -> tuple[str, Any]:
+        """("batch", up to TAKE pickled batches), ("end", None), ("none", None), ("broken", why),
+        or ("gone", None) when another reader was attached since ``reader``."""
+        b = self.buffers[key]
+        if b.reader != reader:
+            return "gone", None
         if b.taken is not None:  # a new reader after a death: the batch in flight again
             return "batch", b.taken
-        ready = await b.wait(lambda: bool(b.batches) or b.ends >= b.writers, timeout)
+        ready = await b.wait(lambda: bool(b.batches) or b.ends >= b.writers or b.reader != reader, timeout)
         if b.broken is not None:
             return "broken", b.broken
+        if b.reader != reader:
+            return "gone", None
         if not ready:
             return "none", None
         if not b.batches:
             return "end", None
-        records = b.batches.popleft()
-        while b.batches and len(records) < TAKE * len(b.batches[0]):
-            records = records + b.batches.popleft()
+        records = [b.batches.popleft()]
+        b.gone += 1
+        while b.batches and len(records) < TAKE:
+            records.append(b.batches.popleft())
+            b.gone += 1
         if b.redeliver:
             b.taken = records
         await b.notify()

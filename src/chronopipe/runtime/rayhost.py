@@ -17,6 +17,7 @@ flag set by a signal handler is only read here) and brings its counts home twice
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 import dill
 
 from ..actors.actor import Actor
-from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope
+from ..actors.errors import ActorError, describe_exit, error_envelope, error_from_envelope, from_exception
 from ..actors.hosting import Counts
 from ..channels.rayhub import ensure_ray, require_ray
 from .signals import start_quiet
@@ -160,7 +161,14 @@ class RayHosting:
         record = HostRecord(actor, RayHost(actor))
         self._forget_ended()  # type: ignore[attr-defined]
         self._records[id(actor)] = record
-        record.host.start()
+        try:
+            record.host.start()
+        except Exception as exc:  # it cannot be pickled (a lock, a socket, an open file): it fails here, at once
+            error = from_exception(actor.name, TypeError(
+                f"the actor cannot be sent to Ray: {_culprit(actor)} ({type(exc).__name__}: {exc}); give it only "
+                "what pickles, and open files, sockets and connections in its on_start (a node's begin)"))
+            actor._finish(error=error)
+            raise error from None
         if self._ray_supervisor is None or not self._ray_supervisor.is_alive():
             self._ray_supervisor = start_quiet(
                 threading.Thread(target=self._supervise_ray, name="chronopipe-ray-supervisor", daemon=True))
@@ -239,6 +247,7 @@ class RayHosting:
                 error = error_from_envelope(payload, None)
                 self._account(actor, error, in_message=False)  # type: ignore[attr-defined]
             else:
+                _orphan_calls(actor)
                 delay = None if actor.stopping else actor.on_death(-9)
                 if delay is not None:
                     restart = True
@@ -270,3 +279,59 @@ class RayHosting:
             if self._ray_supervisor is None or not self._ray_supervisor.is_alive():
                 self._ray_supervisor = start_quiet(
                     threading.Thread(target=self._supervise_ray, name="chronopipe-ray-supervisor", daemon=True))
+
+
+def _orphan_calls(actor: Actor) -> None:
+    """A Ray actor died: what its inboxes' calls still waiting in the hub would take is left for
+    its successor (or for nobody), before ``on_death`` may send anything again."""
+    for channel in actor.inputs():
+        if getattr(channel, "mode", None) == "ray":
+            try:
+                channel.reader_died()  # type: ignore[attr-defined]
+            except Exception:  # a broken channel: nothing is read from it any more
+                log.debug("channel %r: could not detach its dead reader", channel.name, exc_info=True)
+
+
+def _culprit(obj: Any, path: str = "actor", depth: int = 8, seen: set[int] | None = None) -> str:
+    """Where in ``obj`` the value that cannot be pickled is (``actor.unit.owner.guard``), as deep
+    as its attributes, list items and dict values go: said in the error, which a whole graph of
+    nodes reached through the actor would not tell otherwise. References back to the objects
+    already looked into are not followed (the culprit is not behind them)."""
+    seen = set() if seen is None else seen
+    if depth == 0 or id(obj) in seen:
+        return path
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        children = [(f"{path}[{k!r}]", v) for k, v in obj.items()]
+    elif isinstance(obj, (list, tuple)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        try:  # what pickling takes of it (an Actor leaves its join event out)
+            state = obj.__getstate__()
+        except Exception:
+            state = None
+        if isinstance(state, tuple):  # (__dict__, slots)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        attrs = state if isinstance(state, dict) else {}
+        if not attrs:
+            return path
+        children = [(f"{path}.{k}", v) for k, v in attrs.items()]
+    for where, value in children:
+        if not _pickles(value, seen):
+            return _culprit(value, where, depth - 1, seen)
+    return path
+
+
+def _pickles(value: Any, seen: set[int]) -> bool:
+    """Whether ``value`` pickles as Ray pickles, the objects in ``seen`` standing for themselves."""
+    cloudpickle = require_ray().cloudpickle
+
+    class Probe(cloudpickle.CloudPickler):  # type: ignore[misc,name-defined]
+        def persistent_id(self, obj: Any) -> Any:
+            return id(obj) if obj is not value and id(obj) in seen else None
+
+    try:
+        Probe(io.BytesIO()).dump(value)
+    except Exception:
+        return False
+    return True
