@@ -181,7 +181,10 @@ def test_a_ray_node_that_dies_under_replay_is_restored_from_its_checkpoint(tmp_p
                         | sink, mode="ray", guarantee="replay")
     pipeline.consume(range(10_000))
     assert sink.items == [sum(range(10_000))]  # nothing counted twice, nothing lost
-    assert (tmp_path / "died").exists() and pipeline.statistics().restarts == 1
+    stats = pipeline.statistics()
+    assert (tmp_path / "died").exists() and stats.restarts == 1
+    assert [(n.name, n.received, n.sent) for n in stats.nodes] == [("src", 10_000, 10_000), ("sum", 10_000, 1),
+                                                                   ("sink", 1, 0)]
 
 
 def test_a_ray_node_dying_again_and_again_fails_the_run_naming_it() -> None:
@@ -268,6 +271,33 @@ def test_a_node_that_cannot_be_pickled_fails_the_run_at_once_naming_it() -> None
         Pipeline(MapNode("src", lambda x: x) | MapNode("locked", lambda x: x, guard=threading.Lock()),
                  mode="ray").consume(range(10))
     assert time.monotonic() - started < 10
+
+
+def test_a_threads_node_can_feed_ray_nodes() -> None:
+    sink = ListSink("sink")
+    Pipeline(MapNode("here", lambda x: x + 1, mode="threads") | MapNode("there", lambda x: 2 * x) | sink,
+             mode="ray").consume(range(1000))
+    assert sink.items == [2 * (x + 1) for x in range(1000)]
+
+
+def test_ray_options_asking_more_than_the_cluster_has_fail_the_run_naming_the_node() -> None:
+    with pytest.raises(ActorError, match="actor 'greedy' failed.*ask for 64 CPU and the Ray cluster has 2 in all"):
+        Pipeline(MapNode("src", lambda x: x) | MapNode("greedy", lambda x: x, ray_options={"num_cpus": 64}),
+                 mode="ray").consume(range(10))
+
+
+def test_ray_options_ray_refuses_fail_the_run_naming_the_node() -> None:
+    with pytest.raises(ActorError, match="actor 'typo' failed: ValueError: Invalid option keyword num_cpu"):
+        Pipeline(MapNode("typo", lambda x: x, ray_options={"num_cpu": 1}), mode="ray").consume(range(10))
+
+
+def test_a_record_that_cannot_be_pickled_is_a_one_line_error() -> None:
+    import threading
+
+    with pytest.raises(ActorError) as caught:
+        Pipeline(MapNode("src", lambda x: threading.Lock()) | ListSink("sink"), mode="ray").consume(range(3))
+    assert "a record cannot be pickled (cannot pickle '_thread.lock' object)" in caught.value.message
+    assert "\n" not in caught.value.message.split("--- traceback")[0].strip()
 
 
 def test_a_pipeline_cannot_mix_processes_and_ray() -> None:
@@ -371,3 +401,24 @@ def _in_session(process: psutil.Process, sid: int) -> bool:
         return os.getsid(process.pid) == sid
     except (OSError, psutil.Error):
         return False
+
+
+SHUT_DOWN_THEN_AGAIN = """
+import ray
+from chronopipe.graph import Pipeline
+from chronopipe.testing import ListSink, MapNode
+for run in (1, 2):
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    sink = ListSink("sink")
+    Pipeline(MapNode("a", lambda x: x + run), mode="ray").consume(range(3))
+    Pipeline(MapNode("b", lambda x: x + run) | sink, mode="ray").consume(range(3))
+    print(sink.items)
+    ray.shutdown()
+"""
+
+
+def test_a_run_after_ray_shutdown_and_init_again_works(tmp_path) -> None:
+    script = tmp_path / "again.py"
+    script.write_text(SHUT_DOWN_THEN_AGAIN)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:2] == ["[1, 2, 3]", "[2, 3, 4]"], done.stderr[-2000:]

@@ -13,6 +13,7 @@ says when each runs, where, and what happens if it raises). Actors import no run
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -306,6 +307,13 @@ class Actor:
     def channels(self) -> list[Channel]:
         """Every channel this actor reads or writes."""
         return self.inputs() + self.outputs
+
+    def shipping(self) -> contextlib.AbstractContextManager[Any]:
+        """For implementors of hosts that pickle the actor to run it elsewhere (the Ray host): the
+        context to pickle it in. Runs in the parent, in the thread that starts the actor. An actor
+        that reaches objects it must not take along (a pipeline node: the graph around it)
+        returns a context in which they pickle without them; the default changes nothing."""
+        return contextlib.nullcontext()
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy of the actor (the one a Ray host sends to its worker) has its own ``join`` event."""

@@ -164,7 +164,8 @@ class RayChannel(Channel, mode="ray"):
         try:  # pickled here, as Ray pickles (a class of __main__ goes by value): the hub only keeps bytes
             data = require_ray().cloudpickle.dumps(list(batch), protocol=5)
         except Exception as exc:
-            raise NotPicklable(f"channel {self.name!r}: a record cannot be pickled ({exc}); ray channels "
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NotPicklable(f"channel {self.name!r}: a record cannot be pickled ({why}); ray channels "
                                "carry pickled batches: send plain data") from exc
         self._ahead.append(self._hub.put.remote(self._key, data, self._writer, self._sent))
         self._sent += 1

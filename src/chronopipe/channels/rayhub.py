@@ -161,7 +161,7 @@ class _Hub:
             return "end", None
         records = [b.batches.popleft()]
         b.gone += 1
-        while b.batches and len(records) < TAKE:
+        while b.batches and len(records) < (1 if b.redeliver else TAKE):  # (a redelivered batch: one)
             records.append(b.batches.popleft())
             b.gone += 1
         if b.redeliver:
@@ -196,20 +196,23 @@ class _Hub:
         self.ints[key][i] = value
 
 
-_hub_of: dict[int, Any] = {}
+_hub_of: dict[tuple[int, str], Any] = {}
 
 
 def hub() -> Any:
-    """This process's hub actor (made on first use; it lives as long as this process's Ray job).
+    """This process's hub actor on the Ray it is connected to now (made on first use; it lives
+    as long as this process's Ray job: after ``ray.shutdown()`` and a new ``ray.init()`` a new
+    one is made, and the channels made before are gone with the old Ray).
 
     Raises:
         RayMissingError: Ray is not installed.
     """
-    pid = os.getpid()
-    if pid not in _hub_of:
-        ray = ensure_ray()
-        _hub_of[pid] = ray.remote(_Hub).options(num_cpus=0, max_concurrency=10_000).remote()
-    return _hub_of[pid]
+    ray = ensure_ray()
+    where = (os.getpid(), ray.get_runtime_context().gcs_address)
+    if where not in _hub_of:
+        _hub_of.clear()  # (a hub of a Ray this process left is unreachable)
+        _hub_of[where] = ray.remote(_Hub).options(num_cpus=0, max_concurrency=10_000).remote()
+    return _hub_of[where]
 
 
 def drop(hub: Any, key: str) -> None:

@@ -76,7 +76,7 @@ class Distributor:
         local Ray) or "threads". ``collector`` holds the collector's state afterwards (a
         process's or Ray actor's is copied back). ``max_restarts``: how often each worker and
         the collector is started again after dying. ``max_unacked``: the tasks a worker
-        holds that are not acknowledged yet (default: 4, or twice the threads of a
+        holds that are not acknowledged yet (default: 4, 16 on Ray, or twice the threads of a
         MultiThreadedWorker): enough that a worker never waits for its next task while its last
         result travels to the collector and back.
 

@@ -28,6 +28,9 @@ __all__ = ["DistributeReport"]
 
 #: The unacknowledged tasks a worker holds by default (twice its threads for a MultiThreadedWorker).
 DEFAULT_UNACKED = 4
+#: On Ray, where a task's round trip (distributor, worker, collector, through the hub) is a few
+#: milliseconds, not a fraction of one: more in flight keeps a worker busy meanwhile.
+RAY_UNACKED = 16
 #: Acknowledgements a message at most: a batch of ids stays under a pipe's atomic write
 #: (4 KiB), so a collector killed while sending one leaves no half message behind.
 ACK_BATCH = 100
@@ -86,7 +89,8 @@ class _Run:
                 actor = WorkerActor(name, wcls, inbox, self.results, mode, self.deaths, max_restarts)
                 self.workers[name] = actor
                 self.held[name] = {}
-                self.limit[name] = max_unacked or max(DEFAULT_UNACKED, 2 * int(getattr(wcls, "n_threads", 1)))
+                least = RAY_UNACKED if mode == "ray" else DEFAULT_UNACKED
+                self.limit[name] = max_unacked or max(least, 2 * int(getattr(wcls, "n_threads", 1)))
                 books[actor.type_name].workers.append(actor)
         self.collector = CollectorActor(collector, self.results, self.acks, mode, self.deaths, max_restarts)
 

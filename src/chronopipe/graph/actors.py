@@ -36,7 +36,7 @@ from ..multiplex.merge import merge_channels
 from ..order.window import MergeWindow
 from .errors import mark
 from .marks import MarkPassing
-from .node import GroupByNode
+from .node import GroupByNode, shipping
 from .plan import PROGRESS, Unit
 from .redelivery import Redelivered
 from .restarts import Restartable
@@ -94,6 +94,10 @@ class NodeActor(MarkPassing, Restartable, Redelivered, Actor):
 
     def inputs(self) -> list[Any]:
         return list(self.unit.inputs)
+
+    def shipping(self) -> Any:
+        """Pickled for a Ray worker, its nodes go alone (node.shipping)."""
+        return shipping()
 
     # -- begin ---------------------------------------------------------------------------
     def on_start(self) -> None:

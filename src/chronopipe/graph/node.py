@@ -15,9 +15,11 @@ this node: ``guarantee`` and ``max_retries`` (chronopipe.delivery).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from .clock import Clock
@@ -26,7 +28,22 @@ from .consecution import ConsecutionExtras
 if TYPE_CHECKING:
     from .compose import MergeSpec
 
-__all__ = ["GroupByNode", "Node", "RouterNode", "top_down_order"]
+__all__ = ["GroupByNode", "Node", "RouterNode", "shipping", "top_down_order"]
+
+#: True while a node actor is pickled for a Ray worker (``shipping()``).
+_SHIPPING = contextvars.ContextVar("chronopipe_shipping", default=False)
+
+
+@contextlib.contextmanager
+def shipping() -> Iterator[None]:
+    """While pickling a node actor for another machine: each node pickles alone, without the
+    pipeline and the nodes around it (their state, their wiring in this process: locks, thread
+    channels), and with its class's ``push`` (its actor wires its own where it runs)."""
+    token = _SHIPPING.set(True)
+    try:
+        yield
+    finally:
+        _SHIPPING.reset(token)
 
 _NO_KEY = object()
 
@@ -74,6 +91,14 @@ class Node(ConsecutionExtras):
         self._logging: str | None = None
         self._merge: MergeSpec | None = None  # set by merge_sorted([...]) | self
         self.clock = Clock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if _SHIPPING.get():  # to a Ray worker: this node alone (see shipping())
+            state.pop("pipeline", None)
+            state.pop("push", None)
+            state["_upstream_nodes"], state["_downstream_nodes"] = [], []
+        return state
 
     # -- what users override -------------------------------------------------------------
     def begin(self) -> None:
@@ -234,8 +259,10 @@ class RouteError(ValueError):
     """A router returned a name that is not one of its downstream nodes."""
 
 
-def bad_route(router: Node, got: Any) -> RouteError:
-    names = sorted(n.name for n in router._downstream_nodes)
+def bad_route(router: Node, got: Any, names: Iterable[str] | None = None) -> RouteError:
+    """The error of a router that named no node it routes to (``names``: those it does, by
+    default its downstream nodes')."""
+    names = sorted(n.name for n in router._downstream_nodes) if names is None else sorted(names)
     return RouteError(f"router {router.name!r} returned {got!r}, which names none of the nodes it routes to; "
                       f"it must return one of {names}")
 

@@ -67,6 +67,8 @@ class Redelivered:
         _replace(self._global_state, saved["state"])
         self._tokens = saved["tokens"]
         self.counts.received, self.counts.emitted = saved["counts"]
+        for port, sent in zip(self.unit.ports, saved["sent"], strict=True):  # (emitted is their sum again)
+            port.sent = sent
         if self.tally is not None and saved["tally"] is not None:
             self.tally.retried, self.tally.dead_lettered, self.tally.dropped = saved["tally"]
         return True
@@ -78,6 +80,7 @@ class Redelivered:
             "state": self._global_state,
             "tokens": self._tokens,
             "counts": (self.counts.received, self.counts.emitted),
+            "sent": [port.sent for port in self.unit.ports],
             "tally": (tally.retried, tally.dead_lettered, tally.dropped) if tally is not None else None,
         })
 

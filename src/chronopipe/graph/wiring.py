@@ -90,7 +90,7 @@ def route_to(router: RouterNode, table: dict[str, Target]) -> Target:
         name = route(item)
         target = get(name)
         if target is None:
-            raise bad_route(router, name)
+            raise bad_route(router, name, table)
         target(item)
 
     return routed

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from typing import Any
 
 import dill
@@ -37,6 +38,8 @@ __all__ = ["RayHost", "RayHosting"]
 log = logging.getLogger("chronopipe.runtime")
 #: Seconds between two readings of a Ray actor's counts.
 COUNTS_EVERY = 0.5
+#: Seconds after which an actor Ray has not started yet is worth a warning.
+PENDING_WARNING = 10
 
 
 class _Shell:
@@ -111,13 +114,29 @@ class RayHost:
         self.stop_sent = False
         self.counts_ref: Any = None
         self.counts_at = 0.0
+        self.started_at = 0.0
+        self.said_waiting = False
         self._ended = threading.Event()
 
     def start(self) -> None:
-        ensure_ray()
+        """Create the Ray actor (it starts in its own time: ``pid`` is learnt later).
+
+        Raises:
+            ValueError: ``ray_options`` Ray refuses, or asking for more than the cluster has.
+            TypeError: the actor cannot be pickled (the message says where in it).
+        """
+        ray = ensure_ray()
         options = {"num_cpus": 0, "max_concurrency": 2, "max_restarts": 0,
                    **(getattr(self.actor, "ray_options", None) or {})}
-        data = require_ray().cloudpickle.dumps(self.actor)  # (the parent's copy: counts and stop flag as now)
+        _check_room(options, ray.cluster_resources())
+        with self.actor.shipping():  # (the parent's copy: counts and stop flag as they are now)
+            try:
+                data = ray.cloudpickle.dumps(self.actor)
+            except Exception as exc:
+                raise TypeError(f"the actor cannot be sent to Ray: {_culprit(self.actor)} ({type(exc).__name__}: "
+                                f"{exc}); give it only what pickles, and open files, sockets and connections in "
+                                "its on_start (a node's begin)") from None
+        self.started_at = time.monotonic()
         self.shell = _shell_class().options(**options).remote(self.actor.name, data)
         self.run_ref = self.shell.run.remote()
         self.pid_ref = self.shell.pid.remote()
@@ -161,14 +180,7 @@ class RayHosting:
         record = HostRecord(actor, RayHost(actor))
         self._forget_ended()  # type: ignore[attr-defined]
         self._records[id(actor)] = record
-        try:
-            record.host.start()
-        except Exception as exc:  # it cannot be pickled (a lock, a socket, an open file): it fails here, at once
-            error = from_exception(actor.name, TypeError(
-                f"the actor cannot be sent to Ray: {_culprit(actor)} ({type(exc).__name__}: {exc}); give it only "
-                "what pickles, and open files, sockets and connections in its on_start (a node's begin)"))
-            actor._finish(error=error)
-            raise error from None
+        _start_or_fail(record)
         if self._ray_supervisor is None or not self._ray_supervisor.is_alive():
             self._ray_supervisor = start_quiet(
                 threading.Thread(target=self._supervise_ray, name="chronopipe-ray-supervisor", daemon=True))
@@ -201,6 +213,11 @@ class RayHosting:
         ray, actor = require_ray(), record.actor
         if actor._stop[0] and not host.stop_sent:
             host.cancel(None)
+        if host.pid is None and not host.said_waiting and time.monotonic() - host.started_at > PENDING_WARNING:
+            host.said_waiting = True  # (Ray keeps an actor it has no room for pending, silently)
+            warnings.warn(f"actor {actor.name!r}: Ray has not started it after {PENDING_WARNING} s: does the cluster "
+                          f"have room for its ray_options {getattr(actor, 'ray_options', None) or {}!r}? (`ray "
+                          "status` says what is free)", RuntimeWarning, stacklevel=1)
         try:
             if host.pid is None and host.pid_ref is not None and ray.wait([host.pid_ref], timeout=0)[0]:
                 host.pid, host.node = ray.get(host.pid_ref)
@@ -272,13 +289,54 @@ class RayHosting:
             if record.cancelled_by is not None or actor.stopping:
                 actor._finish(error=record.cancelled_by, cancelled=True)
                 return
-            host = RayHost(actor)
-            record.host = host
-            host.start()
-            log.warning("actor %r: its Ray actor died; restarted", actor.name)
-            if self._ray_supervisor is None or not self._ray_supervisor.is_alive():
+            record.host = RayHost(actor)
+            try:
+                _start_or_fail(record)
+            except ActorError:  # it cannot be started again: it failed, and its component with it
+                failed = True
+            else:
+                failed = False
+                log.warning("actor %r: its Ray actor died; restarted", actor.name)
+            if not failed and (self._ray_supervisor is None or not self._ray_supervisor.is_alive()):
                 self._ray_supervisor = start_quiet(
                     threading.Thread(target=self._supervise_ray, name="chronopipe-ray-supervisor", daemon=True))
+        if failed:
+            self._fail_component(actor)  # type: ignore[attr-defined]
+
+
+def _start_or_fail(record: Any) -> None:
+    """Start ``record``'s Ray host; if it cannot start, its actor fails now with an ActorError
+    naming it (the caller holds the runtime's lock).
+
+    Raises:
+        ActorError: the actor's error, whatever start() raised.
+    """
+    try:
+        record.host.start()
+    except Exception as exc:
+        error = from_exception(record.actor.name, exc if isinstance(exc, (TypeError, ValueError)) else ValueError(
+            f"it cannot be started on Ray ({type(exc).__name__}: {exc})"))
+        record.actor._finish(error=error)
+        raise error from None
+
+
+#: ``.options()`` keywords that ask for a resource, and its name in ``ray.cluster_resources()``.
+_RESOURCES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+
+
+def _check_room(options: dict[str, Any], cluster: dict[str, float]) -> None:
+    """Refuse options asking for more of a resource than the whole cluster has (Ray would keep
+    the actor pending for ever).
+
+    Raises:
+        ValueError: naming the resource, what is asked and what there is.
+    """
+    wanted = {name: options[key] for key, name in _RESOURCES.items() if options.get(key)}
+    wanted.update(options.get("resources") or {})
+    for name, amount in wanted.items():
+        if amount > cluster.get(name, 0):
+            raise ValueError(f"its ray_options ask for {amount} {name} and the Ray cluster has "
+                             f"{cluster.get(name, 0):g} in all: Ray would never start it")
 
 
 def _orphan_calls(actor: Actor) -> None:
