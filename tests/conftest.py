@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -62,17 +63,25 @@ def pipeline_mode(request) -> str:
 
 
 TESTS = Path(__file__).resolve().parent
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray for this test process (2 CPUs, a small object store), shut down at the end."""
+    """A local Ray for the tests of one module (2 CPUs, a small object store), shut down after
+    them: Ray's processes and sockets, which a driver holds, are not left to the next module's
+    checks of this process's children and sockets."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'chronopipe[ray]')")
     # Ray workers import the tests' node classes by module name, as a user's workers import theirs
     # (docs/ray.md): this folder is on their path as it is on ours.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)  # (its start-up notes are not the output of the test that starts it)
     yield ray
     ray.shutdown()
+    deadline = time.monotonic() + 10  # its processes gone before the next module looks at ours
+    while any(of_ray(p) and _alive(p) for p in psutil.Process().children(recursive=True)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
 
 

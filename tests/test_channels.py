@@ -112,7 +112,7 @@ def test_maxsize_must_be_positive_because_channels_are_bounded():
 
 
 def test_unknown_kind_is_refused():
-    with pytest.raises(ValueError, match="'thread' or 'process'"):
+    with pytest.raises(ValueError, match="'thread', 'process' or 'ray'"):
         cp.Channel(mode="carrier-pigeon")
 
 

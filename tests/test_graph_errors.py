@@ -244,7 +244,7 @@ def test_workers_must_be_a_positive_int(mode: str) -> None:
 
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_a_node_mode_must_be_threads_or_processes(mode: str) -> None:
-    with pytest.raises(ValueError, match="'threads' or 'processes'"):
+    with pytest.raises(ValueError, match="'threads', 'processes' or 'ray'"):
         run(MapNode("src", lambda x: x, mode="gpu"), mode)
 
 
