@@ -19,32 +19,28 @@ that checkpoint (``restore()``) and then the same batch again first.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import pickle
-import threading
 import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .base import Channel, ChannelBroken, Mode, NotPicklable, remaining
-from .end import END, is_end
-from .outbox import LINGER, Outbox
+from .batched import BatchedWriter
+from .end import END
+from .outbox import LINGER
 from .rayhub import drop, hub, require_ray
 
 __all__ = ["RayChannel"]
 
-_first = operator.itemgetter(0)
 #: Batches a writer sends before the first of them is within the buffer's bound.
 AHEAD = 2
 #: Seconds a blocked writer waits between two looks at whether the channel was aborted.
 POLL = 0.25
 
 
-class RayChannel(Channel, mode="ray"):
+class RayChannel(BatchedWriter, Channel, mode="ray"):
     """A channel between actors on Ray: batches of up to ``batch_size`` records through the
     hub, which lets in at most ``maxsize // batch_size`` of them (at least one), and ``AHEAD``
     more per writer.
@@ -71,11 +67,7 @@ class RayChannel(Channel, mode="ray"):
         self._reset_local_state()
 
     def _reset_local_state(self) -> None:
-        self._wlock = threading.RLock()
-        self._outbox = Outbox(self._send_batch, limit=self.batch_size, linger=self.linger, lock=self._wlock,
-                              on_wait=self._wait_until)
-        self._closes_here = 0
-        self._closed_here = False
+        self._reset_writer()
         self._rbatch, self._ridx = [], 0
         self._pending_get: Any = None
         self._reader: int | None = None  # the hub's number for this process's reading of it (attach)
@@ -86,44 +78,7 @@ class RayChannel(Channel, mode="ray"):
         return _rebuild, (self.name, self.maxsize, self.writers, self.batch_size, self.linger, self.redeliver,
                           self._hub, self._key)
 
-    # -- writer side -------------------------------------------------------------------
-    def put(self, item: Any, timeout: float | None = None) -> None:
-        if is_end(item):
-            self.close()
-            return
-        if self._closed_here:
-            raise ValueError(f"channel {self.name!r}: put after close")
-        self._outbox.put(item, timeout)
-
-    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> int:
-        if self._closed_here:
-            raise ValueError(f"channel {self.name!r}: put after close")
-        if not isinstance(items, (list, tuple)):
-            return self._stream(iter(items), timeout)
-        self._outbox.put_many(items, timeout)
-        return len(items)
-
-    def _stream(self, it: Iterator[Any], timeout: float | None) -> int:
-        # As a process channel: the linger thread sends what came while the iterator pauses.
-        box, taken = self._outbox, 0
-        pending, size = box.pending, box.limit
-        LINGER.poll(self)
-        try:
-            while True:
-                pulled = itertools.count()
-                chunk = itertools.islice(it, max(1, size - len(pending)))
-                pending.extend(map(_first, zip(chunk, pulled, strict=False)))
-                n = next(pulled)
-                if not n:
-                    return taken
-                taken += n
-                if len(pending) >= size:
-                    box.flush(timeout)
-        finally:
-            LINGER.unpoll(self)
-            if pending:
-                box.wait_from(time.monotonic())
-
+    # -- writer side (put, put_many, the linger timer: batched.py) --------------------
     def flush(self) -> None:
         """Send what this process holds, and wait until the buffer has every batch sent (within
         its bound): what a node sent on before it acknowledges a batch is there for its reader."""
@@ -141,17 +96,6 @@ class RayChannel(Channel, mode="ray"):
             self._call(self._hub.end.remote(self._key), None)
             self._closes_here += 1
             self._closed_here = self._closes_here >= self.writers
-
-    def _wait_until(self, due: float) -> None:
-        LINGER.watch(self, due)
-
-    def _linger_flush(self, polled: bool = False) -> None:
-        with self._wlock:
-            if not self._closed_here:
-                if polled:
-                    self._outbox.flush()
-                else:
-                    self._outbox.flush_due(time.monotonic())
 
     def _send_batch(self, batch: list[Any] | tuple[Any, ...], timeout: float | None) -> None:
         """Send one batch (a copy: the outbox reuses its list); raises, having sent nothing, if it cannot.

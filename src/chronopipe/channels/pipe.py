@@ -19,27 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import logging
-import operator
 import os
 import pickle
-import queue
 import struct
 import tempfile
-import threading
 import time
 import weakref
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import multiprocess
 from multiprocess.connection import Pipe
 
 from .base import Channel, ChannelBroken, Mode, NotPicklable, remaining
+from .batched import BatchedWriter
 from .end import END
-from .outbox import LINGER, Outbox, dumps_batch
+from .outbox import LINGER, dumps_batch
 
 __all__ = ["HEAD", "ProcessChannel", "dumps_batch", "framed", "keep_only", "live_channels", "scan"]
 
@@ -53,7 +50,6 @@ _HEAD = struct.Struct("!i4sIII")
 HEAD = _HEAD.size
 
 log = logging.getLogger("chronopipe.channels")
-_first = operator.itemgetter(0)
 _live: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
 
 
@@ -134,17 +130,12 @@ def live_channels() -> list[ProcessChannel]:
     return list(_live)
 
 
-class ProcessChannel(Channel, mode="process"):
+class ProcessChannel(BatchedWriter, Channel, mode="process"):
     """Cross-process channel with batching, bounded by a semaphore over batches in flight.
 
-    Its write buffer is an :class:`~chronopipe.channels.outbox.Outbox`, the mechanism every
-    writer batches with: ``limit`` is ``batch_size``, the sender pickles one batch into the
-    pipe, and the process's linger thread is its timer (the outbox's ``on_wait`` tells it when
-    a partial batch falls due; it then calls ``flush_due``). Two things are the channel's own:
-    the outbox is shared with that thread (``lock``: sends run one at a time, ``put`` appends
-    without a lock), and ``put_many`` of an iterator streams it into the outbox's list while
-    the linger thread sends what came every ``linger`` seconds (a live source's records never
-    wait for the next one).
+    Its writer side is a :class:`~chronopipe.channels.batched.BatchedWriter` (as a ray
+    channel's): an :class:`~chronopipe.channels.outbox.Outbox` whose sender pickles one batch of
+    ``batch_size`` into the pipe, the process's linger thread as its timer.
     """
 
     def __init__(
@@ -175,11 +166,7 @@ class ProcessChannel(Channel, mode="process"):
 
     def _reset_local_state(self) -> None:
         """Per-process state: a forked child must not resend its parent's partial batch."""
-        self._wlock = threading.RLock()  # serialises sends (close() flushes under it), never taken per record
-        self._outbox = Outbox(self._send_batch, limit=self.batch_size, linger=self.linger, lock=self._wlock,
-                              on_wait=self._wait_until)
-        self._closes_here = 0  # writers of this process that closed it (a thread channel counts them too)
-        self._closed_here = False  # every writer this channel has closed it here: no more puts or sends
+        self._reset_writer()
         self._rbatch, self._ridx = [], 0
         self._carry = b""  # bytes read past a damaged frame: the start of the next one
         self.damaged = 0  # bytes of damaged frames dropped here (a writer died mid-frame)
@@ -189,51 +176,7 @@ class ProcessChannel(Channel, mode="process"):
         raise TypeError(f"channel {self.name!r} cannot be pickled: give it to an Actor, which inherits it "
                         "when its process starts")
 
-    # -- writer side -------------------------------------------------------------------
-    # The write buffer is an Outbox (outbox.py) whose sender is _send_batch: put() appends to
-    # it without a lock (a lock per record costs more than the rest of put); sends, by the
-    # writer or by the linger thread (flush_due once a partial batch's linger has passed), run
-    # one at a time under _wlock and take whole runs from the left, so records leave in order
-    # and none is lost. A failed send leaves its records first in line.
-    def put(self, item: Any, timeout: float | None = None) -> None:
-        if item is END or item is queue.Empty:
-            self.close()
-            return
-        if self._closed_here:
-            raise ValueError(f"channel {self.name!r}: put after close")
-        self._outbox.put(item, timeout)
-
-    def put_many(self, items: Iterable[Any], timeout: float | None = None) -> int:
-        if self._closed_here:
-            raise ValueError(f"channel {self.name!r}: put after close")
-        if not isinstance(items, (list, tuple)):
-            return self._stream(iter(items), timeout)
-        self._outbox.put_many(items, timeout)  # whole batches go as they are, no copy
-        return len(items)
-
-    def _stream(self, it: Iterator[Any], timeout: float | None) -> int:
-        # Records go straight from the iterator into the outbox (in C), so while the iterator
-        # pauses (a live source waiting for data) the linger thread, which polls us meanwhile,
-        # can send what has arrived: no record waits for the next one.
-        box, taken = self._outbox, 0
-        pending, size = box.pending, box.limit
-        LINGER.poll(self)
-        try:
-            while True:
-                pulled = itertools.count()
-                chunk = itertools.islice(it, max(1, size - len(pending)))
-                pending.extend(map(_first, zip(chunk, pulled, strict=False)))
-                n = next(pulled)
-                if not n:
-                    return taken
-                taken += n
-                if len(pending) >= size:
-                    box.flush(timeout)
-        finally:
-            LINGER.unpoll(self)
-            if pending:  # the rest is due one linger from now, like a put's
-                box.wait_from(time.monotonic())
-
+    # -- writer side (put, put_many, the linger timer: batched.py) --------------------
     def flush(self) -> None:
         self._outbox.flush()
 
@@ -250,10 +193,6 @@ class ProcessChannel(Channel, mode="process"):
             self._send(_END_FRAME, None)
             self._closes_here += 1
             self._closed_here = self._closes_here >= self.writers
-
-    def _wait_until(self, due: float) -> None:
-        """The outbox's on_wait: a partial batch waits; the linger thread sends it at ``due``."""
-        LINGER.watch(self, due)
 
     def _send_batch(self, batch: list[Any] | tuple[Any, ...], timeout: float | None) -> None:
         """Pickle and send one batch (under _wlock); raises, having sent nothing, if it cannot."""
@@ -285,16 +224,6 @@ class ProcessChannel(Channel, mode="process"):
         finally:
             if lock is not None:
                 lock.release()
-
-    def _linger_flush(self, polled: bool = False) -> None:
-        """Called by the linger thread once a partial batch may have waited ``linger`` seconds
-        (``polled``: every ``linger`` seconds while put_many streams an iterator in)."""
-        with self._wlock:
-            if not self._closed_here:
-                if polled:
-                    self._outbox.flush()
-                else:
-                    self._outbox.flush_due(time.monotonic())
 
     # -- reader side -------------------------------------------------------------------
     def _receive(self, timeout: float) -> list[Any] | None:
