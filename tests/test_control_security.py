@@ -133,6 +133,14 @@ def test_the_servers_own_origin_is_accepted(served):
     assert call(server.url, "GET", "/stats", headers={"Origin": server.url})[0] == 200
 
 
+def test_a_body_of_blanks_is_not_json_and_not_acted_on(served):
+    server, _, actors = served
+    status, _, answer = call(server.url, "POST", "/stop", token=TOKEN, body=b" ",
+                             headers={"Content-Type": "application/json"})
+    assert status == 400 and answer["error"].startswith("the body is not JSON")
+    assert running(actors)
+
+
 def test_an_oversized_body_is_413_and_not_acted_on(served):
     server, _, actors = served
     big = {"input": "x", "records": ["y" * 1000] * 70}

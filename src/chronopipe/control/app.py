@@ -161,7 +161,7 @@ async def read_body(request: web.Request, cap: int) -> dict[str, Any]:
     except TimeoutError:
         request.protocol.force_close()
         raise BadRequest(f"the body did not arrive within {BODY_TIMEOUT:g} s") from None
-    if not raw.strip():
+    if not raw:  # (a body of blanks is not JSON: refused below, as the document says)
         return {}
     try:
         value = load(raw.decode("utf-8"))
