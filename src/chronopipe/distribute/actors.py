@@ -129,11 +129,7 @@ class WorkerActor(Actor):
     def on_death(self, exitcode: int | None) -> float | None:
         """Restart a killed worker process (up to ``max_restarts`` times) and tell the
         distributor, which hands its unacknowledged tasks out again."""
-        if self.restarts >= self.max_restarts:
-            return None
-        self.restarts += 1
-        self.deaths.put(self.name)
-        return RESTART_DELAY
+        return _restarted(self)
 
     @property
     def death_note(self) -> str:  # type: ignore[override]
@@ -188,11 +184,7 @@ class CollectorActor(Actor):
     def on_death(self, exitcode: int | None) -> float | None:
         """Start a dead collector again (up to ``max_restarts`` times, not once every task is
         acknowledged) and tell the distributor, which sends again what it may have lost."""
-        if self.finishing or self.restarts >= self.max_restarts:
-            return None
-        self.restarts += 1
-        self.deaths.put(self.name)
-        return RESTART_DELAY
+        return None if self.finishing else _restarted(self)
 
     @property
     def death_note(self) -> str:  # type: ignore[override]
@@ -207,3 +199,13 @@ class CollectorActor(Actor):
         state, self.duplicates = result
         if state is not self.collector.__dict__:  # a process's copy: the caller's collector takes it over
             self.collector.__dict__.update(state)
+
+
+def _restarted(actor: WorkerActor | CollectorActor) -> float | None:
+    """A dead worker or collector started again, counted, and the distributor told (None once
+    its ``max_restarts`` are used up)."""
+    if actor.restarts >= actor.max_restarts:
+        return None
+    actor.restarts += 1
+    actor.deaths.put(actor.name)
+    return RESTART_DELAY
