@@ -140,6 +140,17 @@ class HostRecord:
     def pid(self) -> int | None:
         return self.host.pid
 
+    def restart_wanted(self) -> bool:
+        """After a dead actor's restart delay, under the runtime's lock: whether to start it
+        again. False when it ended meanwhile, or was cancelled or stopped (then concluded so)."""
+        actor = self.actor
+        if actor.state != "running":
+            return False
+        if self.cancelled_by is not None or actor.stopping:
+            actor._finish(error=self.cancelled_by, cancelled=True)
+            return False
+        return True
+
 
 class ActorHosting:
     """The actor-hosting half of the Runtime (its attributes are made in ``Runtime._setup``)."""
@@ -275,10 +286,7 @@ class ActorHosting:
             threading.Event().wait(delay)
         actor = record.actor
         with self._lock:
-            if actor.state != "running":
-                return
-            if record.cancelled_by is not None or actor.stopping:
-                actor._finish(error=record.cancelled_by, cancelled=True)
+            if not record.restart_wanted():
                 return
             host = ProcessHost(actor)
             record.host = host

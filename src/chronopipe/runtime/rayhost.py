@@ -284,10 +284,7 @@ class RayHosting:
             time.sleep(delay)
         actor = record.actor
         with self._lock:
-            if actor.state != "running":
-                return
-            if record.cancelled_by is not None or actor.stopping:
-                actor._finish(error=record.cancelled_by, cancelled=True)
+            if not record.restart_wanted():
                 return
             record.host = RayHost(actor)
             try:
